@@ -1,0 +1,161 @@
+"""Clients for hive's unix sockets (agent sockets and the admin socket).
+
+``SyncClient`` is a plain blocking client (scripted agents, hivectl); ``TrioClient``
+pipelines many concurrent calls over one connection (hive-mcp, benchmarks, tests).
+
+>>> with SyncClient("/run/hive/agents/alice.sock") as c:   # doctest: +SKIP
+...     c.call("send", to="bob", body="hello")
+{'id': 17}
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hive.wire import FrameDecoder, WireError, encode_frame, request
+
+
+class HiveError(WireError):
+    """An error reply from the daemon: ``code`` and ``message`` are the daemon's."""
+
+
+class ConnectionLost(HiveError):
+    def __init__(self, message: str = "connection to the hive daemon was lost") -> None:
+        super().__init__("connection_lost", message)
+
+
+def _result(frame: dict[str, Any]) -> Any:
+    if frame.get("ok"):
+        return frame.get("result")
+    err = frame.get("error") or {}
+    raise HiveError(str(err.get("code", "error")), str(err.get("message", "unknown error")))
+
+
+class SyncClient:
+    """One blocking connection; one call at a time."""
+
+    def __init__(self, path: str | Path, timeout: float | None = None) -> None:
+        self.path = str(path)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(self.path)
+        except OSError as exc:
+            self._sock.close()
+            raise ConnectionLost(f"cannot connect to {self.path}: {exc.strerror}") from exc
+        self._decoder = FrameDecoder()
+        self._ids = itertools.count(1)
+        self._pending: list[dict[str, Any]] = []
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def send_raw(self, data: bytes) -> None:
+        self._sock.sendall(data)
+
+    def read_frame(self) -> dict[str, Any]:
+        while not self._pending:
+            data = self._sock.recv(65536)
+            if not data:
+                raise ConnectionLost()
+            for item in self._decoder.feed(data):
+                if isinstance(item, Exception):
+                    raise item
+                self._pending.append(item)
+        return self._pending.pop(0)
+
+    def call(self, op: str, **args: Any) -> Any:
+        req_id = next(self._ids)
+        self._sock.sendall(encode_frame(request(req_id, op, **args)))
+        while True:
+            frame = self.read_frame()
+            if frame.get("id") == req_id:
+                return _result(frame)
+
+    def stream(self, op: str, **args: Any) -> Iterator[dict[str, Any]]:
+        """Call a subscribing op and yield its push frames until the connection ends."""
+        self.call(op, **args)
+        while True:
+            try:
+                yield self.read_frame()
+            except ConnectionLost:
+                return
+
+
+class TrioClient:
+    """Many concurrent calls over one connection; replies are matched by id."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._send_lock = trio.Lock()
+        self.pushes_send, self.pushes = trio.open_memory_channel[dict[str, Any]](1000)
+        self._closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, path: str | Path) -> AsyncIterator[TrioClient]:
+        try:
+            stream = await trio.open_unix_socket(str(path))
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {path}: {exc.strerror}") from exc
+        client = cls(stream)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client._reader)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+                await stream.aclose()
+
+    async def _reader(self) -> None:
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await self._stream.receive_some(65536)
+                if not data:
+                    break
+                for frame in decoder.feed(data):
+                    if isinstance(frame, Exception):
+                        continue
+                    if "push" in frame:
+                        self.pushes_send.send_nowait(frame)
+                        continue
+                    chan = self._waiting.pop(frame.get("id", -1), None)
+                    if chan is not None:
+                        chan.send_nowait(frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._closed = True
+            for chan in self._waiting.values():
+                chan.close()
+            self._waiting.clear()
+
+    async def call(self, op: str, **args: Any) -> Any:
+        if self._closed:
+            raise ConnectionLost()
+        req_id = next(self._ids)
+        send, recv = trio.open_memory_channel[dict[str, Any]](1)
+        self._waiting[req_id] = send
+        async with self._send_lock:
+            await self._stream.send_all(encode_frame(request(req_id, op, **args)))
+        try:
+            frame = await recv.receive()
+        except trio.EndOfChannel:
+            raise ConnectionLost() from None
+        return _result(frame)

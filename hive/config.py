@@ -1,0 +1,217 @@
+"""hive.toml: the hive's settings and its declared agents.
+
+>>> cfg = HiveConfig.from_toml_text('''
+... [[agent]]
+... name = "manager"
+... runtime = "scripted"
+... ''')
+>>> cfg.agents[0].name
+'manager'
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from hive.wire import MAX_BODY_BYTES, MAX_FRAME_BYTES, WireError, validate_agent_name
+
+RUNTIMES = ("scripted", "claude")
+SANDBOXES = ("process", "bwrap", "nspawn", "auto")
+
+
+class ConfigError(ValueError):
+    """hive.toml says something hive cannot run; the message names the key."""
+
+
+@dataclass(frozen=True)
+class McpServerConfig:
+    """An extra MCP server for one agent, added to its --mcp-config."""
+
+    name: str
+    command: str
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    allowed_tools: tuple[str, ...] = ()  # empty: the whole server (mcp__<name>)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    runtime: str = "scripted"
+    model: str = "claude-sonnet-4-5"
+    parent: str = ""
+    sandbox: str = "process"
+    network: bool = True
+    persistent: bool = False  # claude: one stream-json process for many turns
+    allowed_recipients: tuple[str, ...] | None = None  # None: unrestricted
+    allowed_tools: tuple[str, ...] = ()
+    bash_allow: tuple[str, ...] = ()
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    packages: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 600
+    inbox_cap: int = 10_000
+    prompt: str = ""  # system prompt addition for the claude runtime
+    script: tuple[dict[str, Any], ...] = ()  # scripted runtime: message rules
+    on_kick: tuple[dict[str, Any], ...] = ()  # scripted runtime: steps when kicked
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_manager(self) -> bool:
+        return self.name == "manager"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "mcp_servers":
+                value = [
+                    {
+                        "name": s.name,
+                        "command": s.command,
+                        "args": list(s.args),
+                        "env": dict(s.env),
+                        "allowed_tools": list(s.allowed_tools),
+                    }
+                    for s in value
+                ]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "agent") -> AgentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        try:
+            name = validate_agent_name(raw.get("name"))
+        except WireError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        where = f"agent '{name}'"
+        values: dict[str, Any] = dict(raw)
+        for key in ("allowed_tools", "bash_allow", "packages", "script", "on_kick"):
+            if key in values:
+                if not isinstance(values[key], list):
+                    raise ConfigError(f"{where}: '{key}' must be a list")
+                values[key] = tuple(values[key])
+        if values.get("allowed_recipients") is not None:
+            if not isinstance(values["allowed_recipients"], list):
+                raise ConfigError(f"{where}: 'allowed_recipients' must be a list")
+            values["allowed_recipients"] = tuple(values["allowed_recipients"])
+        servers = []
+        for i, s in enumerate(values.get("mcp_servers", [])):
+            if not isinstance(s, dict) or "name" not in s or "command" not in s:
+                raise ConfigError(f"{where}: mcp_servers[{i}] needs 'name' and 'command'")
+            if s["name"] == "hive":
+                raise ConfigError(f"{where}: mcp server name 'hive' is reserved")
+            servers.append(
+                McpServerConfig(
+                    name=str(s["name"]),
+                    command=str(s["command"]),
+                    args=tuple(str(a) for a in s.get("args", [])),
+                    env={str(k): str(v) for k, v in s.get("env", {}).items()},
+                    allowed_tools=tuple(str(t) for t in s.get("allowed_tools", [])),
+                )
+            )
+        values["mcp_servers"] = tuple(servers)
+        cfg = cls(**values)
+        if cfg.runtime not in RUNTIMES:
+            raise ConfigError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
+        if cfg.sandbox not in SANDBOXES:
+            raise ConfigError(f"{where}: sandbox must be one of {', '.join(SANDBOXES)}")
+        if cfg.parent:
+            try:
+                validate_agent_name(cfg.parent)
+            except WireError as exc:
+                raise ConfigError(f"{where}: parent: {exc.message}") from exc
+        return cfg
+
+
+@dataclass(frozen=True)
+class HiveConfig:
+    """Settings of one hive. Every field has a default that works on a laptop."""
+
+    state_dir: Path = Path("hive-state")
+    run_dir: Path | None = None  # sockets; default <state_dir>/run
+    restart_intensity: int = 5  # R: crashes tolerated ...
+    restart_period: float = 60.0  # ... within T seconds, then the agent is failed
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    rate_limit_backoff: float = 30.0  # 429/529: wait, not a crash
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_turn_messages: int = 50
+    sqlite_synchronous: str = "FULL"
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8417
+    dashboard: bool = True
+    admin_group: str = ""
+    claude_bin: str = "claude"
+    agents: tuple[AgentConfig, ...] = ()
+
+    @property
+    def sockets_dir(self) -> Path:
+        return (self.run_dir or self.state_dir / "run").resolve()
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "hive.db"
+
+    def agent_dir(self, name: str) -> Path:
+        return (self.state_dir / "agents" / name).resolve()
+
+    def agent(self, name: str) -> AgentConfig | None:
+        for a in self.agents:
+            if a.name == name:
+                return a
+        return None
+
+    def with_overrides(self, **kw: Any) -> HiveConfig:
+        return replace(self, **kw)
+
+    @classmethod
+    def from_toml_text(cls, text: str, base_dir: Path | None = None) -> HiveConfig:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"hive.toml is not valid TOML: {exc}") from exc
+        hive_raw = dict(raw.pop("hive", {}))
+        agents_raw = raw.pop("agent", [])
+        if raw:
+            raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(raw))}")
+        known = {f.name for f in fields(cls)} - {"agents"}
+        unknown = sorted(set(hive_raw) - known)
+        if unknown:
+            raise ConfigError(f"[hive]: unknown key(s) {', '.join(unknown)}")
+        for key in ("state_dir", "run_dir"):
+            if key in hive_raw:
+                p = Path(hive_raw[key])
+                if base_dir is not None and not p.is_absolute():
+                    p = base_dir / p
+                hive_raw[key] = p
+        agents = tuple(
+            AgentConfig.from_dict(a, where=f"agent #{i + 1}") for i, a in enumerate(agents_raw)
+        )
+        names = [a.name for a in agents]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"agent(s) declared twice: {', '.join(dupes)}")
+        cfg = cls(agents=agents, **hive_raw)
+        if cfg.restart_intensity < 1 or cfg.restart_period <= 0:
+            raise ConfigError("[hive]: restart_intensity must be >= 1 and restart_period > 0")
+        if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
+        return cfg
+
+    @classmethod
+    def load(cls, path: Path) -> HiveConfig:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        return cls.from_toml_text(text, base_dir=path.parent.resolve())

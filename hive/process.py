@@ -1,0 +1,60 @@
+"""ProcessSpec: what to run for a turn, before and after a sandbox wraps it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    """Where one agent's files live on the host.
+
+    ``state`` is the agent's own writable directory (notes, claude config, model file);
+    ``work`` is the directory the agent works in (its cwd); ``socket`` is its agent socket.
+    """
+
+    name: str
+    root: Path  # <hive state>/agents/<name>
+    socket: Path  # <run dir>/agents/<name>.sock
+    hive_state: Path  # the hive's own state dir (db, every agent): hidden from sandboxes
+
+    @classmethod
+    def for_agent(cls, name: str, hive_state: Path, sockets_dir: Path) -> AgentPaths:
+        hive_state = hive_state.resolve()
+        return cls(name, hive_state / "agents" / name, sockets_dir / "agents" / f"{name}.sock",
+                   hive_state)
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "agent.log"
+
+    def ensure(self) -> None:
+        for d in (self.state, self.work, self.config):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process to start: argv, environment, working directory, bytes for stdin."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    stdin: bytes | None = None
+    keep_stdin_open: bool = False  # persistent sessions write turns to stdin
+
+    def with_argv(self, argv: tuple[str, ...]) -> ProcessSpec:
+        return replace(self, argv=argv)

@@ -1,0 +1,88 @@
+"""The runtime interface: how one turn of an agent becomes a process and a stream of events.
+
+A runtime is a small plugin (scripted, claude) chosen per agent in hive.toml. The turn
+runner (hive.io.turns) starts ``build(turn)`` through the agent's sandbox, feeds each stdout
+line to ``parse_line`` and, when the process exits, asks ``classify`` how the turn ended.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hive.config import AgentConfig, HiveConfig
+from hive.process import AgentPaths, ProcessSpec
+from hive.wire import Envelope
+
+
+class ExitClass(enum.StrEnum):
+    OK = "ok"
+    NEEDS_LOGIN = "needs_login"  # 401/403/"Not logged in": park, never a crash
+    RATE_LIMITED = "rate_limited"  # 429/529/usage limit: back off, not a crash
+    COMPACT_RETRY = "compact_retry"  # context too long: compact and retry
+    CRASH = "crash"  # anything else: counts toward restart intensity
+    CANCELLED = "cancelled"  # the operator cancelled the turn
+
+
+@dataclass(frozen=True)
+class TurnInput:
+    hive: HiveConfig
+    agent: AgentConfig
+    paths: AgentPaths
+    turn_id: int
+    model: str
+    messages: tuple[Envelope, ...]
+    kick_note: str | None = None
+    allowed_tools: tuple[str, ...] = ()
+    compact: bool = False  # the previous turn hit the context limit
+
+
+@dataclass(frozen=True)
+class TurnEvent:
+    """One thing that happened inside a turn, for the transcript, stats and turn_state.
+
+    kinds: init, text, tool_call, tool_result, usage, error, result.
+    """
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    exit_class: ExitClass
+    detail: str = ""
+    exit_code: int | None = None
+
+
+class Runtime(Protocol):
+    name: str
+
+    def build(self, turn: TurnInput) -> ProcessSpec:
+        """The process that plays this turn (before the sandbox wraps it)."""
+        ...
+
+    def parse_line(self, line: bytes) -> list[TurnEvent]:
+        """Events in one line of the process's stdout (none for noise)."""
+        ...
+
+    def classify(
+        self, returncode: int, events: Sequence[TurnEvent], stderr_tail: str
+    ) -> TurnOutcome:
+        """How the turn ended, from the exit code, its events and the end of its stderr."""
+        ...
+
+
+def format_turn_prompt(messages: Sequence[Envelope], kick_note: str | None) -> str:
+    """The text a model sees at the start of a turn: its new messages, oldest first."""
+    parts: list[str] = []
+    if kick_note is not None:
+        parts.append(f"[kick] {kick_note or 'You were woken up. Check your notes and carry on.'}")
+    for m in messages:
+        label = "event" if m.kind == "event" else "message"
+        parts.append(f"[{label} #{m.id} from {m.sender}]\n{m.body}")
+    if not parts:
+        parts.append("[kick] You were woken up. Check your notes and carry on.")
+    return "\n\n".join(parts)

@@ -1,0 +1,23 @@
+"""The sandbox interface: turn a ProcessSpec into one that runs inside the agent's sandbox."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hive.config import AgentConfig
+from hive.process import AgentPaths, ProcessSpec
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot run on this host (say which tool is missing and how to get it)."""
+
+
+class Sandbox(Protocol):
+    name: str
+
+    def prepare(self, agent: AgentConfig, paths: AgentPaths) -> None:
+        """Create and chown what the agent needs before its first turn (idempotent)."""
+
+    def wrap(self, spec: ProcessSpec, agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
+        """Return the command that runs ``spec`` inside this agent's sandbox."""
+        ...
