@@ -114,13 +114,20 @@ class TrioClient:
         except OSError as exc:
             raise ConnectionLost(f"cannot connect to {path}: {exc.strerror}") from exc
         client = cls(stream)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._reader)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
-                await stream.aclose()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._reader)
+                try:
+                    yield client
+                finally:
+                    # Closing the stream ends the reader by itself; cancelling the
+                    # nursery here instead would swallow the body's exception.
+                    await stream.aclose()
+        except BaseExceptionGroup as group:
+            # Callers catch HiveError, not a group holding one.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def _reader(self) -> None:
         decoder = FrameDecoder()

@@ -22,8 +22,9 @@ class AgentPaths:
     @classmethod
     def for_agent(cls, name: str, hive_state: Path, sockets_dir: Path) -> AgentPaths:
         hive_state = hive_state.resolve()
-        return cls(name, hive_state / "agents" / name, sockets_dir / "agents" / f"{name}.sock",
-                   hive_state)
+        return cls(
+            name, hive_state / "agents" / name, sockets_dir / "agents" / f"{name}.sock", hive_state
+        )
 
     @property
     def state(self) -> Path:

@@ -254,7 +254,9 @@ class Envelope:
                 meta=dict(d.get("meta") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise WireError("bad_envelope", f"envelope is missing or has a bad field: {exc}") from exc
+            raise WireError(
+                "bad_envelope", f"envelope is missing or has a bad field: {exc}"
+            ) from exc
 
 
 def arg(args: dict[str, Any], key: str, kind: type, default: Any = ...) -> Any:

@@ -1,0 +1,600 @@
+"""The Agent actor: one per agent. Its inbox, its turn loop, its crash watch, its kick.
+
+Rules it keeps:
+- A message stays pending until a turn that contained it ends cleanly, or ``recv`` hands
+  it over; a turn that crashes leaves its messages pending for the next turn.
+- A crashed turn is retried after a backoff; at most ``restart_intensity`` restarts in
+  ``restart_period`` seconds, and the crash after that marks the agent failed: nothing
+  restarts it until the operator acts. The manager is told of each crash.
+- needs_login parks the agent (no restarts); rate limits back off without counting as a
+  crash; a too-long context retries once compacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
+from hive.actors.bus import Send
+from hive.actors.hub import Publish
+from hive.actors.store import Write
+
+from hive.config import AgentConfig
+from hive.process import AgentPaths
+from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
+from hive.store import AgentRow, Queries
+from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError
+
+log = logging.getLogger(__name__)
+
+MAX_COMPACT_RETRIES = 2
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrived:
+    envs: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True)
+class Kick:
+    note: str | None = None
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Recv:
+    waiter_id: int
+    wait_seconds: float
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class RecvTimeout:
+    waiter_id: int
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    text: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class TurnEventMsg:
+    turn_id: int
+    event: TurnEvent
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    turn_id: int
+    outcome: TurnOutcome
+
+
+@dataclass(frozen=True)
+class RetryDue:
+    generation: int
+
+
+@dataclass(frozen=True)
+class Control:
+    """Operator lifecycle: pause, resume, cancel, reset (clear failed / needs_login)."""
+
+    op: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class _PublishDirty:
+    pass
+
+
+# --- state ----------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    id: int
+    started_at: float
+    message_ids: tuple[int, ...]
+    kick_note: str | None
+    model: str
+    events: int = 0
+
+
+@dataclass
+class AgentState:
+    """What the actor rebuilds from the store when it starts."""
+
+    row: AgentRow
+    pending: list[Envelope] = field(default_factory=list)
+    last_turn: dict[str, Any] | None = None
+
+
+class AgentActor(SupervisedActor):
+    def __init__(
+        self, ctx: HiveContext, config: AgentConfig, initial: AgentState | None = None
+    ) -> None:
+        super().__init__(ctx)
+        self.child_id = ctx.agent_ref_name(config.name)
+        self.cfg = config
+        self.name = config.name
+        self.paths = AgentPaths.for_agent(config.name, ctx.config.state_dir, ctx.config.sockets_dir)
+        self._initial = initial
+        self.pending: dict[int, Envelope] = {}
+        self.turn: Turn | None = None
+        self.turn_state = "idle"
+        self.kick_note: str | None = None
+        self.hold = False  # after an operator cancel: wait for news before the next turn
+        self.paused = False
+        self.failed = False
+        self.failed_reason = ""
+        self.needs_login = False
+        self.needs_update = False
+        self.model = config.model
+        self.status_text = ""
+        self.status_set_at: float | None = None
+        self.last_turn: dict[str, Any] | None = None
+        self.crash_times: deque[float] = deque()
+        self.rate_limit_streak = 0
+        self.compact_streak = 0
+        self.compact_next = False
+        self.retry_generation = 0
+        self.retry_at: float | None = None
+        self.waiters: dict[int, Reply] = {}
+        self.dirty = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        state = self._initial or self._load_state()
+        self._initial = None
+        row = state.row
+        self.paused, self.failed, self.failed_reason = row.paused, row.failed, row.failed_reason
+        self.needs_login, self.needs_update = row.needs_login, row.needs_update
+        self.model = row.model or self.cfg.model
+        self.status_text, self.status_set_at = row.status_text, row.status_set_at
+        self.last_turn = state.last_turn
+        for env in state.pending:
+            self.pending[env.id] = env
+        self._publish()
+        # An agent that comes up with mail waiting is kicked by its mail.
+        self._maybe_start_turn()
+
+    def _load_state(self) -> AgentState:
+        from hive.actors.store import Read
+
+        store = self.ctx.refs.get("store")
+        if store is None:
+            raise RuntimeError("store is not running")
+        name = self.name
+
+        def load(q: Queries) -> AgentState:
+            rows = [r for r in q.agents() if r.name == name]
+            if not rows:
+                raise RuntimeError(f"agent {name} is not in the store")
+            return AgentState(rows[0], q.pending_messages(name), q.last_turns().get(name))
+
+        return cast(AgentState, store.ask(Read(load)))
+
+    def on_stop(self) -> None:
+        for reply in self.waiters.values():
+            reply({"messages": []})
+        self.waiters.clear()
+        if self.turn is not None:
+            self.ctx.services.turns.cancel(self.name)
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Arrived(envs=envs):
+                self._arrived(envs)
+            case Recv():
+                self._recv(message)
+            case RecvTimeout(waiter_id=wid):
+                reply = self.waiters.pop(wid, None)
+                if reply is not None:
+                    reply({"messages": []})
+                    if self.turn is not None and self.turn_state == "waiting_recv":
+                        self._set_turn_state("thinking")
+            case TurnEventMsg(turn_id=tid, event=event):
+                if self.turn is not None and self.turn.id == tid:
+                    self._turn_event(event)
+            case TurnEnded(turn_id=tid, outcome=outcome):
+                if self.turn is not None and self.turn.id == tid:
+                    self._turn_ended(outcome)
+            case Kick(note=note, reply=reply):
+                self.kick_note = note or ""
+                self.hold = False
+                self._maybe_start_turn()
+                if reply is not None:
+                    reply({"queued": self.turn is None or self.turn.kick_note is None})
+            case SetStatus(text=text, reply=reply):
+                self._set_status(text, reply)
+            case RetryDue(generation=gen):
+                if gen == self.retry_generation and self.retry_at is not None:
+                    self.retry_at = None
+                    self._maybe_start_turn()
+            case Control(op=op, reply=reply):
+                self._control(op, reply)
+            case _PublishDirty():
+                if self.dirty:
+                    self._publish()
+            case _:
+                log.warning("agent %s: unexpected message %r", self.name, message)
+        return None
+
+    # --- inbox --------------------------------------------------------------------------
+
+    def _arrived(self, envs: tuple[Envelope, ...]) -> None:
+        for env in envs:
+            self.pending[env.id] = env
+        self.hold = False
+        if self.waiters:
+            # A recv is waiting inside the running turn: hand the news over now.
+            wid = next(iter(self.waiters))
+            self._hand_over(self.waiters.pop(wid), list(envs))
+            if self.turn is not None and self.turn_state == "waiting_recv":
+                self._set_turn_state("thinking")
+        else:
+            self._maybe_start_turn()
+        self._mark_dirty()
+
+    def _recv(self, m: Recv) -> None:
+        in_turn = set(self.turn.message_ids) if self.turn else set()
+        news = [e for i, e in self.pending.items() if i not in in_turn]
+        if news:
+            self._hand_over(m.reply, news)
+        elif m.wait_seconds <= 0:
+            m.reply({"messages": []})
+        else:
+            self.waiters[m.waiter_id] = m.reply
+            if self.turn is not None:
+                self._set_turn_state("waiting_recv")
+            me = self.actor_ref
+            self.ctx.io.call_later(
+                m.wait_seconds, lambda: tell_quietly(me, RecvTimeout(m.waiter_id))
+            )
+
+    def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
+        """Give messages to a recv: delivered once committed, then answered."""
+        ids = [e.id for e in envs]
+        for i in ids:
+            self.pending.pop(i, None)
+        turn_id = self.turn.id if self.turn else None
+
+        def mark(q: Queries) -> None:
+            q.mark_delivered(ids, "recv", turn_id)
+
+        def done(_: Any, error: BaseException | None) -> None:
+            if error is not None:
+                reply(WireError("store_failed", f"could not mark messages delivered: {error}"))
+            else:
+                reply({"messages": [e.to_wire() for e in envs]})
+
+        self._write(mark, done)
+        self._mark_dirty()
+
+    # --- turns --------------------------------------------------------------------------
+
+    def _can_start(self) -> bool:
+        return not (
+            self.turn is not None
+            or self.paused
+            or self.failed
+            or self.needs_login
+            or self.retry_at is not None
+            or self.hold
+        )
+
+    def _maybe_start_turn(self) -> None:
+        if not self._can_start():
+            return
+        if not self.pending and self.kick_note is None:
+            return
+        batch = list(self.pending.values())[: self.ctx.config.max_turn_messages]
+        kick_note, self.kick_note = self.kick_note, None
+        turn_id = self.ctx.turn_ids.next()
+        model = self.model
+        ids = tuple(e.id for e in batch)
+        self.turn = Turn(turn_id, time.time(), ids, kick_note, model)
+        name = self.name
+
+        def record(q: Queries) -> None:
+            q.start_turn(turn_id, name, model, ids, kick_note)
+
+        self._write(record)
+        turn = TurnInput(
+            hive=self.ctx.config,
+            agent=self.cfg,
+            paths=self.paths,
+            turn_id=turn_id,
+            model=model,
+            messages=tuple(batch),
+            kick_note=kick_note,
+            allowed_tools=self.cfg.allowed_tools,
+            compact=self.compact_next,
+        )
+        self.compact_next = False
+        me = self.actor_ref
+        self.ctx.services.turns.start(
+            turn,
+            on_event=lambda ev: tell_quietly(me, TurnEventMsg(turn_id, ev)),
+            on_end=lambda outcome: tell_quietly(me, TurnEnded(turn_id, outcome)),
+        )
+        self._set_turn_state("starting")
+        self._publish_turn("turn_started", self.turn)
+
+    def _turn_event(self, event: TurnEvent) -> None:
+        assert self.turn is not None
+        seq = self.turn.events
+        self.turn.events += 1
+        turn_id = self.turn.id
+
+        def record(q: Queries) -> None:
+            q.add_turn_events(turn_id, seq, [(event.kind, event.data)])
+
+        self._write(record)
+        if event.kind == "tool_call":
+            tool = str(event.data.get("name", ""))
+            if tool.endswith("ask_operator"):
+                self._set_turn_state("waiting_operator")
+            elif not tool.endswith("recv"):
+                self._set_turn_state("tool")
+        elif event.kind == "tool_result" or (
+            event.kind in ("init", "text")
+            and self.turn_state not in ("waiting_recv", "waiting_operator")
+        ):
+            self._set_turn_state("thinking")
+        self.ctx.refs.tell(
+            "hub",
+            Publish(
+                "turn_event",
+                f"{turn_id}:{seq}",
+                {"agent": self.name, "turn_id": turn_id, "seq": seq, "kind": event.kind,
+                 "data": event.data},
+            ),
+        )  # fmt: skip
+
+    def _turn_ended(self, outcome: TurnOutcome) -> None:
+        turn = self.turn
+        assert turn is not None
+        self.turn = None
+        now = time.time()
+        for reply in self.waiters.values():
+            reply({"messages": []})
+        self.waiters.clear()
+        cls = outcome.exit_class
+        delivered = (
+            [i for i in turn.message_ids if i in self.pending] if cls == ExitClass.OK else []
+        )
+        for i in delivered:
+            self.pending.pop(i, None)
+        turn_id = turn.id
+
+        def record(q: Queries) -> None:
+            if delivered:
+                q.mark_delivered(delivered, "turn", turn_id)
+            q.end_turn(turn_id, str(cls), outcome.exit_code, outcome.detail)
+
+        self._write(record)
+        self.last_turn = {
+            "id": turn.id,
+            "started_at": turn.started_at,
+            "ended_at": now,
+            "duration": now - turn.started_at,
+            "exit_class": str(cls),
+            "detail": outcome.detail,
+        }
+        self._publish_turn("turn_ended", turn)
+        if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
+            self.kick_note = turn.kick_note  # the kick was not served; keep it
+
+        if cls == ExitClass.OK:
+            self.rate_limit_streak = 0
+            self.compact_streak = 0
+        elif cls == ExitClass.CRASH:
+            self._crashed(outcome, now)
+        elif cls == ExitClass.NEEDS_LOGIN:
+            self.needs_login = True
+            self._write(lambda q: q.set_agent_fields(self.name, needs_login=1))
+            self._notify(
+                OPERATOR,
+                f"agent '{self.name}' needs login: {outcome.detail or 'authentication failed'}. "
+                f"It is parked with its messages kept; run `hivectl login {self.name}`.",
+            )
+        elif cls == ExitClass.RATE_LIMITED:
+            self.rate_limit_streak += 1
+            delay = min(
+                self.ctx.config.rate_limit_backoff * 2 ** (self.rate_limit_streak - 1),
+                max(self.ctx.config.backoff_max, self.ctx.config.rate_limit_backoff) * 10,
+            )
+            self._schedule_retry(delay)
+        elif cls == ExitClass.COMPACT_RETRY:
+            self.compact_streak += 1
+            if self.compact_streak > MAX_COMPACT_RETRIES:
+                self._crashed(
+                    TurnOutcome(ExitClass.CRASH, "context still too long after compacting"),
+                    now,
+                )
+            else:
+                self.compact_next = True
+        elif cls == ExitClass.CANCELLED:
+            self.hold = True
+        self._set_turn_state("idle")
+        self._maybe_start_turn()
+
+    def _crashed(self, outcome: TurnOutcome, now: float) -> None:
+        cfg = self.ctx.config
+        self.crash_times.append(now)
+        while self.crash_times and self.crash_times[0] < now - cfg.restart_period:
+            self.crash_times.popleft()
+        crashes = len(self.crash_times)
+        what = outcome.detail or f"exit code {outcome.exit_code}"
+        if crashes > cfg.restart_intensity:
+            self.failed = True
+            self.failed_reason = f"{crashes} crashes in {cfg.restart_period:g} s (last: {what})"
+            reason = self.failed_reason
+            self._write(lambda q: q.set_agent_fields(self.name, failed=1, failed_reason=reason))
+            self._event("failed", {"reason": reason})
+            self._notify(
+                MANAGER,
+                f"agent '{self.name}' FAILED: {reason}. It will not be restarted until the "
+                "operator acts (hivectl restart).",
+                kind="crash",
+            )
+            return
+        delay = min(cfg.backoff_initial * 2 ** (crashes - 1), cfg.backoff_max)
+        self._event("crash", {"detail": what, "crashes": crashes, "retry_in": delay})
+        self._notify(
+            MANAGER,
+            f"agent '{self.name}' crashed ({what}); restart {crashes}/{cfg.restart_intensity} "
+            f"within {cfg.restart_period:g} s, retrying in {delay:g} s",
+            kind="crash",
+        )
+        self._schedule_retry(delay)
+
+    def _schedule_retry(self, delay: float) -> None:
+        self.retry_generation += 1
+        gen = self.retry_generation
+        self.retry_at = time.time() + delay
+        me = self.actor_ref
+        self.ctx.io.call_later(delay, lambda: tell_quietly(me, RetryDue(gen)))
+        self._mark_dirty()
+
+    # --- operator control -----------------------------------------------------------------
+
+    def _control(self, op: str, reply: Reply | None) -> None:
+        result: Any = {"agent": self.name}
+        if op == "pause":
+            self.paused = True
+            self._write(lambda q: q.set_agent_fields(self.name, paused=1))
+        elif op == "resume":
+            self.paused = False
+            self._write(lambda q: q.set_agent_fields(self.name, paused=0))
+        elif op == "cancel":
+            if self.turn is None:
+                result["cancelled"] = False
+            else:
+                self.ctx.services.turns.cancel(self.name)
+                result["cancelled"] = True
+        elif op == "reset":
+            # The operator's "start again": clears failed and needs_login and the crash
+            # history, drops a pending backoff.
+            self.failed = self.needs_login = False
+            self.failed_reason = ""
+            self.crash_times.clear()
+            self.retry_at = None
+            self.retry_generation += 1
+            self.hold = False
+            self._write(
+                lambda q: q.set_agent_fields(self.name, failed=0, failed_reason="", needs_login=0)
+            )
+        else:
+            if reply is not None:
+                reply(WireError("bad_request", f"unknown control op '{op}'"))
+            return
+        self._mark_dirty()
+        self._maybe_start_turn()
+        if reply is not None:
+            reply(result)
+
+    def _set_status(self, text: str, reply: Reply | None) -> None:
+        if len(text) > 2000:
+            if reply is not None:
+                reply(WireError("bad_request", "status text is limited to 2000 characters"))
+            return
+        self.status_text, self.status_set_at = text, time.time()
+        at = self.status_set_at
+
+        def record(q: Queries) -> None:
+            q.set_agent_fields(self.name, status_text=text, status_set_at=at)
+
+        def done(_: Any, error: BaseException | None) -> None:
+            if reply is not None:
+                reply(WireError("store_failed", str(error)) if error else {})
+
+        self._write(record, done)
+        self._mark_dirty()
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _write(self, op: Any, done: Any = None) -> None:
+        if not self.ctx.refs.tell("store", Write(op, done)) and done is not None:
+            done(None, RuntimeError("the store is restarting"))
+
+    def _notify(self, to: str, body: str, kind: str = "event") -> None:
+        """A system message about this agent, to the manager (or the operator)."""
+        if to == MANAGER and (
+            self.name == MANAGER or self.ctx.refs.get(f"agent:{MANAGER}") is None
+        ):
+            to = OPERATOR
+        self.ctx.refs.tell(
+            "bus", Send(SYSTEM, to, body, kind="event", meta={"about": self.name, "event": kind})
+        )
+
+    def _event(self, kind: str, data: dict[str, Any]) -> None:
+        name = self.name
+        self._write(lambda q: q.insert_event(name, kind, data))
+        self.ctx.refs.tell(
+            "hub", Publish("event", f"{name}:{kind}", {"agent": name, "kind": kind, **data})
+        )
+
+    def _set_turn_state(self, state: str) -> None:
+        if state != self.turn_state:
+            self.turn_state = state
+            self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        # Bursts of changes (a flood of arrivals) publish one row, not one per change.
+        if not self.dirty:
+            self.dirty = True
+            self.actor_ref.tell(_PublishDirty())
+
+    def _publish_turn(self, kind: str, turn: Turn) -> None:
+        self.ctx.refs.tell(
+            "hub",
+            Publish(
+                kind,
+                str(turn.id),
+                {"agent": self.name, "turn_id": turn.id, "message_ids": list(turn.message_ids),
+                 "kick_note": turn.kick_note, "last_turn": self.last_turn},
+            ),
+        )  # fmt: skip
+
+    def status_row(self) -> dict[str, Any]:
+        running = not (self.paused or self.failed or self.needs_login)
+        return {
+            "name": self.name,
+            "parent": self.cfg.parent,
+            "runtime": self.cfg.runtime,
+            "sandbox": self.cfg.sandbox,
+            "running": running,
+            "paused": self.paused,
+            "failed": self.failed,
+            "failed_reason": self.failed_reason,
+            "needs_login": self.needs_login,
+            "needs_update": self.needs_update,
+            "turn_state": self.turn_state,
+            "turn_id": self.turn.id if self.turn else None,
+            "active_model": self.model,
+            "last_turn": self.last_turn,
+            "status_text": self.status_text,
+            "status_set_at": self.status_set_at if running else None,
+            "inbox_depth": len(self.pending),
+            "retry_at": self.retry_at,
+            "crashes_in_window": len(self.crash_times),
+            "url": f"/agents/{self.name}",
+        }
+
+    def _publish(self) -> None:
+        self.dirty = False
+        self.ctx.refs.tell("hub", Publish("agent", self.name, self.status_row()))

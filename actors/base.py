@@ -1,0 +1,115 @@
+"""What every hive actor shares: the hive context, the directory of actor refs, and the
+hook that reports a dying actor to its supervisor."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import pykka
+
+from hive.config import HiveConfig
+from hive.store import IdAllocator
+
+if TYPE_CHECKING:
+    from hive.io.bridge import IoBridge
+    from hive.io.services import IoServices
+
+log = logging.getLogger(__name__)
+
+
+class Directory:
+    """Current actor refs by name ('store', 'bus', 'hub', 'agent:bob', ...).
+
+    Restarted actors get new refs; callers look them up at each tell, so a restart is
+    invisible to them except for messages sent while the actor was down.
+    """
+
+    def __init__(self) -> None:
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._lock = threading.Lock()
+
+    def set(self, name: str, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            self._refs[name] = ref
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._refs.pop(name, None)
+
+    def get(self, name: str) -> pykka.ActorRef[Any] | None:
+        with self._lock:
+            return self._refs.get(name)
+
+    def names(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            return [n for n in self._refs if n.startswith(prefix)]
+
+    def tell(self, name: str, message: object) -> bool:
+        """Tell the named actor; False if it is not running (the caller decides what then)."""
+        ref = self.get(name)
+        if ref is None:
+            return False
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            return False
+        return True
+
+
+def tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
+    """Tell an actor that may have stopped meanwhile (callbacks from IO and the store).
+
+    A stopped actor's state is rebuilt from the store by its successor, so a report meant
+    for it is dropped, not raised into the thread that happened to deliver it."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        log.debug("dropped %s for a stopped actor", type(message).__name__)
+
+
+@dataclass
+class HiveContext:
+    """Everything an actor may reach: settings, id allocators, other actors, the IO side."""
+
+    config: HiveConfig
+    io: IoBridge
+    services: IoServices
+    message_ids: IdAllocator
+    turn_ids: IdAllocator
+    refs: Directory = field(default_factory=Directory)
+
+    def agent_ref_name(self, agent: str) -> str:
+        return f"agent:{agent}"
+
+
+@dataclass(frozen=True)
+class ChildFailed:
+    child_id: str
+    error: str
+
+
+Reply = Callable[[Any], None]  # called once with a result or a WireError
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """An actor whose unexpected death is reported to the Supervisor actor."""
+
+    child_id = "?"
+
+    def __init__(self, ctx: HiveContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        log.error("actor %s died: %r", self.child_id, exception_value)
+        self.ctx.refs.tell("supervisor", ChildFailed(self.child_id, repr(exception_value)))

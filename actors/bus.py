@@ -1,0 +1,175 @@
+"""The Bus: every message goes through here.
+
+It checks the recipient and the policy, gives the message its id, has the Store commit it
+(batched: messages that arrive while a batch commits go in the next), and only then
+acknowledges the sender and hands the message to the recipient's Agent actor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
+from hive.actors.hub import Publish
+from hive.actors.store import Write
+
+from hive.config import AgentConfig
+from hive.policy import TokenBucket, check_send
+from hive.store import Queries
+from hive.wire import OPERATOR, SYSTEM, Envelope, WireError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Send:
+    sender: str
+    to: str
+    body: str
+    kind: str = "message"
+    meta: dict[str, Any] = field(default_factory=dict)
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class AgentKnown:
+    """An agent exists (or its config changed): it can receive and its policy applies."""
+
+    config: AgentConfig
+
+
+@dataclass(frozen=True)
+class AgentGone:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Flush:
+    pass
+
+
+@dataclass(frozen=True)
+class _Committed:
+    batch: list[tuple[Envelope, Reply | None]]
+    error: BaseException | None
+
+
+class BusActor(SupervisedActor):
+    child_id = "bus"
+
+    def __init__(self, ctx: HiveContext, agents: list[AgentConfig]) -> None:
+        super().__init__(ctx)
+        self.agents: dict[str, AgentConfig] = {a.name: a for a in agents}
+        self.buckets: dict[str, TokenBucket] = {}
+        self.batch: list[tuple[Envelope, Reply | None]] = []
+        self.flush_queued = False
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Send():
+                self._send(message)
+            case _Flush():
+                self.flush_queued = False
+                self._flush()
+            case _Committed(batch=batch, error=error):
+                self._committed(batch, error)
+            case AgentKnown(config=cfg):
+                self.agents[cfg.name] = cfg
+            case AgentGone(name=name):
+                self.agents.pop(name, None)
+            case _:
+                log.warning("bus: unexpected message %r", message)
+        return None
+
+    def _send(self, m: Send) -> None:
+        try:
+            env = self._accept(m)
+        except WireError as exc:
+            if m.reply is not None:
+                m.reply(exc)
+            return
+        self.batch.append((env, m.reply))
+        if not self.flush_queued:
+            self.flush_queued = True
+            self.actor_ref.tell(_Flush())
+
+    def _accept(self, m: Send) -> Envelope:
+        if m.to != OPERATOR and m.to not in self.agents:
+            raise WireError("unknown_agent", f"no agent named '{m.to}'")
+        size = len(m.body.encode("utf-8", "surrogatepass"))
+        if size > self.ctx.config.max_body_bytes:
+            raise WireError(
+                "body_too_large",
+                f"message body of {size} bytes exceeds the limit of "
+                f"{self.ctx.config.max_body_bytes} bytes; send a path to a file instead",
+            )
+        sender_cfg = self.agents.get(m.sender)
+        check_send(sender_cfg, m.sender, m.to)
+        if sender_cfg is not None and m.sender != SYSTEM:
+            bucket = self.buckets.get(m.sender)
+            if bucket is None or bucket.per_minute != sender_cfg.rate_limit_per_minute:
+                bucket = TokenBucket(float(sender_cfg.rate_limit_per_minute))
+                self.buckets[m.sender] = bucket
+            if not bucket.take():
+                raise WireError(
+                    "rate_limited",
+                    f"agent '{m.sender}' is over its limit of "
+                    f"{sender_cfg.rate_limit_per_minute} messages per minute; "
+                    "nothing was sent, try again later",
+                )
+        return Envelope(
+            id=self.ctx.message_ids.next(),
+            sender=m.sender,
+            to=m.to,
+            body=m.body,
+            kind=m.kind,
+            meta=dict(m.meta),
+        )
+
+    def _flush(self) -> None:
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        envs = [env for env, _ in batch]
+        me = self.actor_ref
+
+        def insert(q: Queries) -> None:
+            q.insert_messages(envs)
+
+        def done(_: Any, error: BaseException | None) -> None:
+            tell_quietly(me, _Committed(batch, error))
+
+        if not self.ctx.refs.tell("store", Write(insert, done)):
+            self._committed(batch, RuntimeError("the store is restarting"))
+
+    def _committed(
+        self, batch: list[tuple[Envelope, Reply | None]], error: BaseException | None
+    ) -> None:
+        if error is not None:
+            err = WireError("store_failed", f"message not stored ({error}); nothing was sent")
+            for _, reply in batch:
+                if reply is not None:
+                    reply(err)
+            return
+        by_recipient: dict[str, list[Envelope]] = defaultdict(list)
+        for env, reply in batch:
+            if reply is not None:
+                reply({"id": env.id})
+            by_recipient[env.to].append(env)
+        from hive.actors.agent import Arrived  # the agent module imports this one
+
+        for to, envs in by_recipient.items():
+            if to == OPERATOR:
+                for env in envs:
+                    self.ctx.refs.tell(
+                        "hub", Publish("operator_message", str(env.id), env.to_wire())
+                    )
+                continue
+            # If the agent actor is down, the message is committed and pending: the
+            # restarted actor loads it from the store.
+            self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs)))
+            for env in envs:
+                self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))

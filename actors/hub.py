@@ -1,0 +1,96 @@
+"""StateHub: fans every state change out to subscribers (dashboard SSE, hivectl subscribe).
+
+It keeps the latest value of every keyed kind ('agent' rows, 'approval's, ...) so a new
+subscriber starts from a snapshot, then gets each change in order with a sequence number.
+Delivery callbacks must not block: the IO side queues, and marks a gap when a slow reader
+falls behind, instead of holding up the hive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hive.actors.base import HiveContext, SupervisedActor
+
+log = logging.getLogger(__name__)
+
+# Kinds whose latest value per key is kept for snapshots.
+SNAPSHOT_KINDS = frozenset({"agent", "approval", "question", "draft"})
+
+
+@dataclass(frozen=True)
+class Publish:
+    kind: str
+    key: str
+    data: dict[str, Any] | None  # None: the keyed item is gone
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    sub_id: int
+    kinds: frozenset[str] | None  # None: everything
+    # deliver(update) -> False once the subscriber has gone away
+    deliver: Callable[[dict[str, Any]], bool]
+    on_snapshot: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    sub_id: int
+
+
+@dataclass(frozen=True)
+class GetSnapshot:
+    reply: Callable[[dict[str, Any]], None]
+    kinds: frozenset[str] | None = None
+
+
+class StateHubActor(SupervisedActor):
+    child_id = "hub"
+
+    def __init__(self, ctx: HiveContext) -> None:
+        super().__init__(ctx)
+        self.seq = 0
+        self.latest: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SNAPSHOT_KINDS}
+        self.subs: dict[int, Subscribe] = {}
+
+    def snapshot(self, kinds: frozenset[str] | None = None) -> dict[str, Any]:
+        items = {k: list(v.values()) for k, v in self.latest.items() if kinds is None or k in kinds}
+        return {"seq": self.seq, "items": items}
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Publish(kind=kind, key=key, data=data):
+                self.seq += 1
+                if kind in self.latest:
+                    if data is None:
+                        self.latest[kind].pop(key, None)
+                    else:
+                        self.latest[kind][key] = data
+                update = {"seq": self.seq, "kind": kind, "key": key, "data": data}
+                gone = []
+                for sub in self.subs.values():
+                    if sub.kinds is None or kind in sub.kinds:
+                        try:
+                            alive = sub.deliver(update)
+                        except Exception:
+                            log.exception("hub: subscriber %s failed", sub.sub_id)
+                            alive = False
+                        if not alive:
+                            gone.append(sub.sub_id)
+                for sub_id in gone:
+                    self.subs.pop(sub_id, None)
+            case Subscribe():
+                self.subs[message.sub_id] = message
+                if message.on_snapshot is not None:
+                    message.on_snapshot(self.snapshot(message.kinds))
+            case Unsubscribe(sub_id=sub_id):
+                self.subs.pop(sub_id, None)
+            case GetSnapshot(reply=reply, kinds=kinds):
+                reply(self.snapshot(kinds))
+            case _:
+                log.warning("hub: unexpected message %r", message)
+        return None

@@ -1,0 +1,112 @@
+"""The Store actor: the only writer of the database, with group commit.
+
+Every durable change is a ``Write``: a function over the writing connection plus a
+callback for its result. Writes that queue up while one transaction runs are committed
+together in the next, so many concurrent senders share one fsync; nothing is reported
+done before its transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+from hive.actors.base import HiveContext, SupervisedActor
+
+from hive.store import Queries, connect
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Write:
+    """Run ``op`` in the next group transaction, then call ``done(result, error)``."""
+
+    op: Callable[[Queries], Any]
+    done: Callable[[Any, BaseException | None], None] | None = None
+
+
+@dataclass(frozen=True)
+class Read:
+    """Run ``op`` on the writer's connection and return its value (use with ``ask``)."""
+
+    op: Callable[[Queries], Any]
+
+
+@dataclass(frozen=True)
+class _Flush:
+    pass
+
+
+class StoreActor(SupervisedActor):
+    child_id = "store"
+
+    def __init__(self, ctx: HiveContext) -> None:
+        super().__init__(ctx)
+        self._pending: list[Write] = []
+        self._flush_queued = False
+        self._conn: apsw.Connection | None = None
+        self.batches = 0
+        self.writes = 0
+
+    def on_start(self) -> None:
+        self._conn = connect(
+            self.ctx.config.db_path, synchronous=self.ctx.config.sqlite_synchronous.upper()
+        )
+        self._q = Queries(self._conn)
+
+    def on_stop(self) -> None:
+        self._flush()
+        if self._conn is not None:
+            self._conn.close()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Write():
+                self._pending.append(message)
+                if not self._flush_queued:
+                    # Queued behind every message already waiting, so the flush
+                    # picks up all writes that arrived meanwhile: the group commit.
+                    self._flush_queued = True
+                    self.actor_ref.tell(_Flush())
+            case _Flush():
+                self._flush_queued = False
+                self._flush()
+            case Read(op=op):
+                return op(self._q)
+            case _:
+                log.warning("store: unexpected message %r", message)
+        return None
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch or self._conn is None:
+            return
+        results: list[tuple[Any, BaseException | None]] = []
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for w in batch:
+                try:
+                    with conn:  # a savepoint: one failing write does not sink the batch
+                        results.append((w.op(self._q), None))
+                except Exception as exc:
+                    log.exception("store: write failed")
+                    results.append((None, exc))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            log.exception("store: commit of %d writes failed", len(batch))
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
+            results = [(None, exc)] * len(batch)
+        self.batches += 1
+        self.writes += len(batch)
+        for w, (value, err) in zip(batch, results, strict=True):
+            if w.done is not None:
+                try:
+                    w.done(value, err)
+                except Exception:
+                    log.exception("store: completion callback failed")

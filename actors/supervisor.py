@@ -1,0 +1,222 @@
+"""The Supervisor: the root of the actor tree, OTP-style.
+
+Children are data (``ChildSpec``): started in list order, stopped in reverse. Strategy
+one_for_one: a child that dies is restarted alone. Restart intensity: at most
+``intensity`` restarts in ``period`` seconds; past that the supervisor gives up and asks
+the process to exit non-zero, so systemd restarts the whole daemon from the database.
+
+pykka has no supervision of its own: a child reports its death from ``on_failure``
+(see SupervisedActor) and the supervisor acts on that report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pykka
+from hive.actors.agent import AgentActor, AgentState
+from hive.actors.base import ChildFailed, HiveContext, Reply
+from hive.actors.bus import AgentGone, AgentKnown, BusActor
+from hive.actors.hub import Publish, StateHubActor
+from hive.actors.store import StoreActor, Write
+
+from hive.config import AgentConfig
+from hive.store import AgentRow, Queries
+from hive.wire import Envelope, WireError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    id: str
+    start: Callable[[], pykka.ActorRef[Any]]
+    restart: Literal["permanent", "temporary"] = "permanent"
+    on_restart: Callable[[], None] | None = None
+
+
+@dataclass
+class BootState:
+    """What the database held when the daemon started."""
+
+    agents: list[tuple[AgentConfig, AgentRow]] = field(default_factory=list)
+    pending: dict[str, list[Envelope]] = field(default_factory=dict)
+    last_turns: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddAgent:
+    """Start an agent that is already in the store (spawned or reconfigured)."""
+
+    config: AgentConfig
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class RemoveAgent:
+    name: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    reply: Callable[[], None]
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    def __init__(
+        self,
+        ctx: HiveContext,
+        boot: BootState,
+        escalate: Callable[[str], None],
+        intensity: int = 10,
+        period: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.boot = boot
+        self.escalate = escalate
+        self.intensity = intensity
+        self.period = period
+        self.specs: dict[str, ChildSpec] = {}
+        self.order: list[str] = []
+        self.restarts: deque[float] = deque()
+        self.gave_up = False
+        self.agent_configs: dict[str, AgentConfig] = {}
+
+    # --- the tree, as a table ------------------------------------------------------------
+
+    def core_specs(self) -> list[ChildSpec]:
+        ctx = self.ctx
+        return [
+            ChildSpec("store", lambda: StoreActor.start(ctx)),
+            ChildSpec("hub", lambda: StateHubActor.start(ctx)),
+            # A restarted Bus learns every agent that exists now, not at boot.
+            ChildSpec("bus", lambda: BusActor.start(ctx, list(self.agent_configs.values()))),
+        ]
+
+    def agent_spec(self, cfg: AgentConfig, initial: AgentState | None) -> ChildSpec:
+        ctx = self.ctx
+        first = [initial]
+
+        def start() -> pykka.ActorRef[Any]:
+            # Boot state is used once; a restarted actor reloads from the store.
+            state, first[0] = first[0], None
+            return AgentActor.start(ctx, cfg, state)
+
+        return ChildSpec(
+            ctx.agent_ref_name(cfg.name),
+            start,
+            on_restart=lambda: ctx.services.turns.cancel(cfg.name),
+        )
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.ctx.refs.set("supervisor", self.actor_ref)
+        self.agent_configs = {cfg.name: cfg for cfg, _ in self.boot.agents}
+        for spec in self.core_specs():
+            self._add_child(spec)
+        for cfg, row in self.boot.agents:
+            state = AgentState(
+                row, self.boot.pending.get(cfg.name, []), self.boot.last_turns.get(cfg.name)
+            )
+            self._add_child(self.agent_spec(cfg, state))
+        self.boot = BootState()  # let the boot snapshot go
+
+    def on_stop(self) -> None:
+        for child_id in reversed(self.order):
+            self._stop_child(child_id)
+
+    def _add_child(self, spec: ChildSpec) -> None:
+        self.specs[spec.id] = spec
+        self.order.append(spec.id)
+        self.ctx.refs.set(spec.id, spec.start())
+
+    def _stop_child(self, child_id: str) -> None:
+        ref = self.ctx.refs.get(child_id)
+        self.ctx.refs.remove(child_id)
+        if ref is not None:
+            try:
+                ref.stop(block=True, timeout=30)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+
+    # --- messages ------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ChildFailed(child_id=child_id, error=error):
+                self._child_failed(child_id, error)
+            case AddAgent(config=cfg, reply=reply):
+                self._add_agent(cfg, reply)
+            case RemoveAgent(name=name, reply=reply):
+                self._remove_agent(name, reply)
+            case Ping(reply=reply):
+                reply()
+            case _:
+                log.warning("supervisor: unexpected message %r", message)
+        return None
+
+    def _child_failed(self, child_id: str, error: str) -> None:
+        spec = self.specs.get(child_id)
+        if spec is None or self.gave_up:
+            return
+        now = time.monotonic()
+        self.restarts.append(now)
+        while self.restarts and self.restarts[0] < now - self.period:
+            self.restarts.popleft()
+        if len(self.restarts) > self.intensity:
+            self.gave_up = True
+            reason = (
+                f"{len(self.restarts)} actor restarts in {self.period:g} s (last: {child_id}: "
+                f"{error}); restarting the daemon"
+            )
+            log.critical("supervisor: %s", reason)
+            self.escalate(reason)
+            return
+        if spec.restart == "temporary":
+            self.ctx.refs.remove(child_id)
+            return
+        log.warning("supervisor: restarting %s after %s", child_id, error)
+        if spec.on_restart is not None:
+            spec.on_restart()
+        self.ctx.refs.set(child_id, spec.start())
+
+    def _add_agent(self, cfg: AgentConfig, reply: Reply | None) -> None:
+        name = self.ctx.agent_ref_name(cfg.name)
+        if name in self.specs:
+            self._stop_child(name)
+            self.order.remove(name)
+        self.agent_configs[cfg.name] = cfg
+        self.ctx.refs.tell("bus", AgentKnown(cfg))
+        self.ctx.services.agent_sockets.add_threadsafe(cfg.name)
+        self._add_child(self.agent_spec(cfg, None))
+        if reply is not None:
+            reply({"agent": cfg.name})
+
+    def _remove_agent(self, name: str, reply: Reply | None) -> None:
+        child = self.ctx.agent_ref_name(name)
+        if child not in self.specs:
+            if reply is not None:
+                reply(WireError("unknown_agent", f"no agent named '{name}'"))
+            return
+        self._stop_child(child)
+        self.specs.pop(child, None)
+        self.order.remove(child)
+        self.agent_configs.pop(name, None)
+        self.ctx.refs.tell("bus", AgentGone(name))
+        self.ctx.services.agent_sockets.remove_threadsafe(name)
+        self.ctx.refs.tell("hub", Publish("agent", name, None))
+
+        def mark(q: Queries) -> None:
+            q.set_agent_fields(name, destroyed=1)
+
+        self.ctx.refs.tell("store", Write(mark))
+        if reply is not None:
+            reply({"agent": name, "removed": True})

@@ -1,0 +1,62 @@
+"""hive-supervisor: run a hive.
+
+hive-supervisor --config hive.toml --state-dir /var/lib/hive
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import trio
+
+from hive.config import ConfigError, HiveConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="hive-supervisor", description=__doc__.splitlines()[0])
+    p.add_argument("--config", type=Path, help="hive.toml (default: no agents)")
+    p.add_argument("--state-dir", type=Path, help="database and agent dirs (overrides [hive])")
+    p.add_argument("--run-dir", type=Path, help="sockets (default: <state-dir>/run)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not serve the web dashboard")
+    p.add_argument("--dashboard-port", type=int, help="dashboard port (default 8417)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    return p.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> HiveConfig:
+    cfg = HiveConfig.load(args.config) if args.config else HiveConfig()
+    overrides: dict[str, object] = {}
+    if args.state_dir:
+        overrides["state_dir"] = args.state_dir.resolve()
+    if args.run_dir:
+        overrides["run_dir"] = args.run_dir.resolve()
+    if args.no_dashboard:
+        overrides["dashboard"] = False
+    if args.dashboard_port is not None:
+        overrides["dashboard_port"] = args.dashboard_port
+    cfg = cfg.with_overrides(**overrides)
+    return cfg.with_overrides(state_dir=cfg.state_dir.resolve())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = load_config(args)
+    except ConfigError as exc:
+        print(f"hive-supervisor: {exc}", file=sys.stderr)
+        sys.exit(2)
+    from hive.daemon import run_hive
+
+    sys.exit(trio.run(run_hive, cfg))
+
+
+if __name__ == "__main__":
+    main()

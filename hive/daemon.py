@@ -1,0 +1,170 @@
+"""The daemon's start and stop: prepare the state dir, start the actor tree and the IO loop,
+serve until a signal, and shut down without losing anything acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import pykka
+import trio
+
+from hive.config import AgentConfig, HiveConfig
+from hive.process import AgentPaths
+from hive.sdnotify import notify, watchdog_interval
+from hive.store import IdAllocator, Queries, Reader, connect, migrate
+
+log = logging.getLogger(__name__)
+
+ACTOR_STACK_BYTES = 256 * 1024
+
+
+@dataclass
+class Boot:
+    state: Any  # actors.supervisor.BootState
+    max_message_id: int
+    max_turn_id: int
+
+
+def prepare_state(cfg: HiveConfig) -> Boot:
+    """Create directories, migrate the db, record hive.toml's agents, and read back
+    everything the actors start from. Runs before any actor or socket exists."""
+    from hive.actors.supervisor import BootState
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.sockets_dir / "agents").mkdir(parents=True, exist_ok=True)
+    conn = connect(cfg.db_path, synchronous=cfg.sqlite_synchronous.upper())
+    try:
+        migrate(conn)
+        q = Queries(conn)
+        with conn:
+            for a in cfg.agents:
+                q.upsert_agent(a.name, a.parent, a.to_dict(), a.model)
+        state = BootState()
+        for row in q.agents():
+            agent_cfg = AgentConfig.from_dict(row.config, where=f"stored agent '{row.name}'")
+            AgentPaths.for_agent(row.name, cfg.state_dir, cfg.sockets_dir).ensure()
+            state.agents.append((agent_cfg, row))
+        for env in q.all_pending():
+            state.pending.setdefault(env.to, []).append(env)
+        state.last_turns = q.last_turns()
+        return Boot(state, q.max_id("messages"), q.max_id("turns"))
+    finally:
+        conn.close()
+
+
+async def run_hive(
+    cfg: HiveConfig,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+    stop: trio.Event | None = None,
+) -> int:
+    """Run the hive until SIGTERM/SIGINT (or ``stop``). Returns the process exit code."""
+    from hive.actors.base import HiveContext
+    from hive.actors.supervisor import SupervisorActor
+    from hive.io.bridge import IoBridge
+    from hive.io.services import IoServices
+
+    boot = prepare_state(cfg)
+    stop = stop if stop is not None else trio.Event()
+    exit_code = 0
+    threading.stack_size(ACTOR_STACK_BYTES)
+
+    def escalate(reason: str) -> None:
+        nonlocal exit_code
+        exit_code = 1
+        bridge.call_soon(stop.set)
+
+    async with trio.open_nursery() as nursery:
+        bridge = IoBridge(trio.lowlevel.current_trio_token(), nursery)
+        services = IoServices(bridge, Reader(cfg.db_path))
+        ctx = HiveContext(
+            config=cfg,
+            io=bridge,
+            services=services,
+            message_ids=IdAllocator(boot.max_message_id + 1),
+            turn_ids=IdAllocator(boot.max_turn_id + 1),
+        )
+        services.attach(ctx)
+        supervisor: pykka.ActorRef[Any] | None = None
+        try:
+            for agent_cfg, _ in boot.state.agents:
+                await nursery.start(services.agent_sockets.serve, agent_cfg.name)
+            await nursery.start(services.admin.serve)
+            supervisor = SupervisorActor.start(ctx, boot.state, escalate)
+            # Serve only once the tree is up: a kick in the first millisecond must find
+            # its agent. (A blocking ask, so it runs off the trio thread.)
+            await trio.to_thread.run_sync(_wait_started, supervisor)
+            for hook in STARTUP_HOOKS:
+                await hook(ctx, nursery)
+            notify("READY=1")
+            nursery.start_soon(_watchdog, ctx)
+            task_status.started(ctx)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with trio.open_nursery() as waiters:
+                    waiters.start_soon(_first_signal, signals, stop)
+                    await stop.wait()
+                    waiters.cancel_scope.cancel()
+            log.info("shutting down")
+            notify("STOPPING=1")
+        finally:
+            with trio.CancelScope(shield=True):
+                # Actors stop on a worker thread: stopping waits for their threads, and
+                # the trio loop must keep running to take their last calls meanwhile.
+                await trio.to_thread.run_sync(_stop_actors, supervisor)
+            bridge.closed = True
+            nursery.cancel_scope.cancel()
+    return exit_code
+
+
+# Later layers (dashboard, approvals) add themselves here: async hook(ctx, nursery).
+STARTUP_HOOKS: list[Callable[[Any, trio.Nursery], Any]] = []
+
+
+async def _first_signal(signals: Any, stop: trio.Event) -> None:
+    async for signum in signals:
+        log.info("received signal %s", signal.Signals(signum).name)
+        stop.set()
+        return
+
+
+def _wait_started(supervisor: pykka.ActorRef[Any]) -> None:
+    from hive.actors.supervisor import Ping
+
+    done = threading.Event()
+    supervisor.tell(Ping(done.set))
+    if not done.wait(60):
+        raise RuntimeError("the actor tree did not start within 60 s")
+
+
+def _stop_actors(supervisor: pykka.ActorRef[Any] | None) -> None:
+    try:
+        if supervisor is not None:
+            supervisor.stop(block=True, timeout=60)
+    except (pykka.ActorDeadError, pykka.Timeout):
+        pass
+    finally:
+        pykka.ActorRegistry.stop_all(block=True, timeout=30)
+
+
+async def _watchdog(ctx: Any) -> None:
+    """Ping systemd's watchdog only while the loop and the actor tree both answer, so a hung
+    daemon is restarted rather than kept alive by a timer."""
+    from hive.actors.supervisor import Ping
+
+    interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        answered = trio.Event()
+        ctx.refs.tell("supervisor", Ping(partial(ctx.io.call_soon, answered.set)))
+        with trio.move_on_after(interval):
+            await answered.wait()
+            notify("WATCHDOG=1")
+        await trio.sleep(interval)

@@ -1,0 +1,117 @@
+"""Agent sockets: one unix socket per agent. Whoever connects to an agent's socket acts as
+that agent (the socket is bind-mounted into that agent's sandbox only), so identity needs no
+token and no agent can speak as another.
+
+Ops: send, recv, set_status, kick_agent (manager only), whoami. The control-plane ops
+(ask_operator, spawn requests, ...) are routed to the Approvals actor where it exists.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from hive.io.frames import Connection, listen_unix, serve_connection
+from hive.policy import check_manager_only
+from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name
+
+if TYPE_CHECKING:
+    from hive.actors.base import HiveContext
+
+log = logging.getLogger(__name__)
+
+MAX_RECV_WAIT = 180.0
+
+# Extra ops plugged in by later layers (control plane): op -> handler(ctx, agent, conn, req)
+ExtraOp = Callable[["HiveContext", str, Connection, Request], None]
+EXTRA_OPS: dict[str, ExtraOp] = {}
+
+
+class AgentSockets:
+    def __init__(self, ctx: HiveContext) -> None:
+        self.ctx = ctx
+        self.scopes: dict[str, trio.CancelScope] = {}
+        self._waiter_ids = itertools.count(1)
+
+    def socket_path(self, name: str) -> Path:
+        path: Path = self.ctx.config.sockets_dir / "agents" / f"{name}.sock"
+        return path
+
+    def add_threadsafe(self, name: str) -> None:
+        self.ctx.io.spawn(self.serve, name)
+
+    def remove_threadsafe(self, name: str) -> None:
+        self.ctx.io.call_soon(self._remove, name)
+
+    def _remove(self, name: str) -> None:
+        scope = self.scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        self.socket_path(name).unlink(missing_ok=True)
+
+    async def serve(self, name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        if name in self.scopes:
+            task_status.started()
+            return
+        path = self.socket_path(name)
+        listener = await listen_unix(path, mode=0o660)
+        with trio.CancelScope() as scope:
+            self.scopes[name] = scope
+            task_status.started()
+            async with listener, trio.open_nursery() as nursery:
+                while True:
+                    stream = await listener.accept()
+                    conn = Connection(
+                        stream, name, self.ctx.io.token, self.ctx.config.max_frame_bytes
+                    )
+                    nursery.start_soon(self._serve_conn, conn)
+
+    async def _serve_conn(self, conn: Connection) -> None:
+        await serve_connection(conn, self.handle, f"agent socket {conn.peer}")
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        from hive.actors.agent import Kick, Recv, SetStatus
+        from hive.actors.bus import Send
+
+        agent = conn.peer
+        refs = self.ctx.refs
+
+        def reply(result: Any) -> None:
+            conn.reply_threadsafe(req.id, result)
+
+        def tell(target: str, message: object) -> None:
+            if not refs.tell(target, message):
+                raise WireError("unavailable", f"{target} is not running right now; try again")
+
+        op = req.op
+        check_manager_only(agent, op)
+        if op == "send":
+            to = arg(req.args, "to", str)
+            body = arg(req.args, "body", str)
+            tell("bus", Send(agent, to, body, reply=reply))
+        elif op == "recv":
+            wait = arg(req.args, "wait_seconds", float, 0.0)
+            if not 0 <= wait <= MAX_RECV_WAIT:
+                raise WireError(
+                    "bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}"
+                )
+            tell(self.ctx.agent_ref_name(agent), Recv(next(self._waiter_ids), wait, reply))
+        elif op == "set_status":
+            tell(self.ctx.agent_ref_name(agent), SetStatus(arg(req.args, "text", str), reply))
+        elif op == "kick_agent":
+            target = validate_agent_name(arg(req.args, "name", str))
+            note = arg(req.args, "note", str, "")
+            if not refs.tell(self.ctx.agent_ref_name(target), Kick(note or None, reply)):
+                raise WireError("unknown_agent", f"no running agent named '{target}'")
+        elif op == "whoami":
+            conn.reply(req.id, {"name": agent, "manager": agent == MANAGER})
+        elif op in EXTRA_OPS:
+            EXTRA_OPS[op](self.ctx, agent, conn, req)
+        else:
+            known = ["send", "recv", "set_status", "kick_agent", "whoami", *EXTRA_OPS]
+            raise WireError("unknown_op", f"unknown op '{op}' (known: {', '.join(known)})")

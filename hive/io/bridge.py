@@ -1,0 +1,51 @@
+"""The crossing from actor threads into the trio loop.
+
+Actors never block on IO; they hand work to the trio thread through this bridge. Every
+method is safe to call from any thread and returns at once. Work started here belongs to
+the loop's nursery, so it is cancelled when the supervisor shuts down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+log = logging.getLogger(__name__)
+
+
+class IoBridge:
+    def __init__(self, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
+        self.token = token
+        self.nursery = nursery
+        self.closed = False
+
+    def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run a plain function on the trio thread (replies, channel sends)."""
+        if self.closed:
+            return
+        try:
+            self.token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            self.closed = True
+
+    def spawn(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
+        """Start a task in the loop's nursery."""
+        self.call_soon(self._start, async_fn, args)
+
+    def _start(self, async_fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]) -> None:
+        try:
+            self.nursery.start_soon(async_fn, *args)
+        except RuntimeError:  # nursery closed: shutting down
+            log.debug("dropped %s during shutdown", async_fn)
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` on the trio thread after ``delay`` seconds (timers for actors)."""
+
+        async def _timer() -> None:
+            await trio.sleep(max(0.0, delay))
+            fn()
+
+        self.spawn(_timer)

@@ -1,0 +1,30 @@
+"""The IO side's services, created on the trio thread and reachable from actors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hive.io.bridge import IoBridge
+from hive.io.turns import TurnRunner
+from hive.store import Reader
+
+if TYPE_CHECKING:
+    from hive.actors.base import HiveContext
+    from hive.io.admin_socket import AdminSocket
+    from hive.io.agent_socket import AgentSockets
+
+
+class IoServices:
+    def __init__(self, bridge: IoBridge, reader: Reader) -> None:
+        self.bridge = bridge
+        self.reader = reader
+        self.turns = TurnRunner(bridge)
+        self.agent_sockets: AgentSockets
+        self.admin: AdminSocket
+
+    def attach(self, ctx: HiveContext) -> None:
+        from hive.io.admin_socket import AdminSocket
+        from hive.io.agent_socket import AgentSockets
+
+        self.agent_sockets = AgentSockets(ctx)
+        self.admin = AdminSocket(ctx, self.reader)

@@ -1,0 +1,311 @@
+"""hive-mcp: the stdio MCP server that gives a claude agent its hive tools.
+
+The claude CLI starts it inside the agent's sandbox (``--mcp-config``); it connects to the
+agent's own socket (``$HIVE_SOCKET``), asks ``whoami`` and serves one MCP tool per socket op.
+It decides nothing: every call is forwarded as one request frame, and a refusal by the
+supervisor comes back to the model as a tool error carrying the supervisor's message::
+
+    HIVE_SOCKET=/run/hive/agents/alice.sock hive-mcp      # speaks MCP on stdin/stdout
+
+Manager-only tools (spawn, apply_commit, kick, schedule) are listed only when ``whoami``
+says this agent is the manager; the supervisor enforces that rule again on its side.
+
+Start-up matters (one process per turn in per-turn mode), so this module imports only the
+standard library at the top: ``trio``, ``pydantic`` and the MCP SDK (most of the ~0.5 s) are
+imported inside ``main()``, with the garbage collector off while they load.
+"""
+
+import gc
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+MAX_RECV_WAIT = 180  # seconds; the supervisor enforces the same bound
+
+# No `from __future__ import annotations` here: the tools' Annotated[..., Field(...)] aliases
+# are locals of build_server, and the SDK reads the signatures as live objects.
+_ToolFn = Callable[..., Awaitable[str]]
+
+
+class HiveCaller(Protocol):
+    """What the tools need from a socket client: one request, one reply (hive.client)."""
+
+    async def call(self, op: str, **args: Any) -> Any: ...
+
+
+def instructions(name: str, manager: bool) -> str:
+    """The server instructions: how to behave as a hive agent, shown to the model."""
+    role = (
+        "You are the manager of this hive: you coordinate the other agents and may request "
+        "new agents, config changes, kicks and scheduled prompts (each needs the operator's "
+        "approval)."
+        if manager
+        else "Report to 'manager' when you finish a task or are blocked."
+    )
+    return (
+        f"You are agent '{name}' in a hive: a fleet of long-lived agents that talk through "
+        "messages. Your turn started because messages arrived; they are in the prompt. "
+        "Reply and delegate with `send`; wait for answers inside a turn with `recv`; ask a "
+        "human with `ask_operator` only when you cannot decide alone; keep `set_status` "
+        f"short and current. {role}"
+    )
+
+
+def format_messages(messages: list[dict[str, Any]]) -> str:
+    """Messages from ``recv`` in the same shape as a turn prompt, oldest first."""
+    from hive.runtimes.base import format_turn_prompt
+    from hive.wire import Envelope
+
+    return format_turn_prompt([Envelope.from_wire(m) for m in messages], None)
+
+
+def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[Any]":
+    """An MCPServer whose tools forward to ``hive`` (a hive.client.TrioClient in production)."""
+    from typing import Annotated
+
+    import trio
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import Field
+
+    from hive.client import ConnectionLost, HiveError
+
+    server: MCPServer[Any] = MCPServer(
+        "hive",
+        instructions=instructions(name, manager),
+        version="1",
+        log_level="WARNING",
+    )
+
+    async def call(op: str, **args: Any) -> Any:
+        try:
+            return await hive.call(op, **{k: v for k, v in args.items() if v is not None})
+        except (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ToolError(
+                f"lost the connection to the hive supervisor ({exc}); it may be restarting. "
+                "The call may not have reached it; end your turn, you will be woken again."
+            ) from exc
+        except HiveError as exc:
+            raise ToolError(f"{exc.message} [{exc.code}]") from exc
+
+    def tool(fn: _ToolFn) -> _ToolFn:
+        # Plain text results: the model reads them; no structured-output schema to carry.
+        server.add_tool(fn, structured_output=False)
+        return fn
+
+    # Annotated aliases keep the signatures readable; pydantic turns them into JSON schema.
+    AgentName = Annotated[str, Field(description="agent name, or 'manager' / 'operator'")]
+    Body = Annotated[str, Field(description="the message text (markdown is fine)")]
+    WaitSeconds = Annotated[
+        int, Field(ge=0, le=MAX_RECV_WAIT, description="seconds to wait for a message, 0-180")
+    ]
+
+    @tool
+    async def send(to: AgentName, body: Body) -> str:
+        """Send a message to another agent, to 'manager' or to 'operator' (the human).
+
+        The message is stored and delivered even if the recipient is busy or asleep: it starts
+        the recipient's next turn. The hive may refuse (e.g. a recipient you are not allowed to
+        message) and says why. Returns the message id.
+        """
+        result = await call("send", to=to, body=body)
+        return f"sent to {to} as message #{result['id']}"
+
+    @tool
+    async def recv(wait_seconds: WaitSeconds = 0) -> str:
+        """Fetch messages that arrived during this turn, waiting up to wait_seconds for one.
+
+        Use it after `send` when you need the answer before you can go on; with 0 it only
+        checks. Messages you receive here count as delivered. If nothing comes, end your turn:
+        a new message wakes you up again.
+        """
+        result = await call("recv", wait_seconds=wait_seconds)
+        messages = result.get("messages", [])
+        if not messages:
+            return f"no new messages (waited {wait_seconds} s)"
+        return format_messages(messages)
+
+    @tool
+    async def ask_operator(
+        question: Annotated[str, Field(description="one clear question for the human")],
+        options: Annotated[
+            list[str] | None, Field(description="suggested answers to pick from (optional)")
+        ] = None,
+        ttl_seconds: Annotated[
+            int | None, Field(ge=1, description="give up after this many seconds (optional)")
+        ] = None,
+    ) -> str:
+        """Ask the human operator a question and wait for the answer (this blocks).
+
+        Use it for decisions you must not take alone (destructive actions, unclear goals,
+        credentials). The call ends when the operator answers, cancels the question, or
+        ttl_seconds pass. An expired question is not a "no": decide with what you know or ask
+        again later.
+        """
+        result = await call(
+            "ask_operator", question=question, options=options, ttl_seconds=ttl_seconds
+        )
+        qid = result.get("id")
+        status = result.get("status")
+        if status == "answered":
+            return f"the operator answered question #{qid}: {result.get('answer', '')}"
+        if status == "cancelled":
+            return f"the operator cancelled question #{qid} without answering; do not wait for it"
+        if status == "expired":
+            return (
+                f"question #{qid} expired after {ttl_seconds} s with no answer. This is not a "
+                "refusal: decide with what you know, or ask again later"
+            )
+        return f"question #{qid}: {json.dumps(result)}"
+
+    @tool
+    async def cancel_question(
+        id: Annotated[int, Field(description="the question id from ask_operator")],
+    ) -> str:
+        """Withdraw a question you asked the operator that is no longer needed."""
+        await call("cancel_question", id=id)
+        return f"question #{id} cancelled"
+
+    @tool
+    async def set_status(
+        text: Annotated[str, Field(description="a short line, e.g. 'reviewing PR 12'")],
+    ) -> str:
+        """Set your status line on the operator's dashboard: what you are doing now.
+
+        Keep it short and update it when your focus changes or you finish.
+        """
+        await call("set_status", text=text)
+        return "status set"
+
+    if manager:
+        _add_manager_tools(tool, call)
+    return server
+
+
+def _add_manager_tools(
+    tool: Callable[[_ToolFn], _ToolFn], call: Callable[..., Awaitable[Any]]
+) -> None:
+    from typing import Annotated
+
+    from pydantic import Field
+
+    NewName = Annotated[
+        str, Field(description="the new agent's name: a-z, 0-9 and '-', starting with a letter")
+    ]
+    AgentName = Annotated[str, Field(description="an existing agent's name")]
+    Ref = Annotated[str, Field(description="a git commit ref in that agent's config repo")]
+
+    def done(what: str, result: Any) -> str:
+        if isinstance(result, dict) and result:
+            return f"{what}: {json.dumps(result, sort_keys=True)}"
+        return what
+
+    @tool
+    async def request_spawn(
+        name: NewName,
+        model: Annotated[str | None, Field(description="model for the agent (optional)")] = None,
+        prompt: Annotated[
+            str | None, Field(description="its standing instructions (optional)")
+        ] = None,
+    ) -> str:
+        """Ask the operator to create a new agent with a default config (one step).
+
+        The agent exists once the operator approves. For an agent that needs a prepared
+        config, use request_spawn_draft and request_spawn_commit instead.
+        """
+        result = await call("request_spawn", name=name, model=model, prompt=prompt)
+        return done(f"spawn of '{name}' requested; waiting for the operator's approval", result)
+
+    @tool
+    async def request_spawn_draft(name: NewName) -> str:
+        """Create a draft agent: its config repo and state dir, without starting it.
+
+        Edit and commit its config, then call request_spawn_commit with the commit ref.
+        """
+        result = await call("request_spawn_draft", name=name)
+        return done(f"draft '{name}' created", result)
+
+    @tool
+    async def request_spawn_commit(name: NewName, ref: Ref) -> str:
+        """Submit a draft agent's committed config for approval; approved, the agent starts.
+
+        The operator sees the diff of that commit.
+        """
+        result = await call("request_spawn_commit", name=name, ref=ref)
+        return done(f"spawn of draft '{name}' at {ref} submitted for approval", result)
+
+    @tool
+    async def request_apply_commit(agent: AgentName, ref: Ref) -> str:
+        """Ask the operator to apply a config commit to an existing agent.
+
+        On approval the agent is rebuilt from that commit; the operator sees the diff.
+        """
+        result = await call("request_apply_commit", agent=agent, ref=ref)
+        return done(f"config {ref} for '{agent}' submitted for approval", result)
+
+    @tool
+    async def kick_agent(
+        name: AgentName,
+        note: Annotated[str | None, Field(description="why it should wake up (optional)")] = None,
+    ) -> str:
+        """Wake an idle agent so it takes a turn now, with an optional note."""
+        await call("kick_agent", name=name, note=note)
+        return f"kicked '{name}'"
+
+    @tool
+    async def schedule_prompt(
+        agent: AgentName,
+        at: Annotated[
+            str, Field(description="when, as ISO 8601 with a zone, e.g. 2026-12-01T09:00:00Z")
+        ],
+        text: Annotated[str, Field(description="the prompt the agent receives then")],
+    ) -> str:
+        """Ask the operator to approve a prompt that is delivered to an agent at a given time."""
+        result = await call("schedule_prompt", agent=agent, at=at, text=text)
+        return done(f"prompt for '{agent}' at {at} submitted for approval", result)
+
+
+async def serve(socket_path: str) -> None:
+    """Connect to the agent socket, learn who we are, serve MCP on stdio until EOF."""
+    from hive.client import TrioClient
+
+    async with TrioClient.connect(socket_path) as client:
+        me = await client.call("whoami")
+        server = build_server(client, name=str(me["name"]), manager=bool(me.get("manager")))
+        # Start-up objects live as long as the process: keep the collector off them.
+        gc.enable()
+        gc.freeze()
+        await server.run_stdio_async()
+
+
+def main() -> None:
+    """Console script ``hive-mcp``."""
+    socket_path = os.environ.get("HIVE_SOCKET", "")
+    if not socket_path:
+        sys.stderr.write(
+            "hive-mcp: HIVE_SOCKET is not set; the hive supervisor sets it when it "
+            "starts an agent's turn\n"
+        )
+        raise SystemExit(2)
+    # Importing the MCP SDK builds hundreds of pydantic models; collecting during that is waste.
+    gc.disable()
+    import trio
+
+    from hive.client import HiveError
+
+    try:
+        trio.run(serve, socket_path)
+    except HiveError as exc:
+        sys.stderr.write(f"hive-mcp: agent socket {socket_path}: {exc.message} [{exc.code}]\n")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

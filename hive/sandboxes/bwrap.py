@@ -1,0 +1,227 @@
+"""The bwrap sandbox: bubblewrap with its own user, mount, pid, ipc and uts namespaces.
+
+Inside, the agent is uid 0 in a read-only copy of the host. Writable: its own directory
+(``<state>/agents/<name>``), a private /tmp and nothing else. Its agent socket is bound in at
+the same path, so the MCP shim connects exactly as it would outside. The hive's state dir
+(the db and every other agent), the sockets dir and people's home directories are replaced by
+empty read-only tmpfs mounts.
+
+When the supervisor runs as root, bwrap is started through ``setpriv`` as the agent's own
+host uid (see ``hive.sandboxes.uids``), so uid 0 inside is an unprivileged uid outside:
+a process that escapes the namespaces lands on an account that owns only that agent's files.
+
+>>> from hive.config import AgentConfig
+>>> from hive.process import AgentPaths, ProcessSpec
+>>> paths = AgentPaths.for_agent("bob", Path("/var/lib/hive"), Path("/run/hive"))
+>>> sandbox = BwrapSandbox(as_agent_uid=False)
+>>> spec = sandbox.wrap(ProcessSpec(("true",)), AgentConfig("bob", network=False), paths)
+>>> "--unshare-net" in spec.argv, spec.argv[-2:]
+(True, ('--', 'true'))
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from hive.config import AgentConfig
+from hive.process import AgentPaths, ProcessSpec
+from hive.sandboxes.base import SandboxError
+from hive.sandboxes.uids import UID_BASE, allocate_uid, allow_traverse, give_to, uid_slot
+
+INSTALL_HINT = "install it with `apt-get install bubblewrap` (NixOS: add pkgs.bubblewrap)"
+DEFAULT_HIDDEN = ("/root", "/home")
+_DB_FILES = ("hive.db", "hive.db-wal", "hive.db-shm")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for every process of a turn, set with prlimit(1) before bwrap starts.
+
+    rlimits are per process, except ``nproc``, which counts every process of the same host
+    uid: since each agent has its own uid, it caps the whole agent. Memory is better capped
+    by a cgroup (the systemd unit's MemoryMax for the fleet, or an nspawn container per
+    agent); ``address_space`` is off by default because node (claude) reserves large virtual
+    ranges it never touches.
+    """
+
+    nofile: int = 4096
+    nproc: int = 1024
+    core_bytes: int = 0
+    file_bytes: int | None = 8 << 30
+    cpu_seconds: int | None = None
+    address_space: int | None = None
+    tmp_bytes: int = 1 << 30  # size of the private /tmp tmpfs
+
+    def prlimit_args(self) -> list[str]:
+        limits = {
+            "nofile": self.nofile,
+            "nproc": self.nproc,
+            "core": self.core_bytes,
+            "fsize": self.file_bytes,
+            "cpu": self.cpu_seconds,
+            "as": self.address_space,
+        }
+        return [f"--{key}={value}" for key, value in limits.items() if value is not None]
+
+
+def _find(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        package = "bubblewrap" if tool == "bwrap" else "util-linux"
+        raise SandboxError(
+            f"the bwrap sandbox needs `{tool}`, which is not on PATH: "
+            f"install it with `apt-get install {package}` (NixOS: it comes with the hive "
+            f'module), or set sandbox = "process" for this agent'
+        )
+    return path
+
+
+class BwrapSandbox:
+    """Runs each turn in a fresh bubblewrap sandbox. See the module docstring."""
+
+    name = "bwrap"
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        uid_base: int = UID_BASE,
+        hidden: Iterable[str] = DEFAULT_HIDDEN,
+        as_agent_uid: bool | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.uid_base = uid_base
+        self.hidden = tuple(Path(p) for p in hidden)
+        # Only root may switch to the agent's uid; a developer's unprivileged supervisor
+        # still gets the namespaces, with uid 0 inside mapped to its own uid.
+        self.as_agent_uid = os.geteuid() == 0 if as_agent_uid is None else as_agent_uid
+        self._bwrap = _find("bwrap")
+        self._prlimit = _find("prlimit")
+        self._setpriv = _find("setpriv") if self.as_agent_uid else ""
+
+    # -- prepare: once per agent start, as root, before the first turn ---------------------
+
+    def prepare(self, agent: AgentConfig, paths: AgentPaths) -> None:
+        for d in (paths.root, paths.state, paths.work, paths.config):
+            if d.is_symlink():
+                raise SandboxError(f"agent '{agent.name}': {d} is a symlink; remove it")
+        paths.ensure()
+        if not self.as_agent_uid:
+            return
+        uid = allocate_uid(paths.root, self.uid_base)
+        give_to(paths.root, uid, uid)
+        self._open_paths(paths)
+        if paths.socket.exists() and not paths.socket.is_symlink():
+            # Identity is which socket you hold; only this agent's uid may connect to it.
+            os.lchown(paths.socket, uid, uid)
+            os.chmod(paths.socket, 0o600)
+
+    def _open_paths(self, paths: AgentPaths) -> None:
+        """Make the paths bwrap binds resolvable by the agent's uid, and keep the db private.
+
+        bwrap resolves bind sources as the agent's uid, so the hive's own directories above
+        the agent dir and the socket get x-for-others (traverse, not list). That would let
+        any local user open a world-readable file in the state dir by name, so the db files
+        are made 0600 here too.
+        """
+        sockets_dir = paths.socket.parent.parent
+        for d in (paths.hive_state, paths.root.parent, sockets_dir, paths.socket.parent):
+            d.mkdir(parents=True, exist_ok=True)
+            allow_traverse(d)
+        for name in _DB_FILES:
+            db = paths.hive_state / name
+            if db.exists() and db.stat().st_mode & 0o077:
+                os.chmod(db, 0o600)
+        for target in (paths.root, paths.socket.parent):
+            for parent in target.parents:
+                if not parent.stat().st_mode & 0o001:
+                    raise SandboxError(
+                        f"{parent} is not traversable by other users, so the sandboxed agent "
+                        f"cannot reach {target}: run `chmod o+x {parent}`, or move the hive's "
+                        f"state/run dirs elsewhere"
+                    )
+
+    # -- wrap: once per turn, no IO beyond a stat -----------------------------------------
+
+    def agent_uid(self, paths: AgentPaths) -> int:
+        """The host uid the agent runs as (its directory's owner), after prepare()."""
+        if not self.as_agent_uid:
+            return os.geteuid()
+        uid = paths.root.lstat().st_uid
+        if uid_slot(uid, self.uid_base) is None:
+            raise SandboxError(
+                f"agent '{paths.name}': {paths.root} is not owned by an agent uid; "
+                f"prepare() must run before the first turn"
+            )
+        return uid
+
+    def wrap(self, spec: ProcessSpec, agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
+        cwd = spec.cwd or paths.work
+        argv = [self._prlimit, *self.limits.prlimit_args(), "--"]
+        if self.as_agent_uid:
+            uid = str(self.agent_uid(paths))
+            argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
+        argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd)]
+        if "HOME" not in spec.env:
+            # The supervisor's HOME is hidden or read-only in here; the agent's state dir
+            # is where a CLI keeps its config between turns.
+            argv += ["--setenv", "HOME", str(paths.state)]
+        argv += ["--", *spec.argv]
+        return replace(spec, argv=tuple(argv), cwd=cwd)
+
+    def bwrap_args(self, agent: AgentConfig, paths: AgentPaths, cwd: Path) -> list[str]:
+        args = [
+            "--unshare-user", "--uid", "0", "--gid", "0",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            *(["--unshare-net"] if not agent.network else []),
+            "--hostname", agent.name,
+            # A killed turn takes its whole sandbox with it; a new session keeps the agent
+            # from pushing keystrokes into a terminal it inherited (TIOCSTI).
+            "--die-with-parent", "--new-session",
+            "--ro-bind", "/", "/",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp",
+        ]  # fmt: skip
+        masks = self._masks(paths)
+        for mask in masks:
+            args += ["--tmpfs", str(mask)]
+        args += ["--bind", str(paths.root), str(paths.root)]
+        args += ["--bind", str(paths.socket), str(paths.socket)]
+        for mask in masks:
+            # Read-only, so a write to another agent's path fails instead of landing in a
+            # scratch tmpfs where it looks like it worked.
+            args += ["--remount-ro", str(mask)]
+        args += ["--chdir", str(cwd)]
+        return args
+
+    def _masks(self, paths: AgentPaths) -> list[Path]:
+        sockets_dir = paths.socket.parent.parent
+        wanted = [paths.hive_state, sockets_dir, *(p for p in self.hidden if p.is_dir())]
+        masks: list[Path] = []
+        # Parents first; a path already under a mask is hidden with it.
+        for p in sorted(set(wanted), key=lambda p: len(p.parts)):
+            if not any(p.is_relative_to(m) for m in masks):
+                masks.append(p)
+        return masks
+
+
+@functools.cache
+def bwrap_usable(uid_base: int = UID_BASE) -> bool:
+    """True when a bwrap sandbox starts on this host (tools present, user namespaces on)."""
+    try:
+        sandbox = BwrapSandbox(uid_base=uid_base)
+    except SandboxError:
+        return False
+    argv = [sandbox._bwrap, "--unshare-user", "--uid", "0", "--ro-bind", "/", "/", "true"]
+    if sandbox.as_agent_uid:
+        uid = str(uid_base)
+        argv = [sandbox._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", *argv]
+    probe = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0

@@ -1,0 +1,123 @@
+"""Host uids for sandboxed agents: uid 0 inside a sandbox is an unprivileged uid outside.
+
+Every agent owns one block of 65536 host uids starting at ``uid_base + 65536 * slot``.
+bwrap maps only the first uid of the block (uid 0 inside); nspawn containers
+(``PrivateUsers=<first>:65536``) use the whole block. Keeping both on the same block means
+an agent can move between the two backends without re-owning its files.
+
+The preferred slot comes from a hash of the agent's name, so the NixOS module (nix/lib.nix,
+``agentSlot``) computes the same uid at evaluation time without asking the host:
+
+>>> preferred_slot("bob")
+2075
+>>> slot_uid(2075)
+1746599936
+
+Where two names hash to the same slot, the bwrap backend takes the next free slot and keeps
+it: the allocation *is* the owner of the agent's root directory, so it survives restarts and
+needs no table of its own.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hive.sandboxes.base import SandboxError
+
+# 0x60000000-0x6FFFFFFF: inside systemd's range for container uids, far above any uid a
+# distribution hands to people or services, and below 2**31 where some tools still break.
+UID_BASE = 0x6000_0000
+BLOCK = 0x1_0000  # 65536 uids per agent, the size nspawn's PrivateUsers wants
+SLOTS = 0x1000  # 4096 blocks: UID_BASE + SLOTS * BLOCK == 0x70000000
+
+_LOCK_NAME = ".uids.lock"
+
+
+def preferred_slot(name: str) -> int:
+    """The slot an agent gets unless another agent holds it: 12 bits of sha256(name)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:3], 16)
+
+
+def slot_uid(slot: int, base: int = UID_BASE) -> int:
+    return base + slot * BLOCK
+
+
+def uid_slot(uid: int, base: int = UID_BASE) -> int | None:
+    """The slot that ``uid`` is the first uid of, or None when it is not a hive agent uid."""
+    offset = uid - base
+    if offset < 0 or offset % BLOCK or offset // BLOCK >= SLOTS:
+        return None
+    return offset // BLOCK
+
+
+@contextmanager
+def _locked(agents_dir: Path) -> Iterator[None]:
+    # Agent actors prepare their sandboxes concurrently; one lock keeps two new agents from
+    # taking the same free slot.
+    agents_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(agents_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def allocate_uid(root: Path, base: int = UID_BASE) -> int:
+    """The agent uid for the agent whose directory is ``root`` (``<state>/agents/<name>``).
+
+    Keeps the owner of ``root`` when it already is an agent uid; otherwise takes the name's
+    preferred slot, or the next one no sibling agent directory is owned by.
+    """
+    agents_dir = root.parent
+    with _locked(agents_dir):
+        try:
+            current = root.lstat().st_uid
+        except FileNotFoundError:
+            current = -1
+        if uid_slot(current, base) is not None:
+            return current
+        taken = set()
+        for sibling in agents_dir.iterdir():
+            if sibling != root and sibling.is_dir() and not sibling.is_symlink():
+                taken.add(sibling.lstat().st_uid)
+        start = preferred_slot(root.name)
+        for step in range(SLOTS):
+            uid = slot_uid((start + step) % SLOTS, base)
+            if uid not in taken:
+                return uid
+    raise SandboxError(f"all {SLOTS} agent uid blocks above {base} are taken; remove old agents")
+
+
+def give_to(root: Path, uid: int, gid: int) -> None:
+    """Make ``root`` and everything below it belong to the agent's uid (idempotent).
+
+    Never follows a symlink: the tree is the agent's, and a link it planted must not make
+    the supervisor chown a host file.
+    """
+    if root.is_symlink() or not root.is_dir():
+        raise SandboxError(f"{root} must be a real directory (found a symlink or a file)")
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for entry in (dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)):
+            st = os.lstat(entry)
+            if st.st_uid != uid or st.st_gid != gid:
+                os.lchown(entry, uid, gid)
+    # 0700: another agent's uid cannot even list it, should it ever see the path.
+    os.chmod(root, 0o700)
+
+
+def allow_traverse(directory: Path) -> None:
+    """Let any uid pass through ``directory`` (x for others) without listing it.
+
+    bwrap runs as the agent's uid and must resolve the paths it binds (the agent's dir and
+    socket) before it masks their parents, so every parent must be traversable by that uid.
+    """
+    mode = directory.stat().st_mode
+    if not mode & stat.S_IXOTH:
+        os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)

@@ -1,0 +1,88 @@
+"""Schema migrations, by version (SQLite's user_version). Append; never edit a shipped step."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # v1: the spine
+    """
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        parent TEXT NOT NULL DEFAULT '',
+        config BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        failed_reason TEXT NOT NULL DEFAULT '',
+        needs_login INTEGER NOT NULL DEFAULT 0,
+        needs_update INTEGER NOT NULL DEFAULT 0,
+        model TEXT NOT NULL DEFAULT '',
+        status_text TEXT NOT NULL DEFAULT '',
+        status_set_at REAL,
+        destroyed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        body TEXT NOT NULL,
+        ts REAL NOT NULL,
+        meta BLOB,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered')),
+        delivered_at REAL,
+        delivered_by TEXT,
+        turn_id INTEGER
+    );
+    CREATE INDEX messages_pending ON messages (recipient, id) WHERE state = 'pending';
+    CREATE INDEX messages_recipient ON messages (recipient, id);
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        exit_class TEXT,
+        exit_code INTEGER,
+        detail TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        message_ids BLOB,
+        kick_note TEXT
+    );
+    CREATE INDEX turns_agent ON turns (agent, id);
+    CREATE TABLE turn_events (
+        turn_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        data BLOB,
+        PRIMARY KEY (turn_id, seq)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        agent TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        data BLOB
+    );
+    CREATE INDEX events_agent ON events (agent, id);
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        description TEXT NOT NULL DEFAULT '',
+        payload BLOB,
+        expires_at REAL,
+        resolved_at REAL,
+        resolution BLOB
+    );
+    CREATE INDEX approvals_status ON approvals (status, id);
+    CREATE TABLE stats (
+        agent TEXT NOT NULL,
+        ts REAL NOT NULL,
+        key TEXT NOT NULL,
+        value REAL NOT NULL
+    );
+    CREATE INDEX stats_agent_key ON stats (agent, key, ts);
+    """,
+]
