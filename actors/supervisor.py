@@ -40,6 +40,11 @@ class ChildSpec:
     on_restart: Callable[[], None] | None = None
 
 
+# Actors added by later layers (approvals, stats): each makes a ChildSpec from the context.
+# They start after the core and before the agents, in list order.
+EXTRA_CHILDREN: list[Callable[[HiveContext], ChildSpec]] = []
+
+
 @dataclass
 class BootState:
     """What the database held when the daemon started."""
@@ -122,6 +127,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self.agent_configs = {cfg.name: cfg for cfg, _ in self.boot.agents}
         for spec in self.core_specs():
             self._add_child(spec)
+        for make_spec in EXTRA_CHILDREN:
+            self._add_child(make_spec(self.ctx))
         for cfg, row in self.boot.agents:
             state = AgentState(
                 row, self.boot.pending.get(cfg.name, []), self.boot.last_turns.get(cfg.name)

@@ -71,6 +71,9 @@ async def run_hive(
     from hive.io.bridge import IoBridge
     from hive.io.services import IoServices
 
+    from hive import extensions
+
+    extensions.load()
     boot = prepare_state(cfg)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
