@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
+from hive.actors.base import Alive, HiveContext, Reply, SupervisedActor, tell_quietly
 from hive.actors.bus import Send
 from hive.actors.hub import Publish
 from hive.actors.store import Write
@@ -225,6 +225,8 @@ class AgentActor(SupervisedActor):
                     self._maybe_start_turn()
             case Control(op=op, reply=reply):
                 self._control(op, reply)
+            case Alive():
+                return True
             case _PublishDirty():
                 if self.dirty:
                     self._publish()

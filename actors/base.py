@@ -82,9 +82,17 @@ class HiveContext:
     message_ids: IdAllocator
     turn_ids: IdAllocator
     refs: Directory = field(default_factory=Directory)
+    # Kinds some subscriber of the StateHub wants ("*": all), kept by the hub so that hot
+    # paths (every message) skip publishing what nobody watches.
+    hub_interest: frozenset[str] = frozenset()
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"
+
+
+@dataclass(frozen=True)
+class Alive:
+    """Answered (via ask) once an actor's on_start has run: used at boot."""
 
 
 @dataclass(frozen=True)

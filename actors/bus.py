@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
@@ -32,6 +34,30 @@ class Send:
     kind: str = "message"
     meta: dict[str, Any] = field(default_factory=dict)
     reply: Reply | None = None
+
+
+@dataclass
+class BatchReply:
+    """Replies for a chunk of pipelined sends, delivered together once all are decided."""
+
+    deliver: Callable[[list[tuple[int, Any]]], None]
+    remaining: int
+    results: list[tuple[int, Any]] = field(default_factory=list)
+
+    def add(self, req_id: int, result: Any) -> None:
+        self.results.append((req_id, result))
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.deliver(self.results)
+
+
+@dataclass(frozen=True)
+class SendBatch:
+    """Sends that one connection pipelined and the socket read in one chunk."""
+
+    sender: str
+    items: list[tuple[int, str, str]]  # (request id, to, body)
+    deliver: Callable[[list[tuple[int, Any]]], None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +97,8 @@ class BusActor(SupervisedActor):
         match message:
             case Send():
                 self._send(message)
+            case SendBatch():
+                self._send_batch(message)
             case _Flush():
                 self.flush_queued = False
                 self._flush()
@@ -93,6 +121,19 @@ class BusActor(SupervisedActor):
             return
         self.batch.append((env, m.reply))
         if not self.flush_queued:
+            self.flush_queued = True
+            self.actor_ref.tell(_Flush())
+
+    def _send_batch(self, m: SendBatch) -> None:
+        collector = BatchReply(m.deliver, len(m.items))
+        for req_id, to, body in m.items:
+            try:
+                env = self._accept(Send(m.sender, to, body))
+            except WireError as exc:
+                collector.add(req_id, exc)
+                continue
+            self.batch.append((env, partial(collector.add, req_id)))
+        if self.batch and not self.flush_queued:
             self.flush_queued = True
             self.actor_ref.tell(_Flush())
 

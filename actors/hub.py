@@ -61,6 +61,12 @@ class StateHubActor(SupervisedActor):
         items = {k: list(v.values()) for k, v in self.latest.items() if kinds is None or k in kinds}
         return {"seq": self.seq, "items": items}
 
+    def _update_interest(self) -> None:
+        kinds: set[str] = set()
+        for sub in self.subs.values():
+            kinds |= sub.kinds if sub.kinds is not None else {"*"}
+        self.ctx.hub_interest = frozenset(kinds)  # one reference swap: safe to read anywhere
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case Publish(kind=kind, key=key, data=data):
@@ -83,12 +89,16 @@ class StateHubActor(SupervisedActor):
                             gone.append(sub.sub_id)
                 for sub_id in gone:
                     self.subs.pop(sub_id, None)
+                if gone:
+                    self._update_interest()
             case Subscribe():
                 self.subs[message.sub_id] = message
+                self._update_interest()
                 if message.on_snapshot is not None:
                     message.on_snapshot(self.snapshot(message.kinds))
             case Unsubscribe(sub_id=sub_id):
                 self.subs.pop(sub_id, None)
+                self._update_interest()
             case GetSnapshot(reply=reply, kinds=kinds):
                 reply(self.snapshot(kinds))
             case _:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import pykka
 from hive.actors.agent import AgentActor, AgentState
-from hive.actors.base import ChildFailed, HiveContext, Reply
+from hive.actors.base import Alive, ChildFailed, HiveContext, Reply
 from hive.actors.bus import AgentGone, AgentKnown, BusActor
 from hive.actors.hub import Publish, StateHubActor
 from hive.actors.store import StoreActor, Write
@@ -135,6 +135,15 @@ class SupervisorActor(pykka.ThreadingActor):
             )
             self._add_child(self.agent_spec(cfg, state))
         self.boot = BootState()  # let the boot snapshot go
+        # Boot is done when every agent has run on_start (loaded, published its row):
+        # only then does the daemon open its admin socket and report READY.
+        for child_id in self.order:
+            ref = self.ctx.refs.get(child_id)
+            if ref is not None and child_id.startswith("agent:"):
+                try:
+                    ref.ask(Alive(), timeout=30)
+                except (pykka.ActorDeadError, pykka.Timeout):
+                    log.error("supervisor: %s did not start", child_id)
 
     def on_stop(self) -> None:
         for child_id in reversed(self.order):

@@ -66,12 +66,11 @@ async def run_hive(
     stop: trio.Event | None = None,
 ) -> int:
     """Run the hive until SIGTERM/SIGINT (or ``stop``). Returns the process exit code."""
+    from hive import extensions
     from hive.actors.base import HiveContext
     from hive.actors.supervisor import SupervisorActor
     from hive.io.bridge import IoBridge
     from hive.io.services import IoServices
-
-    from hive import extensions
 
     extensions.load()
     boot = prepare_state(cfg)
@@ -99,11 +98,11 @@ async def run_hive(
         try:
             for agent_cfg, _ in boot.state.agents:
                 await nursery.start(services.agent_sockets.serve, agent_cfg.name)
-            await nursery.start(services.admin.serve)
             supervisor = SupervisorActor.start(ctx, boot.state, escalate)
-            # Serve only once the tree is up: a kick in the first millisecond must find
-            # its agent. (A blocking ask, so it runs off the trio thread.)
+            # The admin socket opens once the tree is up: a kick in the first millisecond
+            # must find its agent. (A blocking wait, so it runs off the trio thread.)
             await trio.to_thread.run_sync(_wait_started, supervisor)
+            await nursery.start(services.admin.serve)
             for hook in STARTUP_HOOKS:
                 await hook(ctx, nursery)
             notify("READY=1")

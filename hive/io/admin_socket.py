@@ -70,7 +70,7 @@ class AdminSocket:
         async with listener, trio.open_nursery() as nursery:
             while True:
                 stream = await listener.accept()
-                conn = Connection(stream, "admin", self.ctx.io.token, 16 << 20)
+                conn = Connection(stream, "admin", self.ctx.io, 16 << 20)
                 nursery.start_soon(serve_connection, conn, self.handle, "admin socket")
 
     async def handle(self, conn: Connection, req: Request) -> None:

@@ -66,12 +66,28 @@ class AgentSockets:
             async with listener, trio.open_nursery() as nursery:
                 while True:
                     stream = await listener.accept()
-                    conn = Connection(
-                        stream, name, self.ctx.io.token, self.ctx.config.max_frame_bytes
-                    )
+                    conn = Connection(stream, name, self.ctx.io, self.ctx.config.max_frame_bytes)
                     nursery.start_soon(self._serve_conn, conn)
 
     async def _serve_conn(self, conn: Connection) -> None:
+        from hive.actors.bus import SendBatch
+
+        # Sends read in one chunk travel to the Bus as one batch (pipelining clients).
+        sends: list[tuple[int, str, str]] = []
+        conn.sends = sends  # type: ignore[attr-defined]
+
+        def flush() -> None:
+            if not sends:
+                return
+            batch = list(sends)
+            sends.clear()
+            if not self.ctx.refs.tell(
+                "bus", SendBatch(conn.peer, batch, conn.reply_many_threadsafe)
+            ):
+                err = WireError("unavailable", "the bus is restarting; try again")
+                conn.reply_many([(req_id, err) for req_id, _, _ in batch])
+
+        conn.on_chunk_end = flush
         await serve_connection(conn, self.handle, f"agent socket {conn.peer}")
 
     def handle(self, conn: Connection, req: Request) -> None:
@@ -93,7 +109,11 @@ class AgentSockets:
         if op == "send":
             to = arg(req.args, "to", str)
             body = arg(req.args, "body", str)
-            tell("bus", Send(agent, to, body, reply=reply))
+            sends = getattr(conn, "sends", None)
+            if sends is not None:
+                sends.append((req.id, to, body))
+            else:
+                tell("bus", Send(agent, to, body, reply=reply))
         elif op == "recv":
             wait = arg(req.args, "wait_seconds", float, 0.0)
             if not 0 <= wait <= MAX_RECV_WAIT:

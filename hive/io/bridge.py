@@ -8,6 +8,8 @@ the loop's nursery, so it is cancelled when the supervisor shuts down.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,15 +23,35 @@ class IoBridge:
         self.token = token
         self.nursery = nursery
         self.closed = False
+        # Calls from other threads queue here and are run by one wake-up of the loop:
+        # under load, thousands of replies cost one cross-thread hop, not thousands.
+        self._calls: deque[tuple[Callable[..., object], tuple[Any, ...]]] = deque()
+        self._lock = threading.Lock()
+        self._wakeup_pending = False
 
     def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run a plain function on the trio thread (replies, channel sends)."""
+        """Run a plain function on the trio thread (replies, channel sends), in order."""
         if self.closed:
             return
+        with self._lock:
+            self._calls.append((fn, args))
+            if self._wakeup_pending:
+                return
+            self._wakeup_pending = True
         try:
-            self.token.run_sync_soon(fn, *args)
+            self.token.run_sync_soon(self._drain)
         except trio.RunFinishedError:
             self.closed = True
+
+    def _drain(self) -> None:
+        with self._lock:
+            calls, self._calls = self._calls, deque()
+            self._wakeup_pending = False
+        for fn, args in calls:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("call from an actor failed on the IO thread")
 
     def spawn(self, async_fn: Callable[..., Awaitable[object]], *args: Any) -> None:
         """Start a task in the loop's nursery."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from hive.io.bridge import IoBridge
 from hive.wire import (
     FrameDecoder,
     FrameError,
@@ -40,17 +41,20 @@ class Connection:
         self,
         stream: trio.SocketStream,
         peer: str,
-        token: trio.lowlevel.TrioToken,
+        bridge: IoBridge,
         max_frame_bytes: int,
     ) -> None:
         self.stream = stream
         self.peer = peer
-        self.token = token
+        self.bridge = bridge
         self.max_frame_bytes = max_frame_bytes
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
         self.in_flight = trio.Semaphore(MAX_IN_FLIGHT)
         self.closed = False
         self.on_close: list[Callable[[], None]] = []
+        # Called after each chunk of frames read at once has been handled: lets a
+        # handler pass a whole chunk of pipelined requests on as one batch.
+        self.on_chunk_end: Callable[[], None] | None = None
 
     # --- replies: from the trio thread or any other --------------------------------
 
@@ -75,17 +79,18 @@ class Connection:
             self.send_frame(ok_reply(req_id, result))
         self.in_flight.release()
 
+    def reply_many(self, results: list[tuple[int, Any]]) -> None:
+        for req_id, result in results:
+            self.reply(req_id, result)
+
     def reply_threadsafe(self, req_id: int, result: Any) -> None:
-        try:
-            self.token.run_sync_soon(self.reply, req_id, result)
-        except trio.RunFinishedError:
-            pass
+        self.bridge.call_soon(self.reply, req_id, result)
+
+    def reply_many_threadsafe(self, results: list[tuple[int, Any]]) -> None:
+        self.bridge.call_soon(self.reply_many, results)
 
     def push_threadsafe(self, frame: dict[str, Any]) -> None:
-        try:
-            self.token.run_sync_soon(self.send_frame, frame)
-        except trio.RunFinishedError:
-            pass
+        self.bridge.call_soon(self.send_frame, frame)
 
     async def _writer(self) -> None:
         try:
@@ -150,6 +155,8 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
                     except Exception as exc:  # never let one request kill the server
                         log.exception("%s: %s failed", label, req.op)
                         conn.reply(req.id, WireError("internal", f"{req.op} failed: {exc}"))
+                if conn.on_chunk_end is not None:
+                    conn.on_chunk_end()
         finally:
             conn.closed = True
             for cb in conn.on_close:

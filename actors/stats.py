@@ -1,0 +1,298 @@
+"""The Stats actor: per-agent turn telemetry into the ``stats`` table, for the charts.
+
+It listens to the StateHub (it never asks an agent) and writes, at each turn's end, one
+row per measure: the turn's duration, tool calls, exit class, messages sent and received by
+recipient class, tool usage, inbox depth and notes file size. Queue changes (an agent's
+inbox depth, the approval queue length) are written as they happen, at most once a second
+per series. Rows older than ``retention`` seconds, or beyond ``max_rows``, are deleted.
+
+Keys (``GET /api/stats?keys=...``):
+
+    turn.duration  turn.tool_calls  turn.exit.<class>  turn.sent.<class>
+    turn.received.<class>  tool.<name>  inbox_depth  notes_bytes  approval_queue (agent "")
+
+where a message class is peer / operator / manager / system.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
+from hive.actors.hub import Subscribe, Unsubscribe
+from hive.actors.store import Write
+from hive.actors.supervisor import EXTRA_CHILDREN, ChildSpec
+
+from hive.io.subscriptions import next_sub_id
+from hive.store import Queries
+from hive.wire import MANAGER, OPERATOR, SYSTEM
+
+log = logging.getLogger(__name__)
+
+RETENTION_SECONDS = 14 * 86400.0
+MAX_ROWS = 2_000_000
+TICK_SECONDS = 30.0
+PRUNE_EVERY_SECONDS = 600.0
+QUEUE_MIN_INTERVAL = 1.0
+CLASSES = ("peer", "operator", "manager", "system")
+WATCHED = frozenset(
+    {"turn_started", "turn_ended", "turn_event", "message", "operator_message", "agent",
+     "approval"}
+)  # fmt: skip
+_SENDER_CACHE = 50_000
+
+
+def message_class(name: str) -> str:
+    if name == OPERATOR:
+        return "operator"
+    if name == MANAGER:
+        return "manager"
+    if name == SYSTEM:
+        return "system"
+    return "peer"
+
+
+def prune(q: Queries, now: float, retention: float, max_rows: int) -> int:
+    """Delete rows older than ``retention`` and the oldest beyond ``max_rows``."""
+    conn = q.conn
+    conn.execute("DELETE FROM stats WHERE ts < ?", (now - retention,))
+    deleted = conn.changes()
+    total = int(str(conn.execute("SELECT COUNT(*) FROM stats").fetchall()[0][0]))
+    if total > max_rows:
+        conn.execute(
+            "DELETE FROM stats WHERE rowid IN (SELECT rowid FROM stats ORDER BY ts LIMIT ?)",
+            (total - max_rows,),
+        )
+        deleted += conn.changes()
+    return deleted
+
+
+@dataclass
+class _TurnTally:
+    turn_id: int
+    tool_calls: int = 0
+    tools: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    received: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _Update:
+    update: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Tick:
+    pass
+
+
+@dataclass(frozen=True)
+class _FlushQueues:
+    pass
+
+
+class StatsActor(SupervisedActor):
+    child_id = "stats"
+
+    def __init__(
+        self,
+        ctx: HiveContext,
+        retention: float = RETENTION_SECONDS,
+        max_rows: int = MAX_ROWS,
+    ) -> None:
+        super().__init__(ctx)
+        self.retention = retention
+        self.max_rows = max_rows
+        self.turns: dict[str, _TurnTally] = {}
+        self.senders: OrderedDict[int, str] = OrderedDict()
+        self.depth_written: dict[str, tuple[int, float]] = {}
+        self.depth_pending: dict[str, int] = {}
+        self.approvals: dict[str, bool] = {}
+        self.approval_queue_written: int | None = None
+        self.flush_queued = False
+        self.sub_id = 0
+        self.hub_ref: object = None
+        self.last_prune = 0.0
+        self.rows_written = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._subscribe()
+        self._arm_tick()
+
+    def on_stop(self) -> None:
+        self.ctx.refs.tell("hub", Unsubscribe(self.sub_id))
+
+    def _subscribe(self) -> None:
+        me = self.actor_ref
+        self.sub_id = next_sub_id()
+        self.hub_ref = self.ctx.refs.get("hub")
+
+        def deliver(update: dict[str, Any]) -> bool:
+            try:
+                me.tell(_Update(update))
+            except pykka.ActorDeadError:
+                return False
+            return True
+
+        self.ctx.refs.tell("hub", Subscribe(self.sub_id, WATCHED, deliver))
+
+    def _arm_tick(self) -> None:
+        me = self.actor_ref
+        self.ctx.io.call_later(TICK_SECONDS, lambda: tell_quietly(me, _Tick()))
+
+    # --- messages -----------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case _Update(update=update):
+                self._update(update)
+            case _Tick():
+                self._tick()
+            case _FlushQueues():
+                self.flush_queued = False
+                self._flush_queues()
+            case _:
+                log.warning("stats: unexpected message %r", message)
+        return None
+
+    def _tick(self) -> None:
+        if self.ctx.refs.get("hub") is not self.hub_ref:
+            self._subscribe()  # the hub restarted and forgot its subscribers
+        now = time.time()
+        if now - self.last_prune >= PRUNE_EVERY_SECONDS:
+            self.last_prune = now
+            retention, max_rows = self.retention, self.max_rows
+            self._write(lambda q: prune(q, now, retention, max_rows))
+        self._arm_tick()
+
+    def _update(self, u: dict[str, Any]) -> None:
+        kind, data = u.get("kind"), u.get("data")
+        if not isinstance(data, dict):
+            if kind == "approval":
+                self.approvals.pop(str(u.get("key")), None)
+                self._approval_queue_changed()
+            return
+        if kind == "turn_started":
+            self._turn_started(data)
+        elif kind == "turn_event":
+            tally = self.turns.get(str(data.get("agent")))
+            if tally is not None and data.get("kind") == "tool_call":
+                tally.tool_calls += 1
+                name = str((data.get("data") or {}).get("name", "?"))
+                tally.tools[name.removeprefix("mcp__hive__")] += 1
+        elif kind in ("message", "operator_message"):
+            self._message(data)
+        elif kind == "turn_ended":
+            self._turn_ended(data)
+        elif kind == "agent":
+            depth = data.get("inbox_depth")
+            if isinstance(depth, int):
+                self._queue_changed(str(data.get("name")), depth)
+        elif kind == "approval":
+            self.approvals[str(u.get("key"))] = data.get("status", "pending") == "pending"
+            self._approval_queue_changed()
+
+    def _turn_started(self, data: dict[str, Any]) -> None:
+        agent = str(data.get("agent"))
+        tally = _TurnTally(int(data.get("turn_id") or 0))
+        for mid in data.get("message_ids") or []:
+            tally.received[message_class(self.senders.get(int(mid), "peer"))] += 1
+        self.turns[agent] = tally
+
+    def _message(self, env: dict[str, Any]) -> None:
+        sender, to = str(env.get("from", "")), str(env.get("to", ""))
+        mid = env.get("id")
+        if isinstance(mid, int):
+            self.senders[mid] = sender
+            while len(self.senders) > _SENDER_CACHE:
+                self.senders.popitem(last=False)
+        tally = self.turns.get(sender)
+        if tally is not None:
+            tally.sent[message_class(to)] += 1
+
+    def _turn_ended(self, data: dict[str, Any]) -> None:
+        agent = str(data.get("agent"))
+        tally = self.turns.pop(agent, None)
+        last = data.get("last_turn") or {}
+        now = time.time()
+        ts = float(last.get("ended_at") or now)
+        rows: list[tuple[str, float, str, float]] = []
+        if isinstance(last.get("duration"), int | float):
+            rows.append((agent, ts, "turn.duration", float(last["duration"])))
+        rows.append((agent, ts, f"turn.exit.{last.get('exit_class') or 'unknown'}", 1.0))
+        if tally is not None:
+            rows.append((agent, ts, "turn.tool_calls", float(tally.tool_calls)))
+            for cls in CLASSES:
+                rows.append((agent, ts, f"turn.sent.{cls}", float(tally.sent[cls])))
+                rows.append((agent, ts, f"turn.received.{cls}", float(tally.received[cls])))
+            for tool, n in tally.tools.items():
+                rows.append((agent, ts, f"tool.{tool}", float(n)))
+        notes = self.ctx.config.agent_dir(agent) / "state" / "notes.md"
+        try:
+            rows.append((agent, ts, "notes_bytes", float(notes.stat().st_size)))
+        except OSError:
+            rows.append((agent, ts, "notes_bytes", 0.0))
+        depth = self.depth_pending.pop(agent, None)
+        if depth is None and agent in self.depth_written:
+            depth = self.depth_written[agent][0]
+        if depth is not None:
+            rows.append((agent, ts, "inbox_depth", float(depth)))
+            self.depth_written[agent] = (depth, now)
+        self._insert(rows)
+
+    def _queue_changed(self, agent: str, depth: int) -> None:
+        now = time.time()
+        last = self.depth_written.get(agent)
+        if last is not None and last[0] == depth:
+            self.depth_pending.pop(agent, None)
+            return
+        if last is None or now - last[1] >= QUEUE_MIN_INTERVAL:
+            self.depth_written[agent] = (depth, now)
+            self.depth_pending.pop(agent, None)
+            self._insert([(agent, now, "inbox_depth", float(depth))])
+        else:
+            self.depth_pending[agent] = depth
+            if not self.flush_queued:
+                self.flush_queued = True
+                me = self.actor_ref
+                self.ctx.io.call_later(QUEUE_MIN_INTERVAL, lambda: tell_quietly(me, _FlushQueues()))
+
+    def _flush_queues(self) -> None:
+        now = time.time()
+        rows = []
+        for agent, depth in self.depth_pending.items():
+            rows.append((agent, now, "inbox_depth", float(depth)))
+            self.depth_written[agent] = (depth, now)
+        self.depth_pending.clear()
+        self._insert(rows)
+
+    def _approval_queue_changed(self) -> None:
+        n = sum(1 for pending in self.approvals.values() if pending)
+        if n != self.approval_queue_written:
+            self.approval_queue_written = n
+            self._insert([("", time.time(), "approval_queue", float(n))])
+
+    # --- writing ------------------------------------------------------------------------
+
+    def _insert(self, rows: list[tuple[str, float, str, float]]) -> None:
+        if rows:
+            self.rows_written += len(rows)
+            self._write(lambda q: q.insert_stats(rows))
+
+    def _write(self, op: Any) -> None:
+        if not self.ctx.refs.tell("store", Write(op)):
+            log.debug("stats: store restarting, %s dropped", op)
+
+
+def child_spec(ctx: HiveContext) -> ChildSpec:
+    return ChildSpec("stats", lambda: StatsActor.start(ctx))
+
+
+EXTRA_CHILDREN.append(child_spec)

@@ -1,0 +1,110 @@
+"""Durable send throughput through the real socket path.
+
+Senders are agents talking to their own sockets; each message is acknowledged only after
+the Store has committed it (WAL, synchronous=FULL). The recipient is paused so no turn
+runs: this measures socket -> Bus -> Store (group commit) -> ack.
+
+Goal (issue 2): >= 20,000 msg/s acknowledged-and-committed on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from bench.common import RunningHive, ratio
+from hive.wire import FrameDecoder, encode_frame, request
+
+GOAL = 20_000
+SQLITE_FULL_SINGLE_COMMITS = 5_200  # STACK.md: 1-row commits/s with synchronous=FULL
+
+
+def config(senders: int) -> str:
+    agents = "\n".join(
+        f'[[agent]]\nname = "s{i}"\nrate_limit_per_minute = 100000000\n' for i in range(senders)
+    )
+    return f"""
+[hive]
+sqlite_synchronous = "FULL"
+
+[[agent]]
+name = "sink"
+inbox_cap = 100000000
+
+{agents}
+"""
+
+
+async def sender(path: Path, count: int, window: int, done: list[int]) -> None:
+    """A lean pipelining client: keeps ``window`` sends in flight, counts the acks.
+
+    It pre-encodes frames and decodes acks in bulk, so the figures measure the daemon,
+    not the client (which shares the 2 cores)."""
+    stream = await trio.open_unix_socket(str(path))
+    decoder = FrameDecoder()
+    frames = [
+        encode_frame(request(i + 1, "send", to="sink", body=f"message {i} " + "x" * 200))
+        for i in range(count)
+    ]
+    acked = 0
+    sent = 0
+    async with stream:
+        while acked < count:
+            burst = min(window - (sent - acked), count - sent)
+            if burst > 0:
+                await stream.send_all(b"".join(frames[sent : sent + burst]))
+                sent += burst
+            data = await stream.receive_some(1 << 16)
+            if not data:
+                raise RuntimeError("supervisor closed the connection")
+            for reply in decoder.feed(data):
+                if isinstance(reply, Exception) or not reply.get("ok"):
+                    raise RuntimeError(f"send failed: {reply}")
+                acked += 1
+    done.extend([1] * acked)
+
+
+async def run(hive: RunningHive, senders: int, per_sender: int, window: int) -> float:
+    done: list[int] = []
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(senders):
+            nursery.start_soon(sender, hive.agent_socket(f"s{i}"), per_sender, window, done)
+    elapsed = time.perf_counter() - start
+    assert len(done) == senders * per_sender
+    return len(done) / elapsed
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--total", type=int, default=40_000, help="messages per configuration")
+    p.add_argument("--window", type=int, default=64, help="requests in flight per sender")
+    args = p.parse_args()
+    print("durable send throughput (msg/s acknowledged after commit)")
+    print(f"{'senders':>8} {'window':>7} {'msg/s':>10} {'vs goal':>8} {'vs 1-row FULL commits':>22}")
+    for senders in (1, 10, 50):
+        with tempfile.TemporaryDirectory() as tmp:
+            hive = RunningHive.start(Path(tmp), config(senders))
+            try:
+                hive.admin("pause", names=["sink"])
+                per_sender = max(1, args.total // senders)
+                for window in (1, args.window):
+                    total = per_sender if window == 1 else per_sender
+                    rate = trio.run(run, hive, senders, min(total, 5000) if window == 1 else total, window)
+                    print(
+                        f"{senders:>8} {window:>7} {rate:>10,.0f} {ratio(rate, GOAL):>8} "
+                        f"{ratio(rate, SQLITE_FULL_SINGLE_COMMITS):>22}"
+                    )
+                with hive.db() as db:
+                    stored = db.execute("SELECT COUNT(*) FROM messages").fetchall()[0][0]
+                print(f"{'':>8} (stored and committed: {stored:,} messages)")
+            finally:
+                hive.terminate()
+
+
+if __name__ == "__main__":
+    main()

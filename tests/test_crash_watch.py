@@ -1,0 +1,119 @@
+"""Crash watch: a crashed turn is retried with backoff; a crash loop ends in `failed`,
+the manager is told, and nothing restarts the agent until the operator acts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.hive_harness import RunningHive
+
+BASE = """
+[hive]
+restart_intensity = {intensity}
+restart_period = 600
+backoff_initial = {backoff}
+backoff_max = {backoff_max}
+
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "flaky"
+[[agent.script]]
+match = "*"
+do = [{{op = "crash", code = 3, message = "first try fails", times = 1}},
+      {{op = "reply", body = "handled {{body}}"}}]
+
+[[agent]]
+name = "doomed"
+[[agent.script]]
+match = "*"
+do = [{{op = "crash", code = 7, message = "always fails"}}]
+"""
+
+
+def config(intensity: int = 2, backoff: float = 0.05, backoff_max: float = 5) -> str:
+    return BASE.format(intensity=intensity, backoff=backoff, backoff_max=backoff_max)
+
+
+def manager_events(hive: RunningHive) -> list[str]:
+    return [
+        m["body"] for m in hive.messages("manager") if m["from"] == "system" and m["to"] == "manager"
+    ]
+
+
+def test_crashed_turn_is_retried_with_the_same_message(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    hive = make_hive(config())
+    sent = hive.admin("send", to="flaky", body="job")
+    hive.wait_until(
+        lambda: any(m["body"] == "handled job" for m in hive.messages("operator")),
+        what="flaky to handle the job on its second try",
+    )
+    turns = hive.wait_until(
+        lambda: [t for t in hive.turns("flaky") if t["ended_at"]] if len(hive.turns("flaky")) == 2
+        and all(t["ended_at"] for t in hive.turns("flaky")) else None,
+        what="both turns to end",
+    )
+    first, second = sorted(turns, key=lambda t: t["id"])
+    assert first["exit_class"] == "crash" and first["exit_code"] == 3
+    assert "first try fails" in first["detail"]
+    assert second["exit_class"] == "ok"
+    assert first["message_ids"] == second["message_ids"] == [sent["id"]]
+    status = hive.status("flaky")
+    assert status["failed"] is False and status["last_turn"]["exit_class"] == "ok"
+    events = hive.wait_until(lambda: manager_events(hive), what="the manager to hear of it")
+    assert any("'flaky' crashed" in e and "restart 1/2" in e for e in events)
+
+
+def test_crash_loop_marks_the_agent_failed_without_a_restart_storm(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    hive = make_hive(config(intensity=2))
+    hive.admin("send", to="doomed", body="job")
+    status = hive.wait_until(
+        lambda: (s := hive.status("doomed"))["failed"] and s, what="doomed to be marked failed"
+    )
+    assert "3 crashes" in status["failed_reason"]
+    assert status["running"] is False and status["inbox_depth"] == 1  # the job is kept
+    # R = 2 restarts allowed, so exactly 3 turns ran: no storm.
+    assert [t["exit_class"] for t in hive.turns("doomed")] == ["crash"] * 3
+    events = hive.wait_until(
+        lambda: [e for e in manager_events(hive) if "FAILED" in e], what="the failure notice"
+    )
+    assert len(events) == 1 and "'doomed' FAILED" in events[0]
+
+    # More mail does not wake a failed agent ...
+    hive.admin("send", to="doomed", body="another job")
+    hive.admin("kick", names=["doomed"])
+    status = hive.status("doomed")
+    assert status["failed"] is True and status["inbox_depth"] == 2
+    assert len(hive.turns("doomed")) == 3
+    # ... the operator does.
+    hive.admin("reset", names=["doomed"])
+    hive.wait_until(lambda: len(hive.turns("doomed")) >= 4, what="a turn after the reset")
+
+
+@pytest.mark.parametrize("intensity", [1, 4])
+def test_restart_intensity_is_configurable(
+    make_hive: Callable[..., RunningHive], intensity: int
+) -> None:
+    hive = make_hive(config(intensity=intensity))
+    hive.admin("send", to="doomed", body="job")
+    hive.wait_until(lambda: hive.status("doomed")["failed"], what="doomed to fail")
+    assert len(hive.turns("doomed")) == intensity + 1
+
+
+def test_backoff_is_configurable(make_hive: Callable[..., RunningHive]) -> None:
+    hive = make_hive(config(intensity=5, backoff=30, backoff_max=120))
+    hive.admin("send", to="doomed", body="job")
+    status = hive.wait_until(
+        lambda: (s := hive.status("doomed"))["retry_at"] and s, what="the first backoff"
+    )
+    waited = status["retry_at"] - status["last_turn"]["ended_at"]
+    # The first retry waits backoff_initial; here 30 s, so no second turn has started.
+    assert 29 <= waited <= 31
+    assert len(hive.turns("doomed")) == 1
