@@ -85,9 +85,22 @@ class RetryDue:
 
 @dataclass(frozen=True)
 class Control:
-    """Operator lifecycle: pause, resume, cancel, reset (clear failed / needs_login)."""
+    """Operator lifecycle: pause, resume, cancel, reset (clear failed / needs_login),
+    stop (finish the running turn, then no more), stop_hard (cancel it), start, restart
+    (reset + start, cancelling a running turn). Replies once the change is committed;
+    stop and restart reply once the running turn has ended."""
 
     op: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Configure:
+    """Control-plane settings: the model for the next turns, the needs_update flag.
+    Replies ``{"agent", "model", "needs_update"}`` once committed."""
+
+    model: str | None = None
+    needs_update: bool | None = None
     reply: Reply | None = None
 
 
@@ -138,6 +151,10 @@ class AgentActor(SupervisedActor):
         self.failed_reason = ""
         self.needs_login = False
         self.needs_update = False
+        self.stopped = False
+        self.deployed_sha = ""
+        self.restarting = False  # a restart cancelled the turn: no hold when it ends
+        self.turn_waiters: list[tuple[Reply | None, dict[str, Any]]] = []
         self.model = config.model
         self.status_text = ""
         self.status_set_at: float | None = None
@@ -159,6 +176,7 @@ class AgentActor(SupervisedActor):
         row = state.row
         self.paused, self.failed, self.failed_reason = row.paused, row.failed, row.failed_reason
         self.needs_login, self.needs_update = row.needs_login, row.needs_update
+        self.stopped, self.deployed_sha = row.stopped, row.deployed_sha
         self.model = row.model or self.cfg.model
         self.status_text, self.status_set_at = row.status_text, row.status_set_at
         self.last_turn = state.last_turn
@@ -225,6 +243,8 @@ class AgentActor(SupervisedActor):
                     self._maybe_start_turn()
             case Control(op=op, reply=reply):
                 self._control(op, reply)
+            case Configure():
+                self._configure(message)
             case Alive():
                 return True
             case _PublishDirty():
@@ -267,22 +287,21 @@ class AgentActor(SupervisedActor):
             )
 
     def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
-        """Give messages to a recv: delivered once committed, then answered."""
+        """Give messages to a recv now; their delivered mark is committed after.
+
+        Answering first keeps the commit off the latency path, and stays at-least-once:
+        if the daemon dies before the mark commits, the messages are still pending and
+        are given again, never lost."""
         ids = [e.id for e in envs]
         for i in ids:
             self.pending.pop(i, None)
         turn_id = self.turn.id if self.turn else None
+        reply({"messages": [e.to_wire() for e in envs]})
 
         def mark(q: Queries) -> None:
             q.mark_delivered(ids, "recv", turn_id)
 
-        def done(_: Any, error: BaseException | None) -> None:
-            if error is not None:
-                reply(WireError("store_failed", f"could not mark messages delivered: {error}"))
-            else:
-                reply({"messages": [e.to_wire() for e in envs]})
-
-        self._write(mark, done)
+        self._write(mark)
         self._mark_dirty()
 
     # --- turns --------------------------------------------------------------------------
@@ -295,6 +314,7 @@ class AgentActor(SupervisedActor):
             or self.needs_login
             or self.retry_at is not None
             or self.hold
+            or self.stopped
         )
 
     def _maybe_start_turn(self) -> None:
@@ -430,7 +450,12 @@ class AgentActor(SupervisedActor):
             else:
                 self.compact_next = True
         elif cls == ExitClass.CANCELLED:
-            self.hold = True
+            self.hold = not self.restarting
+        self.restarting = False
+        for reply, result in self.turn_waiters:
+            # Queued behind the lifecycle write, so it answers once that has committed.
+            self._write(lambda q: None, _reply_done(reply, {**result, "turn_ended": turn.id}))
+        self.turn_waiters.clear()
         self._set_turn_state("idle")
         self._maybe_start_turn()
 
@@ -475,39 +500,77 @@ class AgentActor(SupervisedActor):
     # --- operator control -----------------------------------------------------------------
 
     def _control(self, op: str, reply: Reply | None) -> None:
-        result: Any = {"agent": self.name}
+        result: dict[str, Any] = {"agent": self.name}
+        fields: dict[str, Any] = {}
+        wait_for_turn = False
         if op == "pause":
             self.paused = True
-            self._write(lambda q: q.set_agent_fields(self.name, paused=1))
+            fields = {"paused": 1}
         elif op == "resume":
             self.paused = False
-            self._write(lambda q: q.set_agent_fields(self.name, paused=0))
+            fields = {"paused": 0}
         elif op == "cancel":
-            if self.turn is None:
-                result["cancelled"] = False
-            else:
+            result["cancelled"] = self.turn is not None
+            if self.turn is not None:
                 self.ctx.services.turns.cancel(self.name)
-                result["cancelled"] = True
-        elif op == "reset":
+        elif op in ("reset", "restart"):
             # The operator's "start again": clears failed and needs_login and the crash
-            # history, drops a pending backoff.
+            # history, drops a pending backoff. restart also starts a stopped agent and
+            # ends a running turn now (its messages stay pending for the next one).
             self.failed = self.needs_login = False
             self.failed_reason = ""
             self.crash_times.clear()
             self.retry_at = None
             self.retry_generation += 1
             self.hold = False
-            self._write(
-                lambda q: q.set_agent_fields(self.name, failed=0, failed_reason="", needs_login=0)
-            )
+            fields = {"failed": 0, "failed_reason": "", "needs_login": 0}
+            if op == "restart":
+                self.stopped = False
+                fields["stopped"] = 0
+                if self.turn is not None:
+                    self.restarting = wait_for_turn = True
+                    self.ctx.services.turns.cancel(self.name)
+        elif op in ("stop", "stop_hard"):
+            # stop is graceful: the running turn finishes, no other starts.
+            self.stopped = True
+            fields = {"stopped": 1}
+            if self.turn is not None:
+                wait_for_turn = True
+                if op == "stop_hard":
+                    self.ctx.services.turns.cancel(self.name)
+        elif op == "start":
+            self.stopped = False
+            self.hold = False
+            fields = {"stopped": 0}
         else:
             if reply is not None:
                 reply(WireError("bad_request", f"unknown control op '{op}'"))
             return
+        name = self.name
+        if wait_for_turn:
+            self.turn_waiters.append((reply, result))
+            if fields:
+                self._write(lambda q: q.set_agent_fields(name, **fields))
+        elif fields:
+            self._write(lambda q: q.set_agent_fields(name, **fields), _reply_done(reply, result))
+        elif reply is not None:
+            reply(result)
         self._mark_dirty()
         self._maybe_start_turn()
-        if reply is not None:
-            reply(result)
+
+    def _configure(self, m: Configure) -> None:
+        fields: dict[str, Any] = {}
+        if m.model is not None:
+            self.model = m.model
+            fields["model"] = m.model
+        if m.needs_update is not None:
+            self.needs_update = m.needs_update
+            fields["needs_update"] = int(m.needs_update)
+        name = self.name
+        result = {"agent": name, "model": self.model, "needs_update": self.needs_update}
+        self._write(lambda q: q.set_agent_fields(name, **fields) if fields else None,
+                    _reply_done(m.reply, result))  # fmt: skip
+        self._mark_dirty()
 
     def _set_status(self, text: str, reply: Reply | None) -> None:
         if len(text) > 2000:
@@ -573,7 +636,7 @@ class AgentActor(SupervisedActor):
         )  # fmt: skip
 
     def status_row(self) -> dict[str, Any]:
-        running = not (self.paused or self.failed or self.needs_login)
+        running = not (self.stopped or self.paused or self.failed or self.needs_login)
         return {
             "name": self.name,
             "parent": self.cfg.parent,
@@ -581,6 +644,8 @@ class AgentActor(SupervisedActor):
             "sandbox": self.cfg.sandbox,
             "running": running,
             "paused": self.paused,
+            "stopped": self.stopped,
+            "deployed_sha": self.deployed_sha,
             "failed": self.failed,
             "failed_reason": self.failed_reason,
             "needs_login": self.needs_login,
@@ -600,3 +665,13 @@ class AgentActor(SupervisedActor):
     def _publish(self) -> None:
         self.dirty = False
         self.ctx.refs.tell("hub", Publish("agent", self.name, self.status_row()))
+
+
+def _reply_done(reply: Reply | None, result: Any) -> Any:
+    """A store completion that answers ``reply`` with ``result`` once committed."""
+
+    def done(_: Any, error: BaseException | None) -> None:
+        if reply is not None:
+            reply(WireError("store_failed", f"not saved: {error}") if error else result)
+
+    return done

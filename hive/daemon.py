@@ -115,6 +115,8 @@ async def run_hive(
                     waiters.cancel_scope.cancel()
             log.info("shutting down")
             notify("STOPPING=1")
+            for stop_hook in SHUTDOWN_HOOKS:
+                await stop_hook(ctx)
         finally:
             with trio.CancelScope(shield=True):
                 # Actors stop on a worker thread: stopping waits for their threads, and
@@ -127,6 +129,8 @@ async def run_hive(
 
 # Later layers (dashboard, approvals) add themselves here: async hook(ctx, nursery).
 STARTUP_HOOKS: list[Callable[[Any, trio.Nursery], Any]] = []
+# ... and end their IO here, before the actors stop: async hook(ctx).
+SHUTDOWN_HOOKS: list[Callable[[Any], Any]] = []
 
 
 async def _first_signal(signals: Any, stop: trio.Event) -> None:

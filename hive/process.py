@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+# What an agent's process inherits from the supervisor: enough to run programs, nothing
+# that could carry the operator's secrets.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
+
+
+def base_environment() -> dict[str, str]:
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    env.setdefault("PATH", os.defpath)
+    return env
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,9 @@ class AgentPaths:
 
 @dataclass(frozen=True)
 class ProcessSpec:
-    """One process to start: argv, environment, working directory, bytes for stdin."""
+    """One process to start: argv, its whole environment, working directory, stdin bytes.
+
+    ``env`` is complete: the turn runner adds nothing from the supervisor's environment."""
 
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)

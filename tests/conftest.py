@@ -14,7 +14,9 @@ from tests.hive_harness import RunningHive
 def make_hive(tmp_path: Path) -> Iterator[Callable[..., RunningHive]]:
     started: list[RunningHive] = []
 
-    def make(config_text: str, env: dict[str, str] | None = None, name: str = "hive") -> RunningHive:
+    def make(
+        config_text: str, env: dict[str, str] | None = None, name: str = "hive"
+    ) -> RunningHive:
         hive = RunningHive.start(tmp_path / name, config_text, env)
         started.append(hive)
         return hive

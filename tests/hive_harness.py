@@ -80,9 +80,7 @@ class RunningHive:
         return self.state_dir / "run" / "agents" / f"{name}.sock"
 
     @classmethod
-    def start(
-        cls, root: Path, config_text: str, env: dict[str, str] | None = None
-    ) -> RunningHive:
+    def start(cls, root: Path, config_text: str, env: dict[str, str] | None = None) -> RunningHive:
         root.mkdir(parents=True, exist_ok=True)
         (root / "hive.toml").write_text(config_text)
         return cls._spawn(root, config_text, env or {})
@@ -151,9 +149,7 @@ class RunningHive:
 
     def db(self) -> apsw.Connection:
         """A read-only look at the real database file."""
-        return apsw.Connection(
-            str(self.state_dir / "hive.db"), flags=apsw.SQLITE_OPEN_READONLY
-        )
+        return apsw.Connection(str(self.state_dir / "hive.db"), flags=apsw.SQLITE_OPEN_READONLY)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

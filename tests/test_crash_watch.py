@@ -40,7 +40,9 @@ def config(intensity: int = 2, backoff: float = 0.05, backoff_max: float = 5) ->
 
 def manager_events(hive: RunningHive) -> list[str]:
     return [
-        m["body"] for m in hive.messages("manager") if m["from"] == "system" and m["to"] == "manager"
+        m["body"]
+        for m in hive.messages("manager")
+        if m["from"] == "system" and m["to"] == "manager"
     ]
 
 
@@ -54,8 +56,11 @@ def test_crashed_turn_is_retried_with_the_same_message(
         what="flaky to handle the job on its second try",
     )
     turns = hive.wait_until(
-        lambda: [t for t in hive.turns("flaky") if t["ended_at"]] if len(hive.turns("flaky")) == 2
-        and all(t["ended_at"] for t in hive.turns("flaky")) else None,
+        lambda: (
+            [t for t in hive.turns("flaky") if t["ended_at"]]
+            if len(hive.turns("flaky")) == 2 and all(t["ended_at"] for t in hive.turns("flaky"))
+            else None
+        ),
         what="both turns to end",
     )
     first, second = sorted(turns, key=lambda t: t["id"])

@@ -65,8 +65,9 @@ def test_kill_9_during_sends_loses_no_acknowledged_message(
 
     hive = hive.restart()
     hive.wait_until(
-        lambda: hive.status("sink")["inbox_depth"] == 0
-        and hive.status("sink")["turn_state"] == "idle",
+        lambda: (
+            hive.status("sink")["inbox_depth"] == 0 and hive.status("sink")["turn_state"] == "idle"
+        ),
         timeout=120,
         what="sink to work through its inbox after the restart",
     )

@@ -67,8 +67,10 @@ def test_long_poll_recv_wakes_when_a_message_arrives(
     waiter.start()
     # The recv is parked in alice's actor once her row says so.
     hive.wait_until(
-        lambda: hive.status("alice")["turn_state"] == "idle"
-        and hive.admin("send", to="alice", body="wake up"),
+        lambda: (
+            hive.status("alice")["turn_state"] == "idle"
+            and hive.admin("send", to="alice", body="wake up")
+        ),
         what="operator message to be accepted",
     )
     waiter.join(timeout=150)
@@ -93,7 +95,7 @@ def test_agent_with_pending_mail_is_kicked_on_start(make_hive: Callable[..., Run
     hive.admin("pause", names=["bob"])
     with hive.agent("alice") as alice:
         alice.call("send", to="bob", body="ping while bob sleeps")
-    assert hive.status("bob")["inbox_depth"] == 1
+    hive.wait_until(lambda: hive.status("bob")["inbox_depth"] == 1, what="bob's mail to wait")
     hive.terminate()
     # Unpause in the db is the operator's job; here a fresh hive with bob resumed.
     hive = hive.restart()

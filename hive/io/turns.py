@@ -42,13 +42,6 @@ class TurnRunner:
     def __init__(self, bridge: IoBridge) -> None:
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
-        # Environment every turn starts from; HIVE_* and NOTIFY_SOCKET are the
-        # supervisor's own and never leak into an agent.
-        self.base_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("HIVE_") and k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
-        }
 
     # --- called from actor threads -------------------------------------------------------
 
@@ -105,7 +98,7 @@ class TurnRunner:
         sandbox = get_sandbox(turn.agent.sandbox)
         sandbox.prepare(turn.agent, turn.paths)
         spec = sandbox.wrap(runtime.build(turn), turn.agent, turn.paths)
-        env = {**self.base_env, **spec.env}
+        env = spec.env  # complete: the runtime chose it (see ProcessSpec)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
         process = await trio.lowlevel.open_process(
@@ -118,6 +111,9 @@ class TurnRunner:
             start_new_session=True,
         )
         state.process = process
+        # The first events (init: which MCP servers started) and the last (result) are
+        # what classify() reads; a long turn's middle is only in the transcript.
+        first_events: list[TurnEvent] = []
         events: deque[TurnEvent] = deque(maxlen=MAX_KEPT_EVENTS)
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         try:
@@ -126,7 +122,12 @@ class TurnRunner:
                     nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
                 assert process.stdout is not None and process.stderr is not None
                 nursery.start_soon(
-                    _read_events, process.stdout, runtime.parse_line, events, on_event
+                    _read_events,
+                    process.stdout,
+                    runtime.parse_line,
+                    first_events,
+                    events,
+                    on_event,
                 )
                 nursery.start_soon(
                     _read_stderr, process.stderr, stderr_tail, turn.paths.log, turn.turn_id
@@ -141,7 +142,8 @@ class TurnRunner:
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled by the operator", process.returncode)
         returncode = process.returncode if process.returncode is not None else -1
-        outcome = runtime.classify(returncode, list(events), "\n".join(stderr_tail))
+        kept = first_events + list(events)  # disjoint: the first few, then the latest
+        outcome = runtime.classify(returncode, kept, "\n".join(stderr_tail))
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
@@ -180,12 +182,17 @@ async def _lines(stream: trio.abc.ReceiveStream) -> Any:
             buf = buf[nl + 1 :]
 
 
+FIRST_EVENTS_KEPT = 20
+
+
 async def _read_events(
     stream: trio.abc.ReceiveStream,
     parse: Callable[[bytes], list[TurnEvent]],
-    events: deque[TurnEvent],
+    first: list[TurnEvent],
+    last: deque[TurnEvent],
     on_event: Callable[[TurnEvent], None],
 ) -> None:
+    seen = 0
     async for line in _lines(stream):
         try:
             parsed = parse(line)
@@ -193,7 +200,11 @@ async def _read_events(
             log.exception("could not parse a turn output line")
             continue
         for ev in parsed:
-            events.append(ev)
+            seen += 1
+            if seen <= FIRST_EVENTS_KEPT:
+                first.append(ev)
+            else:
+                last.append(ev)
             on_event(ev)
 
 

@@ -22,7 +22,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from hive.process import ProcessSpec
+from hive.process import ProcessSpec, base_environment
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
 
 
@@ -42,7 +42,12 @@ class ScriptedRuntime:
         }
         return ProcessSpec(
             argv=(sys.executable, "-m", "hive.runtimes.scripted_agent"),
-            env={"HIVE_SOCKET": str(turn.paths.socket), "HIVE_AGENT": turn.agent.name},
+            env={
+                **base_environment(),
+                **turn.agent.env,
+                "HIVE_SOCKET": str(turn.paths.socket),
+                "HIVE_AGENT": turn.agent.name,
+            },
             cwd=turn.paths.work,
             stdin=json.dumps(payload).encode(),
         )

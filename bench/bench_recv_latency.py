@@ -1,0 +1,94 @@
+"""Latency from send to a waiting recv, at a steady offered rate.
+
+One connection acts as agent `src` and sends to `dst` at --rate msg/s; another acts as
+`dst` and keeps a long-poll recv waiting. Latency is the time from the send leaving the
+client to the message arriving in the recv reply (one clock, one process).
+
+Goal (issue 2): p99 <= 2 ms at 500 msg/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from bench.common import RunningHive, median, percentile, ratio
+from hive.client import TrioClient
+
+GOAL_P99_MS = 2.0
+UNIX_RTT_P99_MS = 0.097  # STACK.md: unix-socket msgpack request/response p99
+
+CONFIG = """
+[hive]
+sqlite_synchronous = "{sync}"
+
+[[agent]]
+name = "src"
+rate_limit_per_minute = 10000000
+
+[[agent]]
+name = "dst"
+"""
+
+
+async def measure(hive: RunningHive, rate: float, count: int) -> list[float]:
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def receiver(client: TrioClient, done: trio.Event) -> None:
+        while len(latencies) < count:
+            got = await client.call("recv", wait_seconds=30)
+            now = time.perf_counter()
+            for m in got["messages"]:
+                latencies.append((now - sent_at[m["body"]]) * 1000)
+        done.set()
+
+    async with (
+        TrioClient.connect(hive.agent_socket("src")) as src,
+        TrioClient.connect(hive.agent_socket("dst")) as dst,
+    ):
+        done = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiver, dst, done)
+            interval = 1 / rate
+            start = trio.current_time()
+            for i in range(count):
+                await trio.sleep_until(start + i * interval)
+                body = f"m{i}"
+                sent_at[body] = time.perf_counter()
+                nursery.start_soon(lambda b=body: src.call("send", to="dst", body=b))
+            await done.wait()
+    return latencies
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=500)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--sync", default="FULL", help="sqlite synchronous: FULL or NORMAL")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        hive = RunningHive.start(Path(tmp), CONFIG.format(sync=args.sync))
+        try:
+            # dst's own turn loop would race the recv for its mail: pause it.
+            hive.admin("pause", names=["dst"])
+            lat = trio.run(measure, hive, args.rate, int(args.rate * args.seconds))
+        finally:
+            hive.terminate()
+    p50, p99 = median(lat), percentile(lat, 99)
+    print(
+        f"send -> waiting recv at {args.rate:g} msg/s, {len(lat)} messages "
+        f"(synchronous={args.sync})"
+    )
+    print(f"  p50 {p50:.3f} ms   p99 {p99:.3f} ms   max {max(lat):.3f} ms")
+    print(f"  p99 vs goal ({GOAL_P99_MS} ms): {ratio(p99, GOAL_P99_MS)}")
+    bare = ratio(p99, UNIX_RTT_P99_MS)
+    print(f"  p99 vs bare unix-socket round trip ({UNIX_RTT_P99_MS} ms): {bare}")
+
+
+if __name__ == "__main__":
+    main()
