@@ -21,7 +21,7 @@ from hive.actors.store import Write
 from hive.config import AgentConfig
 from hive.policy import TokenBucket, check_send
 from hive.store import Queries
-from hive.wire import OPERATOR, SYSTEM, Envelope, WireError
+from hive.wire import OPERATOR, SYSTEM, Envelope, WireError, validate_agent_name
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ class BusActor(SupervisedActor):
 
     def _accept(self, m: Send) -> Envelope:
         if m.to != OPERATOR and m.to not in self.agents:
+            validate_agent_name(m.to)  # a malformed name says so, not just "unknown"
             raise WireError("unknown_agent", f"no agent named '{m.to}'")
         size = len(m.body.encode("utf-8", "surrogatepass"))
         if size > self.ctx.config.max_body_bytes:
