@@ -22,7 +22,6 @@ from hive.actors.base import Alive, HiveContext, Reply, SupervisedActor, tell_qu
 from hive.actors.bus import Send
 from hive.actors.hub import Publish
 from hive.actors.store import Write
-
 from hive.config import AgentConfig
 from hive.process import AgentPaths
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome

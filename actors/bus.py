@@ -17,7 +17,6 @@ from typing import Any
 from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
 from hive.actors.hub import Publish
 from hive.actors.store import Write
-
 from hive.config import AgentConfig
 from hive.policy import TokenBucket, check_send
 from hive.store import Queries

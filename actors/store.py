@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import apsw
-from hive.actors.base import HiveContext, SupervisedActor
 
+from hive.actors.base import HiveContext, SupervisedActor
 from hive.store import Queries, connect
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pykka
+
 from hive.actors.agent import AgentActor, AgentState
 from hive.actors.base import Alive, ChildFailed, HiveContext, Reply
 from hive.actors.bus import AgentGone, AgentKnown, BusActor
 from hive.actors.hub import Publish, StateHubActor
 from hive.actors.store import StoreActor, Write
-
 from hive.config import AgentConfig
 from hive.store import AgentRow, Queries
 from hive.wire import Envelope, WireError
