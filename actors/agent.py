@@ -108,6 +108,10 @@ class _PublishDirty:
     pass
 
 
+def _noop(q: Queries) -> None:
+    return None
+
+
 # --- state ----------------------------------------------------------------------------
 
 
@@ -560,7 +564,7 @@ class AgentActor(SupervisedActor):
     def _configure(self, m: Configure) -> None:
         fields: dict[str, Any] = {}
         if m.model is not None:
-            self.model = m.model
+            self.model = m.model or self.cfg.model  # "": back to the config's model
             fields["model"] = m.model
         if m.needs_update is not None:
             self.needs_update = m.needs_update
@@ -619,9 +623,13 @@ class AgentActor(SupervisedActor):
 
     def _mark_dirty(self) -> None:
         # Bursts of changes (a flood of arrivals) publish one row, not one per change.
+        # The publish rides behind this agent's writes through the Store, so whoever
+        # sees the new row (failed, idle, ...) finds the turns and messages behind it
+        # already committed.
         if not self.dirty:
             self.dirty = True
-            self.actor_ref.tell(_PublishDirty())
+            me = self.actor_ref
+            self._write(_noop, lambda _v, _e: tell_quietly(me, _PublishDirty()))
 
     def _publish_turn(self, kind: str, turn: Turn) -> None:
         self.ctx.refs.tell(

@@ -177,8 +177,14 @@ class BusActor(SupervisedActor):
         envs = [env for env, _ in batch]
         me = self.actor_ref
 
+        to_operator = [e.id for e in envs if e.to == OPERATOR]
+
         def insert(q: Queries) -> None:
             q.insert_messages(envs)
+            if to_operator:
+                # The operator has no turn loop: a message to them is delivered once it
+                # is stored and shown; it must not sit in the pending index forever.
+                q.mark_delivered(to_operator, OPERATOR, None)
 
         def done(_: Any, error: BaseException | None) -> None:
             tell_quietly(me, _Committed(batch, error))
