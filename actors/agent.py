@@ -420,6 +420,15 @@ class AgentActor(SupervisedActor):
             "detail": outcome.detail,
         }
         self._publish_turn("turn_ended", turn)
+        log.log(
+            logging.INFO if cls == ExitClass.OK else logging.WARNING,
+            "turn %s of %s ended: %s %s",
+            turn.id,
+            self.name,
+            cls,
+            outcome.detail,
+            extra={"agent": self.name},  # journald field AGENT: the log viewer filters on it
+        )
         if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
             self.kick_note = turn.kick_note  # the kick was not served; keep it
 
@@ -455,9 +464,9 @@ class AgentActor(SupervisedActor):
         elif cls == ExitClass.CANCELLED:
             self.hold = not self.restarting
         self.restarting = False
-        for reply, result in self.turn_waiters:
+        for waiter, result in self.turn_waiters:
             # Queued behind the lifecycle write, so it answers once that has committed.
-            self._write(lambda q: None, _reply_done(reply, {**result, "turn_ended": turn.id}))
+            self._write(lambda q: None, _reply_done(waiter, {**result, "turn_ended": turn.id}))
         self.turn_waiters.clear()
         self._set_turn_state("idle")
         self._maybe_start_turn()
@@ -549,6 +558,8 @@ class AgentActor(SupervisedActor):
             if reply is not None:
                 reply(WireError("bad_request", f"unknown control op '{op}'"))
             return
+        if op in ("stop", "stop_hard", "start", "restart"):
+            result["stopped"] = self.stopped
         name = self.name
         if wait_for_turn:
             self.turn_waiters.append((reply, result))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,13 +42,28 @@ def load_config(args: argparse.Namespace) -> HiveConfig:
     return cfg.with_overrides(state_dir=cfg.state_dir.resolve())
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def setup_logging(level: str) -> None:
+    """stderr always; journald too when systemd started us (JOURNAL_STREAM is set), with
+    the agent's name as the AGENT field so `journalctl AGENT=bob` and the log viewer can
+    filter by agent."""
+    from hive.journal import JournalHandler, journal_available
+
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if os.environ.get("JOURNAL_STREAM") and journal_available():
+        root = logging.getLogger()
+        # systemd already captures stderr into the journal: replace, don't duplicate.
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.addHandler(JournalHandler())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.log_level.upper())
     try:
         cfg = load_config(args)
     except ConfigError as exc:

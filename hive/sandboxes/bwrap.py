@@ -105,7 +105,7 @@ class BwrapSandbox:
         self._prlimit = _find("prlimit")
         self._setpriv = _find("setpriv") if self.as_agent_uid else ""
 
-    # -- prepare: once per agent start, as root, before the first turn ---------------------
+    # -- prepare: as root, before each turn (after the first, a few stats) ----------------
 
     def prepare(self, agent: AgentConfig, paths: AgentPaths) -> None:
         for d in (paths.root, paths.state, paths.work, paths.config):
@@ -115,7 +115,7 @@ class BwrapSandbox:
         if not self.as_agent_uid:
             return
         uid = allocate_uid(paths.root, self.uid_base)
-        give_to(paths.root, uid, uid)
+        give_to(paths.root, uid, uid, always=(paths.state, paths.config))
         self._open_paths(paths)
         if paths.socket.exists() and not paths.socket.is_symlink():
             # Identity is which socket you hold; only this agent's uid may connect to it.
@@ -168,9 +168,9 @@ class BwrapSandbox:
             uid = str(self.agent_uid(paths))
             argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
         argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd)]
-        if "HOME" not in spec.env:
+        if not home_is_inside(spec, paths):
             # The supervisor's HOME is hidden or read-only in here; the agent's state dir
-            # is where a CLI keeps its config between turns.
+            # is where tools keep their config between turns.
             argv += ["--setenv", "HOME", str(paths.state)]
         argv += ["--", *spec.argv]
         return replace(spec, argv=tuple(argv), cwd=cwd)
@@ -181,9 +181,11 @@ class BwrapSandbox:
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             *(["--unshare-net"] if not agent.network else []),
             "--hostname", agent.name,
-            # A killed turn takes its whole sandbox with it; a new session keeps the agent
-            # from pushing keystrokes into a terminal it inherited (TIOCSTI).
-            "--die-with-parent", "--new-session",
+            # A killed turn takes its whole sandbox with it. No --new-session: the runner
+            # already starts each turn in a session of its own, without a terminal (so no
+            # TIOCSTI), and staying in that process group lets a group SIGTERM reach the
+            # agent's CLI for a graceful stop.
+            "--die-with-parent",
             "--ro-bind", "/", "/",
             "--proc", "/proc",
             "--dev", "/dev",
@@ -210,6 +212,12 @@ class BwrapSandbox:
             if not any(p.is_relative_to(m) for m in masks):
                 masks.append(p)
         return masks
+
+
+def home_is_inside(spec: ProcessSpec, paths: AgentPaths) -> bool:
+    """True when the turn's HOME is already a directory of the agent's own."""
+    home = spec.env.get("HOME")
+    return home is not None and Path(home).is_relative_to(paths.root)
 
 
 @functools.cache

@@ -2,9 +2,13 @@
 
 The containers are declared by the hive NixOS module (nix/module.nix): one per agent, with
 its own package set, ``privateUsers`` set to the agent's uid block (uid 0 inside is
-``uid_base + 65536 * slot`` outside), the agent's directory and socket bind-mounted at the
-same paths, and a private network when the agent has none. The container runs systemd; a
-turn is not a container boot but a process entered into the running container's namespaces:
+``uid_base + 65536 * slot`` outside), the agent's directory bound at the same path, and a
+private network when the agent has none. The sockets dir is bound read-only as a whole, so
+that a socket the supervisor re-creates is seen at once; prepare() makes each socket 0600
+and its own agent's, so a container can connect to its own socket only.
+
+The container runs systemd; a turn is not a container boot but a process entered into the
+running container's namespaces:
 
     nsenter --target <leader> --all --setuid 0 --setgid 0 --wdns=<cwd> -- <argv>
 
@@ -27,6 +31,7 @@ from pathlib import Path
 from hive.config import AgentConfig
 from hive.process import AgentPaths, ProcessSpec
 from hive.sandboxes.base import SandboxError
+from hive.sandboxes.bwrap import home_is_inside
 from hive.sandboxes.uids import give_to
 
 CONTAINER_PREFIX = "h-"
@@ -106,7 +111,7 @@ class NspawnSandbox:
             if d.is_symlink():
                 raise SandboxError(f"agent '{agent.name}': {d} is a symlink; remove it")
         paths.ensure()
-        give_to(paths.root, uid, uid)
+        give_to(paths.root, uid, uid, always=(paths.state, paths.config))
         if paths.socket.exists() and not paths.socket.is_symlink():
             # Host root owns it otherwise, which container root cannot connect to.
             os.lchown(paths.socket, uid, uid)
@@ -118,6 +123,7 @@ class NspawnSandbox:
         lookup = shlex.join(a.format(machine=machine) for a in self.leader_command)
         script = _ENTER.format(lookup=lookup)
         argv = ("/bin/sh", "-c", script, machine, str(cwd), *spec.argv)
-        env = spec.env if "HOME" in spec.env else {**spec.env, "HOME": str(paths.state)}
+        # The host's HOME means nothing inside the container (see bwrap.home_is_inside).
+        env = spec.env if home_is_inside(spec, paths) else {**spec.env, "HOME": str(paths.state)}
         # The outer sh starts in a host dir; the turn's cwd is set inside by --wdns.
         return replace(spec, argv=argv, env=env, cwd=paths.root)

@@ -24,7 +24,7 @@ import fcntl
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,21 +95,43 @@ def allocate_uid(root: Path, base: int = UID_BASE) -> int:
     raise SandboxError(f"all {SLOTS} agent uid blocks above {base} are taken; remove old agents")
 
 
-def give_to(root: Path, uid: int, gid: int) -> None:
+# Trees already walked by this process: later calls re-own only the parts the supervisor
+# writes into, so a turn does not pay a walk over a large work dir every time.
+_walked: set[tuple[Path, int]] = set()
+
+
+def give_to(root: Path, uid: int, gid: int, *, always: Iterable[Path] = ()) -> None:
     """Make ``root`` and everything below it belong to the agent's uid (idempotent).
 
-    Never follows a symlink: the tree is the agent's, and a link it planted must not make
-    the supervisor chown a host file.
+    The whole tree is walked the first time per process; after that only ``root`` itself
+    and the ``always`` subtrees (where the supervisor writes files), because everything else
+    below ``root`` is written by the agent, as its own uid. Never follows a symlink: the tree
+    is the agent's, and a link it planted must not make the supervisor chown a host file.
     """
     if root.is_symlink() or not root.is_dir():
         raise SandboxError(f"{root} must be a real directory (found a symlink or a file)")
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for entry in (dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)):
-            st = os.lstat(entry)
-            if st.st_uid != uid or st.st_gid != gid:
-                os.lchown(entry, uid, gid)
+    if (root, uid) in _walked:
+        _own(root, uid, gid)
+        for subtree in always:
+            if subtree.is_dir() and not subtree.is_symlink():
+                _own_tree(subtree, uid, gid)
+    else:
+        _own_tree(root, uid, gid)
+        _walked.add((root, uid))
     # 0700: another agent's uid cannot even list it, should it ever see the path.
     os.chmod(root, 0o700)
+
+
+def _own_tree(top: Path, uid: int, gid: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        for entry in (dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)):
+            _own(entry, uid, gid)
+
+
+def _own(path: str | Path, uid: int, gid: int) -> None:
+    st = os.lstat(path)
+    if st.st_uid != uid or st.st_gid != gid:
+        os.lchown(path, uid, gid)
 
 
 def allow_traverse(directory: Path) -> None:
