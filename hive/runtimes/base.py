@@ -8,8 +8,11 @@ line to ``parse_line`` and, when the process exits, asks ``classify`` how the tu
 from __future__ import annotations
 
 import enum
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from hive.config import AgentConfig, HiveConfig
@@ -73,6 +76,22 @@ class Runtime(Protocol):
     ) -> TurnOutcome:
         """How the turn ended, from the exit code, its events and the end of its stderr."""
         ...
+
+
+def helper_python(hive: HiveConfig) -> tuple[str, dict[str, str]]:
+    """The interpreter for hive's in-sandbox helpers, and the environment it needs to
+    import hive (only when it is not the supervisor's own interpreter)."""
+    if not hive.agent_python:
+        return sys.executable, {}
+    import msgpack
+
+    import hive as hive_pkg
+
+    paths = {
+        str(Path(hive_pkg.__file__).resolve().parents[1]),
+        str(Path(msgpack.__file__).parents[1]),
+    }
+    return hive.agent_python, {"PYTHONPATH": os.pathsep.join(sorted(paths))}
 
 
 def format_turn_prompt(messages: Sequence[Envelope], kick_note: str | None) -> str:

@@ -19,11 +19,10 @@ scripts "crash once, then work". Templates: {from} {body} {agent} {id} {turn} {c
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 
 from hive.process import ProcessSpec, base_environment
-from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
+from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome, helper_python
 
 
 class ScriptedRuntime:
@@ -40,10 +39,12 @@ class ScriptedRuntime:
             "on_kick": list(turn.agent.on_kick),
             "state_dir": str(turn.paths.state),
         }
+        python, python_env = helper_python(turn.hive)
         return ProcessSpec(
-            argv=(sys.executable, "-m", "hive.runtimes.scripted_agent"),
+            argv=(python, "-m", "hive.runtimes.scripted_agent"),
             env={
                 **base_environment(),
+                **python_env,
                 **turn.agent.env,
                 "HIVE_SOCKET": str(turn.paths.socket),
                 "HIVE_AGENT": turn.agent.name,

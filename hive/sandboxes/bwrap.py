@@ -25,6 +25,7 @@ import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -167,7 +168,8 @@ class BwrapSandbox:
         if self.as_agent_uid:
             uid = str(self.agent_uid(paths))
             argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
-        argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd)]
+        program = spec.argv[0] if spec.argv else ""
+        argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd, program)]
         if not home_is_inside(spec, paths):
             # The supervisor's HOME is hidden or read-only in here; the agent's state dir
             # is where tools keep their config between turns.
@@ -175,7 +177,9 @@ class BwrapSandbox:
         argv += ["--", *spec.argv]
         return replace(spec, argv=tuple(argv), cwd=cwd)
 
-    def bwrap_args(self, agent: AgentConfig, paths: AgentPaths, cwd: Path) -> list[str]:
+    def bwrap_args(
+        self, agent: AgentConfig, paths: AgentPaths, cwd: Path, argv0: str = ""
+    ) -> list[str]:
         args = [
             "--unshare-user", "--uid", "0", "--gid", "0",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -194,6 +198,16 @@ class BwrapSandbox:
         masks = self._masks(paths)
         for mask in masks:
             args += ["--tmpfs", str(mask)]
+        # What the turn's program runs from (the Python install, hive itself, the CLI's
+        # binary) may sit under a hidden home: bring exactly those paths back, read-only,
+        # and hide the hive's state again if one of them contains it.
+        exposed = runtime_paths(argv0, masks)
+        for path in exposed:
+            args += ["--ro-bind", str(path), str(path)]
+        for private in (paths.hive_state, paths.socket.parent.parent):
+            if any(private.is_relative_to(p) for p in exposed):
+                args += ["--tmpfs", str(private)]
+                masks.append(private)
         args += ["--bind", str(paths.root), str(paths.root)]
         args += ["--bind", str(paths.socket), str(paths.socket)]
         for mask in masks:
@@ -212,6 +226,27 @@ class BwrapSandbox:
             if not any(p.is_relative_to(m) for m in masks):
                 masks.append(p)
         return masks
+
+
+def runtime_paths(argv0: str, masks: list[Path]) -> list[Path]:
+    """Directories a turn needs that a mask would hide: the running Python (venv and base
+    install), the hive package, and the program's own directory."""
+    import hive
+
+    wanted = {Path(hive.__file__).resolve().parent.parent}
+    if argv0 and os.path.isabs(argv0):
+        program = Path(os.path.realpath(argv0))
+        wanted.add(program.parent)
+        if program == Path(os.path.realpath(sys.executable)):
+            # The supervisor's own interpreter: its venv and its base install too.
+            wanted |= {Path(sys.prefix), Path(sys.base_prefix), program.parent.parent}
+    hidden = [p for p in wanted if any(p.is_relative_to(m) and p != m for m in masks)]
+    # Parents first; drop paths inside another exposed path.
+    out: list[Path] = []
+    for p in sorted(hidden, key=lambda p: len(p.parts)):
+        if not any(p.is_relative_to(q) for q in out):
+            out.append(p)
+    return out
 
 
 def home_is_inside(spec: ProcessSpec, paths: AgentPaths) -> bool:
