@@ -152,6 +152,13 @@ class HiveConfig:
     dashboard: bool = True
     admin_group: str = ""
     claude_bin: str = "claude"
+    # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
+    # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
+    # agents' uids (e.g. a Python under /root with bwrap sandboxes).
+    agent_python: str = ""
+    session_idle_seconds: float = 1800.0  # persistent mode: close a session idle this long
+    notes_compact_bytes: int = 32_768  # rewrite state/notes.md past this size (0: never)
+    notes_compact_model: str = ""  # model for that rewrite ("": the agent's own)
     agents: tuple[AgentConfig, ...] = ()
 
     @property
@@ -204,6 +211,10 @@ class HiveConfig:
         cfg = cls(agents=agents, **hive_raw)
         if cfg.restart_intensity < 1 or cfg.restart_period <= 0:
             raise ConfigError("[hive]: restart_intensity must be >= 1 and restart_period > 0")
+        if cfg.session_idle_seconds <= 0 or cfg.notes_compact_bytes < 0:
+            raise ConfigError(
+                "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"
+            )
         if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
         return cfg
