@@ -18,7 +18,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hive.actors.base import Alive, HiveContext, Reply, SupervisedActor, tell_quietly
+from hive.actors.base import (
+    Alive,
+    HiveContext,
+    InjectedFault,
+    InjectFault,
+    Reply,
+    SupervisedActor,
+    tell_quietly,
+)
 from hive.actors.bus import Send
 from hive.actors.hub import Publish
 from hive.actors.store import Write
@@ -248,6 +256,8 @@ class AgentActor(SupervisedActor):
                 self._control(op, reply)
             case Configure():
                 self._configure(message)
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
             case Alive():
                 return True
             case _PublishDirty():

@@ -96,6 +96,15 @@ class Alive:
 
 
 @dataclass(frozen=True)
+class InjectFault:
+    """Makes the receiving actor raise (tests of supervision; see hive.io.fault_injection)."""
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
 class ChildFailed:
     child_id: str
     error: str

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
+from hive.actors.base import (
+    HiveContext,
+    InjectedFault,
+    InjectFault,
+    Reply,
+    SupervisedActor,
+    tell_quietly,
+)
 from hive.actors.hub import Publish
 from hive.actors.store import Write
 from hive.config import AgentConfig
@@ -98,6 +105,8 @@ class BusActor(SupervisedActor):
                 self._send(message)
             case SendBatch():
                 self._send_batch(message)
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
             case _Flush():
                 self.flush_queued = False
                 self._flush()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hive.actors.base import HiveContext, SupervisedActor
+from hive.actors.base import HiveContext, InjectedFault, InjectFault, SupervisedActor
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class StateHubActor(SupervisedActor):
                     self.subs.pop(sub_id, None)
                 if gone:
                     self._update_interest()
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
             case Subscribe():
                 self.subs[message.sub_id] = message
                 self._update_interest()

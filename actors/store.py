@@ -15,7 +15,7 @@ from typing import Any
 
 import apsw
 
-from hive.actors.base import HiveContext, SupervisedActor
+from hive.actors.base import HiveContext, InjectedFault, InjectFault, SupervisedActor
 from hive.store import Queries, connect
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ class StoreActor(SupervisedActor):
                     # picks up all writes that arrived meanwhile: the group commit.
                     self._flush_queued = True
                     self.actor_ref.tell(_Flush())
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
             case _Flush():
                 self._flush_queued = False
                 self._flush()

@@ -5,6 +5,7 @@ serve until a signal, and shut down without losing anything acknowledged.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -73,6 +74,8 @@ async def run_hive(
     from hive.io.services import IoServices
 
     extensions.load()
+    if os.environ.get("HIVE_FAULT_INJECTION") == "1":
+        import hive.io.fault_injection  # noqa: F401 - registers its verb
     boot = prepare_state(cfg)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
