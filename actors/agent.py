@@ -24,6 +24,7 @@ from hive.actors.base import (
     InjectedFault,
     InjectFault,
     Reply,
+    Republish,
     SupervisedActor,
     tell_quietly,
 )
@@ -260,6 +261,8 @@ class AgentActor(SupervisedActor):
                 raise InjectedFault(f"fault injected into {self.child_id}")
             case Alive():
                 return True
+            case Republish():
+                self._publish()
             case _PublishDirty():
                 if self.dirty:
                     self._publish()

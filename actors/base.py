@@ -4,6 +4,7 @@ hook that reports a dying actor to its supervisor."""
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class HiveContext:
     # Kinds some subscriber of the StateHub wants ("*": all), kept by the hub so that hot
     # paths (every message) skip publishing what nobody watches.
     hub_interest: frozenset[str] = frozenset()
+    # The StateHub's subscribers live here, not in the hub, so that a restarted hub keeps
+    # serving them (after telling each one it missed updates).
+    hub_subscribers: dict[int, Any] = field(default_factory=dict)
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"
@@ -108,6 +112,14 @@ class InjectedFault(RuntimeError):
 class ChildFailed:
     child_id: str
     error: str
+    # Messages that were waiting in the dead actor's mailbox: the supervisor hands them
+    # to its successor, so a request in flight is answered late rather than never.
+    orphans: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True)
+class Republish:
+    """Publish your current state to the StateHub again (it restarted and lost it)."""
 
 
 Reply = Callable[[Any], None]  # called once with a result or a WireError
@@ -129,4 +141,23 @@ class SupervisedActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         log.error("actor %s died: %r", self.child_id, exception_value)
-        self.ctx.refs.tell("supervisor", ChildFailed(self.child_id, repr(exception_value)))
+        orphans = [*self.unfinished(), *self._drain_mailbox()]
+        self.ctx.refs.tell(
+            "supervisor", ChildFailed(self.child_id, repr(exception_value), tuple(orphans))
+        )
+
+    def unfinished(self) -> list[object]:
+        """Work accepted but not done when the actor died, as messages for its successor."""
+        return []
+
+    def _drain_mailbox(self) -> list[object]:
+        out: list[object] = []
+        while True:
+            try:
+                envelope = self.actor_inbox.get_nowait()
+            except queue.Empty:
+                return out
+            message = envelope.message
+            # pykka's own control messages (stop, ...) die with this actor.
+            if type(message).__module__.startswith("hive."):
+                out.append(message)

@@ -99,6 +99,16 @@ class BusActor(SupervisedActor):
         self.batch: list[tuple[Envelope, Reply | None]] = []
         self.flush_queued = False
 
+    def unfinished(self) -> list[object]:
+        # Accepted but not yet handed to the Store: nothing was stored or acknowledged,
+        # so the senders are told to try again.
+        batch, self.batch = self.batch, []
+        err = WireError("unavailable", "the bus restarted before storing this; send again")
+        for _, reply in batch:
+            if reply is not None:
+                reply(err)
+        return []
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case Send():

@@ -55,7 +55,16 @@ class StateHubActor(SupervisedActor):
         super().__init__(ctx)
         self.seq = 0
         self.latest: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SNAPSHOT_KINDS}
-        self.subs: dict[int, Subscribe] = {}
+        self.subs: dict[int, Subscribe] = ctx.hub_subscribers
+
+    def on_start(self) -> None:
+        # Subscribers that outlived a previous hub missed whatever it had not delivered:
+        # a gap tells each to re-read the state (list / snapshot).
+        for sub in list(self.subs.values()):
+            try:
+                sub.deliver({"seq": self.seq, "kind": "gap", "key": "", "data": None})
+            except Exception:
+                log.exception("hub: subscriber %s failed", sub.sub_id)
 
     def snapshot(self, kinds: frozenset[str] | None = None) -> dict[str, Any]:
         items = {k: list(v.values()) for k, v in self.latest.items() if kinds is None or k in kinds}

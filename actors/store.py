@@ -63,6 +63,11 @@ class StoreActor(SupervisedActor):
         if self._conn is not None:
             self._conn.close()
 
+    def unfinished(self) -> list[object]:
+        # Writes queued for the next transaction never ran: the next Store runs them.
+        pending, self._pending = self._pending, []
+        return list(pending)
+
     def on_receive(self, message: Any) -> Any:
         match message:
             case Write():

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pykka
 
 from hive.actors.agent import AgentActor, AgentState
-from hive.actors.base import Alive, ChildFailed, HiveContext, Reply
+from hive.actors.base import Alive, ChildFailed, HiveContext, Reply, Republish
 from hive.actors.bus import AgentGone, AgentKnown, BusActor
 from hive.actors.hub import Publish, StateHubActor
 from hive.actors.store import StoreActor, Write
@@ -167,8 +167,8 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case ChildFailed(child_id=child_id, error=error):
-                self._child_failed(child_id, error)
+            case ChildFailed(child_id=child_id, error=error, orphans=orphans):
+                self._child_failed(child_id, error, orphans)
             case AddAgent(config=cfg, reply=reply):
                 self._add_agent(cfg, reply)
             case RemoveAgent(name=name, reply=reply):
@@ -179,7 +179,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 log.warning("supervisor: unexpected message %r", message)
         return None
 
-    def _child_failed(self, child_id: str, error: str) -> None:
+    def _child_failed(self, child_id: str, error: str, orphans: tuple[object, ...] = ()) -> None:
         spec = self.specs.get(child_id)
         if spec is None or self.gave_up:
             return
@@ -202,7 +202,15 @@ class SupervisorActor(pykka.ThreadingActor):
         log.warning("supervisor: restarting %s after %s", child_id, error)
         if spec.on_restart is not None:
             spec.on_restart()
-        self.ctx.refs.set(child_id, spec.start())
+        ref = spec.start()
+        self.ctx.refs.set(child_id, ref)
+        for message in orphans:
+            ref.tell(message)
+        if child_id == "hub":
+            # The hub's snapshot died with it: everyone who publishes state does it again.
+            for other in self.order:
+                if other not in ("store", "bus", "hub"):
+                    self.ctx.refs.tell(other, Republish())
 
     def _add_agent(self, cfg: AgentConfig, reply: Reply | None) -> None:
         name = self.ctx.agent_ref_name(cfg.name)
@@ -233,6 +241,12 @@ class SupervisorActor(pykka.ThreadingActor):
         def mark(q: Queries) -> None:
             q.set_agent_fields(name, destroyed=1)
 
-        self.ctx.refs.tell("store", Write(mark))
-        if reply is not None:
-            reply({"agent": name, "removed": True})
+        def marked(_: Any, error: BaseException | None) -> None:
+            if reply is not None:
+                reply(
+                    WireError("store_failed", str(error))
+                    if error
+                    else {"agent": name, "removed": True}
+                )
+
+        self.ctx.refs.tell("store", Write(mark, marked))

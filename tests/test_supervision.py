@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hive.client import SyncClient
 from tests.hive_harness import RunningHive
 
 CONFIG = """
@@ -78,3 +79,23 @@ def test_too_many_actor_deaths_restart_the_whole_daemon(
     hive.admin("inject_fault", target="hub")
     assert hive.process.wait(timeout=60) == 1
     assert "restarting the daemon" in hive.log_tail(200)
+
+
+def test_subscribers_outlive_a_hub_restart_and_are_told_of_the_gap(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    hive = make_hive(CONFIG, env=FAULTS)
+    with SyncClient(hive.admin_path, timeout=30) as feed:
+        feed.call("subscribe", kinds=["agent"])
+        assert feed.read_frame()["push"] == "snapshot"
+        hive.admin("inject_fault", target="hub")
+        frame = feed.read_frame()
+        assert frame["push"] == "state" and frame["data"]["kind"] == "gap"
+        # After the gap the feed goes on: agents republished their rows to the new hub.
+        names = set()
+        while len(names) < 3:
+            frame = feed.read_frame()
+            if frame["data"]["kind"] == "agent":
+                names.add(frame["data"]["key"])
+    assert names == {"manager", "alice", "bob"}
+    assert {r["name"] for r in hive.admin("list")["agents"]} == names
