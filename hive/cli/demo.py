@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="hive-demo", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", type=Path, default=Path("demo-state"))
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default="ERROR")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     text = resources.files("hive").joinpath("demo.toml").read_text()
