@@ -28,7 +28,7 @@ from hive.actors.base import (
     SupervisedActor,
     tell_quietly,
 )
-from hive.actors.bus import Send
+from hive.actors.bus import InboxDepth, Send
 from hive.actors.hub import Publish
 from hive.actors.store import Write
 from hive.config import AgentConfig
@@ -117,6 +117,15 @@ class _PublishDirty:
     pass
 
 
+@dataclass(frozen=True)
+class _Acked:
+    """An operator change has committed: publish the row, then answer."""
+
+    reply: Reply | None
+    result: Any
+    error: BaseException | None
+
+
 def _noop(q: Queries) -> None:
     return None
 
@@ -132,6 +141,7 @@ class Turn:
     kick_note: str | None
     model: str
     events: int = 0
+    received: list[Envelope] = field(default_factory=list)  # handed over by recv
 
 
 @dataclass
@@ -167,6 +177,7 @@ class AgentActor(SupervisedActor):
         self.deployed_sha = ""
         self.restarting = False  # a restart cancelled the turn: no hold when it ends
         self.turn_waiters: list[tuple[Reply | None, dict[str, Any]]] = []
+        self.seen_id = 0  # the newest message that arrived (inbox_cap accounting)
         self.model = config.model
         self.status_text = ""
         self.status_set_at: float | None = None
@@ -194,6 +205,7 @@ class AgentActor(SupervisedActor):
         self.last_turn = state.last_turn
         for env in state.pending:
             self.pending[env.id] = env
+            self.seen_id = max(self.seen_id, env.id)
         self._publish()
         # An agent that comes up with mail waiting is kicked by its mail.
         self._maybe_start_turn()
@@ -266,6 +278,11 @@ class AgentActor(SupervisedActor):
             case _PublishDirty():
                 if self.dirty:
                     self._publish()
+            case _Acked(reply=reply, result=result, error=error):
+                if error is None:
+                    self._publish()  # whoever is answered sees the change in the row
+                if reply is not None:
+                    reply(WireError("store_failed", f"not saved: {error}") if error else result)
             case _:
                 log.warning("agent %s: unexpected message %r", self.name, message)
         return None
@@ -275,6 +292,7 @@ class AgentActor(SupervisedActor):
     def _arrived(self, envs: tuple[Envelope, ...]) -> None:
         for env in envs:
             self.pending[env.id] = env
+            self.seen_id = max(self.seen_id, env.id)
         self.hold = False
         if self.waiters:
             # A recv is waiting inside the running turn: hand the news over now.
@@ -303,21 +321,25 @@ class AgentActor(SupervisedActor):
             )
 
     def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
-        """Give messages to a recv now; their delivered mark is committed after.
+        """Give messages to a recv.
 
-        Answering first keeps the commit off the latency path, and stays at-least-once:
-        if the daemon dies before the mark commits, the messages are still pending and
-        are given again, never lost."""
+        Inside a turn they join that turn: delivered when it ends cleanly, pending again
+        if it crashes or is cancelled (the process that took them may have died before
+        acting on them). Outside a turn there is nothing to wait for: delivered now. The
+        answer goes first either way; the delivered mark commits after, so a daemon crash
+        in between gives the messages again rather than losing them."""
         ids = [e.id for e in envs]
         for i in ids:
             self.pending.pop(i, None)
-        turn_id = self.turn.id if self.turn else None
         reply({"messages": [e.to_wire() for e in envs]})
+        if self.turn is not None:
+            self.turn.received.extend(envs)
+        else:
 
-        def mark(q: Queries) -> None:
-            q.mark_delivered(ids, "recv", turn_id)
+            def mark(q: Queries) -> None:
+                q.mark_delivered(ids, "recv", None)
 
-        self._write(mark)
+            self._write(mark)
         self._mark_dirty()
 
     # --- turns --------------------------------------------------------------------------
@@ -416,11 +438,18 @@ class AgentActor(SupervisedActor):
         )
         for i in delivered:
             self.pending.pop(i, None)
+        received = [e.id for e in turn.received] if cls == ExitClass.OK else []
+        if cls != ExitClass.OK and turn.received:
+            # Taken by a recv of a turn that did not end cleanly: give them again.
+            self.pending.update((e.id, e) for e in turn.received)
+            self.pending = dict(sorted(self.pending.items()))
         turn_id = turn.id
 
         def record(q: Queries) -> None:
             if delivered:
                 q.mark_delivered(delivered, "turn", turn_id)
+            if received:
+                q.mark_delivered(received, "recv", turn_id)
             q.end_turn(turn_id, str(cls), outcome.exit_code, outcome.detail)
 
         self._write(record)
@@ -479,7 +508,7 @@ class AgentActor(SupervisedActor):
         self.restarting = False
         for waiter, result in self.turn_waiters:
             # Queued behind the lifecycle write, so it answers once that has committed.
-            self._write(lambda q: None, _reply_done(waiter, {**result, "turn_ended": turn.id}))
+            self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
         self.turn_waiters.clear()
         self._set_turn_state("idle")
         self._maybe_start_turn()
@@ -579,7 +608,7 @@ class AgentActor(SupervisedActor):
             if fields:
                 self._write(lambda q: q.set_agent_fields(name, **fields))
         elif fields:
-            self._write(lambda q: q.set_agent_fields(name, **fields), _reply_done(reply, result))
+            self._write(lambda q: q.set_agent_fields(name, **fields), self._acked(reply, result))
         elif reply is not None:
             reply(result)
         self._mark_dirty()
@@ -596,7 +625,7 @@ class AgentActor(SupervisedActor):
         name = self.name
         result = {"agent": name, "model": self.model, "needs_update": self.needs_update}
         self._write(lambda q: q.set_agent_fields(name, **fields) if fields else None,
-                    _reply_done(m.reply, result))  # fmt: skip
+                    self._acked(m.reply, result))  # fmt: skip
         self._mark_dirty()
 
     def _set_status(self, text: str, reply: Reply | None) -> None:
@@ -655,6 +684,16 @@ class AgentActor(SupervisedActor):
             me = self.actor_ref
             self._write(_noop, lambda _v, _e: tell_quietly(me, _PublishDirty()))
 
+    def _acked(self, reply: Reply | None, result: Any) -> Any:
+        """A store completion that publishes the row and answers ``reply`` with
+        ``result`` once the write has committed."""
+        me = self.actor_ref
+
+        def done(_: Any, error: BaseException | None) -> None:
+            tell_quietly(me, _Acked(reply, result, error))
+
+        return done
+
     def _publish_turn(self, kind: str, turn: Turn) -> None:
         self.ctx.refs.tell(
             "hub",
@@ -696,13 +735,5 @@ class AgentActor(SupervisedActor):
     def _publish(self) -> None:
         self.dirty = False
         self.ctx.refs.tell("hub", Publish("agent", self.name, self.status_row()))
-
-
-def _reply_done(reply: Reply | None, result: Any) -> Any:
-    """A store completion that answers ``reply`` with ``result`` once committed."""
-
-    def done(_: Any, error: BaseException | None) -> None:
-        if reply is not None:
-            reply(WireError("store_failed", f"not saved: {error}") if error else result)
-
-    return done
+        # For inbox_cap: the depth, and the newest message it counts.
+        self.ctx.refs.tell("bus", InboxDepth(self.name, len(self.pending), self.seen_id))

@@ -4,7 +4,6 @@ hook that reports a dying actor to its supervisor."""
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,12 +151,10 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _drain_mailbox(self) -> list[object]:
         out: list[object] = []
-        while True:
-            try:
-                envelope = self.actor_inbox.get_nowait()
-            except queue.Empty:
-                return out
-            message = envelope.message
+        # This thread is the inbox's only reader, so get() after a non-empty() never waits.
+        while not self.actor_inbox.empty():
+            message = self.actor_inbox.get().message
             # pykka's own control messages (stop, ...) die with this actor.
             if type(message).__module__.startswith("hive."):
                 out.append(message)
+        return out

@@ -8,7 +8,7 @@ acknowledges the sender and hands the message to the recipient's Agent actor.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -79,6 +79,16 @@ class AgentGone:
 
 
 @dataclass(frozen=True)
+class InboxDepth:
+    """An agent's inbox depth as it last published it, counting messages up to id
+    ``seen_id``. ``inbox_cap`` is checked against it plus what the Bus accepted since."""
+
+    name: str
+    depth: int
+    seen_id: int
+
+
+@dataclass(frozen=True)
 class _Flush:
     pass
 
@@ -96,6 +106,8 @@ class BusActor(SupervisedActor):
         super().__init__(ctx)
         self.agents: dict[str, AgentConfig] = {a.name: a for a in agents}
         self.buckets: dict[str, TokenBucket] = {}
+        self.depths: dict[str, int] = {}  # as the agents last reported
+        self.accepted: dict[str, deque[int]] = {}  # ids accepted since those reports
         self.batch: list[tuple[Envelope, Reply | None]] = []
         self.flush_queued = False
 
@@ -126,6 +138,11 @@ class BusActor(SupervisedActor):
                 self.agents[cfg.name] = cfg
             case AgentGone(name=name):
                 self.agents.pop(name, None)
+            case InboxDepth(name=name, depth=depth, seen_id=seen_id):
+                self.depths[name] = depth
+                since = self.accepted.get(name)
+                while since and since[0] <= seen_id:
+                    since.popleft()
             case _:
                 log.warning("bus: unexpected message %r", message)
         return None
@@ -168,6 +185,16 @@ class BusActor(SupervisedActor):
             )
         sender_cfg = self.agents.get(m.sender)
         check_send(sender_cfg, m.sender, m.to)
+        to_cfg = self.agents.get(m.to)
+        capped = to_cfg is not None and m.sender not in (OPERATOR, SYSTEM)
+        if capped and to_cfg is not None:
+            depth = self.depths.get(m.to, 0) + len(self.accepted.get(m.to, ()))
+            if depth >= to_cfg.inbox_cap:
+                raise WireError(
+                    "inbox_full",
+                    f"agent '{m.to}' has {depth} messages waiting, its inbox_cap of "
+                    f"{to_cfg.inbox_cap}; nothing was sent, try again later",
+                )
         if sender_cfg is not None and m.sender != SYSTEM:
             bucket = self.buckets.get(m.sender)
             if bucket is None or bucket.per_minute != sender_cfg.rate_limit_per_minute:
@@ -180,7 +207,7 @@ class BusActor(SupervisedActor):
                     f"{sender_cfg.rate_limit_per_minute} messages per minute; "
                     "nothing was sent, try again later",
                 )
-        return Envelope(
+        env = Envelope(
             id=self.ctx.message_ids.next(),
             sender=m.sender,
             to=m.to,
@@ -188,6 +215,9 @@ class BusActor(SupervisedActor):
             kind=m.kind,
             meta=dict(m.meta),
         )
+        if capped:
+            self.accepted.setdefault(m.to, deque()).append(env.id)
+        return env
 
     def _flush(self) -> None:
         batch, self.batch = self.batch, []

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,29 @@ SANDBOXES = ("process", "bwrap", "nspawn", "auto")
 
 class ConfigError(ValueError):
     """hive.toml says something hive cannot run; the message names the key."""
+
+
+def check_scalars(cls: type, values: dict[str, Any], where: str) -> None:
+    """Reject a value whose type differs from the field's default (a string where a
+    number belongs, ...) with a message naming the key, before it can fail deep inside."""
+    for f in fields(cls):
+        if f.name not in values or f.default is MISSING or f.default is None:
+            continue
+        value, default = values[f.name], f.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            want = "true or false"
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and isinstance(default, int) and not isinstance(default, bool):
+                ok = isinstance(value, int)
+            want = "a whole number" if isinstance(default, int) else "a number"
+        elif isinstance(default, str):
+            ok, want = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{where}: '{f.name}' must be {want}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,9 @@ class AgentConfig:
                 )
             )
         values["mcp_servers"] = tuple(servers)
+        check_scalars(cls, values, where)
+        if not isinstance(values.get("env", {}), dict):
+            raise ConfigError(f"{where}: 'env' must be a table of strings")
         cfg = cls(**values)
         if cfg.runtime not in RUNTIMES:
             raise ConfigError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
@@ -187,14 +213,22 @@ class HiveConfig:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"hive.toml is not valid TOML: {exc}") from exc
-        hive_raw = dict(raw.pop("hive", {}))
+        hive_table = raw.pop("hive", {})
         agents_raw = raw.pop("agent", [])
+        if not isinstance(hive_table, dict):
+            raise ConfigError("'hive' must be a table: write [hive] on a line of its own")
+        if not isinstance(agents_raw, list) or not all(isinstance(a, dict) for a in agents_raw):
+            raise ConfigError("agents are an array of tables: write [[agent]] for each")
+        hive_raw = dict(hive_table)
         if raw:
             raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(raw))}")
         known = {f.name for f in fields(cls)} - {"agents"}
         unknown = sorted(set(hive_raw) - known)
         if unknown:
             raise ConfigError(f"[hive]: unknown key(s) {', '.join(unknown)}")
+        check_scalars(
+            cls, {k: v for k, v in hive_raw.items() if k not in ("state_dir", "run_dir")}, "[hive]"
+        )
         for key in ("state_dir", "run_dir"):
             if key in hive_raw:
                 p = Path(hive_raw[key])

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib
 
-MODULES: list[str] = []
+MODULES: list[str] = [
+    "hive.actors.stats",
+    "hive.control.plugin",
+]
 
 
 def load() -> None:

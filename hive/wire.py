@@ -68,13 +68,21 @@ def validate_agent_name(name: object) -> str:
         raise WireError("invalid_name", f"agent name must be a string, got {type(name).__name__}")
     if name in RESERVED_NAMES:
         raise WireError("invalid_name", f"'{name}' is reserved and cannot name an agent")
-    if not AGENT_NAME_RE.match(name):
+    if not AGENT_NAME_RE.fullmatch(name):
         raise WireError(
             "invalid_name",
             f"invalid agent name {name!r}: use 1-32 characters of a-z, 0-9 and '-', "
             "starting with a letter and not ending with '-'",
         )
     return name
+
+
+def validate_recipient(to: object) -> str:
+    """Return ``to`` if it can address a message (an agent name or 'operator'), else raise
+    a WireError that says why: a malformed name is told apart from an unknown agent."""
+    if to == OPERATOR:
+        return OPERATOR
+    return validate_agent_name(to)
 
 
 def packb(obj: Any) -> bytes:
@@ -194,7 +202,8 @@ class Request:
     def from_frame(cls, frame: dict[str, Any]) -> Request:
         version = frame.get("v")
         req_id = frame.get("id")
-        if version != PROTOCOL_VERSION:
+        # type() and not ==: True and 1.0 compare equal to 1 but are not version 1.
+        if type(version) is not int or version != PROTOCOL_VERSION:
             raise WireError(
                 "bad_version",
                 f"protocol version {version!r} is not supported; this daemon speaks "

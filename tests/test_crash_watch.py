@@ -122,3 +122,44 @@ def test_backoff_is_configurable(make_hive: Callable[..., RunningHive]) -> None:
     # The first retry waits backoff_initial; here 30 s, so no second turn has started.
     assert 29 <= waited <= 31
     assert len(hive.turns("doomed")) == 1
+
+
+RECV_CONFIG = """
+[hive]
+backoff_initial = 0.05
+
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "taker"
+[[agent.script]]
+match = "start"
+do = [{op = "recv", wait = 60, times = 1}, {op = "crash", code = 9, times = 1}]
+[[agent.script]]
+match = "payload"
+do = [{op = "reply", body = "got {body}"}]
+"""
+
+
+def test_messages_taken_by_recv_in_a_crashed_turn_are_given_again(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    hive = make_hive(RECV_CONFIG)
+    start = hive.admin("send", to="taker", body="start")["id"]
+    hive.wait_until(
+        lambda: hive.status("taker")["turn_state"] == "waiting_recv", what="the recv to wait"
+    )
+    payload = hive.admin("send", to="taker", body="payload")["id"]
+    turns = hive.wait_until(
+        lambda: (t := hive.turns("taker")) and len(t) == 2 and t[0]["exit_class"] and t,
+        what="the crashed turn and its retry",
+    )
+    retry, crashed = turns  # newest first
+    assert crashed["exit_class"] == "crash" and crashed["message_ids"] == [start]
+    # The payload went to the crashed turn through recv, so it came back for the retry.
+    assert retry["exit_class"] == "ok" and retry["message_ids"] == [start, payload]
+    states = {m["id"]: (m["state"], m["turn_id"]) for m in hive.messages("taker")}
+    assert states[payload] == ("delivered", retry["id"])
+    answers = [m["body"] for m in hive.messages("operator")]
+    assert answers.count("got payload") == 2  # at-least-once: seen by both turns

@@ -19,7 +19,16 @@ import trio
 from hive import __version__
 from hive.io.frames import Connection, listen_unix, serve_connection
 from hive.io.subscriptions import Feed, next_sub_id
-from hive.wire import OPERATOR, PROTOCOL_VERSION, Request, WireError, arg, push, validate_agent_name
+from hive.wire import (
+    OPERATOR,
+    PROTOCOL_VERSION,
+    Request,
+    WireError,
+    arg,
+    push,
+    validate_agent_name,
+    validate_recipient,
+)
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
@@ -43,7 +52,7 @@ def scope_names(req: Request) -> list[str]:
     """The agents a lifecycle verb acts on: named explicitly, never 'all' by omission."""
     names = req.args.get("names")
     if isinstance(names, str):
-        names = [names]
+        names = [names] if names else []
     if not isinstance(names, list) or not names:
         raise WireError(
             "empty_scope",
@@ -189,7 +198,7 @@ def _subscribe(s: AdminSocket, conn: Connection, req: Request) -> None:
 def _send(s: AdminSocket, conn: Connection, req: Request) -> None:
     from hive.actors.bus import Send
 
-    to = arg(req.args, "to", str)
+    to = validate_recipient(arg(req.args, "to", str))
     body = arg(req.args, "body", str)
     s.tell("bus", Send(OPERATOR, to, body, reply=s.reply_cb(conn, req)))
 

@@ -18,7 +18,7 @@ import trio
 
 from hive.io.frames import Connection, listen_unix, serve_connection
 from hive.policy import check_manager_only
-from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name
+from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name, validate_recipient
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
@@ -90,6 +90,24 @@ class AgentSockets:
         conn.on_chunk_end = flush
         await serve_connection(conn, self.handle, f"agent socket {conn.peer}")
 
+    def _withdraw_on_close(self, conn: Connection, agent: str, waiter_id: int) -> None:
+        """A recv parked for a client that hangs up must not take the next message with
+        it: the agent forgets the waiter when the connection closes."""
+        from hive.actors.agent import RecvTimeout
+
+        waiting: set[int] | None = getattr(conn, "recv_waiters", None)
+        if waiting is None:
+            waiting = set()
+            conn.recv_waiters = waiting  # type: ignore[attr-defined]
+            target = self.ctx.agent_ref_name(agent)
+
+            def withdraw() -> None:
+                for wid in waiting:
+                    self.ctx.refs.tell(target, RecvTimeout(wid))
+
+            conn.on_close.append(withdraw)
+        waiting.add(waiter_id)
+
     def handle(self, conn: Connection, req: Request) -> None:
         from hive.actors.agent import Kick, Recv, SetStatus
         from hive.actors.bus import Send
@@ -107,7 +125,7 @@ class AgentSockets:
         op = req.op
         check_manager_only(agent, op)
         if op == "send":
-            to = arg(req.args, "to", str)
+            to = validate_recipient(arg(req.args, "to", str))
             body = arg(req.args, "body", str)
             sends = getattr(conn, "sends", None)
             if sends is not None:
@@ -120,7 +138,10 @@ class AgentSockets:
                 raise WireError(
                     "bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}"
                 )
-            tell(self.ctx.agent_ref_name(agent), Recv(next(self._waiter_ids), wait, reply))
+            waiter_id = next(self._waiter_ids)
+            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, reply))
+            if wait > 0:
+                self._withdraw_on_close(conn, agent, waiter_id)
         elif op == "set_status":
             tell(self.ctx.agent_ref_name(agent), SetStatus(arg(req.args, "text", str), reply))
         elif op == "kick_agent":

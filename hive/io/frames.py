@@ -52,6 +52,7 @@ class Connection:
         self.in_flight = trio.Semaphore(MAX_IN_FLIGHT)
         self.closed = False
         self.on_close: list[Callable[[], None]] = []
+        self.writer_done = trio.Event()
         # Called after each chunk of frames read at once has been handled: lets a
         # handler pass a whole chunk of pipelined requests on as one batch.
         self.on_chunk_end: Callable[[], None] | None = None
@@ -94,6 +95,12 @@ class Connection:
 
     async def _writer(self) -> None:
         try:
+            await self._write_all()
+        finally:
+            self.writer_done.set()
+
+    async def _write_all(self) -> None:
+        try:
             async for data in self._out_recv:
                 chunks = [data]
                 # Coalesce whatever else is ready into one write: many small replies
@@ -101,7 +108,9 @@ class Connection:
                 while len(chunks) < 512:
                     try:
                         chunks.append(self._out_recv.receive_nowait())
-                    except trio.WouldBlock:
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        # EndOfChannel: the reader closed the queue at the client's EOF;
+                        # write what is here, and the loop ends at its next receive.
                         break
                 await self.stream.send_all(b"".join(chunks))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -161,12 +170,16 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
             conn.closed = True
             for cb in conn.on_close:
                 cb()
-            # Let queued replies drain briefly, then close.
+            # Let queued replies drain (the writer ends once the queue is empty), for a
+            # second at most, then close.
             conn._out_send.close()
-            with trio.move_on_after(1):
-                await trio.sleep(0)
-            nursery.cancel_scope.cancel()
-            await conn.stream.aclose()
+            # Shielded: when the socket itself is being shut (agent removed, daemon
+            # stopping) the client must still see its connection close, not hang.
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    await conn.writer_done.wait()
+                nursery.cancel_scope.cancel()
+                await conn.stream.aclose()
 
 
 def bind_unix(path: Path, mode: int = 0o600) -> trio.socket.SocketType:

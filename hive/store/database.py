@@ -82,6 +82,8 @@ class AgentRow:
     status_text: str
     status_set_at: float | None
     destroyed: bool
+    stopped: bool = False  # the operator stopped it: no turns until started
+    deployed_sha: str = ""  # the config commit it runs (spawned from a repo)
 
 
 def _envelope(row: Sequence[Any]) -> Envelope:
@@ -138,7 +140,8 @@ class Queries:
     def set_agent_fields(self, name: str, **values: Any) -> None:
         allowed = {
             "paused", "failed", "failed_reason", "needs_login", "needs_update", "model",
-            "status_text", "status_set_at", "destroyed", "parent", "config",
+            "status_text", "status_set_at", "destroyed", "parent", "config", "stopped",
+            "deployed_sha",
         }  # fmt: skip
         bad = set(values) - allowed
         if bad:
@@ -199,7 +202,8 @@ class Queries:
     def agents(self, include_destroyed: bool = False) -> list[AgentRow]:
         sql = (
             "SELECT name, parent, config, paused, failed, failed_reason, needs_login, "
-            "needs_update, model, status_text, status_set_at, destroyed FROM agents"
+            "needs_update, model, status_text, status_set_at, destroyed, stopped, deployed_sha "
+            "FROM agents"
         )
         if not include_destroyed:
             sql += " WHERE destroyed = 0"
@@ -219,6 +223,8 @@ class Queries:
                     status_text=r[9],
                     status_set_at=r[10],
                     destroyed=bool(r[11]),
+                    stopped=bool(r[12]),
+                    deployed_sha=r[13],
                 )
             )
         return out

@@ -85,4 +85,29 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX stats_agent_key ON stats (agent, key, ts);
     """,
+    # v2: the control plane (approvals actor, lifecycle, spawn drafts, scheduled prompts)
+    """
+    ALTER TABLE agents ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agents ADD COLUMN deployed_sha TEXT NOT NULL DEFAULT '';
+    CREATE INDEX approvals_agent ON approvals (agent, id);
+    CREATE TABLE drafts (
+        name TEXT PRIMARY KEY,
+        requested_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        base_sha TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE scheduled_prompts (
+        id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        at REAL NOT NULL,
+        body TEXT NOT NULL,
+        requested_by TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'scheduled'
+            CHECK (state IN ('scheduled', 'delivered', 'cancelled', 'failed')),
+        message_id INTEGER,
+        done_at REAL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scheduled_prompts_due ON scheduled_prompts (at) WHERE state = 'scheduled';
+    """,
 ]

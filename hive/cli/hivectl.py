@@ -1,0 +1,611 @@
+"""hivectl: the operator's command line, over the hive's admin socket.
+
+    hivectl list                        every agent, one line each
+    hivectl status alice                alice's full status row
+    hivectl pending                     approvals and questions waiting for you
+    hivectl approve 12 / deny 12 --reason "not now" / answer 13 "yes, go ahead"
+    hivectl stop alice bob [--hard]     and start, restart, pause, resume, kick, cancel
+    hivectl --json list                 machine-readable output for scripts
+
+The socket is --socket, else $HIVE_ADMIN_SOCKET, else /run/hive/admin.sock. On an error
+hivectl prints the daemon's message and exits 1 (3 if it cannot reach the daemon).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from hive.wire import FrameDecoder, WireError, encode_frame, request
+
+DEFAULT_SOCKET = "/run/hive/admin.sock"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+class Failed(Exception):
+    """Some of the work failed; the output already says what."""
+
+
+class HiveError(WireError):
+    """An error reply: ``code`` and ``message`` are the daemon's."""
+
+
+class ConnectionLost(HiveError):
+    def __init__(self, message: str = "the connection to the hive daemon was lost") -> None:
+        super().__init__("connection_lost", message)
+
+
+class SyncClient:
+    """One blocking admin connection, one request at a time.
+
+    (hive.client.SyncClient does the same; hivectl keeps its own so that a command starts
+    without importing trio, which is most of a bare start's cost.)"""
+
+    def __init__(self, path: str, timeout: float | None) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(path)
+        except OSError as exc:
+            self._sock.close()
+            raise ConnectionLost(f"cannot connect to {path}: {exc.strerror}") from exc
+        self._decoder = FrameDecoder()
+        self._frames: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+    def read_frame(self) -> dict[str, Any]:
+        while not self._frames:
+            data = self._sock.recv(1 << 16)
+            if not data:
+                raise ConnectionLost()
+            for item in self._decoder.feed(data):
+                if isinstance(item, WireError):
+                    raise HiveError(item.code, item.message)
+                self._frames.append(item)
+        return self._frames.pop(0)
+
+    def call(self, op: str, **args: Any) -> Any:
+        req_id = next(self._ids)
+        self._sock.sendall(encode_frame(request(req_id, op, **args)))
+        while True:
+            frame = self.read_frame()
+            if frame.get("id") != req_id:
+                continue
+            if frame.get("ok"):
+                return frame.get("result")
+            err = frame.get("error") or {}
+            raise HiveError(str(err.get("code", "error")), str(err.get("message", "failed")))
+
+    def stream(self, op: str, **args: Any) -> Iterator[dict[str, Any]]:
+        """Call a subscribing verb, then yield its pushes until the connection ends."""
+        self.call(op, **args)
+        while True:
+            try:
+                yield self.read_frame()
+            except ConnectionLost:
+                return
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    return duration((now or time.time()) - ts) + " ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = max(0.0, seconds)
+    if s < 10:
+        return f"{s:.1f}s"
+    if s < 120:
+        return f"{s:.0f}s"
+    if s < 7200:
+        return f"{s / 60:.0f}m"
+    if s < 172800:
+        return f"{s / 3600:.0f}h"
+    return f"{s / 86400:.0f}d"
+
+
+def clip(text: Any, width: int = 60) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def state_of(row: dict[str, Any]) -> str:
+    for flag in ("failed", "needs_login", "stopped", "paused"):
+        if row.get(flag):
+            return flag
+    return str(row.get("turn_state") or "idle")
+
+
+def agent_lines(rows: Iterable[dict[str, Any]]) -> str:
+    out = []
+    for r in rows:
+        last = r.get("last_turn") or {}
+        last_txt = f"{last.get('exit_class')} {ago(last.get('ended_at'))}" if last else "-"
+        out.append(
+            [
+                r.get("name"),
+                state_of(r),
+                r.get("active_model"),
+                r.get("inbox_depth"),
+                last_txt,
+                clip(r.get("status_text"), 40),
+            ]
+        )
+    return table(out, ["NAME", "STATE", "MODEL", "INBOX", "LAST TURN", "STATUS"])
+
+
+def pending_lines(rows: Iterable[dict[str, Any]]) -> str:
+    out = []
+    for r in rows:
+        ttl = r.get("ttl_remaining")
+        what = r.get("question") if r.get("kind") == "question" else r.get("description")
+        out.append(
+            [
+                r.get("id"),
+                r.get("kind"),
+                r.get("agent"),
+                ago(r.get("requested_at")),
+                duration(ttl) if ttl is not None else "-",
+                clip(what, 70),
+            ]
+        )
+    return table(out, ["ID", "KIND", "AGENT", "ASKED", "TTL", "WHAT"])
+
+
+def per_agent(result: dict[str, Any], describe: Callable[[dict[str, Any]], str]) -> str:
+    """Fan-out results: one line per agent; raise Failed (after printing) on any error."""
+    lines, failed = [], False
+    for name, r in sorted((result.get("agents") or {}).items()):
+        if isinstance(r, dict) and "error" in r:
+            failed = True
+            lines.append(f"{name}: error: {r['error'].get('message')}")
+        else:
+            lines.append(f"{name}: {describe(r if isinstance(r, dict) else {})}")
+    text = "\n".join(lines)
+    if failed:
+        print(text)
+        raise Failed()
+    return text
+
+
+def print_result(args: argparse.Namespace, result: Any, human: Callable[[Any], str]) -> None:
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        text = human(result)
+        if text:
+            print(text)
+
+
+# --- verbs ----------------------------------------------------------------------------
+
+Handler = Callable[[SyncClient, argparse.Namespace], None]
+
+
+def _status_text(row: dict[str, Any]) -> str:
+    keys = [
+        "name", "parent", "runtime", "sandbox", "running", "paused", "stopped", "failed",
+        "failed_reason", "needs_login", "needs_update", "turn_state", "turn_id",
+        "active_model", "deployed_sha", "inbox_depth", "status_text", "status_set_at",
+        "retry_at", "crashes_in_window", "last_turn", "url",
+    ]  # fmt: skip
+    keys += sorted(k for k in row if k not in keys)
+    lines = []
+    for k in keys:
+        if k not in row:
+            continue
+        v = row[k]
+        if k == "last_turn" and isinstance(v, dict):
+            v = (
+                f"#{v.get('id')} {v.get('exit_class')} {ago(v.get('ended_at'))} "
+                f"({duration(v.get('duration'))}) {v.get('detail') or ''}"
+            ).strip()
+        elif k in ("status_set_at", "retry_at") and isinstance(v, int | float):
+            v = ago(v) if k == "status_set_at" else f"in {duration(v - time.time())}"
+        lines.append(f"{k + ':':<19}{'-' if v is None else v}")
+    return "\n".join(lines)
+
+
+def v_version(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("version")
+    print_result(a, r, lambda r: f"hive {r['version']} (protocol v{r['protocol']})")
+
+
+def v_list(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("list")
+    print_result(a, r, lambda r: agent_lines(r["agents"]))
+
+
+def v_status(c: SyncClient, a: argparse.Namespace) -> None:
+    print_result(a, c.call("status", name=a.name), _status_text)
+
+
+def v_subscribe(c: SyncClient, a: argparse.Namespace) -> None:
+    kinds = [k for k in (a.kinds or "").split(",") if k]
+    args: dict[str, Any] = {"kinds": kinds or None}
+    if a.backlog:
+        args["backlog"] = a.backlog
+    for seen, frame in enumerate(c.stream("subscribe", **args), start=1):
+        if a.json:
+            print(json.dumps(frame, sort_keys=True, default=str), flush=True)
+        else:
+            print(_describe_push(frame), flush=True)
+        if a.count and seen >= a.count:
+            return
+
+
+def _describe_push(frame: dict[str, Any]) -> str:
+    data = frame.get("data") or {}
+    if frame.get("push") == "snapshot":
+        items = data.get("items", {})
+        sizes = ", ".join(f"{len(v)} {k}" for k, v in sorted(items.items()))
+        return f"snapshot at seq {data.get('seq')}: {sizes or 'nothing'}"
+    if data.get("kind") == "gap":
+        return f"GAP: {data.get('dropped')} updates dropped (reader too slow); run `hivectl list`"
+    body = data.get("data")
+    if body is None:
+        summary = "(gone)"
+    elif data.get("kind") == "agent":
+        summary = (
+            f"{state_of(body)} inbox={body.get('inbox_depth')} model={body.get('active_model')}"
+        )
+    elif data.get("kind") in ("approval", "question"):
+        summary = f"{body.get('status')}: {clip(body.get('question') or body.get('description'))}"
+    else:
+        summary = clip(json.dumps(body, sort_keys=True, default=str), 100)
+    return f"{data.get('seq')} {data.get('kind')} {data.get('key')} {summary}"
+
+
+def _control(verb: str, describe: Callable[[dict[str, Any]], str]) -> Handler:
+    def run(c: SyncClient, a: argparse.Namespace) -> None:
+        extra: dict[str, Any] = {}
+        if getattr(a, "hard", False):
+            extra["hard"] = True
+        if getattr(a, "note", None):
+            extra["note"] = a.note
+        r = c.call(verb, names=a.names, **extra)
+        print_result(a, r, lambda r: per_agent(r, describe))
+
+    return run
+
+
+def v_cancel(c: SyncClient, a: argparse.Namespace) -> None:
+    if a.id is not None:
+        args: dict[str, Any] = {"id": a.id}
+        if a.reason:
+            args["reason"] = a.reason
+        r = c.call("cancel", **args)
+        print_result(a, r, _resolved_text)
+        return
+    if not a.names:
+        raise HiveError(
+            "empty_scope", "cancel needs agent names (running turns) or --id (an approval)"
+        )
+    r = c.call("cancel", names=a.names)
+    print_result(
+        a,
+        r,
+        lambda r: per_agent(
+            r, lambda x: "turn cancelled" if x.get("cancelled") else "no turn running"
+        ),
+    )
+
+
+def v_send(c: SyncClient, a: argparse.Namespace) -> None:
+    body = sys.stdin.read() if a.body == "-" else a.body
+    r = c.call("send", to=a.to, body=body)
+    print_result(a, r, lambda r: f"sent as message #{r['id']}")
+
+
+def v_model(c: SyncClient, a: argparse.Namespace) -> None:
+    args: dict[str, Any] = {"names": [a.name]}
+    if a.model:
+        args["model"] = a.model
+    r = c.call("model", **args)
+    print_result(a, r, lambda r: per_agent(r, lambda x: str(x.get("model"))))
+
+
+def v_pending(c: SyncClient, a: argparse.Namespace) -> None:
+    args = {"agent": a.agent} if a.agent else {}
+    r = c.call("pending", **args)
+    print_result(a, r, lambda r: pending_lines(r["pending"]) if r["pending"] else "nothing pending")
+
+
+def _resolved_text(r: dict[str, Any]) -> str:
+    what = "question" if r.get("kind") == "question" else f"{r.get('kind')} approval"
+    if r.get("state"):  # a scheduled prompt
+        return f"scheduled prompt #{r['id']}: {r['state']}"
+    text = f"{what} #{r.get('id')}: {r.get('status')}"
+    error = (r.get("resolution") or {}).get("error")
+    return text + (f" ({error})" if error else "")
+
+
+def v_approve(c: SyncClient, a: argparse.Namespace) -> None:
+    results, failed = [], False
+    for item_id in a.ids:
+        try:
+            r = c.call("approve", id=item_id)
+        except HiveError as exc:
+            failed = True
+            results.append({"id": item_id, "error": {"code": exc.code, "message": exc.message}})
+            print(f"hivectl: #{item_id}: {exc.message} [{exc.code}]", file=sys.stderr)
+            continue
+        results.append(r)
+        failed = failed or r.get("status") == "failed"
+        if not a.json:
+            print(_resolved_text(r))
+    if a.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2, sort_keys=True))
+    if failed:
+        raise Failed()
+
+
+def v_deny(c: SyncClient, a: argparse.Namespace) -> None:
+    args: dict[str, Any] = {"id": a.id}
+    if a.reason:
+        args["reason"] = a.reason
+    print_result(a, c.call("deny", **args), _resolved_text)
+
+
+def v_answer(c: SyncClient, a: argparse.Namespace) -> None:
+    text = sys.stdin.read().rstrip("\n") if a.answer == "-" else a.answer
+    print_result(a, c.call("answer", id=a.id, answer=text), _resolved_text)
+
+
+def v_approvals(c: SyncClient, a: argparse.Namespace) -> None:
+    args: dict[str, Any] = {"limit": a.limit}
+    if a.status:
+        args["status"] = a.status
+    if a.agent:
+        args["agent"] = a.agent
+    r = c.call("approvals", **args)
+
+    def human(r: dict[str, Any]) -> str:
+        rows = [
+            [x["id"], x["kind"], x["agent"], x["status"], ago(x["requested_at"]),
+             clip(x.get("question") or x["description"], 60)]
+            for x in r["approvals"]
+        ]  # fmt: skip
+        return table(rows, ["ID", "KIND", "AGENT", "STATUS", "ASKED", "WHAT"])
+
+    print_result(a, r, human)
+
+
+def v_drafts(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("drafts")
+    print_result(
+        a,
+        r,
+        lambda r: table(
+            [
+                [d["name"], d["requested_by"], d["base_sha"][:12], d["config_dir"]]
+                for d in r["drafts"]
+            ],
+            ["NAME", "BY", "BASE", "CONFIG DIR"],
+        ),
+    )
+
+
+def v_scheduled(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("scheduled")
+    print_result(
+        a,
+        r,
+        lambda r: table(
+            [
+                [s["id"], s["agent"], f"in {duration(s['at'] - time.time())}", clip(s["text"])]
+                for s in r["scheduled"]
+            ],
+            ["ID", "AGENT", "DUE", "TEXT"],
+        ),
+    )
+
+
+def v_spawn(c: SyncClient, a: argparse.Namespace) -> None:
+    args: dict[str, Any] = {"name": a.name}
+    for key in ("model", "prompt", "runtime", "sandbox", "parent"):
+        value = getattr(a, key)
+        if value:
+            args[key] = value
+    r = c.call("spawn", **args)
+    print_result(a, r, lambda r: f"spawned {r.get('agent', a.name)}")
+
+
+def v_destroy(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("destroy", names=a.names, purge=a.purge)
+
+    def describe(x: dict[str, Any]) -> str:
+        what = "draft discarded" if x.get("draft_discarded") else "destroyed"
+        state = "state deleted" if x.get("purged") else f"state kept in {x.get('state_dir')}"
+        return f"{what}, {state}"
+
+    print_result(a, r, lambda r: per_agent(r, describe))
+
+
+def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("logs", name=a.name, lines=a.lines)
+    print_result(a, r, lambda r: "\n".join(r["lines"]))
+    if not a.follow:
+        return
+    last = r["lines"][-1] if r["lines"] else None
+    while True:  # follow by polling: the log is a plain file the daemon appends to
+        time.sleep(1.0)
+        r = c.call("logs", name=a.name, lines=200)
+        lines = r["lines"]
+        new = lines[lines.index(last) + 1 :] if last in lines else lines
+        for line in new:
+            print(json.dumps(line) if a.json else line, flush=True)
+        if lines:
+            last = lines[-1]
+
+
+def v_raw(op: str, key: str) -> Handler:
+    def run(c: SyncClient, a: argparse.Namespace) -> None:
+        args: dict[str, Any] = {"limit": a.limit}
+        if getattr(a, "agent", None):
+            args["agent"] = a.agent
+        r = c.call(op, **args)
+        a.json = True
+        print_result(a, r[key] if isinstance(r, dict) and key in r else r, str)
+
+    return run
+
+
+# --- argument parsing -----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hivectl",
+        description="Control a running hive over its admin socket.",
+        epilog="Run `hivectl VERB -h` for a verb's arguments.",
+    )
+    p.add_argument(
+        "--socket", help=f"admin socket (default $HIVE_ADMIN_SOCKET or {DEFAULT_SOCKET})"
+    )
+    p.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+    p.add_argument(
+        "--timeout", type=float, default=None,
+        help="seconds to wait for the daemon (default 60; stop and restart wait for the turn)",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def add(name: str, fn: Handler, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn, verb=name)
+        return sp
+
+    def names(sp: argparse.ArgumentParser, nargs: str = "+") -> None:
+        sp.add_argument("names", nargs=nargs, metavar="NAME", help="agent name(s)")
+
+    add("version", v_version, "the daemon's version and protocol")
+    add("list", v_list, "every agent, one line each")
+    add("status", v_status, "one agent's full status row").add_argument("name")
+    sp = add("subscribe", v_subscribe, "print every state change as it happens")
+    sp.add_argument("--kinds", help="comma-separated kinds (agent,approval,question,...)")
+    sp.add_argument("--backlog", type=int, help="updates queued before a gap (default 1000)")
+    sp.add_argument("--count", type=int, help="stop after this many frames")
+    for verb, text, describe in (
+        ("pause", "take no new turns (persisted)", lambda x: "paused"),
+        ("resume", "take turns again", lambda x: "resumed"),
+        ("start", "start stopped agents", lambda x: "started"),
+        ("restart", "cancel the running turn, clear failed, start", lambda x: "restarted"),
+        ("reset", "clear failed / needs_login", lambda x: "reset"),
+    ):
+        names(add(verb, _control(verb, describe), text))
+    sp = add("stop", _control("stop", lambda x: "stopped"), "stop after the running turn")
+    sp.add_argument("--hard", action="store_true", help="cancel the running turn now")
+    names(sp)
+    sp = add("kick", _control("kick", lambda x: "kicked"), "wake agents for a turn")
+    sp.add_argument("--note", help="why (the agent sees it)")
+    names(sp)
+    sp = add("cancel", v_cancel, "cancel running turns, or an approval/question with --id")
+    sp.add_argument("--id", type=int, help="approval, question or scheduled prompt id")
+    sp.add_argument("--reason")
+    names(sp, "*")
+    sp = add("send", v_send, "send a message as the operator")
+    sp.add_argument("to")
+    sp.add_argument("body", help="the text, or - to read it from stdin")
+    sp = add("model", v_model, "show an agent's model, or set it (`default` resets)")
+    sp.add_argument("name")
+    sp.add_argument("model", nargs="?")
+    add("pending", v_pending, "approvals and questions waiting").add_argument("--agent")
+    sp = add("approve", v_approve, "approve (and so run) requests")
+    sp.add_argument("ids", nargs="+", type=int, metavar="ID")
+    sp = add("deny", v_deny, "deny a request")
+    sp.add_argument("id", type=int)
+    sp.add_argument("--reason")
+    sp = add("answer", v_answer, "answer an agent's question")
+    sp.add_argument("id", type=int)
+    sp.add_argument("answer", help="the answer, or - to read it from stdin")
+    sp = add("approvals", v_approvals, "approval history, newest first")
+    sp.add_argument("--status")
+    sp.add_argument("--agent")
+    sp.add_argument("--limit", type=int, default=50)
+    add("drafts", v_drafts, "the manager's spawn drafts")
+    add("scheduled", v_scheduled, "approved prompts waiting for their time")
+    sp = add("spawn", v_spawn, "create and start an agent now")
+    sp.add_argument("name")
+    for key in ("model", "prompt", "runtime", "sandbox", "parent"):
+        sp.add_argument(f"--{key}")
+    sp = add("destroy", v_destroy, "remove agents (state kept unless --purge)")
+    sp.add_argument("--purge", action="store_true", help="delete their state dirs too")
+    names(sp)
+    sp = add("logs", v_logs, "the end of an agent's log")
+    sp.add_argument("name")
+    sp.add_argument("-n", "--lines", type=int, default=100)
+    sp.add_argument("-f", "--follow", action="store_true")
+    for verb, key, text in (
+        ("messages", "messages", "an agent's messages (JSON)"),
+        ("turns", "turns", "an agent's turns (JSON)"),
+        ("events", "events", "events (JSON)"),
+    ):
+        sp = add(verb, v_raw(verb, key), text)
+        sp.add_argument("agent", nargs="?" if verb == "events" else None)
+        sp.add_argument("--limit", type=int, default=50)
+    return p
+
+
+def socket_path(args: argparse.Namespace) -> str:
+    return str(args.socket or os.environ.get("HIVE_ADMIN_SOCKET") or DEFAULT_SOCKET)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    path = socket_path(args)
+    timeout = args.timeout
+    if timeout is None:
+        timeout = None if args.verb in ("subscribe", "stop", "restart", "logs") else 60.0
+    elif timeout <= 0:
+        timeout = None
+    try:
+        with SyncClient(path, timeout=timeout) as client:
+            args.fn(client, args)
+    except ConnectionLost as exc:
+        hint = "" if os.path.exists(path) else " (is hive-supervisor running? see --socket)"
+        print(f"hivectl: {exc.message}{hint}", file=sys.stderr)
+        sys.exit(EXIT_UNREACHABLE)
+    except HiveError as exc:
+        print(f"hivectl: {exc.message} [{exc.code}]", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except TimeoutError:
+        print(f"hivectl: no answer from the daemon within {timeout:g} s", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    except Failed:
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

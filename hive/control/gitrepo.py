@@ -1,0 +1,171 @@
+"""Agent config repos: git, run on the trio thread with ``trio.run_process``.
+
+An agent's config dir (``<state>/agents/<name>/config``) is a git repo whose ``agent.toml``
+is the agent's config. The manager edits and commits there; hive only reads commits by
+their full sha. The repo is the manager's to write, so nothing here lets it run code as
+the supervisor: hive commits with plumbing only (``hash-object --no-filters``,
+``update-index --cacheinfo``, ``commit-tree``: no hooks, no clean/smudge filters), diffs are
+taken without external diff drivers or textconv, files are read with ``cat-file``, and the
+repo's ownership check is waived explicitly (sandboxed agents own their files under
+another uid).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import trio
+
+from hive.wire import WireError
+
+CONFIG_FILE = "agent.toml"
+MAX_DIFF_BYTES = 256 * 1024
+GIT_TIMEOUT = 30.0
+# A ref as an agent may name it: branch, tag, sha, HEAD~2 ... never an option.
+_REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/~^@{}-]{0,199}$")
+
+_ENV = {
+    "GIT_AUTHOR_NAME": "hive",
+    "GIT_AUTHOR_EMAIL": "hive@localhost",
+    "GIT_COMMITTER_NAME": "hive",
+    "GIT_COMMITTER_EMAIL": "hive@localhost",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+_SAFE = (
+    "-c", "safe.directory=*",
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "diff.external=",
+)  # fmt: skip
+
+
+def check_ref(ref: str) -> str:
+    if not _REF_RE.match(ref) or ".." in ref:
+        raise WireError(
+            "bad_request",
+            f"invalid git ref {ref!r}: use a branch, tag or commit sha (e.g. HEAD or a1b2c3d)",
+        )
+    return ref
+
+
+async def git(repo: Path, *args: str, index: Path | None = None) -> str:
+    """Run one git command in ``repo``; its stdout, or a WireError with git's own words."""
+    env = {**os.environ, **_ENV}
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    if index is None:
+        env.pop("GIT_INDEX_FILE", None)
+    with trio.move_on_after(GIT_TIMEOUT) as scope:
+        result = await trio.run_process(
+            ["git", *_SAFE, "-C", str(repo), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env,
+        )
+    if scope.cancelled_caught:
+        raise WireError("git_failed", f"git {args[0]} in {repo} took over {GIT_TIMEOUT:g} s")
+    if result.returncode != 0:
+        err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise WireError("git_failed", f"git {args[0]} in {repo}: {err[-1] if err else 'failed'}")
+    return result.stdout.decode("utf-8", "replace")
+
+
+async def is_repo(repo: Path) -> bool:
+    return await trio.Path(repo / ".git").exists()
+
+
+async def commit_config(repo: Path, toml_text: str, message: str) -> str:
+    """Make ``repo`` a git repo whose HEAD holds ``toml_text`` as agent.toml; return HEAD.
+
+    A new repo gets it as its first commit. An existing one (a draft asked for again after
+    a restart, a kept repo of a destroyed agent) gets a commit on top only if agent.toml at
+    HEAD differs, so asking twice is harmless."""
+    await trio.Path(repo).mkdir(parents=True, exist_ok=True)
+    if not await is_repo(repo):
+        await git(repo, "init", "-q", "-b", "main")
+    await trio.Path(repo / CONFIG_FILE).write_text(toml_text)
+    blob = (await git(repo, "hash-object", "-w", "--no-filters", "--", CONFIG_FILE)).strip()
+    try:
+        head = (await git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")).strip()
+    except WireError:
+        head = ""  # no commit yet
+    if head:
+        try:
+            current = (await git(repo, "rev-parse", f"{head}:{CONFIG_FILE}")).strip()
+        except WireError:
+            current = ""
+        if current == blob:
+            return head
+    # Build the tree in a private index, so the manager's own staging is left alone.
+    index = repo / ".git" / "hive-index.tmp"
+    try:
+        await git(repo, "read-tree", *([head] if head else ["--empty"]), index=index)
+        await git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{CONFIG_FILE}",
+                  index=index)  # fmt: skip
+        tree = (await git(repo, "write-tree", index=index)).strip()
+    finally:
+        await trio.Path(index).unlink(missing_ok=True)
+    parents = ["-p", head] if head else []
+    commit = (await git(repo, "commit-tree", tree, *parents, "-m", message)).strip()
+    await git(repo, "update-ref", "-m", message, "HEAD", commit, *([head] if head else []))
+    # The checked-out agent.toml is this content: stage it, so `git status` is clean for it.
+    await git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{CONFIG_FILE}")
+    return commit
+
+
+async def resolve_commit(repo: Path, ref: str) -> str:
+    """The full sha of ``ref`` in ``repo``, which must be a commit."""
+    check_ref(ref)
+    if not await is_repo(repo):
+        raise WireError("no_config_repo", f"{repo} is not a git repository")
+    try:
+        out = await git(
+            repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"
+        )
+    except WireError:
+        raise WireError("unknown_ref", f"no commit {ref!r} in {repo}") from None
+    return out.strip()
+
+
+async def read_config(repo: Path, sha: str) -> str:
+    try:
+        return await git(repo, "cat-file", "blob", f"{sha}:{CONFIG_FILE}")
+    except WireError:
+        raise WireError("bad_config", f"commit {sha[:12]} in {repo} has no {CONFIG_FILE}") from None
+
+
+async def diff(repo: Path, base: str, sha: str) -> str:
+    """The change from ``base`` to ``sha`` as a patch (cut at MAX_DIFF_BYTES)."""
+    text = await git(
+        repo, "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--stat", "--patch",
+        base, sha, "--",
+    )  # fmt: skip
+    data = text.encode()
+    if len(data) > MAX_DIFF_BYTES:
+        text = data[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
+        text += f"\n[diff cut at {MAX_DIFF_BYTES} bytes of {len(data)}]\n"
+    return text
+
+
+async def root_commit(repo: Path) -> str:
+    roots = (await git(repo, "rev-list", "--max-parents=0", "HEAD")).split()
+    if not roots:
+        raise WireError("git_failed", f"{repo} has no commits")
+    return roots[-1]
+
+
+async def has_commit(repo: Path, sha: str) -> bool:
+    if not sha:
+        return False
+    try:
+        await git(repo, "cat-file", "-e", f"{sha}^{{commit}}")
+    except WireError:
+        return False
+    return True
