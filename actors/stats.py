@@ -1,10 +1,13 @@
 """The Stats actor: per-agent turn telemetry into the ``stats`` table, for the charts.
 
-It listens to the StateHub (it never asks an agent) and writes, at each turn's end, one
-row per measure: the turn's duration, tool calls, exit class, messages sent and received by
-recipient class, tool usage, inbox depth and notes file size. Queue changes (an agent's
-inbox depth, the approval queue length) are written as they happen, at most once a second
-per series. Rows older than ``retention`` seconds, or beyond ``max_rows``, are deleted.
+It listens to the StateHub (it never asks an agent) for three kinds only: turn ends,
+agent rows and approvals, so hubs with no dashboard open are not asked to publish every
+message and tool call. At each turn's end it writes one row per measure: duration, exit
+class, inbox depth, notes file size — and, computed inside the same store transaction from
+the turn's recorded events and messages, tool calls, per-tool usage and messages sent and
+received by class. Queue changes (an agent's inbox depth, the approval queue length) are
+written as they happen, at most once a second per series. Rows older than ``retention``
+seconds, or beyond ``max_rows``, are deleted.
 
 Keys (``GET /api/stats?keys=...``):
 
@@ -18,16 +21,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
+
 from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
 from hive.actors.hub import Subscribe, Unsubscribe
 from hive.actors.store import Write
 from hive.actors.supervisor import EXTRA_CHILDREN, ChildSpec
-
 from hive.io.subscriptions import next_sub_id
 from hive.store import Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM
@@ -40,11 +43,7 @@ TICK_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 600.0
 QUEUE_MIN_INTERVAL = 1.0
 CLASSES = ("peer", "operator", "manager", "system")
-WATCHED = frozenset(
-    {"turn_started", "turn_ended", "turn_event", "message", "operator_message", "agent",
-     "approval"}
-)  # fmt: skip
-_SENDER_CACHE = 50_000
+WATCHED = frozenset({"turn_ended", "agent", "approval"})
 
 
 def message_class(name: str) -> str:
@@ -72,13 +71,37 @@ def prune(q: Queries, now: float, retention: float, max_rows: int) -> int:
     return deleted
 
 
-@dataclass
-class _TurnTally:
-    turn_id: int
-    tool_calls: int = 0
-    tools: Counter[str] = field(default_factory=Counter)
-    sent: Counter[str] = field(default_factory=Counter)
-    received: Counter[str] = field(default_factory=Counter)
+def turn_rows(
+    q: Queries, agent: str, ts: float, turn_id: int, message_ids: list[int]
+) -> list[tuple[str, float, str, float]]:
+    """What the turn did, from what the store recorded of it: tool calls by tool, messages
+    it sent by recipient class (its ``send`` calls) and received by sender class."""
+    tools: Counter[str] = Counter()
+    sent: Counter[str] = Counter()
+    received: Counter[str] = Counter()
+    calls = 0
+    for event in q.turn_events(turn_id):
+        if event["kind"] != "tool_call":
+            continue
+        data = event["data"] if isinstance(event["data"], dict) else {}
+        name = str(data.get("name", "?")).removeprefix("mcp__hive__")
+        calls += 1
+        tools[name] += 1
+        arguments = data.get("input")
+        if name == "send" and isinstance(arguments, dict):
+            sent[message_class(str(arguments.get("to", "")))] += 1
+    if message_ids:
+        marks = ", ".join("?" * len(message_ids))
+        for (sender,) in q.conn.execute(
+            f"SELECT sender FROM messages WHERE id IN ({marks})", message_ids
+        ):
+            received[message_class(str(sender))] += 1
+    rows = [(agent, ts, "turn.tool_calls", float(calls))]
+    for cls in CLASSES:
+        rows.append((agent, ts, f"turn.sent.{cls}", float(sent[cls])))
+        rows.append((agent, ts, f"turn.received.{cls}", float(received[cls])))
+    rows.extend((agent, ts, f"tool.{tool}", float(n)) for tool, n in tools.items())
+    return rows
 
 
 @dataclass(frozen=True)
@@ -108,8 +131,6 @@ class StatsActor(SupervisedActor):
         super().__init__(ctx)
         self.retention = retention
         self.max_rows = max_rows
-        self.turns: dict[str, _TurnTally] = {}
-        self.senders: OrderedDict[int, str] = OrderedDict()
         self.depth_written: dict[str, tuple[int, float]] = {}
         self.depth_pending: dict[str, int] = {}
         self.approvals: dict[str, bool] = {}
@@ -179,17 +200,7 @@ class StatsActor(SupervisedActor):
                 self.approvals.pop(str(u.get("key")), None)
                 self._approval_queue_changed()
             return
-        if kind == "turn_started":
-            self._turn_started(data)
-        elif kind == "turn_event":
-            tally = self.turns.get(str(data.get("agent")))
-            if tally is not None and data.get("kind") == "tool_call":
-                tally.tool_calls += 1
-                name = str((data.get("data") or {}).get("name", "?"))
-                tally.tools[name.removeprefix("mcp__hive__")] += 1
-        elif kind in ("message", "operator_message"):
-            self._message(data)
-        elif kind == "turn_ended":
+        if kind == "turn_ended":
             self._turn_ended(data)
         elif kind == "agent":
             depth = data.get("inbox_depth")
@@ -199,27 +210,8 @@ class StatsActor(SupervisedActor):
             self.approvals[str(u.get("key"))] = data.get("status", "pending") == "pending"
             self._approval_queue_changed()
 
-    def _turn_started(self, data: dict[str, Any]) -> None:
-        agent = str(data.get("agent"))
-        tally = _TurnTally(int(data.get("turn_id") or 0))
-        for mid in data.get("message_ids") or []:
-            tally.received[message_class(self.senders.get(int(mid), "peer"))] += 1
-        self.turns[agent] = tally
-
-    def _message(self, env: dict[str, Any]) -> None:
-        sender, to = str(env.get("from", "")), str(env.get("to", ""))
-        mid = env.get("id")
-        if isinstance(mid, int):
-            self.senders[mid] = sender
-            while len(self.senders) > _SENDER_CACHE:
-                self.senders.popitem(last=False)
-        tally = self.turns.get(sender)
-        if tally is not None:
-            tally.sent[message_class(to)] += 1
-
     def _turn_ended(self, data: dict[str, Any]) -> None:
         agent = str(data.get("agent"))
-        tally = self.turns.pop(agent, None)
         last = data.get("last_turn") or {}
         now = time.time()
         ts = float(last.get("ended_at") or now)
@@ -227,13 +219,6 @@ class StatsActor(SupervisedActor):
         if isinstance(last.get("duration"), int | float):
             rows.append((agent, ts, "turn.duration", float(last["duration"])))
         rows.append((agent, ts, f"turn.exit.{last.get('exit_class') or 'unknown'}", 1.0))
-        if tally is not None:
-            rows.append((agent, ts, "turn.tool_calls", float(tally.tool_calls)))
-            for cls in CLASSES:
-                rows.append((agent, ts, f"turn.sent.{cls}", float(tally.sent[cls])))
-                rows.append((agent, ts, f"turn.received.{cls}", float(tally.received[cls])))
-            for tool, n in tally.tools.items():
-                rows.append((agent, ts, f"tool.{tool}", float(n)))
         notes = self.ctx.config.agent_dir(agent) / "state" / "notes.md"
         try:
             rows.append((agent, ts, "notes_bytes", float(notes.stat().st_size)))
@@ -245,7 +230,16 @@ class StatsActor(SupervisedActor):
         if depth is not None:
             rows.append((agent, ts, "inbox_depth", float(depth)))
             self.depth_written[agent] = (depth, now)
-        self._insert(rows)
+        turn_id = int(data.get("turn_id") or 0)
+        message_ids = [int(i) for i in data.get("message_ids") or []]
+
+        # Queued behind the agent's own writes of this turn's events (the agent told the
+        # store before it told the hub that told us), so they are all there to read.
+        def write(q: Queries) -> None:
+            q.insert_stats(rows + turn_rows(q, agent, ts, turn_id, message_ids))
+
+        self.rows_written += len(rows)
+        self._write(write)
 
     def _queue_changed(self, agent: str, depth: int) -> None:
         now = time.time()

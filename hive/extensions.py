@@ -13,6 +13,7 @@ import importlib
 MODULES: list[str] = [
     "hive.actors.stats",
     "hive.control.plugin",
+    "hive.ui.server",
 ]
 
 

@@ -59,6 +59,7 @@ class RunningHive:
     config_text: str
     process: subprocess.Popen[bytes]
     extra_env: dict[str, str] = field(default_factory=dict)
+    dashboard_port: int | None = None  # None: started with --no-dashboard
 
     @property
     def state_dir(self) -> Path:
@@ -80,13 +81,25 @@ class RunningHive:
         return self.state_dir / "run" / "agents" / f"{name}.sock"
 
     @classmethod
-    def start(cls, root: Path, config_text: str, env: dict[str, str] | None = None) -> RunningHive:
+    def start(
+        cls,
+        root: Path,
+        config_text: str,
+        env: dict[str, str] | None = None,
+        dashboard_port: int | None = None,
+    ) -> RunningHive:
         root.mkdir(parents=True, exist_ok=True)
         (root / "hive.toml").write_text(config_text)
-        return cls._spawn(root, config_text, env or {})
+        return cls._spawn(root, config_text, env or {}, dashboard_port)
 
     @classmethod
-    def _spawn(cls, root: Path, config_text: str, env: dict[str, str]) -> RunningHive:
+    def _spawn(
+        cls,
+        root: Path,
+        config_text: str,
+        env: dict[str, str],
+        dashboard_port: int | None = None,
+    ) -> RunningHive:
         log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [
@@ -97,14 +110,18 @@ class RunningHive:
                 str(root / "hive.toml"),
                 "--state-dir",
                 str(root / "state"),
-                "--no-dashboard",
+                *(
+                    ["--dashboard-port", str(dashboard_port)]
+                    if dashboard_port is not None
+                    else ["--no-dashboard"]
+                ),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
         )
         log.close()
-        hive = cls(root, config_text, proc, env)
+        hive = cls(root, config_text, proc, env, dashboard_port)
         hive.wait_until(
             lambda: hive.admin("version"), timeout=START_TIMEOUT, what="the supervisor to start"
         )
@@ -171,6 +188,10 @@ class RunningHive:
         return self.process.wait(timeout=timeout)
 
     def restart(self) -> RunningHive:
+        """Stop (if running) and start again on the same state; returns this same object,
+        now holding the new process, so fixtures that stop it stop the right one."""
         if self.process.poll() is None:
             self.terminate()
-        return self._spawn(self.root, self.config_text, self.extra_env)
+        fresh = self._spawn(self.root, self.config_text, self.extra_env, self.dashboard_port)
+        self.process = fresh.process
+        return self

@@ -1,0 +1,498 @@
+"""The JSON API under /api: the dashboard page uses exactly these endpoints.
+
+Reads come from the StateHub (live rows) or the database (history, through the Reader's
+worker threads); mutations go to the actors with tell + a reply callback. Errors are
+``{"error": {"code", "message"}}`` with a fitting status. ``/api/openapi.json`` describes it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from quart import Blueprint, Response, jsonify, request
+
+from hive import __version__
+from hive.journal import journal_available
+from hive.store import Queries
+from hive.ui import logs
+from hive.ui.calls import ApiError, ask, call_verb, has_verb
+from hive.ui.context import dashboard
+from hive.ui.sse import EventStream, parse_kinds
+from hive.wire import OPERATOR, WireError, validate_agent_name
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+CONTROL_OPS = ("pause", "resume", "cancel", "reset", "restart", "start", "stop")
+MAX_LIMIT = 1000
+STATS_POINTS = 20_000
+KEY_RE = re.compile(r"^[A-Za-z0-9_.:*-]{1,80}$")
+MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,127}$")
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+@api.errorhandler(ApiError)
+async def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return jsonify(exc.to_json()), exc.status
+
+
+def _int_arg(name: str, default: int | None, lo: int = 0, hi: int = MAX_LIMIT) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"'{name}' must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "bad_request", f"'{name}' must be between {lo} and {hi}")
+    return value
+
+
+def _float_arg(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"'{name}' must be a number, got {raw!r}") from None
+
+
+def _agent_name(name: str) -> str:
+    try:
+        return validate_agent_name(name)
+    except WireError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+
+
+def _known_agent(name: str) -> str:
+    name = _agent_name(name)
+    ctx = dashboard().ctx
+    if ctx.refs.get(ctx.agent_ref_name(name)) is None:
+        raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
+    return name
+
+
+async def _body() -> dict[str, Any]:
+    """The request's JSON object (or form fields)."""
+    data = await request.get_json(silent=True)
+    if data is None:
+        form = await request.form
+        data = {k: v for k, v in form.items() if k != "csrf"}
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_request", "the request body must be a JSON object")
+    return data
+
+
+def _str_field(data: dict[str, Any], key: str, *, required: bool = True, limit: int = 0) -> str:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ApiError(400, "bad_request", f"missing field '{key}'")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_request", f"field '{key}' must be a string")
+    if limit and len(value) > limit:
+        raise ApiError(400, "bad_request", f"field '{key}' is limited to {limit} characters")
+    return value
+
+
+async def _snapshot(kinds: frozenset[str]) -> dict[str, Any]:
+    from hive.actors.hub import GetSnapshot
+
+    ctx = dashboard().ctx
+    snap: dict[str, Any] = await ask(ctx, "hub", lambda reply: GetSnapshot(reply, kinds))
+    return snap
+
+
+async def _agent_rows() -> list[dict[str, Any]]:
+    snap = await _snapshot(frozenset({"agent"}))
+    return sorted(snap["items"].get("agent", []), key=lambda r: r["name"])
+
+
+# --- session ------------------------------------------------------------------------------
+
+
+@api.get("/session")
+async def session() -> Response:
+    board = dashboard()
+    return jsonify(
+        {
+            "csrf": board.auth.csrf,
+            "version": __version__,
+            "features": {
+                "set_model": has_verb("model"),
+                "approvals": has_verb("approve"),
+                "questions": has_verb("answer"),
+                "journald": journal_available(),
+            },
+        }
+    )
+
+
+# --- agents -------------------------------------------------------------------------------
+
+
+@api.get("/agents")
+async def agents() -> Response:
+    return jsonify({"agents": await _agent_rows()})
+
+
+@api.get("/agents/<name>")
+async def agent(name: str) -> Response:
+    name = _agent_name(name)
+    for row in await _agent_rows():
+        if row["name"] == name:
+            return jsonify(row)
+    raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
+
+
+@api.get("/agents/<name>/messages")
+async def agent_messages(name: str) -> Response:
+    """The agent's mail in both directions, newest first, each with its delivery state."""
+    name = _agent_name(name)
+    limit = _int_arg("limit", 100, 1) or 100
+    before = _int_arg("before", None, 1, 2**62)
+    state = request.args.get("state", "")
+    if state not in ("", "pending", "delivered"):
+        raise ApiError(400, "bad_request", "'state' must be pending or delivered")
+    rows = await dashboard().ctx.services.reader.run(
+        lambda q: q.messages(name, limit, before_id=before)
+    )
+    if state:
+        rows = [r for r in rows if r["state"] == state and r["to"] == name]
+    return jsonify({"messages": rows})
+
+
+@api.post("/agents/<name>/messages")
+async def send_message(name: str) -> Response:
+    """Send a message to the agent as the operator."""
+    from hive.actors.bus import Send
+
+    name = _known_agent(name)
+    body = _str_field(await _body(), "body")
+    if not body.strip():
+        raise ApiError(400, "bad_request", "the message is empty")
+    ctx = dashboard().ctx
+    result = await ask(ctx, "bus", lambda reply: Send(OPERATOR, name, body, reply=reply))
+    return jsonify(result)
+
+
+@api.post("/agents/<name>/kick")
+async def kick(name: str) -> Response:
+    from hive.actors.agent import Kick
+
+    name = _known_agent(name)
+    note = _str_field(await _body(), "note", required=False, limit=4000)
+    ctx = dashboard().ctx
+    result = await ask(ctx, ctx.agent_ref_name(name), lambda reply: Kick(note or None, reply))
+    return jsonify(result)
+
+
+@api.post("/agents/<name>/<op>")
+async def control(name: str, op: str) -> Response:
+    """pause, resume, cancel, reset, and restart (reset, end a running turn, kick)."""
+    from hive.actors.agent import Control, Kick
+
+    if op not in CONTROL_OPS:
+        raise ApiError(404, "not_found", f"unknown agent operation '{op}'")
+    name = _known_agent(name)
+    ctx = dashboard().ctx
+    target = ctx.agent_ref_name(name)
+    result = await ask(ctx, target, lambda reply: Control(op, reply))
+    if op == "restart":
+        # The agent starts again at once, not only when its next message arrives.
+        await ask(ctx, target, lambda reply: Kick("restarted by the operator", reply))
+    return jsonify(result)
+
+
+@api.get("/agents/<name>/turns")
+async def turns(name: str) -> Response:
+    name = _agent_name(name)
+    limit = _int_arg("limit", 50, 1) or 50
+    rows = await dashboard().ctx.services.reader.run(lambda q: q.turns(name, limit))
+    return jsonify({"turns": rows})
+
+
+@api.get("/turns/<int:turn_id>/events")
+async def turn_events(turn_id: int) -> Response:
+    """A turn's transcript: text, tool calls and results, in order."""
+    rows = await dashboard().ctx.services.reader.run(lambda q: q.turn_events(turn_id))
+    return jsonify({"turn_id": turn_id, "events": rows})
+
+
+@api.get("/events")
+async def events() -> Response:
+    agent_arg = request.args.get("agent") or None
+    if agent_arg is not None:
+        agent_arg = _agent_name(agent_arg)
+    limit = _int_arg("limit", 100, 1) or 100
+    rows = await dashboard().ctx.services.reader.run(lambda q: q.events(agent_arg, limit))
+    return jsonify({"events": rows})
+
+
+@api.get("/operator/messages")
+async def operator_messages() -> Response:
+    """Messages to and from the operator (the notification row), newest first."""
+    limit = _int_arg("limit", 100, 1) or 100
+    rows = await dashboard().ctx.services.reader.run(lambda q: q.messages(OPERATOR, limit))
+    return jsonify({"messages": rows})
+
+
+# --- model --------------------------------------------------------------------------------
+
+
+@api.get("/model")
+async def get_model() -> Response:
+    name = _agent_name(request.args.get("agent", ""))
+    for row in await _agent_rows():
+        if row["name"] == name:
+            return jsonify({"agent": name, "model": row.get("active_model")})
+    raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
+
+
+@api.post("/model")
+async def set_model() -> Response:
+    """Set an agent's model for its next turns: the control plane's `model` admin verb."""
+    data = await _body()
+    name = _known_agent(_str_field(data, "agent"))
+    model = _str_field(data, "model").strip()
+    if not MODEL_RE.match(model):
+        raise ApiError(400, "bad_request", f"not a model name: {model!r}")
+    result = await call_verb(dashboard().ctx, "model", {"names": [name], "model": model})
+    return jsonify({"agent": name, "model": result["agents"][name]["model"]})
+
+
+# --- approvals and questions (the control plane's admin verbs) ----------------------------
+
+
+@api.get("/approvals")
+async def approvals() -> Response:
+    snap = await _snapshot(frozenset({"approval", "question", "draft"}))
+    items = snap["items"]
+    return jsonify(
+        {
+            "approvals": items.get("approval", []),
+            "questions": items.get("question", []),
+            "drafts": items.get("draft", []),
+            "seq": snap["seq"],
+        }
+    )
+
+
+def _item_id(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"not an id: {raw!r}") from None
+
+
+@api.post("/approvals/<item_id>/<decision>")
+async def decide(item_id: str, decision: str) -> Response:
+    if decision not in ("approve", "deny"):
+        raise ApiError(404, "not_found", f"unknown decision '{decision}'")
+    args: dict[str, Any] = {"id": _item_id(item_id)}
+    if decision == "deny":
+        reason = _str_field(await _body(), "reason", required=False, limit=4000)
+        if reason:
+            args["reason"] = reason
+    return jsonify(await call_verb(dashboard().ctx, decision, args))
+
+
+@api.post("/questions/<item_id>/answer")
+async def answer(item_id: str) -> Response:
+    text = _str_field(await _body(), "answer", limit=64_000)
+    args = {"id": _item_id(item_id), "answer": text}
+    return jsonify(await call_verb(dashboard().ctx, "answer", args))
+
+
+@api.post("/questions/<item_id>/cancel")
+async def cancel_question(item_id: str) -> Response:
+    if not has_verb("answer"):
+        raise ApiError(501, "not_available", "operator questions need the control plane")
+    args = {"id": _item_id(item_id)}
+    return jsonify(await call_verb(dashboard().ctx, "cancel", args))
+
+
+# --- stats --------------------------------------------------------------------------------
+
+
+def _select_stats(
+    q: Queries, agent: str | None, since: float, keys: list[str]
+) -> list[tuple[str, float, str, float]]:
+    sql = "SELECT agent, ts, key, value FROM stats WHERE ts >= ?"
+    params: list[Any] = [since]
+    if agent is not None:
+        sql += " AND agent IN (?, '')"
+        params.append(agent)
+    if keys:
+        parts = []
+        for key in keys:
+            if key.endswith("*"):
+                parts.append("key LIKE ? ESCAPE '\\'")
+                params.append(key[:-1].replace("_", "\\_").replace("%", "\\%") + "%")
+            else:
+                parts.append("key = ?")
+                params.append(key)
+        sql += " AND (" + " OR ".join(parts) + ")"
+    sql += " ORDER BY ts DESC LIMIT ?"
+    params.append(STATS_POINTS)
+    rows = [(str(r[0]), float(r[1]), str(r[2]), float(r[3])) for r in q.conn.execute(sql, params)]
+    rows.reverse()
+    return rows
+
+
+def _percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summarize(
+    rows: list[tuple[str, float, str, float]], since: float, now: float
+) -> dict[str, Any]:
+    """The figures shown next to the charts (SEED.md item 15), over the window."""
+    durations = [v for _, _, k, v in rows if k == "turn.duration"]
+    tool_calls = [v for _, _, k, v in rows if k == "turn.tool_calls"]
+    exits: dict[str, float] = {"ok": 0, "compact_retry": 0, "failure": 0}
+    tools: dict[str, float] = {}
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    depth: list[float] = []
+    last_turn: float | None = None
+    notes: float | None = None
+    for _, ts, key, value in rows:
+        if key.startswith("turn.exit."):
+            cls = key.removeprefix("turn.exit.")
+            bucket = cls if cls in ("ok", "compact_retry") else "failure"
+            exits[bucket] += value
+            last_turn = ts if last_turn is None else max(last_turn, ts)
+        elif key.startswith("tool."):
+            tools[key[5:]] = tools.get(key[5:], 0) + value
+        elif key.startswith("turn.sent."):
+            sent[key[10:]] = sent.get(key[10:], 0) + value
+        elif key.startswith("turn.received."):
+            received[key[14:]] = received.get(key[14:], 0) + value
+        elif key == "inbox_depth":
+            depth.append(value)
+        elif key == "notes_bytes":
+            notes = value
+    turns = int(sum(exits.values()))
+    minutes = max((now - since) / 60, 1 / 60)
+    return {
+        "turns": turns,
+        "turns_per_min": turns / minutes,
+        "duration_p50": _percentile(durations, 50),
+        "duration_p95": _percentile(durations, 95),
+        "tool_calls_per_turn": (sum(tool_calls) / len(tool_calls)) if tool_calls else None,
+        "exits": exits,
+        "inbox_depth": depth[-1] if depth else None,
+        "inbox_depth_max": max(depth) if depth else None,
+        "seconds_since_last_turn": (now - last_turn) if last_turn is not None else None,
+        "notes_bytes": notes,
+        "tools": tools,
+        "sent": sent,
+        "received": received,
+    }
+
+
+@api.get("/stats")
+async def stats() -> Response:
+    """Telemetry rows: ``?agent=&since=&keys=turn.duration,tool.*`` (since: unix seconds, or
+    negative for 'seconds ago'; default the last hour)."""
+    raw_agent = request.args.get("agent") or None
+    agent = _agent_name(raw_agent) if raw_agent is not None else None
+    now = time.time()
+    since = _float_arg("since")
+    if since is None:
+        since = now - 3600
+    elif since < 0:
+        since = now + since
+    keys = [k.strip() for k in request.args.get("keys", "").split(",") if k.strip()]
+    for key in keys:
+        if not KEY_RE.match(key) or "*" in key[:-1]:
+            raise ApiError(400, "bad_request", f"bad stats key {key!r}")
+    rows = await dashboard().ctx.services.reader.run(lambda q: _select_stats(q, agent, since, keys))
+    series: dict[str, list[list[float]]] = {}
+    for _, ts, key, value in rows:
+        series.setdefault(key, []).append([ts, value])
+    return jsonify(
+        {
+            "agent": agent,
+            "since": since,
+            "now": now,
+            "series": series,
+            "summary": summarize(rows, since, now),
+        }
+    )
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+@api.get("/agents/<name>/log")
+async def agent_log(name: str) -> Response:
+    name = _agent_name(name)
+    lines = _int_arg("lines", 200, 1, 5000) or 200
+    return jsonify(await logs.read(dashboard().ctx.config, name, lines))
+
+
+@api.get("/agents/<name>/log/stream")
+async def agent_log_stream(name: str) -> Response:
+    """Follow mode: new log lines as server-sent events."""
+    name = _agent_name(name)
+    board = dashboard()
+    follower = logs.Follower(board.ctx.config, name)
+    board.closers.add(follower.close)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in follower.events():
+                yield chunk
+        finally:
+            board.closers.discard(follower.close)
+            follower.close()
+
+    return _sse_response(body())
+
+
+# --- the live stream ----------------------------------------------------------------------
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _sse_response(body: AsyncIterator[bytes]) -> Response:
+    response = Response(body, headers=_SSE_HEADERS)
+    response.timeout = None  # else quart cuts the stream after 60 s
+    return response
+
+
+@api.get("/stream")
+async def stream() -> Response:
+    """Server-sent events: a snapshot, then every StateHub change of the given kinds."""
+    try:
+        kinds = parse_kinds(request.args.get("kinds"))
+    except ValueError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    backlog = _int_arg("backlog", 1000, 10, 100_000) or 1000
+    board = dashboard()
+    feed = EventStream(board.ctx, kinds, backlog, board.streams)
+    if not feed.open():
+        feed.close()
+        raise ApiError(503, "unavailable", "the state hub is not running (restarting?)")
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in feed.events():
+            yield chunk
+
+    return _sse_response(body())

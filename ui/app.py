@@ -1,0 +1,238 @@
+"""The dashboard's QuartTrio app: pages, login, the auth gate, vendored browser libraries,
+the terminal websocket, and the JSON API blueprint (described by hive.ui.openapi).
+
+    app = create_app(Dashboard(ctx, OperatorAuth.load_or_create(state_dir)))
+    await hypercorn.trio.serve(app, config)     # see hive.ui.server
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from quart import (
+    Response,
+    abort,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    websocket,
+)
+from quart_trio import QuartTrio
+
+from hive import __version__
+from hive.config import AgentConfig
+from hive.process import AgentPaths
+from hive.ui.api import api
+from hive.ui.auth import COOKIE, CSRF_HEADER
+from hive.ui.context import CONFIG_KEY, Dashboard, dashboard
+from hive.ui.openapi import openapi_document
+from hive.ui.terminal import TerminalSession
+from hive.wire import WireError, validate_agent_name
+
+UI_DIR = Path(__file__).resolve().parent
+# ui/node_modules in a source tree (`npm install` in ui/); packagers point this elsewhere.
+NODE_MODULES = Path(os.environ.get("HIVE_UI_NODE_MODULES") or UI_DIR / "node_modules")
+# The browser libraries the pages load, from ui/package.json's packages: path -> file.
+VENDOR = {
+    "uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
+    "uPlot.min.css": "uplot/dist/uPlot.min.css",
+    "xterm.js": "@xterm/xterm/lib/xterm.js",
+    "xterm.css": "@xterm/xterm/css/xterm.css",
+    "addon-fit.js": "@xterm/addon-fit/lib/addon-fit.js",
+}
+PUBLIC_PATHS = ("/login", "/static/", "/vendor/", "/api/openapi.json", "/healthz")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+COOKIE_MAX_AGE = 365 * 86400
+
+
+def create_app(board: Dashboard) -> QuartTrio:
+    app = QuartTrio(
+        __name__,
+        static_folder=str(UI_DIR / "static"),
+        template_folder=str(UI_DIR / "templates"),
+    )
+    app.config[CONFIG_KEY] = board
+    app.config["MAX_CONTENT_LENGTH"] = 2 << 20
+    app.register_blueprint(api)
+    app.before_request(_gate)
+    app.before_websocket(_gate_websocket)
+    app.after_request(_security_headers)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return jsonify({"ok": True, "version": __version__})
+
+    @app.get("/api/openapi.json")
+    async def openapi() -> Response:
+        return jsonify(openapi_document())
+
+    @app.get("/vendor/<name>")
+    async def vendor(name: str) -> Response:
+        rel = VENDOR.get(name)
+        if rel is None or not (NODE_MODULES / rel).is_file():
+            abort(404)
+        path = Path(rel)
+        response = await send_from_directory(NODE_MODULES / path.parent, path.name)
+        return response
+
+    @app.get("/login")
+    async def login_form() -> str:
+        return await render_template("login.html", error=None)
+
+    @app.post("/login")
+    async def login() -> Any:
+        form = await request.form
+        if not dashboard().auth.check_token(form.get("token", "").strip()):
+            return await render_template("login.html", error="That is not the operator token."), 401
+        target = form.get("next", "/")
+        if not target.startswith("/") or target.startswith("//"):
+            target = "/"
+        response = redirect(target)
+        response.set_cookie(
+            COOKIE,
+            dashboard().auth.token,
+            max_age=COOKIE_MAX_AGE,
+            httponly=True,
+            samesite="Strict",
+            secure=request.scheme == "https",
+            path="/",
+        )
+        return response
+
+    @app.post("/logout")
+    async def logout() -> Any:
+        response = redirect("/login")
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @app.get("/")
+    async def overview() -> str:
+        return await render_template("overview.html", csrf=dashboard().auth.csrf, page="overview")
+
+    @app.get("/agents/<name>")
+    async def agent_page(name: str) -> str:
+        try:
+            validate_agent_name(name)
+        except WireError:
+            abort(404)
+        return await render_template(
+            "agent.html", csrf=dashboard().auth.csrf, agent=name, page="agent"
+        )
+
+    @app.websocket("/api/agents/<name>/terminal")
+    async def terminal(name: str) -> None:
+        board = dashboard()
+        agent_cfg = await _agent_config(board, name)
+        if agent_cfg is None:
+            abort(404)
+        cfg = board.ctx.config
+        paths = AgentPaths.for_agent(name, cfg.state_dir, cfg.sockets_dir)
+        session = TerminalSession(agent_cfg, paths)
+        board.closers.add(session.close)
+        try:
+            await websocket.accept()
+            await session.run()
+        finally:
+            board.closers.discard(session.close)
+
+    return app
+
+
+async def _agent_config(board: Dashboard, name: str) -> AgentConfig | None:
+    try:
+        validate_agent_name(name)
+    except WireError:
+        return None
+
+    def load(q: Any) -> AgentConfig | None:
+        for row in q.agents():
+            if row.name == name:
+                return AgentConfig.from_dict(row.config, where=f"stored agent '{name}'")
+        return None
+
+    result: AgentConfig | None = await board.ctx.services.reader.run(load)
+    return result
+
+
+# --- the gate -------------------------------------------------------------------------------
+
+
+def _presented_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(COOKIE)
+
+
+def _same_origin(origin: str | None, host: str | None) -> bool:
+    """A browser's Origin header, when sent, must name this server."""
+    if not origin:
+        return True
+    return urlsplit(origin).netloc == (host or "")
+
+
+async def _gate() -> Any:
+    path = request.path
+    if any(path == p or (p.endswith("/") and path.startswith(p)) for p in PUBLIC_PATHS):
+        return None
+    auth = dashboard().auth
+    if request.method not in SAFE_METHODS:
+        # Read the body even when refusing: an unread body left on a kept-alive
+        # connection would be parsed as the next request.
+        await request.get_data()
+    if not auth.check_token(_presented_token()):
+        if path.startswith("/api/"):
+            return _deny(
+                401, "unauthorized", "log in first: the operator token is missing or wrong"
+            )
+        return redirect(f"/login?next={quote(path)}")
+    if request.method not in SAFE_METHODS:
+        if not _same_origin(request.headers.get("Origin"), request.headers.get("Host")):
+            return _deny(403, "forbidden", "cross-origin request refused")
+        candidate = request.headers.get(CSRF_HEADER)
+        if candidate is None and request.mimetype in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            candidate = (await request.form).get("csrf")
+        if not auth.check_csrf(candidate):
+            return _deny(403, "csrf", f"missing or wrong CSRF token (send it as {CSRF_HEADER})")
+    return None
+
+
+async def _gate_websocket() -> None:
+    auth = dashboard().auth
+    cookie = websocket.cookies.get(COOKIE)
+    header = websocket.headers.get("Authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else cookie
+    if not auth.check_token(token):
+        abort(401)
+    # Websockets are not bound by the same-origin policy: check the origin and the CSRF
+    # token, or any page the operator visits could open a shell.
+    if not _same_origin(websocket.headers.get("Origin"), websocket.headers.get("Host")):
+        abort(403)
+    if not auth.check_csrf(websocket.args.get("csrf")):
+        abort(403)
+
+
+def _deny(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+async def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; frame-ancestors 'none'",
+    )
+    return response

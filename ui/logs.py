@@ -1,0 +1,138 @@
+"""The log viewer's source: journald where the host has it, else the supervisor's own
+per-agent log file (``<state>/agents/<name>/agent.log``, written by the turn runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from hive.config import HiveConfig
+from hive.journal import journal_available, journalctl_argv
+
+POLL_SECONDS = 0.5
+READ_CHUNK = 64 * 1024
+
+
+def log_path(cfg: HiveConfig, agent: str) -> Path:
+    return cfg.agent_dir(agent) / "agent.log"
+
+
+def tail_lines(path: Path, lines: int) -> tuple[list[str], int]:
+    """The last ``lines`` lines of a file, and the file's size (where following starts)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            block, data = 8192, b""
+            pos = size
+            while pos > 0 and data.count(b"\n") <= lines:
+                step = min(block, pos)
+                pos -= step
+                f.seek(pos)
+                data = f.read(step) + data
+                block *= 2
+    except FileNotFoundError:
+        return [], 0
+    text = data.decode("utf-8", "replace").splitlines()
+    return text[-lines:], size
+
+
+def _journal_line(raw: bytes) -> str | None:
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):  # journald sends non-UTF-8 messages as byte arrays
+        message = bytes(message).decode("utf-8", "replace")
+    return str(message) if message is not None else None
+
+
+async def read(cfg: HiveConfig, agent: str, lines: int) -> dict[str, Any]:
+    if journal_available():
+        result = await trio.run_process(
+            journalctl_argv(agent, lines), capture_stdout=True, capture_stderr=True, check=False
+        )
+        out = [_journal_line(raw) for raw in result.stdout.splitlines()]
+        return {"source": "journald", "lines": [line for line in out if line is not None]}
+    path = log_path(cfg, agent)
+    text, _ = await trio.to_thread.run_sync(tail_lines, path, lines)
+    return {"source": "file", "path": str(path), "lines": text}
+
+
+def _sse(lines: list[str]) -> bytes:
+    return f"data: {json.dumps({'lines': lines})}\n\n".encode()
+
+
+class Follower:
+    """New lines of one agent's log, as server-sent events, until closed."""
+
+    def __init__(self, cfg: HiveConfig, agent: str) -> None:
+        self.cfg = cfg
+        self.agent = agent
+        self.cancel = trio.CancelScope()
+
+    def close(self) -> None:
+        self.cancel.cancel()
+
+    async def events(self) -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        with self.cancel:
+            if journal_available():
+                async for chunk in self._journal():
+                    yield chunk
+            else:
+                async for chunk in self._file():
+                    yield chunk
+
+    async def _file(self) -> AsyncIterator[bytes]:
+        path = log_path(self.cfg, self.agent)
+        _, offset = await trio.to_thread.run_sync(tail_lines, path, 0)
+        partial = b""
+        idle = 0.0
+        while True:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size < offset:  # truncated or replaced: start over
+                offset, partial = 0, b""
+            if size > offset:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(min(size - offset, READ_CHUNK))
+                offset += len(data)
+                *complete, partial = (partial + data).split(b"\n")
+                if complete:
+                    yield _sse([c.decode("utf-8", "replace") for c in complete])
+                    idle = 0.0
+                continue
+            await trio.sleep(POLL_SECONDS)
+            idle += POLL_SECONDS
+            if idle >= 15:
+                idle = 0.0
+                yield b": keepalive\n\n"
+
+    async def _journal(self) -> AsyncIterator[bytes]:
+        argv = journalctl_argv(self.agent, 0, follow=True)
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                lambda task_status: trio.run_process(
+                    argv, stdout=subprocess.PIPE, check=False, task_status=task_status
+                )
+            )
+            try:
+                assert process.stdout is not None
+                buf = b""
+                async for data in process.stdout:
+                    *complete, buf = (buf + data).split(b"\n")
+                    out = [line for line in map(_journal_line, complete) if line is not None]
+                    if out:
+                        yield _sse(out)
+            finally:
+                process.kill()

@@ -1,0 +1,257 @@
+// hive dashboard: what every page shares. Plain JS, no build step.
+//
+// Hive.api(method, path, body)      JSON API call with the CSRF token
+// Hive.stream(kinds, handlers)      live updates over SSE; reconnects, then a fresh snapshot
+// Hive.armed(button, action)        destructive actions need a second click
+// Hive.notify(key, title, body)     browser notification, at most once per key
+// Hive.badge(row)                   an agent row's state badge
+"use strict";
+
+const Hive = (() => {
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+  async function api(method, path, body) {
+    const init = {method, credentials: "same-origin", headers: {"Accept": "application/json"}};
+    if (method !== "GET") {
+      init.headers["X-CSRF-Token"] = csrf;
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body || {});
+    }
+    const res = await fetch(path, init);
+    if (res.status === 401) {
+      location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      throw new Error("not logged in");
+    }
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      const err = new Error((data.error && data.error.message) || res.statusText);
+      err.status = res.status;
+      err.code = data.error && data.error.code;
+      throw err;
+    }
+    return data;
+  }
+
+  // --- live updates ------------------------------------------------------------------------
+  function setLive(state, text) {
+    const el = document.getElementById("live");
+    if (!el) return;
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  function stream(kinds, handlers) {
+    let source = null;
+    let retry = null;
+    let lastSeq = 0;
+    function open() {
+      clearTimeout(retry);
+      if (source) source.close();
+      source = new EventSource("/api/stream?kinds=" + encodeURIComponent(kinds.join(",")));
+      source.onopen = () => setLive("up", "live");
+      source.onmessage = (ev) => {
+        let item;
+        try { item = JSON.parse(ev.data); } catch (e) { return; }
+        if (item.kind === "snapshot") {
+          lastSeq = item.seq;
+          handlers.snapshot && handlers.snapshot(item);
+          return;
+        }
+        if (item.kind === "gap") {
+          // We fell behind (or the hub restarted): start again from a fresh snapshot.
+          setLive("down", "catching up…");
+          retry = setTimeout(open, 100);
+          return;
+        }
+        if (typeof item.seq === "number" && item.seq <= lastSeq) return;
+        lastSeq = item.seq;
+        try { handlers.update && handlers.update(item); } catch (e) { console.error(e); }
+      };
+      source.onerror = () => {
+        // EventSource reconnects by itself; the new connection begins with a snapshot.
+        setLive("down", "reconnecting…");
+        if (source.readyState === EventSource.CLOSED) retry = setTimeout(open, 2000);
+      };
+    }
+    open();
+    return {close() { clearTimeout(retry); if (source) source.close(); }, reopen: open};
+  }
+
+  // --- small DOM helpers -------------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (k === "dataset") Object.assign(node.dataset, v);
+      else node.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  // Only touch the DOM when something changed: keeps selection, focus and scroll intact.
+  function setText(node, text) {
+    text = text === null || text === undefined ? "" : String(text);
+    if (node && node.textContent !== text) node.textContent = text;
+  }
+  function setClass(node, cls) {
+    if (node && node.className !== cls) node.className = cls;
+  }
+  function setAttr(node, name, value) {
+    value = value === null || value === undefined ? "" : String(value);
+    if (node && node.getAttribute(name) !== value) node.setAttribute(name, value);
+  }
+
+  // A destructive button acts only on a second click within 4 seconds.
+  function armed(button, action) {
+    if (button.dataset.armed === "1") {
+      clearTimeout(Number(button.dataset.timer));
+      button.dataset.armed = "";
+      button.textContent = button.dataset.label;
+      button.classList.remove("armed");
+      return action();
+    }
+    button.dataset.label = button.textContent;
+    button.dataset.armed = "1";
+    button.textContent = "really " + button.dataset.label + "?";
+    button.classList.add("armed");
+    button.dataset.timer = String(setTimeout(() => {
+      button.dataset.armed = "";
+      button.textContent = button.dataset.label;
+      button.classList.remove("armed");
+    }, 4000));
+    return Promise.resolve(null);
+  }
+
+  // --- formatting --------------------------------------------------------------------------
+  function ago(ts) {
+    if (!ts) return "";
+    const s = Math.max(0, Date.now() / 1000 - ts);
+    if (s < 60) return Math.floor(s) + "s ago";
+    if (s < 3600) return Math.floor(s / 60) + "m ago";
+    if (s < 86400) return Math.floor(s / 3600) + "h ago";
+    return Math.floor(s / 86400) + "d ago";
+  }
+  function duration(s) {
+    if (s === null || s === undefined) return "";
+    if (s < 1) return Math.round(s * 1000) + "ms";
+    if (s < 120) return s.toFixed(1) + "s";
+    return Math.round(s / 60) + "m";
+  }
+  function lastTurnText(t) {
+    if (!t) return "no turn yet";
+    return `${ago(t.ended_at)} · ${duration(t.duration)} · ${t.exit_class}`;
+  }
+
+  // The state badge: the flags first (they explain why nothing happens), then the turn.
+  function badge(row) {
+    if (row.failed) return {state: "failed", text: "failed"};
+    if (row.needs_login) return {state: "needs-login", text: "needs login"};
+    if (row.needs_update) return {state: "needs-update", text: "needs update"};
+    if (row.paused) return {state: "paused", text: "paused"};
+    if (row.stopped) return {state: "stopped", text: "stopped"};
+    switch (row.turn_state) {
+      case "thinking": return {state: "thinking", text: "thinking"};
+      case "waiting_recv": return {state: "waiting", text: "waiting"};
+      case "waiting_operator": return {state: "waiting", text: "waiting for operator"};
+      case "starting":
+      case "tool": return {state: "running", text: "running"};
+      default: return {state: "idle", text: "idle"};
+    }
+  }
+
+  // --- notifications -----------------------------------------------------------------------
+  const NOTIFIED = "hive.notified";
+  function notifiedSet() {
+    try { return JSON.parse(localStorage.getItem(NOTIFIED) || "[]"); } catch (e) { return []; }
+  }
+  function alreadyNotified(key) {
+    const seen = notifiedSet();
+    if (seen.includes(key)) return true;
+    seen.push(key);
+    localStorage.setItem(NOTIFIED, JSON.stringify(seen.slice(-500)));
+    return false;
+  }
+  // With several dashboard tabs open, only one of them (the holder of a Web Lock, passed
+  // on when it closes) shows browser notifications; the others only update their row.
+  let notifier = !(navigator.locks && navigator.locks.request);
+  if (!notifier) {
+    navigator.locks.request("hive-notifier", () => new Promise(() => { notifier = true; }));
+  }
+  const shown = new Set();
+  function notify(key, title, body, href) {
+    addNotification(key, title, body, href);
+    if (!notifier || alreadyNotified(key)) return;
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    const n = new Notification(title, {body, tag: key});
+    if (href) n.onclick = () => { window.focus(); location.href = href; };
+  }
+  function addNotification(key, title, body, href) {
+    const list = document.getElementById("notification-list");
+    if (!list || shown.has(key)) return;
+    shown.add(key);
+    const item = el("li", {dataset: {key}},
+      href ? el("a", {href, text: title}) : el("strong", {text: title}),
+      " ", el("span", {class: "body", text: (body || "").slice(0, 200)}),
+      el("button", {class: "link dismiss", title: "dismiss", text: "×",
+                    onclick: () => item.remove()}));
+    list.prepend(item);
+    while (list.children.length > 8) list.lastElementChild.remove();
+  }
+  function setupNotifications() {
+    const button = document.getElementById("notify-enable");
+    if (!button || !("Notification" in window)) return;
+    // Permission is asked once: after the operator answered, never again.
+    if (Notification.permission !== "default" || localStorage.getItem("hive.notify.asked")) return;
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      localStorage.setItem("hive.notify.asked", "1");
+      button.hidden = true;
+      try { await Notification.requestPermission(); } catch (e) { /* unsupported */ }
+    });
+  }
+
+  // Updates that concern the operator wherever they are: notify, once each.
+  function operatorEvent(u) {
+    const d = u.data;
+    if (!d) return;
+    if (u.kind === "operator_message") {
+      notify(`msg:${d.id}`, `${d.from} → operator`, d.body, `/agents/${d.from}`);
+    } else if (u.kind === "event" && (d.kind === "crash" || d.kind === "failed")) {
+      notify(`event:${u.key}:${d.crashes || ""}:${d.reason || d.detail || ""}`,
+             `${d.agent} ${d.kind}`, d.reason || d.detail || "", `/agents/${d.agent}`);
+    } else if (u.kind === "approval" && (d.status || "pending") === "pending") {
+      notify(`approval:${u.key}`, `approval: ${d.kind || ""} for ${d.agent || ""}`,
+             d.description || "", "/");
+    } else if (u.kind === "question" && (d.status || "pending") === "pending") {
+      notify(`question:${u.key}`, `${d.agent || "an agent"} asks`, d.question || "", "/");
+    } else if (u.kind === "agent" && d.needs_login) {
+      notify(`login:${d.name}:${d.last_turn ? d.last_turn.id : ""}`, `${d.name} needs login`,
+             "the agent is parked until it is logged in again", `/agents/${d.name}`);
+    }
+  }
+
+  async function loadOperatorMessages() {
+    try {
+      const {messages} = await api("GET", "/api/operator/messages?limit=8");
+      for (const m of messages.slice().reverse()) {
+        if (m.to === "operator") addNotification(`msg:${m.id}`, `${m.from} → operator`, m.body,
+                                                 `/agents/${m.from}`);
+      }
+    } catch (e) { /* shown by the next update */ }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setupNotifications();
+    loadOperatorMessages();
+  });
+
+  return {api, stream, el, setText, setClass, setAttr, armed, ago, duration, lastTurnText,
+          badge, notify, operatorEvent, csrf};
+})();
