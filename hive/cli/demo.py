@@ -51,6 +51,9 @@ async def watch(cfg: HiveConfig, seconds: float | None) -> None:
         await nursery.start(lambda task_status: run_hive(cfg, stop=stop, task_status=task_status))
         admin = cfg.sockets_dir / "admin.sock"
         print(f"hive is up: state in {cfg.state_dir}, admin socket {admin}")
+        if cfg.dashboard:
+            token = (cfg.state_dir / "operator-token").read_text().strip()
+            print(f"dashboard: http://{cfg.dashboard_host}:{cfg.dashboard_port}/  (token: {token})")
         print(f"try in another shell: .venv/bin/hivectl --socket {admin} list\n")
         async with TrioClient.connect(admin) as client:
             await client.call(
@@ -74,10 +77,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--state-dir", type=Path, default=Path("demo-state"))
     p.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     p.add_argument("--log-level", default="ERROR")
+    p.add_argument("--dashboard-port", type=int, default=8417)
+    p.add_argument("--no-dashboard", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     text = resources.files("hive").joinpath("demo.toml").read_text()
-    cfg = HiveConfig.from_toml_text(text).with_overrides(state_dir=args.state_dir.resolve())
+    cfg = HiveConfig.from_toml_text(text).with_overrides(
+        state_dir=args.state_dir.resolve(),
+        dashboard=not args.no_dashboard,
+        dashboard_port=args.dashboard_port,
+    )
     try:
         trio.run(watch, cfg, args.seconds)
     except KeyboardInterrupt:
