@@ -264,6 +264,7 @@ class AgentActor(SupervisedActor):
             case RetryDue(generation=gen):
                 if gen == self.retry_generation and self.retry_at is not None:
                     self.retry_at = None
+                    self._mark_dirty()
                     self._maybe_start_turn()
             case Control(op=op, reply=reply):
                 self._control(op, reply)

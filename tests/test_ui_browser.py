@@ -223,8 +223,11 @@ def test_terminal_echoes_a_command(dash: DashboardHive) -> None:
         )
         page.keyboard.type("echo hive-$((6*7)) && pwd\n")
         page.wait_for_function(
+            # A long path wraps: join wrapped rows back into their logical line.
             """() => { const b = window.hiveTerminal.buffer.active; let t = '';
-                 for (let i = 0; i < b.length; i++) t += b.getLine(i).translateToString() + '\\n';
+                 for (let i = 0; i < b.length; i++) {
+                   const l = b.getLine(i); t += (l.isWrapped ? '' : '\\n') + l.translateToString(true);
+                 }
                  return t.includes('hive-42') && t.includes('/agents/bob/work'); }""",
             timeout=20_000,
         )

@@ -156,6 +156,10 @@ const Hive = (() => {
     if (row.needs_update) return {state: "needs-update", text: "needs update"};
     if (row.paused) return {state: "paused", text: "paused"};
     if (row.stopped) return {state: "stopped", text: "stopped"};
+    // Backing off after a crash or a rate limit: idle, but not for lack of work.
+    if (row.retry_at && row.turn_state === "idle") {
+      return {state: "retrying", text: `retry in ${Math.max(0, Math.round(row.retry_at - Date.now() / 1000))}s`};
+    }
     switch (row.turn_state) {
       case "thinking": return {state: "thinking", text: "thinking"};
       case "waiting_recv": return {state: "waiting", text: "waiting"};
