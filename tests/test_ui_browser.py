@@ -226,7 +226,8 @@ def test_terminal_echoes_a_command(dash: DashboardHive) -> None:
             # A long path wraps: join wrapped rows back into their logical line.
             """() => { const b = window.hiveTerminal.buffer.active; let t = '';
                  for (let i = 0; i < b.length; i++) {
-                   const l = b.getLine(i); t += (l.isWrapped ? '' : '\\n') + l.translateToString(true);
+                   const l = b.getLine(i);
+                   t += (l.isWrapped ? '' : '\\n') + l.translateToString(true);
                  }
                  return t.includes('hive-42') && t.includes('/agents/bob/work'); }""",
             timeout=20_000,
