@@ -1,22 +1,29 @@
-"""The real claude CLI per turn vs one persistent session: turn start latency and memory.
+"""Claude turns, per-turn process vs persistent session: message arrival -> model request, and
+memory per agent, through a real supervisor; plus the bare CLI for scale.
 
-    bash scripts/install-claude.sh && .venv/bin/python bench/bench_claude_turns.py [--turns 5]
+    bash scripts/install-claude.sh && .venv/bin/python bench/bench_claude_turns.py [--turns 8]
 
-Measures, with the fake Anthropic API (tests/fake_anthropic.py) and hive-mcp on a real agent
-socket (tests/agent_socket_stub.py): the time from "a turn starts" (process spawn in per-turn
-mode, a stdin line in persistent mode) to the model request reaching the API, the whole turn,
-and the RSS of claude plus its children (hive-mcp) while a request is in flight.
+Part 1 runs a real hive-supervisor (tests.hive_harness) with two claude agents that run the
+REAL claude CLI against the fake Anthropic API (tests/fake_anthropic.py): ``oneshot`` (one
+process per turn) and ``keeper`` (``persistent = true``). For each turn it times the operator's
+``send`` on the admin socket until the model request reaches the fake API (admin socket, Bus,
+Store commit, Agent actor, turn runner, process start or stdin line, the CLI, hive-mcp), and
+takes the memory of the turn's process tree (claude + hive-mcp) while that request is held
+open: RSS, and USS (what one more agent adds; the claude binary's pages are shared).
+
+Part 2 drives the CLI directly (no supervisor; hive-mcp on tests/agent_socket_stub.py) to
+separate the CLI's own cost from the supervisor's.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -31,39 +38,130 @@ from hive.runtimes.base import TurnInput  # noqa: E402
 from hive.runtimes.claude import ClaudeRuntime  # noqa: E402
 from hive.wire import Envelope  # noqa: E402
 from tests.agent_socket_stub import AgentSocketStub  # noqa: E402
+from tests.claude_cli import DEFAULT_BIN  # noqa: E402
+from tests.claude_hive import ClaudeHive, claude_agent, hive_toml  # noqa: E402
 from tests.fake_anthropic import FakeAnthropic, Hang, Text  # noqa: E402
+from tests.hive_harness import RunningHive  # noqa: E402
 
-CLAUDE = os.environ.get("HIVE_CLAUDE_BIN") or str(REPO / ".cache/claude/node_modules/.bin/claude")
-
-
-def tree_rss_mib(pid: int) -> float:
-    proc = psutil.Process(pid)
-    procs = [proc, *proc.children(recursive=True)]
-    return float(sum(p.memory_info().rss for p in procs)) / 2**20
+MIB = 2**20
 
 
-async def main(turns: int) -> None:
+@dataclass
+class Memory:
+    rss: float  # MiB, claude + its children
+    uss: float  # MiB, pages only this tree holds
+
+    @classmethod
+    def of_tree(cls, pid: int) -> Memory:
+        root = psutil.Process(pid)
+        infos = []
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                infos.append(proc.memory_full_info())
+            except psutil.NoSuchProcess:
+                pass  # a short-lived helper the CLI ran (git, a shell) ended meanwhile
+        return cls(sum(i.rss for i in infos) / MIB, sum(i.uss for i in infos) / MIB)
+
+
+@dataclass
+class Mode:
+    label: str
+    arrival_ms: list[float] = field(default_factory=list)
+    handoff_ms: list[float] = field(default_factory=list)  # send -> process spawned / line
+    turn_ms: list[float] = field(default_factory=list)
+    busy: list[Memory] = field(default_factory=list)
+    idle: list[Memory] = field(default_factory=list)
+    first_arrival_ms: float = 0.0
+    pids: set[int] = field(default_factory=set)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _mem(values: list[Memory]) -> str:
+    if not values:
+        return "0 (no process)"
+    return f"{_median([m.rss for m in values]):.0f} / {_median([m.uss for m in values]):.0f}"
+
+
+# --- part 1: through the supervisor ---------------------------------------------------------
+
+
+def bench_supervisor(turns: int) -> list[Mode]:
+    with tempfile.TemporaryDirectory() as tmp, FakeAnthropic(default=Text("ok")) as api:
+        config = hive_toml(
+            claude_agent("oneshot"), claude_agent("keeper", persistent=True), dashboard=False
+        )
+        hive = ClaudeHive(RunningHive.start(Path(tmp), config, env=api.env()), api)
+        try:
+            return [_bench_agent(hive, "oneshot", turns), _bench_agent(hive, "keeper", turns)]
+        finally:
+            hive.terminate()
+
+
+def _bench_agent(hive: ClaudeHive, name: str, turns: int) -> Mode:
+    api = hive.api
+    mode = Mode(name)
+    for i in range(turns + 1):  # turn 0 warms up (a session pays its process start there)
+        api.script(Hang(Text("ok")))
+        seen = len(api.requests)
+        sent_at = time.time()
+        t0 = time.perf_counter()
+        hive.admin("send", to=name, body=f"message {i}")
+        api.wait_for_requests(seen + 1, timeout=60)
+        arrival = (time.perf_counter() - t0) * 1000
+        turn_id = hive.wait_until(lambda: hive.status(name)["turn_id"], what="the turn id")
+        [process] = hive.wait_until(
+            lambda tid=turn_id: [e for e in hive.transcript(tid) if e["kind"] == "process"],
+            what="the turn's process",
+        )
+        pid = process["data"]["pid"]
+        busy = Memory.of_tree(pid)
+        api.release()
+        hive.wait_turns(name, i + 1)
+        done = (time.perf_counter() - t0) * 1000
+        api.hold()
+        mode.pids.add(pid)
+        if i == 0:
+            mode.first_arrival_ms = arrival
+            continue
+        mode.arrival_ms.append(arrival)
+        # The event's time is when the Store wrote it: an upper bound of the hand-off.
+        mode.handoff_ms.append((process["ts"] - sent_at) * 1000)
+        mode.turn_ms.append(done)
+        mode.busy.append(busy)
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            mode.idle.append(Memory.of_tree(pid))
+    return mode
+
+
+# --- part 2: the CLI alone --------------------------------------------------------------------
+
+
+async def bench_cli(turns: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(start -> request ms, turn ms) medians: per-turn process, persistent session."""
     with tempfile.TemporaryDirectory() as tmp, FakeAnthropic(default=Text("ok")) as api:
         root = Path(tmp)
         paths = AgentPaths.for_agent("alice", root / "hive", root / "run")
         paths.ensure()
         paths.socket.parent.mkdir(parents=True)
         agent = AgentConfig(name="alice", runtime="claude")
-        rt = ClaudeRuntime(CLAUDE, environ={"PATH": "/usr/bin:/bin", "HOME": tmp, **api.env()})
+        rt = ClaudeRuntime(
+            str(DEFAULT_BIN), environ={"PATH": "/usr/bin:/bin", "HOME": tmp, **api.env()}
+        )
         stub = AgentSocketStub(paths.socket)
 
         def turn(i: int) -> TurnInput:
             msg = Envelope(id=i, sender="bob", to="alice", body=f"message {i}")
             return TurnInput(HiveConfig(), agent, paths, i, "claude-bench", (msg,))
 
-        async def first_request(n: int) -> None:
+        async def request(n: int) -> None:
             await trio.to_thread.run_sync(api.wait_for_requests, n)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(stub.serve)
-
-            # per-turn mode
-            start_ms, turn_ms, rss = [], [], []
+            start_ms, turn_ms = [], []
             for i in range(turns):
                 spec = rt.build(turn(i))
                 api.script(Hang(then=Text("ok")))
@@ -79,20 +177,13 @@ async def main(turns: int) -> None:
                 assert proc.stdin is not None
                 await proc.stdin.send_all(spec.stdin or b"")
                 await proc.stdin.aclose()
-                await first_request(len(api.requests) + 1)
+                await request(len(api.requests) + 1)
                 start_ms.append((time.perf_counter() - t0) * 1000)
-                rss.append(tree_rss_mib(proc.pid))
                 api.release()
                 await proc.wait()
                 turn_ms.append((time.perf_counter() - t0) * 1000)
                 api.hold()
-            per_turn = (
-                statistics.median(start_ms),
-                statistics.median(turn_ms),
-                statistics.median(rss),
-            )
 
-            # persistent mode
             spec = rt.build_session(turn(100))
             proc = await trio.lowlevel.open_process(
                 list(spec.argv),
@@ -103,28 +194,27 @@ async def main(turns: int) -> None:
                 cwd=spec.cwd,
             )
             assert proc.stdin is not None and proc.stdout is not None
+            stdout = proc.stdout
             buf = b""
 
             async def until_result() -> None:
                 nonlocal buf
                 while True:
                     while b"\n" not in buf:
-                        buf += await proc.stdout.receive_some(65536)  # type: ignore[union-attr]
+                        buf += await stdout.receive_some(65536)
                     line, _, buf = buf.partition(b"\n")
                     if any(rt.is_turn_end(e) for e in rt.parse_line(line)):
                         return
 
             await proc.stdin.send_all(spec.stdin or b"")
-            await until_result()  # the session's first turn pays process start
-            idle_rss = tree_rss_mib(proc.pid)
-            p_start, p_turn, p_rss = [], [], []
-            for i in range(turns * 2):
+            await until_result()  # the session's first turn pays the process start
+            p_start, p_turn = [], []
+            for i in range(turns):
                 api.script(Hang(then=Text("ok")))
                 t0 = time.perf_counter()
                 await proc.stdin.send_all(rt.turn_message(turn(200 + i)))
-                await first_request(len(api.requests) + 1)
+                await request(len(api.requests) + 1)
                 p_start.append((time.perf_counter() - t0) * 1000)
-                p_rss.append(tree_rss_mib(proc.pid))
                 api.release()
                 await until_result()
                 p_turn.append((time.perf_counter() - t0) * 1000)
@@ -132,16 +222,42 @@ async def main(turns: int) -> None:
             await proc.stdin.aclose()
             await proc.wait()
             nursery.cancel_scope.cancel()
+    return (_median(start_ms), _median(turn_ms)), (_median(p_start), _median(p_turn))
 
-    persistent = (statistics.median(p_start), statistics.median(p_turn), statistics.median(p_rss))
-    print(f"{'mode':12s} {'start->request ms':>18s} {'turn ms':>9s} {'RSS MiB':>9s}")
-    for label, (s, t, m) in (("per-turn", per_turn), ("persistent", persistent)):
-        print(f"{label:12s} {s:18.1f} {t:9.1f} {m:9.1f}")
-    print(f"persistent idle between turns: {idle_rss:.1f} MiB (claude + hive-mcp)")
-    print(f"start->request per-turn / persistent: {per_turn[0] / persistent[0]:.1f}x")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=8)
+    turns = parser.parse_args().turns
+
+    oneshot, keeper = bench_supervisor(turns)
+    print(f"through the supervisor, {turns} turns each after a warm-up (medians)")
+    print(
+        f"{'mode':12s} {'send -> request ms':>19s} {'turn ms':>8s} "
+        f"{'in turn RSS/USS MiB':>20s} {'idle RSS/USS MiB':>17s} {'processes':>9s}"
+    )
+    for mode, label in ((oneshot, "per-turn"), (keeper, "persistent")):
+        print(
+            f"{label:12s} {_median(mode.arrival_ms):19.1f} {_median(mode.turn_ms):8.1f} "
+            f"{_mem(mode.busy):>20s} {_mem(mode.idle):>17s} {len(mode.pids):9d}"
+        )
+    print(
+        f"persistent: first turn (session start) send -> request {keeper.first_arrival_ms:.0f} ms"
+    )
+    ratio = _median(oneshot.arrival_ms) / _median(keeper.arrival_ms)
+    print(f"send -> request, per-turn / persistent: {ratio:.1f}x")
+
+    (c_start, c_turn), (p_start, p_turn) = trio.run(bench_cli, turns)
+    print("\nthe CLI alone, no supervisor (medians)")
+    print(f"{'mode':12s} {'start -> request ms':>20s} {'turn ms':>8s}")
+    print(f"{'per-turn':12s} {c_start:20.1f} {c_turn:8.1f}")
+    print(f"{'persistent':12s} {p_start:20.1f} {p_turn:8.1f}")
+    print(
+        "the supervisor's part (send -> turn process spawned / stdin line written, <=): "
+        f"per-turn {_median(oneshot.handoff_ms):.1f} ms, "
+        f"persistent {_median(keeper.handoff_ms):.1f} ms"
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=5)
-    trio.run(main, parser.parse_args().turns)
+    main()

@@ -26,5 +26,6 @@ class IoServices:
         from hive.io.admin_socket import AdminSocket
         from hive.io.agent_socket import AgentSockets
 
+        self.turns.attach(ctx)
         self.agent_sockets = AgentSockets(ctx)
         self.admin = AdminSocket(ctx, self.reader)

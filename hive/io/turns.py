@@ -3,32 +3,50 @@
 Runs on the trio thread. Agents call ``start`` and ``cancel`` from their own threads; both
 return at once. Each turn's process runs in its own process group so that a cancel takes
 its children (MCP servers, tools) down with it.
+
+An agent with ``persistent = true`` plays its turns in one long-lived process instead
+(hive.io.sessions). After a turn has ended and its agent has been told, the ``after_turn``
+hooks run as their own tasks, outside any turn: notes compaction (hive.notes) is one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from hive.io.bridge import IoBridge
+from hive.io.sessions import SessionRuntime, Sessions
+from hive.io.streams import (
+    STDERR_TAIL_LINES,
+    EventLog,
+    lines,
+    log_stderr,
+    parse_events,
+    signal_group,
+)
 from hive.runtimes import get_runtime
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
 from hive.sandboxes import get_sandbox
 
+if TYPE_CHECKING:
+    from hive.actors.base import HiveContext
+
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS = 5.0
-STDERR_TAIL_LINES = 40
-MAX_KEPT_EVENTS = 500
+DEFAULT_SESSION_IDLE_SECONDS = 1800.0
+
+# Work for the IO side after a turn has ended: hook(runner, turn, outcome), one task each.
+AfterTurn = Callable[["TurnRunner", TurnInput, TurnOutcome], Awaitable[None]]
+# Where the IO side reports what it did for an agent: report(agent, kind, data).
+Report = Callable[[str, str, dict[str, Any]], None]
 
 
 @dataclass
@@ -40,8 +58,19 @@ class _Running:
 
 class TurnRunner:
     def __init__(self, bridge: IoBridge) -> None:
+        from hive.notes import compact_notes_after_turn
+
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
+        self.session_idle_seconds = DEFAULT_SESSION_IDLE_SECONDS
+        self.sessions = Sessions(bridge, lambda: self.session_idle_seconds)
+        self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
+        self.report: Report = _log_report
+
+    def attach(self, ctx: HiveContext) -> None:
+        """Settings from hive.toml and a way to record events (store + dashboard)."""
+        self.session_idle_seconds = ctx.config.session_idle_seconds
+        self.report = _context_report(ctx)
 
     # --- called from actor threads -------------------------------------------------------
 
@@ -64,13 +93,13 @@ class TurnRunner:
             return
         r.cancelled = True
         if r.process is not None:
-            _signal_group(r.process, signal.SIGTERM)
-            self.bridge.spawn(self._kill_after_grace, r)
+            signal_group(r.process, signal.SIGTERM)
+            self.bridge.spawn(self._kill_after_grace, r.process)
 
-    async def _kill_after_grace(self, r: _Running) -> None:
+    async def _kill_after_grace(self, process: trio.Process) -> None:
         await trio.sleep(CANCEL_GRACE_SECONDS)
-        if r.process is not None and r.process.returncode is None:
-            _signal_group(r.process, signal.SIGKILL)
+        if process.returncode is None:
+            signal_group(process, signal.SIGKILL)
 
     async def _run(
         self,
@@ -90,6 +119,14 @@ class TurnRunner:
             if self.running.get(agent) is state:
                 del self.running[agent]
         on_end(outcome)
+        for hook in self.after_turn:
+            self.bridge.spawn(self._after_turn, hook, turn, outcome)
+
+    async def _after_turn(self, hook: AfterTurn, turn: TurnInput, outcome: TurnOutcome) -> None:
+        try:
+            await hook(self, turn, outcome)
+        except Exception:
+            log.exception("after-turn work for %s failed", turn.agent.name)
 
     async def _play(
         self, turn: TurnInput, state: _Running, on_event: Callable[[TurnEvent], None]
@@ -97,6 +134,13 @@ class TurnRunner:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
         sandbox.prepare(turn.agent, turn.paths)
+        if turn.agent.persistent and isinstance(runtime, SessionRuntime):
+            return await self.sessions.play(turn, state, runtime, sandbox, on_event)
+        leftover = self.sessions.by_agent.get(turn.agent.name)
+        if leftover is not None:
+            # The agent left persistent mode: its session must not run beside a turn
+            # that resumes the same conversation.
+            await self.sessions.close(leftover)
         spec = sandbox.wrap(runtime.build(turn), turn.agent, turn.paths)
         env = spec.env  # complete: the runtime chose it (see ProcessSpec)
         if state.cancelled:
@@ -111,10 +155,10 @@ class TurnRunner:
             start_new_session=True,
         )
         state.process = process
-        # The first events (init: which MCP servers started) and the last (result) are
-        # what classify() reads; a long turn's middle is only in the transcript.
-        first_events: list[TurnEvent] = []
-        events: deque[TurnEvent] = deque(maxlen=MAX_KEPT_EVENTS)
+        if state.cancelled:  # the cancel came while the process was starting
+            signal_group(process, signal.SIGTERM)
+        on_event(TurnEvent("process", {"pid": process.pid, "persistent": False}))
+        events = EventLog()
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         try:
             async with trio.open_nursery() as nursery:
@@ -122,38 +166,47 @@ class TurnRunner:
                     nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
                 assert process.stdout is not None and process.stderr is not None
                 nursery.start_soon(
-                    _read_events,
-                    process.stdout,
-                    runtime.parse_line,
-                    first_events,
-                    events,
-                    on_event,
+                    _read_events, process.stdout, runtime.parse_line, events, on_event
                 )
                 nursery.start_soon(
-                    _read_stderr, process.stderr, stderr_tail, turn.paths.log, turn.turn_id
+                    log_stderr, process.stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id
                 )
                 await process.wait()
+                # The turn is over: what it started and left running (a background command, an
+                # MCP server slow to exit) ends with it, as in a sandbox's pid namespace, and
+                # lets go of the output pipes the readers wait on.
+                signal_group(process, signal.SIGKILL)
         finally:
             if process.returncode is None:
                 # Shutdown or an error here: leave no turn process behind.
-                _signal_group(process, signal.SIGKILL)
+                signal_group(process, signal.SIGKILL)
                 with trio.CancelScope(shield=True):
                     await process.wait()
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled by the operator", process.returncode)
         returncode = process.returncode if process.returncode is not None else -1
-        kept = first_events + list(events)  # disjoint: the first few, then the latest
-        outcome = runtime.classify(returncode, kept, "\n".join(stderr_tail))
+        outcome = runtime.classify(returncode, events.kept(), "\n".join(stderr_tail))
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
 
 
-def _signal_group(process: trio.Process, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _log_report(agent: str, kind: str, data: dict[str, Any]) -> None:
+    log.info("agent %s: %s %s", agent, kind, data)
+
+
+def _context_report(ctx: HiveContext) -> Report:
+    """Record an event for an agent: the events table and the dashboard's live feed."""
+    from hive.actors.hub import Publish
+    from hive.actors.store import Write
+
+    def report(agent: str, kind: str, data: dict[str, Any]) -> None:
+        _log_report(agent, kind, data)
+        ctx.refs.tell("store", Write(lambda q: q.insert_event(agent, kind, data)))
+        ctx.refs.tell("hub", Publish("event", f"{agent}:{kind}", {"agent": agent, "kind": kind,
+                                                                 **data}))  # fmt: skip
+
+    return report
 
 
 async def _feed_stdin(stream: trio.abc.SendStream, data: bytes) -> None:
@@ -165,58 +218,13 @@ async def _feed_stdin(stream: trio.abc.SendStream, data: bytes) -> None:
         await stream.aclose()
 
 
-async def _lines(stream: trio.abc.ReceiveStream) -> Any:
-    buf = b""
-    while True:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            if buf:
-                yield buf
-            return
-        buf += chunk
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
-                break
-            yield buf[:nl]
-            buf = buf[nl + 1 :]
-
-
-FIRST_EVENTS_KEPT = 20
-
-
 async def _read_events(
     stream: trio.abc.ReceiveStream,
     parse: Callable[[bytes], list[TurnEvent]],
-    first: list[TurnEvent],
-    last: deque[TurnEvent],
+    events: EventLog,
     on_event: Callable[[TurnEvent], None],
 ) -> None:
-    seen = 0
-    async for line in _lines(stream):
-        try:
-            parsed = parse(line)
-        except Exception:
-            log.exception("could not parse a turn output line")
-            continue
-        for ev in parsed:
-            seen += 1
-            if seen <= FIRST_EVENTS_KEPT:
-                first.append(ev)
-            else:
-                last.append(ev)
-            on_event(ev)
-
-
-async def _read_stderr(
-    stream: trio.abc.ReceiveStream, tail: deque[str], log_path: Any, turn_id: int
-) -> None:
-    # The supervisor's own per-agent log: what the dashboard's log viewer shows where
-    # journald is absent.
-    with open(log_path, "a", encoding="utf-8") as f:
-        async for raw in _lines(stream):
-            line = raw.decode("utf-8", "replace")
-            tail.append(line)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            f.write(f"{stamp} turn={turn_id} {line}\n")
-            f.flush()
+    async for line in lines(stream):
+        for event in parse_events(parse, line):
+            events.add(event)
+            on_event(event)

@@ -46,7 +46,8 @@ class TurnInput:
 class TurnEvent:
     """One thing that happened inside a turn, for the transcript, stats and turn_state.
 
-    kinds: init, text, tool_call, tool_result, usage, error, result.
+    kinds: init, text, tool_call, tool_result, usage, error, result; and ``process``, from
+    the turn runner itself: the pid that plays the turn, whether it is a persistent session.
     """
 
     kind: str

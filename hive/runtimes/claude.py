@@ -1,4 +1,4 @@
-"""The claude runtime: one turn of an agent is one run of the real Claude Code CLI.
+"""The claude runtime: an agent's turns are played by the real Claude Code CLI.
 
 ``build`` makes the command line (see ../shared/CLAUDE-OFFLINE.md for the facts it rests on)::
 
@@ -12,6 +12,13 @@ Each agent has its own ``CLAUDE_CONFIG_DIR`` (``state/claude``) and one stable s
 is kept in ``state/claude-session``: the first turn creates it, every later turn resumes it,
 and a turn after a context overflow (``TurnInput.compact``) starts a fresh one.
 
+Persistent mode (``AgentConfig.persistent``) plays many turns in one process with
+``--input-format stream-json``: ``build_session``, ``turn_message``, ``is_turn_end`` and
+``session_key`` are what hive.io.sessions needs. Beside the turns, ``build_oneshot`` asks one
+tool-less question in the agent's environment (notes compaction, hive.notes) and
+``login_spec`` is the CLI's own login for ``hive.cli.login``; a token that login stores
+(``state/claude/hive-oauth-token``) becomes the agent's ``CLAUDE_CODE_OAUTH_TOKEN``.
+
 ``parse_line`` turns the stream-json events into TurnEvents; ``classify`` maps the end of a
 turn to an ExitClass (needs_login, rate_limited, compact_retry, crash, ok), and reports a hive
 MCP server that failed to start as a crash, since a turn without hive tools is silently useless.
@@ -23,6 +30,7 @@ MCP server that failed to start as a crash, since a turn without hive tools is s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,10 +40,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hive.config import AgentConfig, HiveConfig
 from hive.process import AgentPaths, ProcessSpec
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome, format_turn_prompt
 
 SESSION_FILE = "claude-session"
+LOGIN_TOKEN_FILE = "hive-oauth-token"  # written by hive.cli.login after `claude setup-token`
 CONFIG_SUBDIR = "claude"
 HIVE_SERVER = "hive"
 
@@ -67,6 +77,8 @@ _PASS_NAMES = frozenset(
         "DISABLE_AUTOUPDATER",
         "DISABLE_ERROR_REPORTING",
         "MCP_TIMEOUT",
+        "MCP_CONNECT_TIMEOUT_MS",
+        "MCP_CONNECTION_NONBLOCKING",
         "MCP_TOOL_TIMEOUT",
         "BASH_DEFAULT_TIMEOUT_MS",
         "BASH_MAX_TIMEOUT_MS",
@@ -80,6 +92,11 @@ _QUIET_DEFAULTS = {
     "DISABLE_TELEMETRY": "1",
     "DISABLE_ERROR_REPORTING": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    # In -p mode the CLI waits for MCP servers only briefly, then sends its first request
+    # without the tools of those still starting ("pending" in the init event): a slow
+    # hive-mcp start on a loaded host would make a turn without hive tools. Wait for them.
+    "MCP_CONNECTION_NONBLOCKING": "false",
+    "MCP_CONNECT_TIMEOUT_MS": "60000",
 }
 
 _NEEDS_LOGIN_RE = re.compile(
@@ -153,45 +170,83 @@ class ClaudeRuntime:
     # -- build ---------------------------------------------------------------------------
 
     def build(self, turn: TurnInput) -> ProcessSpec:
-        paths = turn.paths
-        config_dir = paths.state / CONFIG_SUBDIR
-        config_dir.mkdir(parents=True, exist_ok=True)
-        session_args, fresh_after_overflow = self.session_args(turn)
+        """One process for this one turn; the prompt goes in on stdin."""
+        session_args, fresh = self.session_args(turn)
+        return ProcessSpec(
+            argv=tuple(self._argv(turn, session_args)),
+            env=self.env(turn),
+            cwd=turn.paths.work,
+            stdin=self.prompt(turn, fresh).encode(),
+        )
+
+    # -- persistent mode (hive.io.sessions) ----------------------------------------------
+
+    def build_session(self, turn: TurnInput) -> ProcessSpec:
+        """A long-lived ``--input-format stream-json`` process, with ``turn`` as its first."""
+        session_args, fresh = self.session_args(turn)
+        argv = self._argv(turn, session_args)
+        at = argv.index("--allowedTools")
+        argv[at:at] = ["--input-format", "stream-json"]
+        return ProcessSpec(
+            argv=tuple(argv),
+            env=self.env(turn),
+            cwd=turn.paths.work,
+            stdin=self._user_line(self.prompt(turn, fresh)),
+            keep_stdin_open=True,
+        )
+
+    def turn_message(self, turn: TurnInput) -> bytes:
+        """The stdin line that plays ``turn`` in a running session process."""
+        return self._user_line(self.prompt(turn, fresh=False))
+
+    @staticmethod
+    def is_turn_end(event: TurnEvent) -> bool:
+        return event.kind == "result"
+
+    def session_key(self, turn: TurnInput) -> str:
+        """What a session process is fixed to at start; a change needs a new process.
+
+        A digest of the command line and environment, which carry the model, the MCP
+        servers, the allow-list, the prompt and the credentials (not their values)."""
+        argv = self._argv(turn, [])
+        digest = hashlib.sha256()
+        for part in [*argv, "\0env", *sorted(f"{k}={v}" for k, v in self.env(turn).items())]:
+            digest.update(part.encode() + b"\0")
+        return digest.hexdigest()
+
+    @staticmethod
+    def _user_line(prompt: str) -> bytes:
+        message = {"type": "user", "message": {"role": "user", "content": prompt}}
+        return json.dumps(message).encode() + b"\n"
+
+    def prompt(self, turn: TurnInput, fresh: bool) -> str:
+        """The turn's user message: its inbox messages (and a note after a context reset)."""
         prompt = format_turn_prompt(turn.messages, turn.kick_note)
-        if fresh_after_overflow:
-            prompt = (
-                "[context reset] Your previous conversation grew past the model's context "
-                "limit, so this turn starts a new one. Read your notes "
-                f"({paths.state / 'notes.md'}) to pick up where you were.\n\n" + prompt
-            )
-        argv = [
+        if not fresh:
+            return prompt
+        return (
+            "[context reset] Your previous conversation grew past the model's context limit, "
+            f"so this turn starts a new one. Read your notes ({turn.paths.state / 'notes.md'}) "
+            "to pick up where you were.\n\n" + prompt
+        )
+
+    def _argv(self, turn: TurnInput, session_args: list[str]) -> list[str]:
+        return [
             self.claude_bin or turn.hive.claude_bin,
             "-p",
-            "--model",
-            turn.model or turn.agent.model,
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--mcp-config",
-            json.dumps(self.mcp_config(turn), separators=(",", ":")),
+            *("--model", turn.model or turn.agent.model),
+            *("--output-format", "stream-json", "--verbose"),
+            *("--mcp-config", json.dumps(self.mcp_config(turn), separators=(",", ":"))),
             "--strict-mcp-config",
             # Permissions come from hive's policy alone, never from settings files that the
             # agent could write in its work or state dir.
-            "--setting-sources",
-            "",
-            "--append-system-prompt",
-            system_prompt(turn),
+            *("--setting-sources", ""),
+            *("--append-system-prompt", system_prompt(turn)),
             *session_args,
             # Variadic: keep it last so it cannot swallow another argument.
             "--allowedTools",
             *self.allowed_tools(turn),
         ]
-        return ProcessSpec(
-            argv=tuple(argv),
-            env=self.env(turn),
-            cwd=paths.work,
-            stdin=prompt.encode(),
-        )
 
     def mcp_config(self, turn: TurnInput) -> dict[str, Any]:
         """The ``--mcp-config`` map: hive-mcp on this agent's socket, then its extra servers."""
@@ -231,7 +286,14 @@ class ClaudeRuntime:
         return list(dict.fromkeys(tools))
 
     def env(self, turn: TurnInput) -> dict[str, str]:
-        """The whole environment of the claude process (not an overlay)."""
+        """The claude process's environment, complete in itself (a runner may overlay it)."""
+        return self.agent_env(turn.agent, turn.paths)
+
+    def agent_env(self, agent: AgentConfig, paths: AgentPaths) -> dict[str, str]:
+        """The environment of any claude process run for ``agent`` (turns, notes, login).
+
+        Its own ``CLAUDE_CONFIG_DIR``; a token stored by ``hive.cli.login`` is its
+        credential, ahead of an API key the supervisor's environment may carry."""
         env = {
             k: v
             for k, v in self.environ.items()
@@ -240,11 +302,64 @@ class ClaudeRuntime:
         env.setdefault("PATH", os.defpath)
         for key, value in _QUIET_DEFAULTS.items():
             env.setdefault(key, value)
-        env.update(turn.agent.env)
-        env["CLAUDE_CONFIG_DIR"] = str(turn.paths.state / CONFIG_SUBDIR)
-        env["HIVE_SOCKET"] = str(turn.paths.socket)
-        env["HIVE_AGENT"] = turn.agent.name
+        token = read_login_token(paths)
+        if token:
+            env.pop("ANTHROPIC_API_KEY", None)
+            env.pop("ANTHROPIC_AUTH_TOKEN", None)
+            env["CLAUDE_CODE_OAUTH_TOKEN"] = token
+        env.update(agent.env)
+        env["CLAUDE_CONFIG_DIR"] = str(paths.state / CONFIG_SUBDIR)
+        env["HIVE_SOCKET"] = str(paths.socket)
+        env["HIVE_AGENT"] = agent.name
         return env
+
+    # -- beside the turns: notes compaction, login ----------------------------------------
+
+    def build_oneshot(
+        self, turn: TurnInput, system: str, prompt: str, model: str = ""
+    ) -> ProcessSpec:
+        """A short tool-less question in the agent's environment, answered as one JSON
+        result on stdout; no session is saved, the agent's own session is untouched."""
+        argv = [
+            self.claude_bin or turn.hive.claude_bin,
+            "-p",
+            *("--model", model or turn.model or turn.agent.model),
+            *("--output-format", "json"),
+            "--no-session-persistence",
+            *("--mcp-config", '{"mcpServers":{}}'),
+            "--strict-mcp-config",
+            *("--setting-sources", ""),
+            *("--tools", ""),
+            *("--system-prompt", system),
+        ]
+        return ProcessSpec(
+            argv=tuple(argv),
+            env=self.env(turn),
+            cwd=turn.paths.work,
+            stdin=prompt.encode(),
+        )
+
+    def login_spec(
+        self, hive: HiveConfig, agent: AgentConfig, paths: AgentPaths, method: str
+    ) -> ProcessSpec:
+        """The CLI's own login, run on the operator's terminal in the agent's environment.
+
+        ``setup-token`` prints a long-lived token (``hive.cli.login`` stores it for the
+        agent); ``auth-login`` signs in and keeps the credentials in the agent's
+        ``CLAUDE_CONFIG_DIR``."""
+        commands = {"setup-token": ["setup-token"], "auth-login": ["auth", "login"]}
+        if method not in commands:
+            raise ValueError(f"unknown login method '{method}' (known: {', '.join(commands)})")
+        (paths.state / CONFIG_SUBDIR).mkdir(parents=True, exist_ok=True)
+        env = self.agent_env(agent, paths)
+        # A key or token would make the CLI skip the login it is asked for.
+        for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
+            env.pop(name, None)
+        return ProcessSpec(
+            argv=(self.claude_bin or hive.claude_bin, *commands[method]),
+            env=env,
+            cwd=paths.work,
+        )
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -254,6 +369,7 @@ class ClaudeRuntime:
         Returns the arguments and whether a fresh session replaces one that overflowed.
         """
         paths = turn.paths
+        (paths.state / CONFIG_SUBDIR).mkdir(parents=True, exist_ok=True)
         session_id = read_session_id(paths)
         if turn.compact and session_id:
             session_id = ""
@@ -323,7 +439,8 @@ class ClaudeRuntime:
             return TurnOutcome(
                 ExitClass.CRASH,
                 f"the hive MCP server (hive-mcp) did not start ({broken[HIVE_SERVER]}): the "
-                "turn ran without hive tools; check the agent socket and hive-mcp on stderr",
+                "turn ran without hive tools; check the agent socket and hive-mcp on stderr "
+                "(pending: not connected within MCP_CONNECT_TIMEOUT_MS)",
                 returncode,
             )
         if not failed:
@@ -344,6 +461,29 @@ class ClaudeRuntime:
 
 
 # -- sessions on disk ---------------------------------------------------------------------
+
+
+def login_token_path(paths: AgentPaths) -> Path:
+    return paths.state / CONFIG_SUBDIR / LOGIN_TOKEN_FILE
+
+
+def read_login_token(paths: AgentPaths) -> str:
+    try:
+        return login_token_path(paths).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+
+
+def write_login_token(paths: AgentPaths, token: str) -> Path:
+    """Keep ``token`` as the agent's credential (mode 0600, replaced atomically)."""
+    path = login_token_path(paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token.strip() + "\n")
+    tmp.replace(path)
+    return path
 
 
 def read_session_id(paths: AgentPaths) -> str:
@@ -506,13 +646,15 @@ def _block_text(content: Any, limit: int = 4000) -> str:
 
 
 def _failed_mcp_servers(events: Sequence[TurnEvent]) -> dict[str, str]:
+    """MCP servers not connected when the turn began ("pending" too: the CLI stopped waiting
+    for them, so the model did not get their tools)."""
     init = next((e.data for e in events if e.kind == "init"), None)
     if init is None:
         return {}
     return {
         str(s["name"]): str(s["status"])
         for s in init.get("mcp_servers", [])
-        if s.get("status") not in ("connected", "pending")
+        if s.get("status") != "connected"
     }
 
 

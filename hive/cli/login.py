@@ -1,0 +1,164 @@
+"""Log an agent in again: run the claude CLI's login in that agent's environment, on this
+terminal, then tell the daemon to reset the agent so that it resumes.
+
+    python -m hive.cli.login alice --config hive.toml --state-dir /var/lib/hive
+
+An agent whose turn failed with 401/403/"Not logged in" is parked in ``needs_login`` with its
+messages kept. This command:
+
+1. finds the agent (its stored config, else hive.toml) and runs, in the agent's own
+   environment (its ``CLAUDE_CONFIG_DIR``, its sandbox), either ``claude setup-token``
+   (default: prints a long-lived token; paste it when asked and hive keeps it as this
+   agent's credential, mode 0600) or ``claude auth login`` (``--method auth-login``: the CLI
+   keeps the credentials in the agent's config dir itself);
+2. sends the admin verb ``reset``, which clears needs_login: the agent's next turn starts
+   with the messages it kept.
+
+``--token-file PATH`` (``-`` for stdin) stores a token you already have instead of running
+the CLI, so the flow also works from scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import subprocess
+import sys
+from pathlib import Path
+
+from hive.config import AgentConfig, ConfigError, HiveConfig
+from hive.process import AgentPaths, ProcessSpec
+
+METHODS = ("setup-token", "auth-login")
+
+
+class LoginError(RuntimeError):
+    """The login cannot go on; the message says what to do."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="hive-login", description="Log a needs_login agent in again, then resume it."
+    )
+    p.add_argument("name", help="the agent")
+    p.add_argument("--config", type=Path, help="hive.toml (for claude_bin, dirs, agents)")
+    p.add_argument("--state-dir", type=Path, help="the hive's state dir (overrides [hive])")
+    p.add_argument("--run-dir", type=Path, help="sockets (default: <state-dir>/run)")
+    p.add_argument("--method", choices=METHODS, default="setup-token")
+    p.add_argument("--token-file", help="store this token (- for stdin); do not run the CLI")
+    p.add_argument("--no-reset", action="store_true", help="do not tell the daemon")
+    return p.parse_args(argv)
+
+
+def load_hive(args: argparse.Namespace) -> HiveConfig:
+    cfg = HiveConfig.load(args.config) if args.config else HiveConfig()
+    if args.state_dir:
+        cfg = cfg.with_overrides(state_dir=args.state_dir)
+    if args.run_dir:
+        cfg = cfg.with_overrides(run_dir=args.run_dir.resolve())
+    return cfg.with_overrides(state_dir=cfg.state_dir.resolve())
+
+
+def find_agent(cfg: HiveConfig, name: str) -> AgentConfig:
+    """The agent's config as the daemon knows it (the store), else as hive.toml declares it."""
+    if cfg.db_path.exists():
+        from hive.store import Queries, connect
+
+        conn = connect(cfg.db_path, readonly=True)
+        try:
+            for row in Queries(conn).agents():
+                if row.name == name:
+                    return AgentConfig.from_dict(row.config, where=f"stored agent '{name}'")
+        finally:
+            conn.close()
+    declared = cfg.agent(name)
+    if declared is None:
+        raise LoginError(f"no agent named '{name}' in {cfg.db_path} or the config")
+    return declared
+
+
+def agent_paths(cfg: HiveConfig, name: str) -> AgentPaths:
+    return AgentPaths.for_agent(name, cfg.state_dir, cfg.sockets_dir)
+
+
+def login_command(cfg: HiveConfig, agent: AgentConfig, method: str) -> ProcessSpec:
+    """What runs on the terminal: the CLI's login, wrapped in the agent's sandbox."""
+    from hive.runtimes.claude import ClaudeRuntime
+    from hive.sandboxes import get_sandbox
+
+    if agent.runtime != "claude":
+        raise LoginError(f"agent '{agent.name}' runs the {agent.runtime} runtime: no login")
+    paths = agent_paths(cfg, agent.name)
+    spec = ClaudeRuntime().login_spec(cfg, agent, paths, method)
+    sandbox = get_sandbox(agent.sandbox)
+    sandbox.prepare(agent, paths)
+    return sandbox.wrap(spec, agent, paths)
+
+
+def store_token(cfg: HiveConfig, agent: AgentConfig, token: str) -> Path:
+    from hive.runtimes.claude import write_login_token
+
+    token = token.strip()
+    if not token or any(c.isspace() for c in token):
+        raise LoginError("that is not a token: expected one word like sk-ant-oat01-...")
+    return write_login_token(agent_paths(cfg, agent.name), token)
+
+
+def run_login(cfg: HiveConfig, agent: AgentConfig, method: str) -> Path | None:
+    """Run the CLI's login on this terminal; return where a pasted token was stored."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise LoginError(
+            "the claude login is interactive and needs a terminal; run this in one, or pass "
+            "--token-file with a token from `claude setup-token` run elsewhere"
+        )
+    spec = login_command(cfg, agent, method)
+    print(f"hive: running `{' '.join(spec.argv)}` as agent '{agent.name}'", file=sys.stderr)
+    done = subprocess.run(spec.argv, env=spec.env, cwd=spec.cwd, check=False)
+    if done.returncode != 0:
+        raise LoginError(f"the claude login exited with {done.returncode}; nothing changed")
+    if method != "setup-token":
+        return None
+    token = getpass.getpass("Paste the token printed above (sk-ant-oat01-...): ")
+    return store_token(cfg, agent, token)
+
+
+def reset_agent(cfg: HiveConfig, name: str) -> dict[str, object]:
+    """The admin verb ``reset``: clears needs_login (and failed); the agent resumes."""
+    from hive.client import HiveError, SyncClient
+
+    try:
+        with SyncClient(cfg.sockets_dir / "admin.sock", timeout=30) as client:
+            result = client.call("reset", names=[name])
+    except HiveError as exc:
+        raise LoginError(
+            f"logged in, but the daemon was not told ({exc.message}); once it runs: "
+            f"hivectl reset {name}"
+        ) from exc
+    answer = result["agents"][name]
+    if "error" in answer:
+        raise LoginError(f"logged in, but the reset failed: {answer['error']}")
+    return dict(answer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        cfg = load_hive(args)
+        agent = find_agent(cfg, args.name)
+        if args.token_file:
+            text = sys.stdin.read() if args.token_file == "-" else Path(args.token_file).read_text()
+            where: Path | None = store_token(cfg, agent, text)
+        else:
+            where = run_login(cfg, agent, args.method)
+        if where is not None:
+            print(f"hive: token stored for '{agent.name}' in {where}", file=sys.stderr)
+        if not args.no_reset:
+            reset_agent(cfg, agent.name)
+            print(f"hive: '{agent.name}' reset; it resumes with its kept messages", file=sys.stderr)
+    except (LoginError, ConfigError, OSError) as exc:
+        print(f"hive login: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Persistent sessions: one long-lived runtime process per agent plays many of its turns.
+
+An agent with ``persistent = true`` (claude runtime) keeps one process between turns, so a
+turn starts with one line on that process's stdin instead of a process start, an MCP server
+start and a history reload. The rules:
+
+- The first turn starts ``runtime.build_session(turn)``; its stdin bytes are that turn and
+  stdin stays open. Each later turn writes ``runtime.turn_message(turn)``.
+- A turn ends at the first event for which ``runtime.is_turn_end`` is true and is classified
+  from the events since it began, as a process that exited 0 would be.
+- ``runtime.session_key(turn)`` says what the process was started with (model, tools, MCP
+  servers, prompt, environment). When it changes, or the turn is a compact retry, or the last
+  turn did not end ``ok``, stdin is closed (the CLI exits 0 at EOF) and a new process starts;
+  it resumes the same conversation, so only the process is new.
+- A process that dies in the middle of a turn crashes that turn (crash watch takes it from
+  there); one that dies between turns is simply started again for the next.
+- Cancel kills the process group (hive.io.turns); the next turn starts a new process.
+- A process left idle for ``HiveConfig.session_idle_seconds`` is closed: a paused, stopped or
+  removed agent does not hold its memory for ever.
+
+Every task here belongs to the IO loop's nursery: a session's process lives as long as its
+``serve`` task, and the supervisor's shutdown cancels it (the process group is killed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import trio
+
+from hive.io.bridge import IoBridge
+from hive.io.streams import (
+    STDERR_TAIL_LINES,
+    EventLog,
+    agent_log,
+    lines,
+    log_stderr,
+    parse_events,
+    signal_group,
+)
+from hive.process import ProcessSpec
+from hive.runtimes.base import ExitClass, Runtime, TurnEvent, TurnInput, TurnOutcome
+from hive.sandboxes.base import Sandbox
+
+log = logging.getLogger(__name__)
+
+CLOSE_GRACE_SECONDS = 10.0  # EOF on stdin -> exit 0; after this the group is killed
+
+
+@runtime_checkable
+class SessionRuntime(Runtime, Protocol):
+    """A runtime that can play many turns in one process (claude's stream-json input)."""
+
+    def build_session(self, turn: TurnInput) -> ProcessSpec: ...
+
+    def turn_message(self, turn: TurnInput) -> bytes: ...
+
+    def is_turn_end(self, event: TurnEvent) -> bool: ...
+
+    def session_key(self, turn: TurnInput) -> str: ...
+
+
+class Cancellable(Protocol):
+    """The running turn as hive.io.turns tracks it (to cancel it)."""
+
+    process: trio.Process | None
+    cancelled: bool
+
+
+@dataclass(eq=False)
+class Session:
+    agent: str
+    key: str
+    process: trio.Process
+    stdin: trio.abc.SendStream
+    events: trio.MemoryReceiveChannel[TurnEvent]
+    log_path: Path
+    turn_id: int = 0  # the turn playing now (or last): stamps stderr lines in the agent log
+    turns: int = 0  # turns played to the end
+    busy: bool = False
+    retire: bool = False  # the next turn must start a new process
+    idle_deadline: float = math.inf
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+    exited: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.is_set() and self.process.returncode is None
+
+
+class Sessions:
+    """The persistent session processes of every agent (at most one per agent)."""
+
+    def __init__(self, bridge: IoBridge, idle_seconds: Callable[[], float]) -> None:
+        self.bridge = bridge
+        self.idle_seconds = idle_seconds
+        self.by_agent: dict[str, Session] = {}
+
+    async def play(
+        self,
+        turn: TurnInput,
+        running: Cancellable,
+        runtime: SessionRuntime,
+        sandbox: Sandbox,
+        on_event: Callable[[TurnEvent], None],
+    ) -> TurnOutcome:
+        """Play ``turn`` in the agent's session process, starting one if needed."""
+        agent = turn.agent.name
+        key = runtime.session_key(turn)
+        session = self.by_agent.get(agent)
+        if session is not None:
+            why = _why_new_process(session, key, turn)
+            if why:
+                agent_log(turn.paths.log, f"closing session process {session.process.pid}: {why}")
+                await self.close(session)
+                session = None
+        if running.cancelled:
+            return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
+        if session is None:
+            spec = sandbox.wrap(runtime.build_session(turn), turn.agent, turn.paths)
+            session = await self.bridge.nursery.start(
+                self._serve, agent, key, spec, runtime, turn.paths.log
+            )
+            data = spec.stdin or b""
+            reused = False
+        else:
+            data = runtime.turn_message(turn)
+            reused = True
+        session.turn_id = turn.turn_id
+        session.busy = True
+        running.process = session.process
+        if running.cancelled:  # the cancel came while the process was starting
+            signal_group(session.process, signal.SIGTERM)
+        on_event(
+            TurnEvent(
+                "process",
+                {"pid": session.process.pid, "persistent": True, "reused": reused,
+                 "turns_before": session.turns},
+            )
+        )  # fmt: skip
+        try:
+            return await self._play_turn(session, data, running, runtime, on_event)
+        finally:
+            session.busy = False
+            session.idle_deadline = trio.current_time() + self.idle_seconds()
+
+    async def _play_turn(
+        self,
+        session: Session,
+        data: bytes,
+        running: Cancellable,
+        runtime: SessionRuntime,
+        on_event: Callable[[TurnEvent], None],
+    ) -> TurnOutcome:
+        _drop_stale_events(session)
+        try:
+            await session.stdin.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # it died: the events channel ends and the exit code tells the story
+        events = EventLog()
+        ended = False
+        async for event in session.events:
+            events.add(event)
+            on_event(event)
+            if runtime.is_turn_end(event):
+                ended = True
+                break
+        if running.cancelled:
+            session.retire = True
+            await self.close(session)
+            return TurnOutcome(
+                ExitClass.CANCELLED, "cancelled by the operator", session.process.returncode
+            )
+        if not ended:
+            # The process died in the middle of the turn.
+            await session.exited.wait()
+            returncode = session.process.returncode
+            code = returncode if returncode is not None else -1
+            outcome = runtime.classify(code, events.kept(), "\n".join(session.stderr_tail))
+            return _with_code(outcome, returncode)
+        session.turns += 1
+        outcome = runtime.classify(0, events.kept(), "")
+        if outcome.exit_class is not ExitClass.OK:
+            # A failed turn gets a fresh process next time: new credentials after a login,
+            # a hive-mcp that failed to start, a CLI in a bad state.
+            session.retire = True
+        return _with_code(outcome, 0)
+
+    async def close(self, session: Session) -> None:
+        """End a session process: EOF on stdin, then the group is killed after a grace."""
+        session.retire = True
+        if self.by_agent.get(session.agent) is session:
+            del self.by_agent[session.agent]
+        try:
+            await session.stdin.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        with trio.move_on_after(CLOSE_GRACE_SECONDS):
+            await session.exited.wait()
+            return
+        signal_group(session.process, signal.SIGKILL)
+        await session.exited.wait()
+
+    async def _serve(
+        self,
+        agent: str,
+        key: str,
+        spec: ProcessSpec,
+        runtime: Runtime,
+        log_path: Path,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Own one session process from start to exit, and its output readers."""
+        process = await trio.lowlevel.open_process(
+            list(spec.argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(spec.cwd) if spec.cwd else None,
+            env=spec.env,
+            start_new_session=True,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        assert process.stderr is not None
+        send, receive = trio.open_memory_channel[TurnEvent](math.inf)
+        session = Session(agent, key, process, process.stdin, receive, log_path)
+        previous = self.by_agent.get(agent)
+        if previous is not None and previous.alive:
+            log.warning("agent %s: a second session process started; closing the first", agent)
+            self.bridge.nursery.start_soon(self.close, previous)
+        self.by_agent[agent] = session
+        task_status.started(session)
+        idle_scope = trio.CancelScope()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump_events, process.stdout, runtime.parse_line, send)
+                nursery.start_soon(
+                    log_stderr, process.stderr, session.stderr_tail, log_path,
+                    lambda: session.turn_id,
+                )  # fmt: skip
+                nursery.start_soon(self._close_when_idle, session, idle_scope)
+                await process.wait()
+                # What the session started and left running (an MCP server slow to exit, a
+                # background command) ends with it, and lets go of the output pipes.
+                signal_group(process, signal.SIGKILL)
+                idle_scope.cancel()
+        finally:
+            if process.returncode is None:
+                # Shutdown: leave no session process behind.
+                signal_group(process, signal.SIGKILL)
+                with trio.CancelScope(shield=True):
+                    await process.wait()
+            if self.by_agent.get(agent) is session:
+                del self.by_agent[agent]
+            session.exited.set()
+            if not session.retire and not session.busy:
+                log.info("agent %s: session process %s exited with %s between turns",
+                         agent, process.pid, process.returncode)  # fmt: skip
+
+    async def _close_when_idle(self, session: Session, scope: trio.CancelScope) -> None:
+        # Runs inside the session's own nursery: it ends the process and lets ``_serve`` see
+        # the exit (cancelling this scope), rather than waiting for ``exited`` itself.
+        with scope:
+            session.idle_deadline = trio.current_time() + self.idle_seconds()
+            while session.busy or trio.current_time() < session.idle_deadline:
+                if session.busy:
+                    session.idle_deadline = trio.current_time() + self.idle_seconds()
+                await trio.sleep_until(session.idle_deadline)
+            agent_log(
+                session.log_path,
+                f"closing session process {session.process.pid}: idle for "
+                f"{self.idle_seconds():g} s",
+            )
+            session.retire = True
+            if self.by_agent.get(session.agent) is session:
+                del self.by_agent[session.agent]
+            await session.stdin.aclose()
+            await trio.sleep(CLOSE_GRACE_SECONDS)
+            signal_group(session.process, signal.SIGKILL)
+
+
+async def _pump_events(
+    stream: trio.abc.ReceiveStream,
+    parse: Callable[[bytes], list[TurnEvent]],
+    send: trio.MemorySendChannel[TurnEvent],
+) -> None:
+    async with send:
+        async for line in lines(stream):
+            for event in parse_events(parse, line):
+                send.send_nowait(event)
+
+
+def _drop_stale_events(session: Session) -> None:
+    """Events printed between turns belong to no turn: log and drop them."""
+    while True:
+        try:
+            event = session.events.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+        log.debug("agent %s: event between turns dropped: %s", session.agent, event.kind)
+
+
+def _why_new_process(session: Session, key: str, turn: TurnInput) -> str:
+    if not session.alive:
+        return "it exited"
+    if session.retire:
+        return "the last turn did not end ok"
+    if turn.compact:
+        return "the context is being reset (compact retry)"
+    if session.key != key:
+        return "the model, tools, MCP servers, prompt or environment changed"
+    return ""
+
+
+def _with_code(outcome: TurnOutcome, code: int | None) -> TurnOutcome:
+    if outcome.exit_code is not None:
+        return outcome
+    return TurnOutcome(outcome.exit_class, outcome.detail, code)

@@ -1,0 +1,108 @@
+"""What turn processes share, per turn or persistent: their output streams and signals.
+
+Runs on the trio thread (hive.io.turns, hive.io.sessions, hive.notes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import trio
+
+from hive.runtimes.base import TurnEvent
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 40
+FIRST_EVENTS_KEPT = 20
+LAST_EVENTS_KEPT = 500
+
+
+class EventLog:
+    """The events of one turn that ``classify`` reads: the first few (init: which MCP servers
+    started) and the latest (the result). A long turn's middle is only in the transcript.
+
+    >>> log = EventLog()
+    >>> for i in range(30): log.add(TurnEvent("text", {"i": i}))
+    >>> [e.data["i"] for e in log.kept()][:3], len(log.kept())
+    ([0, 1, 2], 30)
+    """
+
+    def __init__(self) -> None:
+        self.first: list[TurnEvent] = []
+        self.last: deque[TurnEvent] = deque(maxlen=LAST_EVENTS_KEPT)
+
+    def add(self, event: TurnEvent) -> None:
+        if len(self.first) < FIRST_EVENTS_KEPT:
+            self.first.append(event)
+        else:
+            self.last.append(event)
+
+    def kept(self) -> list[TurnEvent]:
+        return self.first + list(self.last)  # disjoint: the first few, then the latest
+
+
+def signal_group(process: trio.Process, sig: int) -> None:
+    """Signal the process group a turn process leads (it was started in a new session)."""
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
+    """The lines of a byte stream, without their newlines; a last unterminated one too."""
+    buf = b""
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            if buf:
+                yield buf
+            return
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            yield buf[start:nl]
+            start = nl + 1
+        buf = buf[start:]
+
+
+def parse_events(parse: Callable[[bytes], list[TurnEvent]], line: bytes) -> list[TurnEvent]:
+    """``parse(line)``, where a runtime that chokes on a line costs that line only."""
+    try:
+        return parse(line)
+    except Exception:
+        log.exception("could not parse a turn output line")
+        return []
+
+
+async def log_stderr(
+    stream: trio.abc.ReceiveStream,
+    tail: deque[str],
+    log_path: Path,
+    turn_id: Callable[[], int],
+) -> None:
+    """Append a process's stderr to the agent's own log (what the dashboard's log viewer shows
+    where journald is absent), each line stamped with the turn it belongs to."""
+    with open(log_path, "a", encoding="utf-8") as f:
+        async for raw in lines(stream):
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            f.write(f"{stamp} turn={turn_id()} {line}\n")
+            f.flush()
+
+
+def agent_log(log_path: Path, line: str) -> None:
+    """One line from the supervisor itself in the agent's log."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with open(log_path, "a", encoding="utf-8") as f:
+        f.write(f"{stamp} hive: {line}\n")

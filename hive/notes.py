@@ -1,0 +1,234 @@
+"""Notes compaction: keep an agent's durable notes (``state/notes.md``) short.
+
+A claude agent keeps what must survive a context reset in its notes, and notes only grow.
+Once they pass ``HiveConfig.notes_compact_bytes``, a short secondary claude session rewrites
+them: no tools, no hive, no saved session, the agent's own credentials and sandbox. It runs
+on the IO side after a turn has ended and the agent has been told, never inside a turn:
+
+1. read the notes and remember exactly what was read;
+2. ask the model for a shorter version (``ClaudeRuntime.build_oneshot``);
+3. accept only a non-empty answer shorter than the notes;
+4. keep the old notes in ``state/notes-backups/`` (the latest ``KEEP_BACKUPS``);
+5. replace ``notes.md`` atomically, unless it changed meanwhile (the agent's next turn may
+   have written it): then nothing is replaced, and the end of a later turn tries again.
+
+Each outcome is reported as an agent event: ``notes_compacted`` or ``notes_compaction_failed``.
+
+>>> extract_notes(json.dumps({"result": "```markdown\\n# Notes\\n```"}).encode())
+'# Notes\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from hive.io.streams import agent_log, signal_group
+from hive.process import AgentPaths
+from hive.runtimes.base import ExitClass, TurnInput, TurnOutcome
+
+if TYPE_CHECKING:
+    from hive.io.turns import TurnRunner
+
+log = logging.getLogger(__name__)
+
+NOTES_FILE = "notes.md"
+BACKUP_DIR = "notes-backups"
+KEEP_BACKUPS = 5
+COMPACTION_TIMEOUT_SECONDS = 300.0
+
+SYSTEM_PROMPT = """\
+You compact the working notes of a long-lived AI agent. The agent reads these notes after its \
+conversation is reset, so they must keep everything it needs to carry on: its current tasks \
+and their state, decisions and their reasons, names, paths, ids, commands, open questions \
+and promises made to others. Drop what is finished and no longer matters, repetition, and \
+narration. Keep the author's structure where it helps. Answer with the new notes only, as \
+Markdown, with nothing before or after them."""
+
+_FENCE_RE = re.compile(r"^```[a-zA-Z]*\n(?P<body>.*?)\n?```\s*$", re.DOTALL)
+
+
+class CompactionError(RuntimeError):
+    """The rewrite was not usable; the notes were left as they were."""
+
+
+def notes_path(paths: AgentPaths) -> Path:
+    return paths.state / NOTES_FILE
+
+
+def needs_compaction(paths: AgentPaths, limit: int) -> bool:
+    """Whether the agent's notes are past ``limit`` bytes (``limit`` 0: never)."""
+    if limit <= 0:
+        return False
+    try:
+        return notes_path(paths).stat().st_size > limit
+    except FileNotFoundError:
+        return False
+
+
+def compaction_prompt(notes: str, limit: int) -> str:
+    return (
+        f"These notes are {len(notes.encode())} bytes; rewrite them in well under "
+        f"{limit // 2} bytes.\n\n<notes>\n{notes}\n</notes>"
+    )
+
+
+def extract_notes(stdout: bytes) -> str:
+    """The rewritten notes from the CLI's JSON result (a code fence around them is removed)."""
+    try:
+        result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+    except ValueError as exc:
+        raise CompactionError(f"the CLI's answer is not JSON: {stdout[:200]!r}") from exc
+    if not isinstance(result, dict):
+        raise CompactionError("the CLI gave no result")
+    text = str(result.get("result") or "")
+    if result.get("is_error"):
+        raise CompactionError(f"the model call failed: {text[:300]}")
+    text = text.strip()
+    fenced = _FENCE_RE.match(text)
+    if fenced:
+        text = fenced.group("body").strip()
+    if not text:
+        raise CompactionError("the model answered with empty notes")
+    return text + "\n"
+
+
+def backup(paths: AgentPaths, text: str) -> Path:
+    """Keep ``text`` as the newest backup; drop all but the latest ``KEEP_BACKUPS``."""
+    folder = paths.state / BACKUP_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = folder / f"notes-{stamp}.md"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"notes-{stamp}-{n}.md"
+    path.write_text(text)
+    for old in sorted(folder.glob("notes-*.md"), key=lambda p: p.stat().st_mtime)[:-KEEP_BACKUPS]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def install(paths: AgentPaths, read: str, rewritten: str) -> Path | None:
+    """Replace the notes with ``rewritten`` if they still say ``read``; return the backup.
+
+    ``None``: they changed since they were read, and are left alone."""
+    path = notes_path(paths)
+    if path.read_text() != read:
+        return None
+    saved = backup(paths, read)
+    tmp = path.with_name(path.name + ".compacted")
+    tmp.write_text(rewritten)
+    os.replace(tmp, path)
+    return saved
+
+
+async def compact_notes(
+    turn: TurnInput, limit: int, timeout: float = COMPACTION_TIMEOUT_SECONDS
+) -> dict[str, Any]:
+    """Rewrite ``turn``'s agent's notes once. Returns what happened, for the event."""
+    from hive.runtimes import get_runtime
+    from hive.runtimes.claude import ClaudeRuntime
+    from hive.sandboxes import get_sandbox
+
+    runtime = get_runtime("claude")
+    assert isinstance(runtime, ClaudeRuntime)
+    paths = turn.paths
+    read = notes_path(paths).read_text()
+    prompt = compaction_prompt(read, limit)
+    spec = runtime.build_oneshot(turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model)
+    spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)
+
+    async def kill_group(process: trio.Process) -> None:
+        signal_group(process, signal.SIGKILL)
+
+    started = time.monotonic()
+    with trio.move_on_after(timeout) as scope:
+        done = await trio.run_process(
+            list(spec.argv),
+            stdin=spec.stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=spec.env,
+            cwd=str(spec.cwd) if spec.cwd else None,
+            start_new_session=True,
+            deliver_cancel=kill_group,
+        )
+    if scope.cancelled_caught:
+        raise CompactionError(f"the rewrite took longer than {timeout:g} s")
+    for line in done.stderr.decode(errors="replace").splitlines()[-20:]:
+        agent_log(paths.log, f"notes compaction: {line}")
+    rewritten = extract_notes(done.stdout)
+    if done.returncode != 0:
+        raise CompactionError(f"claude exited with {done.returncode}")
+    before, after = len(read.encode()), len(rewritten.encode())
+    if after >= before:
+        raise CompactionError(f"the rewrite is not shorter ({after} >= {before} bytes)")
+    saved = install(paths, read, rewritten)
+    if saved is None:
+        raise CompactionError("the notes changed while they were rewritten; next time")
+    return {
+        "bytes_before": before,
+        "bytes_after": after,
+        "backup": str(saved),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+_compacting: set[Path] = set()  # notes being rewritten now (trio thread only)
+
+
+async def compact_notes_after_turn(
+    runner: TurnRunner, turn: TurnInput, outcome: TurnOutcome
+) -> None:
+    """The TurnRunner hook: compact a claude agent's notes after a turn that ended ok."""
+    limit = turn.hive.notes_compact_bytes
+    if turn.agent.runtime != "claude" or outcome.exit_class is not ExitClass.OK:
+        return
+    path = notes_path(turn.paths)
+    if path in _compacting or not needs_compaction(turn.paths, limit):
+        return
+    _compacting.add(path)
+    name = turn.agent.name
+    try:
+        result = await compact_notes(turn, limit)
+    except (CompactionError, OSError) as exc:
+        agent_log(turn.paths.log, f"notes compaction failed: {exc}")
+        runner.report(name, "notes_compaction_failed", {"reason": str(exc)})
+    else:
+        agent_log(
+            turn.paths.log,
+            f"notes compacted from {result['bytes_before']} to {result['bytes_after']} bytes "
+            f"(backup: {result['backup']})",
+        )
+        runner.report(name, "notes_compacted", result)
+    finally:
+        _compacting.discard(path)
+
+
+def backups(paths: AgentPaths) -> Sequence[Path]:
+    """The kept backups, oldest first."""
+    folder = paths.state / BACKUP_DIR
+    return sorted(folder.glob("notes-*.md"), key=lambda p: p.stat().st_mtime)
+
+
+__all__ = [
+    "CompactionError",
+    "backups",
+    "compact_notes",
+    "compact_notes_after_turn",
+    "extract_notes",
+    "install",
+    "needs_compaction",
+    "notes_path",
+]
