@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import signal
 import time
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hive import safefs
 from hive.io.streams import agent_log, signal_group
 from hive.process import AgentPaths
 from hive.runtimes.base import ExitClass, TurnInput, TurnOutcome
@@ -112,7 +112,7 @@ def backup(paths: AgentPaths, text: str) -> Path:
     while path.exists():
         n += 1
         path = folder / f"notes-{stamp}-{n}.md"
-    path.write_text(text)
+    safefs.write_text_atomic(paths.root, path.relative_to(paths.root), text)
     for old in sorted(folder.glob("notes-*.md"), key=lambda p: p.stat().st_mtime)[:-KEEP_BACKUPS]:
         old.unlink(missing_ok=True)
     return path
@@ -122,13 +122,11 @@ def install(paths: AgentPaths, read: str, rewritten: str) -> Path | None:
     """Replace the notes with ``rewritten`` if they still say ``read``; return the backup.
 
     ``None``: they changed since they were read, and are left alone."""
-    path = notes_path(paths)
-    if path.read_text() != read:
+    relative = notes_path(paths).relative_to(paths.root)
+    if safefs.read_text(paths.root, relative) != read:
         return None
     saved = backup(paths, read)
-    tmp = path.with_name(path.name + ".compacted")
-    tmp.write_text(rewritten)
-    os.replace(tmp, path)
+    safefs.write_text_atomic(paths.root, relative, rewritten)
     return saved
 
 
@@ -143,7 +141,7 @@ async def compact_notes(
     runtime = get_runtime("claude")
     assert isinstance(runtime, ClaudeRuntime)
     paths = turn.paths
-    read = notes_path(paths).read_text()
+    read = safefs.read_text(paths.root, notes_path(paths).relative_to(paths.root))
     prompt = compaction_prompt(read, limit)
     spec = runtime.build_oneshot(turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model)
     spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)

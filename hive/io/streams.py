@@ -11,10 +11,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TextIO
 
 import trio
 
 from hive.runtimes.base import TurnEvent
+from hive.safefs import open_append
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +93,35 @@ async def log_stderr(
     turn_id: Callable[[], int],
 ) -> None:
     """Append a process's stderr to the agent's own log (what the dashboard's log viewer shows
-    where journald is absent), each line stamped with the turn it belongs to."""
-    with open(log_path, "a", encoding="utf-8") as f:
+    where journald is absent), each line stamped with the turn it belongs to.
+
+    A log that cannot be opened (the agent put a link there) is skipped, not fatal: stderr
+    is still drained and its tail kept, so the turn runs and is classified as usual."""
+    f = _open_log(log_path)
+    try:
         async for raw in lines(stream):
             line = raw.decode("utf-8", "replace")
             tail.append(line)
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-            f.write(f"{stamp} turn={turn_id()} {line}\n")
-            f.flush()
+            if f is not None:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                f.write(f"{stamp} turn={turn_id()} {line}\n")
+                f.flush()
+    finally:
+        if f is not None:
+            f.close()
 
 
 def agent_log(log_path: Path, line: str) -> None:
     """One line from the supervisor itself in the agent's log."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    with open(log_path, "a", encoding="utf-8") as f:
-        f.write(f"{stamp} hive: {line}\n")
+    f = _open_log(log_path)
+    if f is not None:
+        with f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} hive: {line}\n")
+
+
+def _open_log(log_path: Path) -> TextIO | None:
+    try:
+        return open_append(log_path.parent, log_path.name)
+    except OSError as exc:
+        log.warning("not writing %s: %s", log_path, exc, extra={"agent": log_path.parent.name})
+        return None

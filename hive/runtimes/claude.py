@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hive import safefs
 from hive.config import AgentConfig, HiveConfig
 from hive.process import AgentPaths, ProcessSpec
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome, format_turn_prompt
@@ -469,7 +470,7 @@ def login_token_path(paths: AgentPaths) -> Path:
 
 def read_login_token(paths: AgentPaths) -> str:
     try:
-        return login_token_path(paths).read_text().strip()
+        return safefs.read_text(paths.root, login_token_path(paths).relative_to(paths.root)).strip()
     except (FileNotFoundError, NotADirectoryError):
         return ""
 
@@ -477,18 +478,15 @@ def read_login_token(paths: AgentPaths) -> str:
 def write_login_token(paths: AgentPaths, token: str) -> Path:
     """Keep ``token`` as the agent's credential (mode 0600, replaced atomically)."""
     path = login_token_path(paths)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token.strip() + "\n")
-    tmp.replace(path)
+    safefs.write_text_atomic(
+        paths.root, path.relative_to(paths.root), token.strip() + "\n", mode=0o600
+    )
     return path
 
 
 def read_session_id(paths: AgentPaths) -> str:
     try:
-        text = (paths.state / SESSION_FILE).read_text().strip()
+        text = safefs.read_text(paths.root, Path("state") / SESSION_FILE).strip()
     except FileNotFoundError:
         return ""
     try:
@@ -498,11 +496,7 @@ def read_session_id(paths: AgentPaths) -> str:
 
 
 def write_session_id(paths: AgentPaths, session_id: str) -> None:
-    path = paths.state / SESSION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(session_id + "\n")
-    tmp.replace(path)
+    safefs.write_text_atomic(paths.root, Path("state") / SESSION_FILE, session_id + "\n")
 
 
 def session_transcript(paths: AgentPaths, session_id: str) -> Path | None:
