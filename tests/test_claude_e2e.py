@@ -348,7 +348,8 @@ def run_login(
         [
             sys.executable,
             "-m",
-            "hive.cli.login",
+            "hive.cli.hivectl",  # the operator's command: `hivectl login NAME ...`
+            "login",
             "alice",
             "--config",
             str(hive.config_path),

@@ -579,6 +579,14 @@ def socket_path(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["login"]:
+        # Re-authenticating runs the claude CLI on this terminal, in the agent's
+        # environment, then resets the agent: see hive.cli.login.
+        from hive.cli import login
+
+        login.main(argv[1:])
+        return
     args = build_parser().parse_args(argv)
     path = socket_path(args)
     timeout = args.timeout
