@@ -5,6 +5,7 @@ real hive-mcp on their real agent sockets. Each test scripts the model's replies
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -363,3 +364,40 @@ def run_login(
         timeout=60,
         check=False,
     )
+
+
+def test_ask_operator_is_answered_through_hivectl(
+    start: Callable[..., ClaudeHive], api: FakeAnthropic
+) -> None:
+    api.script(
+        ToolUse(
+            "mcp__hive__ask_operator",
+            {"question": "May I delete the build cache?", "options": ["yes", "no"]},
+        ),
+        Text("the operator said yes"),
+    )
+    hive = start(hive_toml(claude_agent("alice")))
+    hive.admin("send", to="alice", body="clean up, but ask first")
+
+    def hivectl(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "hive.cli.hivectl", "--socket", str(hive.hive.admin_path),
+             "--json", *argv],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    question = hive.wait_until(
+        lambda: [p for p in json.loads(hivectl("pending"))["pending"] if p.get("question")],
+        what="the question to reach the operator",
+    )[0]
+    assert question["question"] == "May I delete the build cache?"
+    assert hive.status("alice")["turn_state"] == "waiting_operator"
+    hivectl("answer", str(question["id"]), "yes")
+
+    [turn] = hive.wait_turns("alice", 1)
+    assert turn["exit_class"] == "ok", turn
+    # The answer came back to the model as the tool's result, inside the same turn.
+    after = hive.requests_of("alice")[1].all_text()
+    assert "answered" in after and "yes" in after
