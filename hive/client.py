@@ -15,11 +15,15 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from hive.wire import FrameDecoder, WireError, encode_frame, request
+
+if TYPE_CHECKING:
+    import trio
+
+# trio is imported only by TrioClient: a SyncClient user (hivectl, a scripted agent)
+# starts without paying for it.
 
 
 class HiveError(WireError):
@@ -72,8 +76,8 @@ class SyncClient:
             if not data:
                 raise ConnectionLost()
             for item in self._decoder.feed(data):
-                if isinstance(item, Exception):
-                    raise item
+                if isinstance(item, WireError):
+                    raise HiveError(item.code, item.message)
                 self._pending.append(item)
         return self._pending.pop(0)
 
@@ -99,6 +103,8 @@ class TrioClient:
     """Many concurrent calls over one connection; replies are matched by id."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
+        import trio
+
         self._stream = stream
         self._ids = itertools.count(1)
         self._waiting: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
@@ -109,6 +115,8 @@ class TrioClient:
     @classmethod
     @asynccontextmanager
     async def connect(cls, path: str | Path) -> AsyncIterator[TrioClient]:
+        import trio
+
         try:
             stream = await trio.open_unix_socket(str(path))
         except OSError as exc:
@@ -130,6 +138,8 @@ class TrioClient:
             raise
 
     async def _reader(self) -> None:
+        import trio
+
         decoder = FrameDecoder()
         try:
             while True:
@@ -154,6 +164,8 @@ class TrioClient:
             self._waiting.clear()
 
     async def call(self, op: str, **args: Any) -> Any:
+        import trio
+
         if self._closed:
             raise ConnectionLost()
         req_id = next(self._ids)

@@ -14,16 +14,14 @@ hivectl prints the daemon's message and exits 1 (3 if it cannot reach the daemon
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from hive.wire import FrameDecoder, WireError, encode_frame, request
+from hive.client import ConnectionLost, HiveError, SyncClient
 
 DEFAULT_SOCKET = "/run/hive/admin.sock"
 EXIT_ERROR = 1
@@ -33,72 +31,6 @@ EXIT_UNREACHABLE = 3
 
 class Failed(Exception):
     """Some of the work failed; the output already says what."""
-
-
-class HiveError(WireError):
-    """An error reply: ``code`` and ``message`` are the daemon's."""
-
-
-class ConnectionLost(HiveError):
-    def __init__(self, message: str = "the connection to the hive daemon was lost") -> None:
-        super().__init__("connection_lost", message)
-
-
-class SyncClient:
-    """One blocking admin connection, one request at a time.
-
-    (hive.client.SyncClient does the same; hivectl keeps its own so that a command starts
-    without importing trio, which is most of a bare start's cost.)"""
-
-    def __init__(self, path: str, timeout: float | None) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
-        try:
-            self._sock.connect(path)
-        except OSError as exc:
-            self._sock.close()
-            raise ConnectionLost(f"cannot connect to {path}: {exc.strerror}") from exc
-        self._decoder = FrameDecoder()
-        self._frames: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
-
-    def __enter__(self) -> SyncClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._sock.close()
-
-    def read_frame(self) -> dict[str, Any]:
-        while not self._frames:
-            data = self._sock.recv(1 << 16)
-            if not data:
-                raise ConnectionLost()
-            for item in self._decoder.feed(data):
-                if isinstance(item, WireError):
-                    raise HiveError(item.code, item.message)
-                self._frames.append(item)
-        return self._frames.pop(0)
-
-    def call(self, op: str, **args: Any) -> Any:
-        req_id = next(self._ids)
-        self._sock.sendall(encode_frame(request(req_id, op, **args)))
-        while True:
-            frame = self.read_frame()
-            if frame.get("id") != req_id:
-                continue
-            if frame.get("ok"):
-                return frame.get("result")
-            err = frame.get("error") or {}
-            raise HiveError(str(err.get("code", "error")), str(err.get("message", "failed")))
-
-    def stream(self, op: str, **args: Any) -> Iterator[dict[str, Any]]:
-        """Call a subscribing verb, then yield its pushes until the connection ends."""
-        self.call(op, **args)
-        while True:
-            try:
-                yield self.read_frame()
-            except ConnectionLost:
-                return
 
 
 # --- output ---------------------------------------------------------------------------
