@@ -4,7 +4,6 @@ per-agent log file (``<state>/agents/<name>/agent.log``, written by the turn run
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import trio
 
 from hive.config import HiveConfig
 from hive.journal import journal_available, journalctl_argv
+from hive.logtail import tail_lines
 
 POLL_SECONDS = 0.5
 READ_CHUNK = 64 * 1024
@@ -21,25 +21,6 @@ READ_CHUNK = 64 * 1024
 
 def log_path(cfg: HiveConfig, agent: str) -> Path:
     return cfg.agent_dir(agent) / "agent.log"
-
-
-def tail_lines(path: Path, lines: int) -> tuple[list[str], int]:
-    """The last ``lines`` lines of a file, and the file's size (where following starts)."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            block, data = 8192, b""
-            pos = size
-            while pos > 0 and data.count(b"\n") <= lines:
-                step = min(block, pos)
-                pos -= step
-                f.seek(pos)
-                data = f.read(step) + data
-                block *= 2
-    except FileNotFoundError:
-        return [], 0
-    text = data.decode("utf-8", "replace").splitlines()
-    return text[-lines:], size
 
 
 def _journal_line(raw: bytes) -> str | None:

@@ -33,6 +33,7 @@ from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
 from hive.control.tasks import paths_of
 from hive.io.admin_socket import VERBS, AdminSocket, scope_names, verb
+from hive.logtail import tail_lines
 from hive.wire import OPERATOR, Request, WireError, arg, validate_agent_name
 
 if TYPE_CHECKING:
@@ -260,23 +261,5 @@ async def _logs(s: AdminSocket, conn: Connection, req: Request) -> None:
     path = paths_of(s.ctx, name).log
     if not path.parent.exists():
         raise WireError("unknown_agent", f"no agent named '{name}' (no directory {path.parent})")
-    text = await trio.to_thread.run_sync(_tail, path, lines)
+    text, _ = await trio.to_thread.run_sync(tail_lines, path, lines)
     conn.reply(req.id, {"agent": name, "path": str(path), "lines": text})
-
-
-def _tail(path: Path, lines: int) -> list[str]:
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with f:
-        end = f.seek(0, os.SEEK_END)
-        block, data = 65536, b""
-        pos = end
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-    out = data.decode("utf-8", "replace").splitlines()
-    return out[-lines:]
