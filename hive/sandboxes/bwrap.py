@@ -169,7 +169,8 @@ class BwrapSandbox:
             uid = str(self.agent_uid(paths))
             argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
         program = spec.argv[0] if spec.argv else ""
-        argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd, program)]
+        pythonpath = tuple(p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p)
+        argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd, program, pythonpath)]
         if not home_is_inside(spec, paths):
             # The supervisor's HOME is hidden or read-only in here; the agent's state dir
             # is where tools keep their config between turns.
@@ -178,7 +179,12 @@ class BwrapSandbox:
         return replace(spec, argv=tuple(argv), cwd=cwd)
 
     def bwrap_args(
-        self, agent: AgentConfig, paths: AgentPaths, cwd: Path, argv0: str = ""
+        self,
+        agent: AgentConfig,
+        paths: AgentPaths,
+        cwd: Path,
+        argv0: str = "",
+        pythonpath: tuple[str, ...] = (),
     ) -> list[str]:
         args = [
             "--unshare-user", "--uid", "0", "--gid", "0",
@@ -201,7 +207,8 @@ class BwrapSandbox:
         # What the turn's program runs from (the Python install, hive itself, the CLI's
         # binary) may sit under a hidden home: bring exactly those paths back, read-only,
         # and hide the hive's state again if one of them contains it.
-        exposed = runtime_paths(argv0, masks)
+        # /tmp is private (a fresh tmpfs) too: a checkout under /tmp is hidden by it.
+        exposed = runtime_paths(argv0, [*masks, Path("/tmp")], pythonpath)
         for path in exposed:
             args += ["--ro-bind", str(path), str(path)]
         for private in (paths.hive_state, paths.socket.parent.parent):
@@ -228,12 +235,13 @@ class BwrapSandbox:
         return masks
 
 
-def runtime_paths(argv0: str, masks: list[Path]) -> list[Path]:
+def runtime_paths(argv0: str, masks: list[Path], pythonpath: tuple[str, ...] = ()) -> list[Path]:
     """Directories a turn needs that a mask would hide: the running Python (venv and base
     install), the hive package, and the program's own directory."""
     import hive
 
     wanted = {Path(hive.__file__).resolve().parent.parent}
+    wanted |= {Path(p).resolve() for p in pythonpath if os.path.isabs(p)}
     if argv0 and os.path.isabs(argv0):
         program = Path(os.path.realpath(argv0))
         wanted.add(program.parent)
