@@ -20,7 +20,6 @@ from hive.actors.base import (
     InjectFault,
     Reply,
     SupervisedActor,
-    tell_quietly,
 )
 from hive.actors.hub import Publish
 from hive.actors.store import Write
@@ -93,11 +92,6 @@ class _Flush:
     pass
 
 
-@dataclass(frozen=True)
-class _Committed:
-    batch: list[tuple[Envelope, Reply | None]]
-    error: BaseException | None
-
 
 class BusActor(SupervisedActor):
     child_id = "bus"
@@ -132,8 +126,6 @@ class BusActor(SupervisedActor):
             case _Flush():
                 self.flush_queued = False
                 self._flush()
-            case _Committed(batch=batch, error=error):
-                self._committed(batch, error)
             case AgentKnown(config=cfg):
                 self.agents[cfg.name] = cfg
             case AgentGone(name=name):
@@ -224,7 +216,6 @@ class BusActor(SupervisedActor):
         if not batch:
             return
         envs = [env for env, _ in batch]
-        me = self.actor_ref
 
         to_operator = [e.id for e in envs if e.to == OPERATOR]
 
@@ -236,7 +227,10 @@ class BusActor(SupervisedActor):
                 q.mark_delivered(to_operator, OPERATOR, None)
 
         def done(_: Any, error: BaseException | None) -> None:
-            tell_quietly(me, _Committed(batch, error))
+            # Runs on the Store's thread, straight after the commit: acks and hand-offs
+            # are only tells and reply hops, and skipping a hop back through the Bus
+            # takes a thread switch off every message's path. It reads no Bus state.
+            self._committed(batch, error)
 
         if not self.ctx.refs.tell("store", Write(insert, done)):
             self._committed(batch, RuntimeError("the store is restarting"))
@@ -257,6 +251,11 @@ class BusActor(SupervisedActor):
             by_recipient[env.to].append(env)
         from hive.actors.agent import Arrived  # the agent module imports this one
 
+        # Every message is a hub update only while someone watches messages: otherwise a
+        # flood would cost the hub one update per message for nobody.
+        interest = self.ctx.hub_interest
+        watched = "message" in interest or "*" in interest
+
         for to, envs in by_recipient.items():
             if to == OPERATOR:
                 for env in envs:
@@ -267,5 +266,6 @@ class BusActor(SupervisedActor):
             # If the agent actor is down, the message is committed and pending: the
             # restarted actor loads it from the store.
             self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs)))
-            for env in envs:
-                self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))
+            if watched:
+                for env in envs:
+                    self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))
