@@ -92,7 +92,6 @@ class _Flush:
     pass
 
 
-
 class BusActor(SupervisedActor):
     child_id = "bus"
 
