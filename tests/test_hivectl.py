@@ -194,3 +194,21 @@ def test_subscribe_prints_the_snapshot_then_each_change(hive: RunningHive) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_stats_summarises_an_agents_turns(hive: RunningHive) -> None:
+    hive.admin("send", to="worker", body="ping")
+    hive.admin("send", to="worker", body="ping again")
+    summary = hive.wait_until(
+        lambda: (s := hivectl(hive, "stats", "worker").json()["summary"])["turns"] >= 1 and s,
+        what="the Stats actor to record the worker's turns",
+    )
+    assert summary["exits"]["failure"] == 0 and summary["exits"]["ok"] == summary["turns"]
+    assert summary["sent"].get("operator", 0) >= 1  # its pong went to the operator
+    assert summary["duration_p50"] is not None
+    text = hivectl(hive, "stats", "worker", json_out=False).stdout
+    assert text.splitlines()[0] == "worker, last 3600 s"
+    assert text.splitlines()[1].split() == ["STAT", "VALUE"]
+    assert any(line.startswith("turns ") for line in text.splitlines())
+    bad = hivectl(hive, "stats", "Not A Name")
+    assert bad.returncode == 1 and "invalid agent name" in bad.stderr

@@ -382,6 +382,22 @@ def v_destroy(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, lambda r: per_agent(r, describe))
 
 
+def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
+    r = c.call("stats", agent=a.name, since=-abs(a.window))
+
+    def describe(r: dict[str, Any]) -> str:
+        rows = []
+        for key, value in r["summary"].items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k} {v:g}" for k, v in value.items()) or "-"
+            elif isinstance(value, float):
+                value = f"{value:.3g}"
+            rows.append((key, "-" if value is None else value))
+        return f"{r['agent']}, last {a.window:g} s\n" + table(rows, ["STAT", "VALUE"])
+
+    print_result(a, r, describe)
+
+
 def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
     r = c.call("logs", name=a.name, lines=a.lines)
     print_result(a, r, lambda r: "\n".join(r["lines"]))
@@ -491,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("destroy", v_destroy, "remove agents (state kept unless --purge)")
     sp.add_argument("--purge", action="store_true", help="delete their state dirs too")
     names(sp)
+    sp = add("stats", v_stats, "an agent's telemetry: turns, durations, exits, tools, mail")
+    sp.add_argument("name")
+    sp.add_argument("--window", type=float, default=3600, help="seconds back (default 3600)")
     sp = add("logs", v_logs, "the end of an agent's log")
     sp.add_argument("name")
     sp.add_argument("-n", "--lines", type=int, default=100)

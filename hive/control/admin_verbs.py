@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -263,3 +264,18 @@ async def _logs(s: AdminSocket, conn: Connection, req: Request) -> None:
         raise WireError("unknown_agent", f"no agent named '{name}' (no directory {path.parent})")
     text, _ = await trio.to_thread.run_sync(tail_lines, path, lines)
     conn.reply(req.id, {"agent": name, "path": str(path), "lines": text})
+
+
+@verb("stats")
+async def _stats(s: AdminSocket, conn: Connection, req: Request) -> None:
+    """stats{agent, since?}: the telemetry summary of SEED.md item 15 over the window
+    (``since``: unix seconds, or negative for seconds ago; default the last hour)."""
+    from hive.telemetry import select_stats, summarize
+
+    name = validate_agent_name(arg(req.args, "agent", str))
+    now = time.time()
+    since = float(arg(req.args, "since", float, -3600.0))
+    if since < 0:
+        since = now + since
+    rows = await s.reader.run(lambda q: select_stats(q, name, since, []))
+    conn.reply(req.id, {"agent": name, "since": since, "summary": summarize(rows, since, now)})
