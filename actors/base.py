@@ -45,10 +45,6 @@ class Directory:
         with self._lock:
             return self._refs.get(name)
 
-    def names(self, prefix: str = "") -> list[str]:
-        with self._lock:
-            return [n for n in self._refs if n.startswith(prefix)]
-
     def tell(self, name: str, message: object) -> bool:
         """Tell the named actor; False if it is not running (the caller decides what then)."""
         ref = self.get(name)

@@ -68,7 +68,6 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     stdin: bytes | None = None
-    keep_stdin_open: bool = False  # persistent sessions write turns to stdin
 
     def with_argv(self, argv: tuple[str, ...]) -> ProcessSpec:
         return replace(self, argv=argv)

@@ -118,9 +118,6 @@ class _VerbConnection:
     def send_frame(self, frame: dict[str, Any]) -> None:
         """Pushes belong to long-lived admin connections; a one-shot call drops them."""
 
-    def push_threadsafe(self, frame: dict[str, Any]) -> None:
-        """See send_frame."""
-
 
 def has_verb(op: str) -> bool:
     from hive.io.admin_socket import VERBS

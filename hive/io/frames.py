@@ -90,9 +90,6 @@ class Connection:
     def reply_many_threadsafe(self, results: list[tuple[int, Any]]) -> None:
         self.bridge.call_soon(self.reply_many, results)
 
-    def push_threadsafe(self, frame: dict[str, Any]) -> None:
-        self.bridge.call_soon(self.send_frame, frame)
-
     async def _writer(self) -> None:
         try:
             await self._write_all()
@@ -182,8 +179,8 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
                 await conn.stream.aclose()
 
 
-def bind_unix(path: Path, mode: int = 0o600) -> trio.socket.SocketType:
-    """Bind a listening unix socket at ``path``, replacing a stale socket file."""
+async def listen_unix(path: Path, mode: int = 0o600) -> trio.SocketListener:
+    """Listen on a unix socket at ``path`` with ``mode``, replacing a stale socket file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         st = os.lstat(path)
@@ -193,11 +190,7 @@ def bind_unix(path: Path, mode: int = 0o600) -> trio.socket.SocketType:
         if not stat.S_ISSOCK(st.st_mode):
             raise OSError(f"{path} exists and is not a socket; refusing to replace it")
         path.unlink()
-    return trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-
-
-async def listen_unix(path: Path, mode: int = 0o600) -> trio.SocketListener:
-    sock = bind_unix(path, mode)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     await sock.bind(str(path))
     # chmod before listen(): nobody can connect in between with the umask's mode.
     os.chmod(path, mode)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,7 +61,6 @@ class IdAllocator:
 
     def __init__(self, start: int) -> None:
         self._counter = itertools.count(start)
-        self._lock = threading.Lock()
 
     def next(self) -> int:
         return next(self._counter)
@@ -326,9 +324,3 @@ class Queries:
             {"id": r[0], "ts": r[1], "agent": r[2], "kind": r[3], "data": unpackb(r[4])}
             for r in rows
         ]
-
-    def message_state(self, message_id: int) -> str | None:
-        rows = self.conn.execute(
-            "SELECT state FROM messages WHERE id = ?", (message_id,)
-        ).fetchall()
-        return str(rows[0][0]) if rows else None
