@@ -24,14 +24,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import trio
 
 if not __package__:  # run as a script: the repository root makes `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, RunningHive, median, percentile, ratio
+from bench.common import ROOT, RunningHive, median, percentile, pipeline, ratio
 from hive.client import SyncClient
 from hive.wire import FrameDecoder, encode_frame, request
 
@@ -48,45 +47,16 @@ name = "manager"
 rate_limit_per_minute = 100000000
 
 [[agent]]
-name = "asker"
-
-[[agent]]
 name = "pulse"
 rate_limit_per_minute = 100000000
 """
-
-
-async def pipeline(
-    path: Path, frames: list[bytes], window: int, on_reply: Any = None
-) -> list[dict[str, Any]]:
-    """Send ``frames`` keeping ``window`` in flight; return the replies in arrival order."""
-    stream = await trio.open_unix_socket(str(path))
-    decoder = FrameDecoder()
-    replies: list[dict[str, Any]] = []
-    sent = 0
-    async with stream:
-        while len(replies) < len(frames):
-            burst = min(window - (sent - len(replies)), len(frames) - sent)
-            if burst > 0:
-                await stream.send_all(b"".join(frames[sent : sent + burst]))
-                sent += burst
-            data = await stream.receive_some(1 << 16)
-            if not data:
-                raise RuntimeError("supervisor closed the connection")
-            for reply in decoder.feed(data):
-                if isinstance(reply, Exception) or not reply.get("ok"):
-                    raise RuntimeError(f"request failed: {reply}")
-                replies.append(reply)
-                if on_reply is not None:
-                    on_reply(reply)
-    return replies
 
 
 async def bench_approvals(hive: RunningHive, n: int, window: int) -> dict[str, float]:
     manager = hive.agent_socket("manager")
     start = time.perf_counter()
     reqs = [
-        encode_frame(request(i + 1, "schedule_prompt", agent="asker", at="+3000000", text=f"p{i}"))
+        encode_frame(request(i + 1, "schedule_prompt", agent="asker0", at="+3000000", text=f"p{i}"))
         for i in range(n)
     ]
     filed = await pipeline(manager, reqs, window)
@@ -100,14 +70,30 @@ async def bench_approvals(hive: RunningHive, n: int, window: int) -> dict[str, f
     return {"file": file_rate, "approve": approve_rate}
 
 
+def askers(questions: int) -> list[str]:
+    """Enough asking agents that none passes its cap of open questions."""
+    from hive.actors.approvals import MAX_OPEN_QUESTIONS
+
+    return [f"asker{i}" for i in range(-(-questions // MAX_OPEN_QUESTIONS))]
+
+
+def config(questions: int) -> str:
+    agents = "".join(f'\n[[agent]]\nname = "{name}"\n' for name in askers(questions))
+    return CONFIG + agents
+
+
 async def bench_questions(hive: RunningHive, n: int, window: int) -> dict[str, float]:
-    """N held questions on one asker connection, answered by the operator."""
-    asker = await trio.open_unix_socket(str(hive.agent_socket("asker")))
-    frames = [
-        encode_frame(request(i + 1, "ask_operator", question=f"question {i}?", ttl_seconds=3600))
-        for i in range(n)
-    ]
-    await asker.send_all(b"".join(frames))
+    """N held questions spread over the asker agents, answered by the operator."""
+    names = askers(n)
+    streams = [await trio.open_unix_socket(str(hive.agent_socket(a))) for a in names]
+    for k, stream in enumerate(streams):
+        mine = range(k, n, len(streams))
+        await stream.send_all(
+            b"".join(
+                encode_frame(request(i + 1, "ask_operator", question=f"q{i}?", ttl_seconds=3600))
+                for i in mine
+            )
+        )
     # Wait until every question is stored and held.
     with SyncClient(hive.admin_path, timeout=60) as admin:
         deadline = time.monotonic() + 120
@@ -118,14 +104,12 @@ async def bench_questions(hive: RunningHive, n: int, window: int) -> dict[str, f
         qids = [row["id"] for row in admin.call("pending")["pending"]]
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
-    got = 0
-    done = trio.Event()
 
-    async def read_answers() -> None:
-        nonlocal got
+    async def read_answers(stream: trio.SocketStream, expected: int) -> None:
         decoder = FrameDecoder()
-        while got < n:
-            data = await asker.receive_some(1 << 16)
+        got = 0
+        while got < expected:
+            data = await stream.receive_some(1 << 16)
             if not data:
                 raise RuntimeError("asker connection closed")
             now = time.perf_counter()
@@ -134,7 +118,6 @@ async def bench_questions(hive: RunningHive, n: int, window: int) -> dict[str, f
                 assert result["status"] == "answered", reply
                 latencies.append(now - sent_at[result["id"]])
                 got += 1
-        done.set()
 
     answers = [
         encode_frame(request(i + 1, "answer", id=q, answer="yes")) for i, q in enumerate(qids)
@@ -142,10 +125,11 @@ async def bench_questions(hive: RunningHive, n: int, window: int) -> dict[str, f
 
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(read_answers)
-        stream = await trio.open_unix_socket(str(hive.admin_path))
+        for k, stream in enumerate(streams):
+            nursery.start_soon(read_answers, stream, len(range(k, n, len(streams))))
+        admin_stream = await trio.open_unix_socket(str(hive.admin_path))
         decoder = FrameDecoder()
-        async with stream:
+        async with admin_stream:
             acked = sent = 0
             while acked < n:
                 burst = min(window - (sent - acked), n - sent)
@@ -153,13 +137,13 @@ async def bench_questions(hive: RunningHive, n: int, window: int) -> dict[str, f
                     now = time.perf_counter()
                     for q in qids[sent : sent + burst]:
                         sent_at[q] = now
-                    await stream.send_all(b"".join(answers[sent : sent + burst]))
+                    await admin_stream.send_all(b"".join(answers[sent : sent + burst]))
                     sent += burst
-                data = await stream.receive_some(1 << 16)
+                data = await admin_stream.receive_some(1 << 16)
                 acked += sum(1 for _ in decoder.feed(data))
-        await done.wait()
     rate = n / (time.perf_counter() - start)
-    await asker.aclose()
+    for stream in streams:
+        await stream.aclose()
     return {
         "rate": rate,
         "p50_ms": median(latencies) * 1000,
@@ -274,9 +258,9 @@ def main() -> None:
     args = p.parse_args()
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
-        hive = RunningHive.start(Path(tmp), CONFIG)
+        hive = RunningHive.start(Path(tmp), config(args.questions))
         try:
-            hive.admin("pause", names=["manager", "asker"])
+            hive.admin("pause", names=["manager", *askers(args.questions)])
             print(f"== approvals ({args.approvals} schedule_prompt, window {args.window})")
             for window in (1, args.window):
                 a = trio.run(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import trio
 
-from bench.common import RunningHive, ratio
-from hive.wire import FrameDecoder, encode_frame, request
+from bench.common import RunningHive, pipeline, ratio
+from hive.wire import encode_frame, request
 
 GOAL = 20_000
 SQLITE_FULL_SINGLE_COMMITS = 5_200  # STACK.md: 1-row commits/s with synchronous=FULL
@@ -40,32 +40,13 @@ inbox_cap = 100000000
 
 
 async def sender(path: Path, count: int, window: int, done: list[int]) -> None:
-    """A lean pipelining client: keeps ``window`` sends in flight, counts the acks.
-
-    It pre-encodes frames and decodes acks in bulk, so the figures measure the daemon,
-    not the client (which shares the 2 cores)."""
-    stream = await trio.open_unix_socket(str(path))
-    decoder = FrameDecoder()
+    """Keeps ``window`` sends in flight on one agent socket; counts the acks."""
     frames = [
         encode_frame(request(i + 1, "send", to="sink", body=f"message {i} " + "x" * 200))
         for i in range(count)
     ]
-    acked = 0
-    sent = 0
-    async with stream:
-        while acked < count:
-            burst = min(window - (sent - acked), count - sent)
-            if burst > 0:
-                await stream.send_all(b"".join(frames[sent : sent + burst]))
-                sent += burst
-            data = await stream.receive_some(1 << 16)
-            if not data:
-                raise RuntimeError("supervisor closed the connection")
-            for reply in decoder.feed(data):
-                if isinstance(reply, Exception) or not reply.get("ok"):
-                    raise RuntimeError(f"send failed: {reply}")
-                acked += 1
-    done.extend([1] * acked)
+    replies = await pipeline(path, frames, window)
+    done.extend([1] * len(replies))
 
 
 async def run(hive: RunningHive, senders: int, per_sender: int, window: int) -> float:
