@@ -68,6 +68,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     stdin: bytes | None = None
+    keep_stdin_open: bool = False  # a persistent session: later turns are written to stdin
 
     def with_argv(self, argv: tuple[str, ...]) -> ProcessSpec:
         return replace(self, argv=argv)

@@ -193,6 +193,7 @@ class ClaudeRuntime:
             env=self.env(turn),
             cwd=turn.paths.work,
             stdin=self._user_line(self.prompt(turn, fresh)),
+            keep_stdin_open=True,
         )
 
     def turn_message(self, turn: TurnInput) -> bytes:
