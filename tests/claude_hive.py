@@ -157,3 +157,12 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry))
     return members
+
+
+# A scripted peer that answers whatever it gets, for claude agents to talk to.
+BOB_ANSWERS = scripted_agent(
+    "bob",
+    """[[agent.script]]
+match = "*"
+do = [{op = "reply", body = "pong: {body}"}]""",
+)

@@ -1,4 +1,5 @@
-"""Shared fixtures: ``make_hive`` starts real supervisors and stops them after the test."""
+"""Shared fixtures: ``make_hive`` starts real supervisors and stops them after the test;
+``api`` is a fake Anthropic API for claude agents."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_anthropic import FakeAnthropic
 from tests.hive_harness import RunningHive
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAnthropic]:
+    """A fake Anthropic Messages API on loopback, scripted by the test."""
+    with FakeAnthropic() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,12 +17,12 @@ import pytest
 from hive.cli.login import agent_paths, find_agent, load_hive, login_command, parse_args
 from hive.runtimes.claude import read_login_token
 from tests.claude_hive import (
+    BOB_ANSWERS,
     ClaudeHive,
     claude_agent,
     group_members,
     hive_toml,
     mcp_server,
-    scripted_agent,
 )
 from tests.fake_anthropic import (
     FakeAnthropic,
@@ -36,18 +36,6 @@ from tests.fake_anthropic import (
 from tests.hive_harness import RunningHive
 
 ECHO_SERVER = Path(__file__).with_name("echo_mcp_server.py")
-BOB_ANSWERS = scripted_agent(
-    "bob",
-    """[[agent.script]]
-match = "*"
-do = [{op = "reply", body = "pong: {body}"}]""",
-)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.claude_hive import ClaudeHive, claude_agent, group_members, hive_toml, scripted_agent
+from tests.claude_hive import (
+    BOB_ANSWERS,
+    ClaudeHive,
+    claude_agent,
+    group_members,
+    hive_toml,
+)
 from tests.fake_anthropic import (
     FakeAnthropic,
     Hang,
@@ -21,19 +27,6 @@ from tests.fake_anthropic import (
     server_error,
 )
 from tests.hive_harness import RunningHive
-
-BOB_ANSWERS = scripted_agent(
-    "bob",
-    """[[agent.script]]
-match = "*"
-do = [{op = "reply", body = "pong: {body}"}]""",
-)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,12 +98,6 @@ class Agent:
         stderr = proc.stderr.decode(errors="replace")
         outcome = self.runtime.classify(proc.returncode, events, stderr[-4000:])
         return Turn(outcome, events, stderr)
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
 
 
 def make_agent(api: FakeAnthropic, root: Path, **config: object) -> Agent:

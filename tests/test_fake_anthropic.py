@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,12 +27,6 @@ BODY = {
     "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}],
     "tools": [{"name": "mcp__hive__send", "input_schema": {"type": "object"}}],
 }
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
 
 
 def post(api: FakeAnthropic, body: dict[str, Any], **kw: Any) -> httpx.Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,12 +99,6 @@ def test_only_the_latest_backups_are_kept(paths: AgentPaths) -> None:
 
 
 # --- through a real supervisor -----------------------------------------------------------------
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as fake:
-        yield fake
 
 
 def answer_compaction_with(reply: Reply) -> Callable[[RecordedRequest], Reply]:
