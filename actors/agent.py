@@ -1,8 +1,11 @@
 """The Agent actor: one per agent. Its inbox, its turn loop, its crash watch, its kick.
 
 Rules it keeps:
-- A message stays pending until a turn that contained it ends cleanly, or ``recv`` hands
-  it over; a turn that crashes leaves its messages pending for the next turn.
+- A message stays pending until its receiver provably has it: a turn that had it in its
+  prompt ended cleanly, or a client acknowledged it (``ack``) after a ``recv`` or a held
+  ``ask_operator`` reply carried it. A message acknowledged inside a turn shares the
+  turn's fate; one handed over but not acknowledged goes back to the inbox when its
+  connection closes or its turn ends. A turn that crashes leaves its messages pending.
 - A crashed turn is retried after a backoff; at most ``restart_intensity`` restarts in
   ``restart_period`` seconds, and the crash after that marks the agent failed: nothing
   restarts it until the operator acts. The manager is told of each crash.
@@ -23,6 +26,7 @@ from hive.actors.base import (
     HiveContext,
     InjectedFault,
     InjectFault,
+    Registered,
     Reply,
     Republish,
     SupervisedActor,
@@ -35,7 +39,7 @@ from hive.config import AgentConfig
 from hive.process import AgentPaths
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
 from hive.store import AgentRow, Queries
-from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError
+from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError, packb
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,30 @@ MAX_COMPACT_RETRIES = 2
 
 @dataclass(frozen=True)
 class Arrived:
+    """Messages committed for this agent. ``commit`` is the number of the transaction
+    that stored them (hive.actors.base.CommitClock; 0: unknown): a load that saw that
+    transaction has them already. ``held`` ones ride in a held reply (an answered
+    question): kept aside, awaiting that reply's acknowledgement."""
+
     envs: tuple[Envelope, ...]
+    commit: int = 0
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class Ack:
+    """A client has these messages (it read a reply that carried them)."""
+
+    ids: tuple[int, ...]
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class Release:
+    """These messages were handed over, but the connection that carried them closed
+    (or could not carry them) before they were acknowledged: back to the inbox."""
+
+    ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -146,11 +173,17 @@ class Turn:
 
 @dataclass
 class AgentState:
-    """What the actor rebuilds from the store when it starts."""
+    """What the actor rebuilds from the store when it starts, and the number of the last
+    transaction that read saw (hive.actors.base.CommitClock)."""
 
     row: AgentRow
     pending: list[Envelope] = field(default_factory=list)
     last_turn: dict[str, Any] | None = None
+    commit: int = 0
+
+
+# Room a recv reply keeps for its frame's envelope around the messages.
+RECV_FRAME_MARGIN = 4096
 
 
 class AgentActor(SupervisedActor):
@@ -164,6 +197,11 @@ class AgentActor(SupervisedActor):
         self.paths = AgentPaths.for_agent(config.name, ctx.config.state_dir, ctx.config.sockets_dir)
         self._initial = initial
         self.pending: dict[int, Envelope] = {}
+        # Handed to a client, not yet acknowledged: id -> (message, the turn it was
+        # handed in, or None outside a turn and for held replies).
+        self.unacked: dict[int, tuple[Envelope, int | None]] = {}
+        # The newest transaction whose messages this actor has (CommitClock).
+        self.seen_commit = 0
         self.turn: Turn | None = None
         self.turn_state = "idle"
         self.kick_note: str | None = None
@@ -203,9 +241,7 @@ class AgentActor(SupervisedActor):
         self.model = row.model or self.cfg.model
         self.status_text, self.status_set_at = row.status_text, row.status_set_at
         self.last_turn = state.last_turn
-        for env in state.pending:
-            self.pending[env.id] = env
-            self.seen_id = max(self.seen_id, env.id)
+        self._take_loaded(state.pending, state.commit)
         self._publish()
         # An agent that comes up with mail waiting is kicked by its mail.
         self._maybe_start_turn()
@@ -218,13 +254,55 @@ class AgentActor(SupervisedActor):
             raise RuntimeError("store is not running")
         name = self.name
 
+        commits = self.ctx.commits
+
         def load(q: Queries) -> AgentState:
             rows = [r for r in q.agents() if r.name == name]
             if not rows:
                 raise RuntimeError(f"agent {name} is not in the store")
-            return AgentState(rows[0], q.pending_messages(name), q.last_turns().get(name))
+            return AgentState(
+                rows[0], q.pending_messages(name), q.last_turns().get(name), commits.committed
+            )
 
         return cast(AgentState, store.ask(Read(load)))
+
+    def _catch_up(self) -> None:
+        """Read the mail committed while this actor started. Until the Supervisor put
+        its ref in the directory, the Bus had no one to tell of it; from then on every
+        commit is told, so one read now closes the gap. Runs once, at start-up."""
+        from hive.actors.store import Read
+
+        store = self.ctx.refs.get("store")
+        if store is None:
+            return  # a restarted store is followed by a restarted tree: nothing to close
+        name, commits = self.name, self.ctx.commits
+
+        def load(q: Queries) -> tuple[list[Envelope], int]:
+            return q.pending_messages(name), commits.committed
+
+        envs, commit = cast(tuple[list[Envelope], int], store.ask(Read(load)))
+        self._take_loaded(envs, commit)
+        self._maybe_start_turn()
+        self._mark_dirty()
+
+    def _take_loaded(self, envs: list[Envelope], commit: int) -> None:
+        """Messages a read found pending, as of transaction ``commit``."""
+        for env in envs:
+            if not self._has(env.id):
+                self.pending[env.id] = env
+                self.seen_id = max(self.seen_id, env.id)
+        self.pending = dict(sorted(self.pending.items()))
+        self.seen_commit = max(self.seen_commit, commit)
+
+    def _has(self, msg_id: int) -> bool:
+        """Is this message already in this actor's hands (waiting, handed over, or part of
+        the running turn)? Then a second notice of it must not make a second copy."""
+        if msg_id in self.pending or msg_id in self.unacked:
+            return True
+        turn = self.turn
+        return turn is not None and (
+            msg_id in turn.message_ids or any(e.id == msg_id for e in turn.received)
+        )
 
     def on_stop(self) -> None:
         for reply in self.waiters.values():
@@ -237,10 +315,16 @@ class AgentActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Arrived(envs=envs):
-                self._arrived(envs)
+            case Arrived(envs=envs, commit=commit, held=held):
+                self._arrived(envs, commit, held)
+            case Registered():
+                self._catch_up()
             case Recv():
                 self._recv(message)
+            case Ack(ids=ids, reply=reply):
+                self._ack(ids, reply)
+            case Release(ids=ids):
+                self._release(ids)
             case RecvTimeout(waiter_id=wid):
                 reply = self.waiters.pop(wid, None)
                 if reply is not None:
@@ -290,24 +374,40 @@ class AgentActor(SupervisedActor):
 
     # --- inbox --------------------------------------------------------------------------
 
-    def _arrived(self, envs: tuple[Envelope, ...]) -> None:
-        for env in envs:
-            self.pending[env.id] = env
+    def _arrived(self, envs: tuple[Envelope, ...], commit: int, held: bool) -> None:
+        if commit and commit <= self.seen_commit:
+            return  # a read this actor started from saw that transaction already
+        fresh = [e for e in envs if not self._has(e.id)]
+        if not fresh:
+            return
+        for env in fresh:
             self.seen_id = max(self.seen_id, env.id)
+            if held:
+                self.unacked[env.id] = (env, None)
+            else:
+                self.pending[env.id] = env
+        self._mark_dirty()
+        if held:
+            return  # its reply is on the way; the inbox copy waits for its fate
+        self._news()
+
+    def _news(self) -> None:
+        """New messages are pending: a waiting recv gets them, else they may start a turn."""
         self.hold = False
         if self.waiters:
-            # A recv is waiting inside the running turn: hand the news over now.
             wid = next(iter(self.waiters))
-            self._hand_over(self.waiters.pop(wid), list(envs))
+            self._hand_over(self.waiters.pop(wid), self._news_for_recv())
             if self.turn is not None and self.turn_state == "waiting_recv":
                 self._set_turn_state("thinking")
         else:
             self._maybe_start_turn()
-        self._mark_dirty()
+
+    def _news_for_recv(self) -> list[Envelope]:
+        in_turn = set(self.turn.message_ids) if self.turn else set()
+        return [e for i, e in self.pending.items() if i not in in_turn]
 
     def _recv(self, m: Recv) -> None:
-        in_turn = set(self.turn.message_ids) if self.turn else set()
-        news = [e for i, e in self.pending.items() if i not in in_turn]
+        news = self._news_for_recv()
         if news:
             self._hand_over(m.reply, news)
         elif m.wait_seconds <= 0:
@@ -322,26 +422,73 @@ class AgentActor(SupervisedActor):
             )
 
     def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
-        """Give messages to a recv.
+        """Give a recv as many messages as fit in one reply frame, oldest first.
 
-        Inside a turn they join that turn: delivered when it ends cleanly, pending again
-        if it crashes or is cancelled (the process that took them may have died before
-        acting on them). Outside a turn there is nothing to wait for: delivered now. The
-        answer goes first either way; the delivered mark commits after, so a daemon crash
-        in between gives the messages again rather than losing them."""
-        ids = [e.id for e in envs]
-        for i in ids:
-            self.pending.pop(i, None)
-        reply({"messages": [e.to_wire() for e in envs]})
-        if self.turn is not None:
-            self.turn.received.extend(envs)
-        else:
-
-            def mark(q: Queries) -> None:
-                q.mark_delivered(ids, "recv", None)
-
-            self._write(mark)
+        They leave the inbox for ``unacked``: nothing is delivered until the client
+        acknowledges the reply (``_ack``). Unacknowledged, they come back to the inbox
+        when the connection closes (``_release``) or the turn ends, so a reply that never
+        reached a reader (a hang-up, a daemon crash, a frame too large) loses nothing."""
+        budget = self.ctx.config.max_frame_bytes - RECV_FRAME_MARGIN
+        wires: list[dict[str, Any]] = []
+        for env in envs:
+            wire = env.to_wire()
+            size = len(packb(wire))
+            if wires and size > budget:
+                break
+            budget -= size
+            wires.append(wire)
+        taken = envs[: len(wires)]
+        turn_id = self.turn.id if self.turn is not None else None
+        for env in taken:
+            self.pending.pop(env.id, None)
+            self.unacked[env.id] = (env, turn_id)
+        ids = [e.id for e in taken]
+        reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
         self._mark_dirty()
+
+    def _ack(self, ids: tuple[int, ...], reply: Reply) -> None:
+        """The client has these messages. Inside a turn they join it (delivered when it
+        ends cleanly); outside one, delivered now, answered once that is stored."""
+        in_prompt = set(self.turn.message_ids) if self.turn else set()
+        taken: list[Envelope] = []
+        for i in ids:
+            handed = self.unacked.pop(i, None)
+            if handed is not None:
+                taken.append(handed[0])
+            elif i in self.pending and i not in in_prompt:
+                # Released meanwhile (another connection of the same agent gave it
+                # back), yet this client has it after all.
+                taken.append(self.pending.pop(i))
+        if taken:
+            self._mark_dirty()
+        if self.turn is not None or not taken:
+            if self.turn is not None:
+                self.turn.received.extend(taken)
+            reply({"acked": len(taken)})
+            return
+        delivered = [e.id for e in taken]
+
+        def mark(q: Queries) -> None:
+            q.mark_delivered(delivered, "recv", None)
+
+        def done(_: Any, error: BaseException | None) -> None:
+            if error is not None:
+                reply(WireError("store_failed", f"acknowledgement not stored: {error}"))
+            else:
+                reply({"acked": len(delivered)})
+
+        self._write(mark, done)
+
+    def _release(self, ids: tuple[int, ...]) -> None:
+        back = [self.unacked.pop(i)[0] for i in ids if i in self.unacked]
+        if back:
+            self._return_to_inbox(back)
+
+    def _return_to_inbox(self, envs: list[Envelope]) -> None:
+        self.pending.update((e.id, e) for e in envs)
+        self.pending = dict(sorted(self.pending.items()))
+        self._mark_dirty()
+        self._news()
 
     # --- turns --------------------------------------------------------------------------
 
@@ -443,6 +590,12 @@ class AgentActor(SupervisedActor):
         if cls != ExitClass.OK and turn.received:
             # Taken by a recv of a turn that did not end cleanly: give them again.
             self.pending.update((e.id, e) for e in turn.received)
+            self.pending = dict(sorted(self.pending.items()))
+        # Handed to this turn's recv but never acknowledged: its reader never had them.
+        unread = [i for i, (_, tid) in self.unacked.items() if tid == turn.id]
+        for i in unread:
+            self.pending[i] = self.unacked.pop(i)[0]
+        if unread:
             self.pending = dict(sorted(self.pending.items()))
         turn_id = turn.id
 
@@ -727,7 +880,7 @@ class AgentActor(SupervisedActor):
             "last_turn": self.last_turn,
             "status_text": self.status_text,
             "status_set_at": self.status_set_at if running else None,
-            "inbox_depth": len(self.pending),
+            "inbox_depth": len(self.pending) + len(self.unacked),
             "retry_at": self.retry_at,
             "crashes_in_window": len(self.crash_times),
             "url": f"/agents/{self.name}",
@@ -737,4 +890,5 @@ class AgentActor(SupervisedActor):
         self.dirty = False
         self.ctx.refs.tell("hub", Publish("agent", self.name, self.status_row()))
         # For inbox_cap: the depth, and the newest message it counts.
-        self.ctx.refs.tell("bus", InboxDepth(self.name, len(self.pending), self.seen_id))
+        depth = len(self.pending) + len(self.unacked)
+        self.ctx.refs.tell("bus", InboxDepth(self.name, depth, self.seen_id))

@@ -76,14 +76,6 @@ class WaiterGone:
 
 
 @dataclass(frozen=True)
-class Undelivered:
-    """A held reply found its connection closed: deliver the outcome to the inbox."""
-
-    agent: str
-    result: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Propose:
     """A request for the operator's approval (spawn, spawn_commit, apply_commit,
     schedule_prompt). Replies ``{"id", "kind", "status": "pending"}`` once stored."""
@@ -171,6 +163,7 @@ class _Done:
     then: Callable[[Any, BaseException | None], None]
     value: Any
     error: BaseException | None
+    commit: int  # the number of the transaction it completes (see CommitClock)
 
 
 @dataclass(frozen=True)
@@ -214,6 +207,9 @@ class ApprovalsActor(SupervisedActor):
         self.drafting: set[str] = set()
         self.scheduled: dict[int, ScheduledPrompt] = {}
         self.ids = IdAllocator(1)
+        # While a store completion is handled: its transaction's number, which the
+        # messages it reports carry to their recipients (hive.actors.base.CommitClock).
+        self.completing_commit = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -274,7 +270,8 @@ class ApprovalsActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case _Done(then=then, value=value, error=error):
+            case _Done(then=then, value=value, error=error, commit=commit):
+                self.completing_commit = commit
                 then(value, error)
             case _Call(fn=fn):
                 fn()
@@ -285,8 +282,6 @@ class ApprovalsActor(SupervisedActor):
                 item = self.items.get(qid) if qid is not None else None
                 if item is not None:
                     item.waiters.pop(wid, None)
-            case Undelivered(agent=agent, result=result):
-                self._message(agent, _outcome_text(result), {"question": result.get("id")})
             case Propose():
                 self._propose(message)
             case Resolve():
@@ -469,8 +464,6 @@ class ApprovalsActor(SupervisedActor):
             resolution["answer"] = m.text
         elif m.text:
             resolution["reason"] = m.text
-        # The asker learns the outcome from its held reply; with none held, from its inbox.
-        to_inbox = item is not None and item.rec.is_question and not item.waiters
         now = time.time()
         after: dict[str, Any] = {}  # filled in the transaction, read once it committed
 
@@ -498,7 +491,7 @@ class ApprovalsActor(SupervisedActor):
                 after["needs_update"] = records.pending_applies_of(q, rec.agent) > 0
                 q.set_agent_fields(rec.agent, needs_update=int(after["needs_update"]))
             envs = []
-            for env in _notices(rec, to_inbox, self.ctx.message_ids):
+            for env in _notices(rec, self.ctx.message_ids):
                 if records.insert_system_message(q, env):
                     envs.append(env)
             return "won", rec, envs
@@ -534,12 +527,18 @@ class ApprovalsActor(SupervisedActor):
         if item is None:
             item = Item(rec)
         item.rec = rec
+        # The outcome's inbox copy, if the asker holds a reply that will carry it.
+        held = [e.id for e in envs if e.meta.get("question") == rec.id] if item.waiters else []
+        # The agent hears of the held copy before the reply can come back acknowledged.
+        self._deliver(envs, frozenset(held))
         if rec.is_question:
             result: dict[str, Any] = {"id": rec.id, "status": rec.status}
             if rec.status == "answered":
                 result["answer"] = rec.resolution.get("answer", "")
             if rec.resolution.get("reason"):
                 result["reason"] = rec.resolution["reason"]
+            if held:
+                result["ack_ids"] = held
             for wid, reply in item.waiters.items():
                 self.waiter_index.pop(wid, None)
                 reply(result)
@@ -547,7 +546,6 @@ class ApprovalsActor(SupervisedActor):
         # Subscribers see the outcome, then the item leaves the pending snapshot.
         self.ctx.refs.tell("hub", Publish(item.hub_kind, str(rec.id), rec.to_wire()))
         self.ctx.refs.tell("hub", Publish(item.hub_kind, str(rec.id), None))
-        self._deliver(envs)
         if needs_update is not None and rec.status != "approved":
             self._tell_agent(rec.agent, _configure(needs_update))
         if rec.status != "approved":
@@ -776,11 +774,16 @@ class ApprovalsActor(SupervisedActor):
     ) -> None:
         """Commit ``op``; run ``then(value, error)`` on this actor's thread afterwards."""
         me = self.actor_ref
+        commits = self.ctx.commits
+
+        def numbered(q: Queries) -> tuple[Any, int]:
+            return op(q), commits.open
 
         def done(value: Any, error: BaseException | None) -> None:
-            tell_quietly(me, _Done(then, value, error))
+            result, commit = value if error is None else (None, 0)
+            tell_quietly(me, _Done(then, result, error, commit))
 
-        if not self.ctx.refs.tell("store", Write(op, done)):
+        if not self.ctx.refs.tell("store", Write(numbered, done)):
             then(None, RuntimeError("the store is restarting"))
 
     def _publish(self, item: Item) -> None:
@@ -789,22 +792,16 @@ class ApprovalsActor(SupervisedActor):
     def _tell_agent(self, name: str, message: object) -> None:
         self.ctx.refs.tell(self.ctx.agent_ref_name(name), message)
 
-    def _deliver(self, envs: list[Envelope]) -> None:
-        """Committed system messages: wake their recipients, show them to subscribers."""
+    def _deliver(self, envs: list[Envelope], held: frozenset[int] = frozenset()) -> None:
+        """Committed system messages: wake their recipients, show them to subscribers.
+        Messages in ``held`` are on their way in a held reply: the recipient keeps them
+        aside until that reply is acknowledged (or its connection closes)."""
         from hive.actors.agent import Arrived
 
         for env in envs:
-            self._tell_agent(env.to, Arrived((env,)))
+            arrived = Arrived((env,), self.completing_commit, held=env.id in held)
+            self._tell_agent(env.to, arrived)
             self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))
-
-    def _message(self, to: str, body: str, meta: dict[str, Any]) -> None:
-        env = Envelope(self.ctx.message_ids.next(), SYSTEM, to, body, kind="event", meta=meta)
-
-        def done(stored: bool, error: BaseException | None) -> None:
-            if error is None and stored:
-                self._deliver([env])
-
-        self._write(lambda q: records.insert_system_message(q, env), done)
 
 
 # --- pure helpers (run inside store transactions or on the actor thread) -------------------
@@ -893,11 +890,17 @@ def _apply(q: Queries, rec: ApprovalRecord) -> None:
         raise ActionFailed(f"approving a {rec.kind} does nothing")
 
 
-def _notices(rec: ApprovalRecord, to_inbox: bool, ids: IdAllocator) -> list[Envelope]:
-    """The messages that report a resolution, sent in the same transaction."""
+def _notices(rec: ApprovalRecord, ids: IdAllocator) -> list[Envelope]:
+    """The messages that report a resolution, sent in the same transaction.
+
+    A question's outcome is always one of them, even when the asker holds a reply for it:
+    the held reply may never reach the asker (a closed connection, a crash before it was
+    written), and the inbox is the one place that survives both. The asker acknowledges
+    the held reply, which marks the inbox copy delivered; unacknowledged, it is delivered
+    like any other message. (An asker who cancelled its own question needs no word.)"""
     out = []
     if rec.is_question:
-        if to_inbox and rec.resolution.get("by") != rec.agent:
+        if rec.resolution.get("by") != rec.agent:
             result = {"id": rec.id, "status": rec.status, **rec.resolution}
             out.append(
                 Envelope(

@@ -68,6 +68,26 @@ def tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
         log.debug("dropped %s for a stopped actor", type(message).__name__)
 
 
+class CommitClock:
+    """Counts the Store's committed transactions, across Store restarts.
+
+    The Store is the only writer, so its transactions are totally ordered: a transaction
+    reads ``open`` to learn the number it commits as, and a read on the Store's thread
+    sees exactly the transactions numbered up to ``committed``. A notice sent after a
+    commit carries that commit's number; whoever loaded its state in a read that saw
+    that number already has the change, and drops the notice. Touched only on the
+    Store's thread (ints are swapped whole, so other threads may read a stale value,
+    never a torn one)."""
+
+    def __init__(self) -> None:
+        self.committed = 0
+
+    @property
+    def open(self) -> int:
+        """The number the transaction now running will commit as."""
+        return self.committed + 1
+
+
 @dataclass
 class HiveContext:
     """Everything an actor may reach: settings, id allocators, other actors, the IO side."""
@@ -78,6 +98,7 @@ class HiveContext:
     message_ids: IdAllocator
     turn_ids: IdAllocator
     refs: Directory = field(default_factory=Directory)
+    commits: CommitClock = field(default_factory=CommitClock)
     # Kinds some subscriber of the StateHub wants ("*": all), kept by the hub so that hot
     # paths (every message) skip publishing what nobody watches.
     hub_interest: frozenset[str] = frozenset()
@@ -110,6 +131,13 @@ class ChildFailed:
     # Messages that were waiting in the dead actor's mailbox: the supervisor hands them
     # to its successor, so a request in flight is answered late rather than never.
     orphans: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Sent by the Supervisor once a (re)started actor's ref is in the directory: from
+    now on every tell meant for it reaches it, so it may catch up on what it missed
+    while it was starting (an Agent reads the mail that arrived meanwhile)."""
 
 
 @dataclass(frozen=True)

@@ -218,24 +218,30 @@ class BusActor(SupervisedActor):
 
         to_operator = [e.id for e in envs if e.to == OPERATOR]
 
-        def insert(q: Queries) -> None:
+        commits = self.ctx.commits
+
+        def insert(q: Queries) -> int:
             q.insert_messages(envs)
             if to_operator:
                 # The operator has no turn loop: a message to them is delivered once it
                 # is stored and shown; it must not sit in the pending index forever.
                 q.mark_delivered(to_operator, OPERATOR, None)
+            return commits.open
 
-        def done(_: Any, error: BaseException | None) -> None:
+        def done(commit: Any, error: BaseException | None) -> None:
             # Runs on the Store's thread, straight after the commit: acks and hand-offs
             # are only tells and reply hops, and skipping a hop back through the Bus
             # takes a thread switch off every message's path. It reads no Bus state.
-            self._committed(batch, error)
+            self._committed(batch, error, commit or 0)
 
         if not self.ctx.refs.tell("store", Write(insert, done)):
-            self._committed(batch, RuntimeError("the store is restarting"))
+            self._committed(batch, RuntimeError("the store is restarting"), 0)
 
     def _committed(
-        self, batch: list[tuple[Envelope, Reply | None]], error: BaseException | None
+        self,
+        batch: list[tuple[Envelope, Reply | None]],
+        error: BaseException | None,
+        commit: int,
     ) -> None:
         if error is not None:
             err = WireError("store_failed", f"message not stored ({error}); nothing was sent")
@@ -264,7 +270,7 @@ class BusActor(SupervisedActor):
                 continue
             # If the agent actor is down, the message is committed and pending: the
             # restarted actor loads it from the store.
-            self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs)))
+            self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs), commit))
             if watched:
                 for env in envs:
                     self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))

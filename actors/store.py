@@ -84,6 +84,7 @@ class StoreActor(SupervisedActor):
                 self._flush()
             case Read(op=op):
                 return op(self._q)
+
             case _:
                 log.warning("store: unexpected message %r", message)
         return None
@@ -104,6 +105,7 @@ class StoreActor(SupervisedActor):
                     log.exception("store: write failed")
                     results.append((None, exc))
             conn.execute("COMMIT")
+            self.ctx.commits.committed += 1
         except Exception as exc:
             log.exception("store: commit of %d writes failed", len(batch))
             if not conn.getautocommit():

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pykka
 
 from hive.actors.agent import AgentActor, AgentState
-from hive.actors.base import Alive, ChildFailed, HiveContext, Reply, Republish
+from hive.actors.base import Alive, ChildFailed, HiveContext, Registered, Reply, Republish
 from hive.actors.bus import AgentGone, AgentKnown, BusActor
 from hive.actors.hub import Publish, StateHubActor
 from hive.actors.store import StoreActor, Write
@@ -152,7 +152,13 @@ class SupervisorActor(pykka.ThreadingActor):
     def _add_child(self, spec: ChildSpec) -> None:
         self.specs[spec.id] = spec
         self.order.append(spec.id)
-        self.ctx.refs.set(spec.id, spec.start())
+        self._register(spec.id, spec.start())
+
+    def _register(self, child_id: str, ref: pykka.ActorRef[Any]) -> None:
+        self.ctx.refs.set(child_id, ref)
+        if child_id.startswith("agent:"):
+            # Mail committed while the agent started was told to no one: it catches up.
+            ref.tell(Registered())
 
     def _stop_child(self, child_id: str) -> None:
         ref = self.ctx.refs.get(child_id)
@@ -203,7 +209,7 @@ class SupervisorActor(pykka.ThreadingActor):
         if spec.on_restart is not None:
             spec.on_restart()
         ref = spec.start()
-        self.ctx.refs.set(child_id, ref)
+        self._register(child_id, ref)
         for message in orphans:
             ref.tell(message)
         if child_id == "hub":

@@ -35,6 +35,12 @@ class ConnectionLost(HiveError):
         super().__init__("connection_lost", message)
 
 
+def ack_ids(result: Any) -> list[int]:
+    """The message ids a reply carried that the daemon waits to hear were received."""
+    ids = result.get("ack_ids") if isinstance(result, dict) else None
+    return list(ids) if ids else []
+
+
 def _result(frame: dict[str, Any]) -> Any:
     if frame.get("ok"):
         return frame.get("result")
@@ -82,6 +88,18 @@ class SyncClient:
         return self._pending.pop(0)
 
     def call(self, op: str, **args: Any) -> Any:
+        """One request, its result. Messages a result carries are acknowledged before it
+        is returned: once the caller has them, the daemon may count them delivered."""
+        result = self._call(op, args)
+        ids = ack_ids(result)
+        if ids:
+            try:
+                self._call("ack", {"ids": ids})
+            except (HiveError, OSError):
+                pass  # unacknowledged, they come again: a duplicate, never a loss
+        return result
+
+    def _call(self, op: str, args: dict[str, Any]) -> Any:
         req_id = next(self._ids)
         self._sock.sendall(encode_frame(request(req_id, op, **args)))
         while True:
@@ -164,6 +182,19 @@ class TrioClient:
             self._waiting.clear()
 
     async def call(self, op: str, **args: Any) -> Any:
+        """One request, its result; carried messages are acknowledged first (SyncClient)."""
+        result = await self._call(op, args)
+        ids = ack_ids(result)
+        if ids:
+            import trio
+
+            try:
+                await self._call("ack", {"ids": ids})
+            except (HiveError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # unacknowledged, they come again: a duplicate, never a loss
+        return result
+
+    async def _call(self, op: str, args: dict[str, Any]) -> Any:
         import trio
 
         if self._closed:

@@ -26,7 +26,12 @@ def test_the_agent_waits_for_the_answer_and_gets_it(make_hive: MakeHive) -> None
 
     resolved = hive.admin("answer", id=row["id"], answer="yes, after 18:00")
     assert resolved["status"] == "answered"
-    assert asked.result() == {"id": row["id"], "status": "answered", "answer": "yes, after 18:00"}
+    result = asked.result()
+    # The reply carries the id of the answer's inbox copy, which the client acknowledged.
+    [notice] = result.pop("ack_ids")
+    assert result == {"id": row["id"], "status": "answered", "answer": "yes, after 18:00"}
+    [copy] = [m for m in hive.messages("alice") if m["id"] == notice]
+    assert copy["state"] == "delivered" and copy["delivered_by"] == "recv"
     assert pending(hive) == []
     with pytest.raises(HiveError) as info:
         hive.admin("answer", id=row["id"], answer="no")
@@ -161,7 +166,9 @@ def test_a_pending_question_survives_a_crash_and_a_re_ask_waits_on_it(
     hive.wait_until(lambda: pending(hive)[0]["waiting"] == 1, what="the re-ask to wait")
     assert [r["id"] for r in pending(hive)] == [row["id"]]
     hive.admin("answer", id=row["id"], answer="yes")
-    assert again.result() == {"id": row["id"], "status": "answered", "answer": "yes"}
+    result = again.result()
+    result.pop("ack_ids")
+    assert result == {"id": row["id"], "status": "answered", "answer": "yes"}
 
 
 def test_a_ttl_that_ran_out_during_downtime_expires_at_start(make_hive: MakeHive) -> None:

@@ -58,7 +58,7 @@ def _tell(ctx: HiveContext, target: str, message: object) -> None:
 
 @op("ask_operator")
 def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
-    from hive.actors.approvals import MAX_QUESTION_TTL, Ask, Undelivered, WaiterGone
+    from hive.actors.approvals import MAX_QUESTION_TTL, Ask, WaiterGone
 
     question = arg(req.args, "question", str).strip()
     if not question or len(question) > MAX_QUESTION_CHARS:
@@ -87,10 +87,8 @@ def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -
     def finish(result: Any) -> None:  # trio thread
         if gone in conn.on_close:
             conn.on_close.remove(gone)
-        if conn.closed and isinstance(result, dict):
-            # The asker left while the answer was on its way: its inbox gets it.
-            ctx.refs.tell("approvals", Undelivered(agent, result))
-        conn.reply(req.id, result)
+        # The outcome's inbox copy waits for this reply's ack; unread, the inbox has it.
+        ctx.services.agent_sockets.reply_carrying(conn, req.id, result)
 
     _tell(
         ctx,

@@ -2,8 +2,14 @@
 that agent (the socket is bind-mounted into that agent's sandbox only), so identity needs no
 token and no agent can speak as another.
 
-Ops: send, recv, set_status, kick_agent (manager only), whoami. The control-plane ops
-(ask_operator, spawn requests, ...) are routed to the Approvals actor where it exists.
+Ops: send, recv, ack, set_status, kick_agent (manager only), whoami. The control-plane
+ops (ask_operator, spawn requests, ...) are routed to the Approvals actor where it exists.
+
+A reply that carries messages (recv; an answered ask_operator) lists their ids in
+``ack_ids``. They are delivered only once the client sends ``ack {ids}``: a reply that
+never reaches a reader leaves them in the inbox. This module remembers, per connection,
+what it handed over unacknowledged, and gives it back to the agent when the connection
+closes or when the reply could not be sent as it was.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RECV_WAIT = 180.0
+MAX_ACK_IDS = 10_000
 
 # Extra ops plugged in by later layers (control plane): op -> handler(ctx, agent, conn, req)
 ExtraOp = Callable[["HiveContext", str, Connection, Request], None]
@@ -72,6 +79,8 @@ class AgentSockets:
     async def _serve_conn(self, conn: Connection) -> None:
         from hive.actors.bus import SendBatch
 
+        conn.on_close.append(lambda: self._release(conn, set(conn.awaiting_ack)))
+
         # Sends read in one chunk travel to the Bus as one batch (pipelining clients).
         sends: list[tuple[int, str, str]] = []
         conn.sends = sends  # type: ignore[attr-defined]
@@ -89,6 +98,22 @@ class AgentSockets:
 
         conn.on_chunk_end = flush
         await serve_connection(conn, self.handle, f"agent socket {conn.peer}")
+
+    def reply_carrying(self, conn: Connection, req_id: int, result: Any) -> None:
+        """Send a reply that may carry messages (trio thread). Their ids wait for the
+        client's ack; if the reply cannot go out as it is, they go back at once."""
+        ids = result.get("ack_ids") if isinstance(result, dict) else None
+        if not conn.reply(req_id, result) and ids:
+            self._release(conn, set(ids))
+        elif ids:
+            conn.awaiting_ack.update(ids)
+
+    def _release(self, conn: Connection, ids: set[int]) -> None:
+        from hive.actors.agent import Release
+
+        conn.awaiting_ack.difference_update(ids)
+        if ids:
+            self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), Release(tuple(sorted(ids))))
 
     def _withdraw_on_close(self, conn: Connection, agent: str, waiter_id: int) -> None:
         """A recv parked for a client that hangs up must not take the next message with
@@ -109,7 +134,7 @@ class AgentSockets:
         waiting.add(waiter_id)
 
     def handle(self, conn: Connection, req: Request) -> None:
-        from hive.actors.agent import Kick, Recv, SetStatus
+        from hive.actors.agent import Ack, Kick, Recv, SetStatus
         from hive.actors.bus import Send
 
         agent = conn.peer
@@ -139,9 +164,21 @@ class AgentSockets:
                     "bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}"
                 )
             waiter_id = next(self._waiter_ids)
-            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, reply))
+
+            def carry(result: Any) -> None:
+                self.ctx.io.call_soon(self.reply_carrying, conn, req.id, result)
+
+            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, carry))
             if wait > 0:
                 self._withdraw_on_close(conn, agent, waiter_id)
+        elif op == "ack":
+            ids = arg(req.args, "ids", list)
+            if len(ids) > MAX_ACK_IDS or not all(type(i) is int and 0 < i < 2**63 for i in ids):
+                raise WireError(
+                    "bad_request", f"ids must be a list of at most {MAX_ACK_IDS} message ids"
+                )
+            conn.awaiting_ack.difference_update(ids)
+            tell(self.ctx.agent_ref_name(agent), Ack(tuple(ids), reply))
         elif op == "set_status":
             tell(self.ctx.agent_ref_name(agent), SetStatus(arg(req.args, "text", str), reply))
         elif op == "kick_agent":
@@ -154,5 +191,5 @@ class AgentSockets:
         elif op in EXTRA_OPS:
             EXTRA_OPS[op](self.ctx, agent, conn, req)
         else:
-            known = ["send", "recv", "set_status", "kick_agent", "whoami", *EXTRA_OPS]
+            known = ["send", "recv", "ack", "set_status", "kick_agent", "whoami", *EXTRA_OPS]
             raise WireError("unknown_op", f"unknown op '{op}' (known: {', '.join(known)})")

@@ -52,6 +52,9 @@ class Connection:
         self.in_flight = trio.Semaphore(MAX_IN_FLIGHT)
         self.closed = False
         self.on_close: list[Callable[[], None]] = []
+        # Message ids handed to this client in replies it has not acknowledged yet
+        # (agent sockets: see hive.io.agent_socket).
+        self.awaiting_ack: set[int] = set()
         self.writer_done = trio.Event()
         # Called after each chunk of frames read at once has been handled: lets a
         # handler pass a whole chunk of pipelined requests on as one batch.
@@ -59,26 +62,33 @@ class Connection:
 
     # --- replies: from the trio thread or any other --------------------------------
 
-    def send_frame(self, frame: dict[str, Any]) -> None:
-        """Queue a frame (trio thread only)."""
+    def send_frame(self, frame: dict[str, Any]) -> bool:
+        """Queue a frame (trio thread only). False if it was not queued as it is: the
+        connection is closed, or the frame was too large and an error went instead."""
         if self.closed:
-            return
+            return False
+        sent = True
         try:
             data = encode_frame(frame, self.max_frame_bytes)
         except WireError as exc:
             data = encode_frame(error_reply(frame.get("id"), exc))
+            sent = False
         try:
             self._out_send.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.closed = True
+            return False
+        return sent
 
-    def reply(self, req_id: int, result: Any) -> None:
-        """Complete a request (trio thread only). ``result`` may be a WireError."""
+    def reply(self, req_id: int, result: Any) -> bool:
+        """Complete a request (trio thread only). ``result`` may be a WireError. False if
+        the result did not go out as it is (see ``send_frame``)."""
         if isinstance(result, WireError):
-            self.send_frame(error_reply(req_id, result))
+            sent = self.send_frame(error_reply(req_id, result))
         else:
-            self.send_frame(ok_reply(req_id, result))
+            sent = self.send_frame(ok_reply(req_id, result))
         self.in_flight.release()
+        return sent
 
     def reply_many(self, results: list[tuple[int, Any]]) -> None:
         for req_id, result in results:

@@ -24,7 +24,7 @@ class Feed:
     def __init__(
         self,
         bridge: IoBridge,
-        sink: Callable[[dict[str, Any]], None],
+        sink: Callable[[dict[str, Any]], object],
         backlog: Callable[[], int],
         limit: int = 1000,
     ) -> None:
