@@ -90,16 +90,24 @@ class SyncClient:
     def call(self, op: str, **args: Any) -> Any:
         """One request, its result. Messages a result carries are acknowledged before it
         is returned: once the caller has them, the daemon may count them delivered."""
-        result = self._call(op, args)
-        ids = ack_ids(result)
-        if ids:
-            try:
-                self._call("ack", {"ids": ids})
-            except (HiveError, OSError):
-                pass  # unacknowledged, they come again: a duplicate, never a loss
+        result = self.request(op, **args)
+        self.ack(result)
         return result
 
-    def _call(self, op: str, args: dict[str, Any]) -> Any:
+    def ack(self, result: Any) -> bool:
+        """Acknowledge the messages ``result`` carried; False if that did not get through
+        (then they come again: a duplicate, never a loss)."""
+        ids = ack_ids(result)
+        if not ids:
+            return True
+        try:
+            self.request("ack", ids=ids)
+        except (HiveError, OSError):
+            return False
+        return True
+
+    def request(self, op: str, **args: Any) -> Any:
+        """One request, its result, nothing acknowledged (see ``call``)."""
         req_id = next(self._ids)
         self._sock.sendall(encode_frame(request(req_id, op, **args)))
         while True:
@@ -183,18 +191,25 @@ class TrioClient:
 
     async def call(self, op: str, **args: Any) -> Any:
         """One request, its result; carried messages are acknowledged first (SyncClient)."""
-        result = await self._call(op, args)
-        ids = ack_ids(result)
-        if ids:
-            import trio
-
-            try:
-                await self._call("ack", {"ids": ids})
-            except (HiveError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # unacknowledged, they come again: a duplicate, never a loss
+        result = await self.request(op, **args)
+        await self.ack(result)
         return result
 
-    async def _call(self, op: str, args: dict[str, Any]) -> Any:
+    async def ack(self, result: Any) -> bool:
+        """Acknowledge the messages ``result`` carried (see ``SyncClient.ack``)."""
+        import trio
+
+        ids = ack_ids(result)
+        if not ids:
+            return True
+        try:
+            await self.request("ack", ids=ids)
+        except (HiveError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    async def request(self, op: str, **args: Any) -> Any:
+        """One request, its result, nothing acknowledged (see ``SyncClient.call``)."""
         import trio
 
         if self._closed:
