@@ -94,9 +94,10 @@ class Player:
                 note=self.fmt(step.get("note", ""), ctx),
             )
         elif op == "recv":
-            result = self.call("recv", wait_seconds=float(step.get("wait", 0)))
-            if result and depth < MAX_RECV_DEPTH:
-                for msg in result.get("messages", []):
+            # Past the depth limit it takes nothing: a message it took it must handle.
+            if depth < MAX_RECV_DEPTH:
+                result = self.call("recv", wait_seconds=float(step.get("wait", 0)))
+                for msg in (result or {}).get("messages", []):
                     self.handle_message(msg, depth + 1)
         elif op == "sleep":
             time.sleep(float(step.get("seconds", 0)))
