@@ -158,6 +158,10 @@ class AgentConfig:
         return cfg
 
 
+# Room a frame keeps around one message body: its envelope, the reply around it.
+BODY_FRAME_MARGIN = 64 * 1024
+
+
 @dataclass(frozen=True)
 class HiveConfig:
     """Settings of one hive. Every field has a default that works on a laptop."""
@@ -248,6 +252,12 @@ class HiveConfig:
         if cfg.session_idle_seconds <= 0 or cfg.notes_compact_bytes < 0:
             raise ConfigError(
                 "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"
+            )
+        if cfg.max_body_bytes > cfg.max_frame_bytes - BODY_FRAME_MARGIN:
+            # A recv reply must be able to carry any one message in one frame.
+            raise ConfigError(
+                f"[hive]: max_body_bytes ({cfg.max_body_bytes}) must be at most "
+                f"max_frame_bytes - {BODY_FRAME_MARGIN} ({cfg.max_frame_bytes - BODY_FRAME_MARGIN})"
             )
         if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
