@@ -227,8 +227,9 @@ def test_control_synchronous_normal_loses_acknowledged_messages(
     missing: list[int] = []
     deadline = time.monotonic() + SEND_DEADLINE
     while not missing:
-        # A cut just after a checkpoint would lose nothing; then send a few more and cut
-        # again. The daemon is frozen while we look, so the disk cannot change meanwhile.
+        # Frozen just after a checkpoint, the disk would lack nothing: then thaw, let a few
+        # more be acknowledged, and look again. Frozen, the daemon cannot change the disk
+        # while we look, so the kill below cuts exactly what we saw.
         assert time.monotonic() < deadline, "NORMAL never left an acknowledged send unsynced"
         wait_until(lambda: acks.count() >= target, timeout=SEND_DEADLINE, what="acks")  # noqa: B023
         freeze(hive)
