@@ -29,6 +29,7 @@ from hive.client import HiveError, SyncClient
 T = TypeVar("T")
 
 START_TIMEOUT = 30.0
+DAEMON_MODULE = "hive.cli.supervisor"  # what `python -m` runs; tests may swap in a wrapper
 
 
 class Timeout(AssertionError):
@@ -60,6 +61,7 @@ class RunningHive:
     process: subprocess.Popen[bytes]
     extra_env: dict[str, str] = field(default_factory=dict)
     dashboard_port: int | None = None  # None: started with --no-dashboard
+    module: str = DAEMON_MODULE
 
     @property
     def state_dir(self) -> Path:
@@ -87,10 +89,11 @@ class RunningHive:
         config_text: str,
         env: dict[str, str] | None = None,
         dashboard_port: int | None = None,
+        module: str = DAEMON_MODULE,
     ) -> RunningHive:
         root.mkdir(parents=True, exist_ok=True)
         (root / "hive.toml").write_text(config_text)
-        return cls._spawn(root, config_text, env or {}, dashboard_port)
+        return cls._spawn(root, config_text, env or {}, dashboard_port, module)
 
     @classmethod
     def _spawn(
@@ -99,13 +102,14 @@ class RunningHive:
         config_text: str,
         env: dict[str, str],
         dashboard_port: int | None = None,
+        module: str = DAEMON_MODULE,
     ) -> RunningHive:
         log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "hive.cli.supervisor",
+                module,
                 "--config",
                 str(root / "hive.toml"),
                 "--state-dir",
@@ -121,7 +125,7 @@ class RunningHive:
             env={**os.environ, **env},
         )
         log.close()
-        hive = cls(root, config_text, proc, env, dashboard_port)
+        hive = cls(root, config_text, proc, env, dashboard_port, module)
         hive.wait_until(
             lambda: hive.admin("version"), timeout=START_TIMEOUT, what="the supervisor to start"
         )
@@ -192,6 +196,8 @@ class RunningHive:
         now holding the new process, so fixtures that stop it stop the right one."""
         if self.process.poll() is None:
             self.terminate()
-        fresh = self._spawn(self.root, self.config_text, self.extra_env, self.dashboard_port)
+        fresh = self._spawn(
+            self.root, self.config_text, self.extra_env, self.dashboard_port, self.module
+        )
         self.process = fresh.process
         return self
