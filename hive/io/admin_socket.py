@@ -25,6 +25,7 @@ from hive.wire import (
     Request,
     WireError,
     arg,
+    id_arg,
     push,
     validate_agent_name,
     validate_recipient,
@@ -244,7 +245,7 @@ async def _turns(s: AdminSocket, conn: Connection, req: Request) -> None:
 
 @verb("transcript")
 async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
-    turn_id = arg(req.args, "turn_id", int)
+    turn_id = id_arg(req.args, "turn_id")
     rows = await s.reader.run(lambda q: q.turn_events(turn_id))
     conn.reply(req.id, {"events": rows})
 
