@@ -321,6 +321,15 @@ def id_arg(args: dict[str, Any], key: str) -> int:
     return check_id(args[key], key)
 
 
+def limit_arg(args: dict[str, Any], key: str, default: int, most: int) -> int:
+    """A row count: an integer from 1 up, read as at most ``most`` (SQLite takes a negative
+    LIMIT as "no limit", so a negative count must not get through)."""
+    value: int = arg(args, key, int, default)
+    if value < 1:
+        raise WireError("bad_request", f"'{key}' must be at least 1, got {value}")
+    return min(value, most)
+
+
 def check_timestamp(value: float, name: str) -> float:
     """Unix seconds: a finite number from 0 (1970) to the end of year 9999.
 

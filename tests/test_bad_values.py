@@ -151,3 +151,20 @@ def test_a_question_with_another_ttl_is_another_question(dash: DashboardHive) ->
         }
     )
     assert_no_traceback(dash)
+
+
+@pytest.mark.parametrize("bad", [-1, 0, -(2**63)])
+def test_a_row_count_below_one_is_bad_request_not_every_row(dash: DashboardHive, bad: int) -> None:
+    hive = dash.hive
+    for i in range(3):
+        hive.admin("send", to="alice", body=f"m{i}")
+    for op, args in [
+        ("messages", {"agent": "alice"}),
+        ("turns", {"agent": "alice"}),
+        ("events", {}),
+        ("approvals", {}),
+    ]:
+        error = refused(lambda op=op, args=args: hive.admin(op, **args, limit=bad))
+        assert error.code == "bad_request" and "'limit'" in error.message, (op, error)
+    assert len(hive.admin("messages", agent="alice", limit=2**64 - 1)["messages"]) == 3
+    assert_no_traceback(dash)

@@ -42,6 +42,7 @@ from hive.wire import (
     arg,
     check_since,
     id_arg,
+    limit_arg,
     validate_agent_name,
 )
 
@@ -99,7 +100,7 @@ async def _approvals(s: AdminSocket, conn: Connection, req: Request) -> None:
     if status is not None and status not in records.STATUSES:
         raise WireError("bad_request", f"status must be one of {', '.join(records.STATUSES)}")
     agent = arg(req.args, "agent", str, None)
-    limit = min(int(arg(req.args, "limit", int, 100)), 1000)
+    limit = limit_arg(req.args, "limit", 100, 1000)
     rows = await s.reader.run(lambda q: records.approvals(q, status, agent, limit))
     conn.reply(req.id, {"approvals": [r.to_wire() for r in rows]})
 

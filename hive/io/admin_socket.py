@@ -26,6 +26,7 @@ from hive.wire import (
     WireError,
     arg,
     id_arg,
+    limit_arg,
     push,
     validate_agent_name,
     validate_recipient,
@@ -230,7 +231,7 @@ async def _messages(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = arg(req.args, "agent", str)
     if agent != OPERATOR:
         validate_agent_name(agent)
-    limit = min(int(arg(req.args, "limit", int, 100)), 1000)
+    limit = limit_arg(req.args, "limit", 100, 1000)
     rows = await s.reader.run(lambda q: q.messages(agent, limit))
     conn.reply(req.id, {"messages": rows})
 
@@ -238,7 +239,7 @@ async def _messages(s: AdminSocket, conn: Connection, req: Request) -> None:
 @verb("turns")
 async def _turns(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = validate_agent_name(arg(req.args, "agent", str))
-    limit = min(int(arg(req.args, "limit", int, 50)), 1000)
+    limit = limit_arg(req.args, "limit", 50, 1000)
     rows = await s.reader.run(lambda q: q.turns(agent, limit))
     conn.reply(req.id, {"turns": rows})
 
@@ -253,6 +254,6 @@ async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
 @verb("events")
 async def _events(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = req.args.get("agent")
-    limit = min(int(arg(req.args, "limit", int, 100)), 1000)
+    limit = limit_arg(req.args, "limit", 100, 1000)
     rows = await s.reader.run(lambda q: q.events(agent if isinstance(agent, str) else None, limit))
     conn.reply(req.id, {"events": rows})
