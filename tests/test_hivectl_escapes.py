@@ -47,7 +47,7 @@ def hive(make_hive: MakeHive) -> RunningHive:
     return hive
 
 
-def test_the_escaped_form_shows_every_character(hive: RunningHive) -> None:
+def test_the_escaped_form_shows_every_character() -> None:
     shown = terminal_safe(EVIL)
     assert raw_controls(shown) == []
     assert "\\x1b]0;owned\\x07" in shown and "\\x9b31m" in shown and "\\u202eabc" in shown
