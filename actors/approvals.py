@@ -327,6 +327,9 @@ class ApprovalsActor(SupervisedActor):
     # --- questions ----------------------------------------------------------------------
 
     def _ask(self, m: Ask) -> None:
+        # The same question (text, options and TTL) asked again waits on the pending one; a
+        # different TTL is a different question: joining would wait past the asker's TTL, or
+        # give up before the first asker's.
         for item in self.items.values():
             rec = item.rec
             if (
@@ -334,6 +337,7 @@ class ApprovalsActor(SupervisedActor):
                 and rec.agent == m.agent
                 and rec.details.get("question") == m.question
                 and tuple(rec.details.get("options") or ()) == m.options
+                and rec.details.get("ttl_seconds") == m.ttl_seconds
             ):
                 item.waiters[m.waiter_id] = m.reply
                 self.waiter_index[m.waiter_id] = rec.id
@@ -358,7 +362,11 @@ class ApprovalsActor(SupervisedActor):
             requested_by=m.agent,
             requested_at=now,
             description=m.question[:200],
-            details={"question": m.question, "options": list(m.options)},
+            details={
+                "question": m.question,
+                "options": list(m.options),
+                "ttl_seconds": m.ttl_seconds,
+            },
             expires_at=now + m.ttl_seconds if m.ttl_seconds else None,
         )
         item = Item(rec, committed=False, waiters={m.waiter_id: m.reply})

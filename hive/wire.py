@@ -16,6 +16,7 @@ and pushes are maps with a protocol version field ``v``::
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import time
@@ -282,3 +283,75 @@ def arg(args: dict[str, Any], key: str, kind: type, default: Any = ...) -> Any:
             "bad_request", f"argument '{key}' must be {kind.__name__}, got {type(value).__name__}"
         )
     return value
+
+
+# --- values checked at the edge ------------------------------------------------------------
+# One validator per kind of value, used by the admin socket, the agent socket and the
+# dashboard API alike, so a bad value is a `bad_request` naming its field wherever it
+# comes in, and never reaches SQLite or datetime as an OverflowError or a NaN.
+
+MAX_ROW_ID = 2**63 - 1  # the largest INTEGER SQLite stores; msgpack carries up to 2**64 - 1
+MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z, the last second datetime can show
+
+
+def check_id(value: object, name: str) -> int:
+    """A row id (turn, approval, question, message): an integer from 1 to 2**63 - 1.
+
+    >>> check_id(7, "id")
+    7
+    >>> check_id(0, "turn_id")
+    Traceback (most recent call last):
+    hive.wire.WireError: 'turn_id' must be an id from 1 to 9223372036854775807, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireError(
+            "bad_request", f"'{name}' must be an integer id, got {type(value).__name__}"
+        )
+    if not 1 <= value <= MAX_ROW_ID:
+        raise WireError(
+            "bad_request", f"'{name}' must be an id from 1 to {MAX_ROW_ID}, got {value}"
+        )
+    return value
+
+
+def id_arg(args: dict[str, Any], key: str) -> int:
+    """A required id argument of a request (see ``check_id``)."""
+    if key not in args or args[key] is None:
+        raise WireError("bad_request", f"missing argument '{key}'")
+    return check_id(args[key], key)
+
+
+def limit_arg(args: dict[str, Any], key: str, default: int, most: int) -> int:
+    """A row count: an integer from 1 up, read as at most ``most`` (SQLite takes a negative
+    LIMIT as "no limit", so a negative count must not get through)."""
+    value: int = arg(args, key, int, default)
+    if value < 1:
+        raise WireError("bad_request", f"'{key}' must be at least 1, got {value}")
+    return min(value, most)
+
+
+def check_timestamp(value: float, name: str) -> float:
+    """Unix seconds: a finite number from 0 (1970) to the end of year 9999.
+
+    >>> check_timestamp(1790000000, "at")
+    1790000000.0
+    >>> check_timestamp(float("nan"), "at")
+    Traceback (most recent call last):
+    hive.wire.WireError: 'at' must be unix seconds from 0 to 253402300799, got nan
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WireError("bad_request", f"'{name}' must be a number, got {type(value).__name__}")
+    if not 0 <= value <= MAX_TIMESTAMP:  # also false for NaN; an int is never rounded first
+        raise WireError(
+            "bad_request",
+            f"'{name}' must be unix seconds from 0 to {MAX_TIMESTAMP:.0f}, got {value}",
+        )
+    return float(value)
+
+
+def check_since(value: float, now: float, name: str = "since") -> float:
+    """A start time: unix seconds, or negative for that many seconds before ``now``
+    (clamped at 1970); NaN and infinities are refused like any bad timestamp."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and -math.inf < value < 0:
+        value = max(0.0, now + value)
+    return check_timestamp(value, name)

@@ -122,7 +122,7 @@ async def test_recv_waits_for_a_message(tmp_path: Path) -> None:
             nursery.start_soon(receive)
             await stub.recv_waiting.wait()
             stub.deliver("bob", "the build is green")
-        assert text(results[0]).endswith("from bob]\nthe build is green")
+        assert text(results[0]).endswith("from bob]\n> the build is green")
         assert ("recv", {"wait_seconds": 60}) in stub.calls
 
 

@@ -21,7 +21,7 @@ from hive.ui import logs
 from hive.ui.calls import ApiError, ask, call_verb, has_verb
 from hive.ui.context import dashboard
 from hive.ui.sse import EventStream, parse_kinds
-from hive.wire import OPERATOR, WireError, validate_agent_name
+from hive.wire import OPERATOR, WireError, check_id, check_since, validate_agent_name
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -221,6 +221,7 @@ async def turns(name: str) -> Response:
 @api.get("/turns/<int:turn_id>/events")
 async def turn_events(turn_id: int) -> Response:
     """A turn's transcript: text, tool calls and results, in order."""
+    turn_id = _item_id(str(turn_id), "turn_id")  # the route takes any size; SQLite does not
     rows = await dashboard().ctx.services.reader.run(lambda q: q.turn_events(turn_id))
     return jsonify({"turn_id": turn_id, "events": rows})
 
@@ -284,11 +285,14 @@ async def approvals() -> Response:
     )
 
 
-def _item_id(raw: str) -> int:
+def _item_id(raw: str, name: str = "id") -> int:
+    """An id from the path, checked as every socket checks one (hive.wire.check_id)."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        raise ApiError(400, "bad_request", f"'{name}' must be an integer id, got {raw[:40]!r}")
     try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"not an id: {raw!r}") from None
+        return check_id(int(raw), name)
+    except WireError as exc:
+        raise ApiError.from_wire(exc) from None
 
 
 @api.post("/approvals/<item_id>/<decision>")
@@ -331,8 +335,11 @@ async def stats() -> Response:
     since = _float_arg("since")
     if since is None:
         since = now - 3600
-    elif since < 0:
-        since = now + since
+    else:
+        try:
+            since = check_since(since, now)
+        except WireError as exc:
+            raise ApiError.from_wire(exc) from None
     keys = [k.strip() for k in request.args.get("keys", "").split(",") if k.strip()]
     for key in keys:
         if not KEY_RE.match(key) or "*" in key[:-1]:

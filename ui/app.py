@@ -28,7 +28,7 @@ from hive import __version__
 from hive.config import AgentConfig
 from hive.process import AgentPaths
 from hive.ui.api import api
-from hive.ui.auth import COOKIE, CSRF_HEADER
+from hive.ui.auth import COOKIE, CSRF_HEADER, safe_next_path
 from hive.ui.context import CONFIG_KEY, Dashboard, dashboard
 from hive.ui.openapi import openapi_document
 from hive.ui.terminal import TerminalSession
@@ -89,10 +89,7 @@ def create_app(board: Dashboard) -> QuartTrio:
         form = await request.form
         if not dashboard().auth.check_token(form.get("token", "").strip()):
             return await render_template("login.html", error="That is not the operator token."), 401
-        target = form.get("next", "/")
-        if not target.startswith("/") or target.startswith("//"):
-            target = "/"
-        response = redirect(target)
+        response = redirect(safe_next_path(form.get("next", "/")))
         response.set_cookie(
             COOKIE,
             dashboard().auth.token,

@@ -25,6 +25,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 TOKEN_FILE = "operator-token"
 COOKIE = "hive_operator"
@@ -65,3 +66,33 @@ class OperatorAuth:
 
     def check_csrf(self, candidate: str | None) -> bool:
         return bool(candidate) and hmac.compare_digest(str(candidate).encode(), self.csrf.encode())
+
+
+MAX_NEXT_CHARS = 2048
+
+
+def safe_next_path(target: object) -> str:
+    """Where to go after the login: ``target`` if it is a path on this site, else ``/``.
+
+    A browser forgives a lot when it resolves a Location: it treats ``\\`` as ``/``, drops tabs
+    and newlines anywhere and spaces and controls at either end, so ``/\\evil.example`` and
+    ``/<TAB>/evil.example`` both become ``//evil.example``, another origin. Rather than
+    guess at every normalisation, accept only what needs none: printable ASCII without a
+    backslash, one leading ``/`` not followed by another, and nothing that parses as a
+    scheme or a host.
+
+    >>> safe_next_path("/agents/bob?tab=log#end")
+    '/agents/bob?tab=log#end'
+    >>> [safe_next_path(t) for t in ("/\\\\evil.example/x", "/\\t/evil.example/x", "//e.x")]
+    ['/', '/', '/']
+    """
+    if not isinstance(target, str) or not 0 < len(target) <= MAX_NEXT_CHARS:
+        return "/"
+    if any(not "!" <= ch <= "~" or ch == "\\" for ch in target):
+        return "/"  # controls, whitespace, non-ASCII, backslash: anything a browser rewrites
+    if not target.startswith("/") or target.startswith("//"):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target

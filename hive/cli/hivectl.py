@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from hive.client import ConnectionLost, HiveError, SyncClient
 
@@ -35,9 +36,38 @@ class Failed(Exception):
 
 # --- output ---------------------------------------------------------------------------
 
+# What must never reach the operator's terminal raw: agents write status texts, questions,
+# message bodies and their own agent.log, and a terminal obeys what it is sent (ESC ] 0 ;
+# sets the window title, ESC [ 2 J clears the screen, OSC 8 makes hidden links, \r overwrites
+# a line, bidi overrides reorder what is shown). C0 controls, DEL, C1 controls and the bidi
+# embedding/override/isolate characters are shown as escapes instead.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def terminal_safe(text: Any, keep: str = "") -> str:
+    """``text`` with every control character shown as ``\\xNN`` / ``\\uNNNN``, except those
+    in ``keep`` (a whole output keeps its newlines and tabs; a table cell keeps none).
+
+    >>> terminal_safe("\\x1b]0;owned\\x07hi\\u202e")
+    '\\\\x1b]0;owned\\\\x07hi\\\\u202e'
+    """
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), str(text))
+
+
+def say(text: str, file: TextIO | None = None) -> None:
+    """Print human-readable output: every such line goes through here (``--json`` does
+    not: JSON escapes control characters itself, and its text stays exact)."""
+    print(terminal_safe(text, keep="\n\t"), file=file or sys.stdout, flush=True)
+
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[str(c) for c in header]]
+    cells += [["" if c is None else terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
@@ -118,12 +148,12 @@ def per_agent(result: dict[str, Any], describe: Callable[[dict[str, Any]], str])
     for name, r in sorted((result.get("agents") or {}).items()):
         if isinstance(r, dict) and "error" in r:
             failed = True
-            lines.append(f"{name}: error: {r['error'].get('message')}")
+            lines.append(f"{name}: error: {terminal_safe(r['error'].get('message'))}")
         else:
             lines.append(f"{name}: {describe(r if isinstance(r, dict) else {})}")
     text = "\n".join(lines)
     if failed:
-        print(text)
+        say(text)
         raise Failed()
     return text
 
@@ -134,7 +164,7 @@ def print_result(args: argparse.Namespace, result: Any, human: Callable[[Any], s
     else:
         text = human(result)
         if text:
-            print(text)
+            say(text)
 
 
 # --- verbs ----------------------------------------------------------------------------
@@ -162,7 +192,7 @@ def _status_text(row: dict[str, Any]) -> str:
             ).strip()
         elif k in ("status_set_at", "retry_at") and isinstance(v, int | float):
             v = ago(v) if k == "status_set_at" else f"in {duration(v - time.time())}"
-        lines.append(f"{k + ':':<19}{'-' if v is None else v}")
+        lines.append(f"{k + ':':<19}{'-' if v is None else terminal_safe(v)}")
     return "\n".join(lines)
 
 
@@ -189,7 +219,7 @@ def v_subscribe(c: SyncClient, a: argparse.Namespace) -> None:
         if a.json:
             print(json.dumps(frame, sort_keys=True, default=str), flush=True)
         else:
-            print(_describe_push(frame), flush=True)
+            say(_describe_push(frame))
         if a.count and seen >= a.count:
             return
 
@@ -288,12 +318,12 @@ def v_approve(c: SyncClient, a: argparse.Namespace) -> None:
         except HiveError as exc:
             failed = True
             results.append({"id": item_id, "error": {"code": exc.code, "message": exc.message}})
-            print(f"hivectl: #{item_id}: {exc.message} [{exc.code}]", file=sys.stderr)
+            say(f"hivectl: #{item_id}: {exc.message} [{exc.code}]", file=sys.stderr)
             continue
         results.append(r)
         failed = failed or r.get("status") == "failed"
         if not a.json:
-            print(_resolved_text(r))
+            say(_resolved_text(r))
     if a.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2, sort_keys=True))
     if failed:
@@ -400,7 +430,7 @@ def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
 
 def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
     r = c.call("logs", name=a.name, lines=a.lines)
-    print_result(a, r, lambda r: "\n".join(r["lines"]))
+    print_result(a, r, lambda r: "\n".join(terminal_safe(line, keep="\t") for line in r["lines"]))
     if not a.follow:
         return
     last = r["lines"][-1] if r["lines"] else None
@@ -410,7 +440,10 @@ def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
         lines = r["lines"]
         new = lines[lines.index(last) + 1 :] if last in lines else lines
         for line in new:
-            print(json.dumps(line) if a.json else line, flush=True)
+            if a.json:
+                print(json.dumps(line), flush=True)
+            else:
+                say(terminal_safe(line, keep="\t"))
         if lines:
             last = lines[-1]
 
@@ -550,10 +583,10 @@ def main(argv: list[str] | None = None) -> None:
             args.fn(client, args)
     except ConnectionLost as exc:
         hint = "" if os.path.exists(path) else " (is hive-supervisor running? see --socket)"
-        print(f"hivectl: {exc.message}{hint}", file=sys.stderr)
+        say(f"hivectl: {exc.message}{hint}", file=sys.stderr)
         sys.exit(EXIT_UNREACHABLE)
     except HiveError as exc:
-        print(f"hivectl: {exc.message} [{exc.code}]", file=sys.stderr)
+        say(f"hivectl: {exc.message} [{exc.code}]", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     except TimeoutError:
         print(f"hivectl: no answer from the daemon within {timeout:g} s", file=sys.stderr)

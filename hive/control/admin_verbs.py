@@ -35,7 +35,16 @@ from hive.control.spawn import spawn_config
 from hive.control.tasks import paths_of
 from hive.io.admin_socket import VERBS, AdminSocket, scope_names, verb
 from hive.logtail import tail_lines
-from hive.wire import OPERATOR, Request, WireError, arg, validate_agent_name
+from hive.wire import (
+    OPERATOR,
+    Request,
+    WireError,
+    arg,
+    check_since,
+    id_arg,
+    limit_arg,
+    validate_agent_name,
+)
 
 if TYPE_CHECKING:
     from hive.io.frames import Connection
@@ -60,7 +69,7 @@ def _resolver(action: str, text_key: str | None, required: bool = False) -> Any:
     def run(s: AdminSocket, conn: Connection, req: Request) -> None:
         from hive.actors.approvals import Resolve
 
-        item_id = arg(req.args, "id", int)
+        item_id = id_arg(req.args, "id")
         text = ""
         if text_key is not None:
             text = arg(req.args, text_key, str) if required else arg(req.args, text_key, str, "")
@@ -91,7 +100,7 @@ async def _approvals(s: AdminSocket, conn: Connection, req: Request) -> None:
     if status is not None and status not in records.STATUSES:
         raise WireError("bad_request", f"status must be one of {', '.join(records.STATUSES)}")
     agent = arg(req.args, "agent", str, None)
-    limit = min(int(arg(req.args, "limit", int, 100)), 1000)
+    limit = limit_arg(req.args, "limit", 100, 1000)
     rows = await s.reader.run(lambda q: records.approvals(q, status, agent, limit))
     conn.reply(req.id, {"approvals": [r.to_wire() for r in rows]})
 
@@ -275,7 +284,6 @@ async def _stats(s: AdminSocket, conn: Connection, req: Request) -> None:
     name = validate_agent_name(arg(req.args, "agent", str))
     now = time.time()
     since = float(arg(req.args, "since", float, -3600.0))
-    if since < 0:
-        since = now + since
+    since = check_since(since, now)
     rows = await s.reader.run(lambda q: select_stats(q, name, since, []))
     conn.reply(req.id, {"agent": name, "since": since, "summary": summarize(rows, since, now)})

@@ -27,7 +27,7 @@ from hive.control.spawn import agent_toml, config_from_toml, spawn_config
 from hive.control.tasks import paths_of
 from hive.control.times import iso, parse_at
 from hive.io.agent_socket import EXTRA_OPS, ExtraOp
-from hive.wire import Request, WireError, arg, validate_agent_name
+from hive.wire import Request, WireError, arg, id_arg, validate_agent_name
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
@@ -109,7 +109,7 @@ def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -
 def cancel_question(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import Resolve
 
-    qid = arg(req.args, "id", int)
+    qid = id_arg(req.args, "id")
 
     def done(result: Any) -> None:
         if isinstance(result, dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from hive.wire import WireError
+from hive.wire import WireError, check_timestamp
 
 MAX_AHEAD_SECONDS = 366 * 86400.0
 
@@ -46,6 +46,7 @@ def parse_at(value: object, now: float | None = None) -> float:
         at = parsed.timestamp()
     else:
         raise WireError("bad_request", "'at' must be an ISO 8601 time, epoch seconds or '+N'")
+    at = check_timestamp(at, "at")  # NaN, infinities, before 1970: a clear bad_request
     if at > now + MAX_AHEAD_SECONDS:
         raise WireError("bad_request", "'at' is more than a year ahead")
     return at

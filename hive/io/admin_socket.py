@@ -25,6 +25,8 @@ from hive.wire import (
     Request,
     WireError,
     arg,
+    id_arg,
+    limit_arg,
     push,
     validate_agent_name,
     validate_recipient,
@@ -229,7 +231,7 @@ async def _messages(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = arg(req.args, "agent", str)
     if agent != OPERATOR:
         validate_agent_name(agent)
-    limit = min(int(arg(req.args, "limit", int, 100)), 1000)
+    limit = limit_arg(req.args, "limit", 100, 1000)
     rows = await s.reader.run(lambda q: q.messages(agent, limit))
     conn.reply(req.id, {"messages": rows})
 
@@ -237,14 +239,14 @@ async def _messages(s: AdminSocket, conn: Connection, req: Request) -> None:
 @verb("turns")
 async def _turns(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = validate_agent_name(arg(req.args, "agent", str))
-    limit = min(int(arg(req.args, "limit", int, 50)), 1000)
+    limit = limit_arg(req.args, "limit", 50, 1000)
     rows = await s.reader.run(lambda q: q.turns(agent, limit))
     conn.reply(req.id, {"turns": rows})
 
 
 @verb("transcript")
 async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
-    turn_id = arg(req.args, "turn_id", int)
+    turn_id = id_arg(req.args, "turn_id")
     rows = await s.reader.run(lambda q: q.turn_events(turn_id))
     conn.reply(req.id, {"events": rows})
 
@@ -252,6 +254,6 @@ async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
 @verb("events")
 async def _events(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = req.args.get("agent")
-    limit = min(int(arg(req.args, "limit", int, 100)), 1000)
+    limit = limit_arg(req.args, "limit", 100, 1000)
     rows = await s.reader.run(lambda q: q.events(agent if isinstance(agent, str) else None, limit))
     conn.reply(req.id, {"events": rows})

@@ -95,14 +95,35 @@ def helper_python(hive: HiveConfig) -> tuple[str, dict[str, str]]:
     return hive.agent_python, {"PYTHONPATH": os.pathsep.join(sorted(paths))}
 
 
+QUOTE = ">"
+WAKE_UP = "You were woken up. Check your notes and carry on."
+
+
+def quote_body(text: str) -> str:
+    """``text`` with every line prefixed by ``> ``: the only form a body takes in a prompt.
+
+    Headers (``[message #N from S]``, ``[kick]``) start a line; a body's lines never do, so
+    no body can forge a header, whatever it contains. Every line break Python knows
+    (``str.splitlines``: \\n, \\r, \\v, \\f, \\x1c-\\x1e, \\x85, U+2028, U+2029) starts a
+    new quoted line, so a model that reads any of them as a break still sees a quote.
+    """
+    return "\n".join(f"{QUOTE} {line}" if line else QUOTE for line in text.splitlines() or [""])
+
+
 def format_turn_prompt(messages: Sequence[Envelope], kick_note: str | None) -> str:
-    """The text a model sees at the start of a turn: its new messages, oldest first."""
+    """The text a model sees at the start of a turn: its new messages, oldest first.
+
+    Each message is a header line written by hive, then its body quoted (``quote_body``);
+    a kick's note, written by the operator or the manager, is quoted the same way.
+    """
     parts: list[str] = []
-    if kick_note is not None:
-        parts.append(f"[kick] {kick_note or 'You were woken up. Check your notes and carry on.'}")
+    if kick_note:
+        parts.append(f"[kick]\n{quote_body(kick_note)}")
+    elif kick_note is not None:
+        parts.append(f"[kick] {WAKE_UP}")
     for m in messages:
         label = "event" if m.kind == "event" else "message"
-        parts.append(f"[{label} #{m.id} from {m.sender}]\n{m.body}")
+        parts.append(f"[{label} #{m.id} from {m.sender}]\n{quote_body(m.body)}")
     if not parts:
-        parts.append("[kick] You were woken up. Check your notes and carry on.")
+        parts.append(f"[kick] {WAKE_UP}")
     return "\n\n".join(parts)
