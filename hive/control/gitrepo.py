@@ -133,6 +133,8 @@ async def _write_as_owner(repo: Path, name: str, text: str) -> None:
 async def _run_as_owner(repo: Path, command: list[str], stdin: str | None, what: str) -> str:
     argv = as_owner(command, owner_of(repo))
     env = {**_ENV, "PATH": os.environ.get("PATH", os.defpath)}
+    # A repo missing its .git must not make git look for one in the agent's directory.
+    env["GIT_CEILING_DIRECTORIES"] = str(repo.parent)
     with trio.move_on_after(GIT_TIMEOUT) as scope:
         result = await trio.run_process(
             argv,
