@@ -21,6 +21,9 @@ import pytest
 from hive.client import HiveError
 from tests.control_support import CONFIG, as_agent, hivectl, pending
 from tests.hive_harness import RunningHive
+from tests.ui_harness import make_dashboard
+
+__all__ = ["make_dashboard"]  # the fixture, imported for pytest
 
 BWRAP_HIVE = """
 [hive]
@@ -241,8 +244,9 @@ def test_hooks_fsmonitor_and_filters_of_a_rigged_repo_never_run_as_root(
 # --- item 20: the operator sees what takes effect ----------------------------------------
 
 
-def test_attributes_cannot_hide_a_change_from_the_approval(make_hive: Any) -> None:
-    hive = make_hive(CONFIG)
+def test_attributes_cannot_hide_a_change_from_the_approval(make_dashboard: Any) -> None:
+    dash = make_dashboard(CONFIG)
+    hive = dash.hive
     hive.admin("spawn", name="scout")
     hive.wait_until(lambda: hive.status("scout"), what="scout")
     repo = hive.state_dir / "agents" / "scout" / "config"
@@ -261,6 +265,11 @@ def test_attributes_cannot_hide_a_change_from_the_approval(make_hive: Any) -> No
     assert text.returncode == 0, text.stderr
     assert f"#{request['id']} apply_commit of 'scout'" in text.stdout
     assert all(line in text.stdout for line in expected), text.stdout
+    # the dashboard's approval card shows the same rendering
+    [card] = dash.hive.wait_until(
+        lambda: dash.ok("GET", "/api/approvals")["approvals"], what="the approval on the API"
+    )
+    assert card["details"]["diff"] == shown
 
 
 def test_hivectl_pending_shows_the_sandbox_and_env_of_a_spawn_request(make_hive: Any) -> None:
