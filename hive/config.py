@@ -90,14 +90,26 @@ def checked_env(raw: Any, where: str) -> dict[str, str]:
             )
         if forbidden_env(key):
             raise ConfigError(
-                f"{where}: {key} may not be set: it makes the loader or an interpreter run "
-                "code (refused: LD_*, DYLD_*, MALLOC_*, BASH_FUNC_*, HIVE_* and "
-                f"{', '.join(sorted(FORBIDDEN_ENV_NAMES))}; see docs/security.md)"
+                f"{where}: {key} may not be set: it makes the dynamic loader or an "
+                "interpreter run code (LD_*, BASH_ENV, PYTHONSTARTUP, NODE_OPTIONS, ... are "
+                'refused; docs/security.md, "An agent\'s env", has the list)'
             )
         if not isinstance(value, str) or "\0" in value:
             raise ConfigError(f"{where}: {key} must be a string without NUL characters")
         env[key] = value
     return env
+
+
+def drop_forbidden_env(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A stored agent config without the env keys refused since it was stored; the keys
+    dropped (top-level ``env`` only: what reaches the agent's processes)."""
+    env = raw.get("env")
+    if not isinstance(env, dict):
+        return raw, []
+    refused = [k for k in env if isinstance(k, str) and forbidden_env(k)]
+    if not refused:
+        return raw, []
+    return {**raw, "env": {k: v for k, v in env.items() if k not in refused}}, refused
 
 
 @dataclass(frozen=True)

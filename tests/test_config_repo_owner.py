@@ -8,6 +8,7 @@ ran as to a marker file in a directory anyone may write: the marker must never s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 from hive.client import HiveError
@@ -300,3 +302,21 @@ def test_a_loader_hook_in_a_requested_env_is_refused_by_name(make_hive: Any, key
         as_agent(hive, "manager", "request_apply_commit", agent="scout", ref="HEAD")
     assert info.value.code == "bad_config" and key in info.value.message
     assert pending(hive) == []
+
+
+def test_a_stored_agent_with_a_now_refused_env_starts_without_it(make_hive: Any) -> None:
+    """A row stored before the env rules must not keep the hive from starting."""
+    hive = make_hive(CONFIG)
+    hive.admin("spawn", name="scout", config={"env": {"REGION": "eu"}})
+    hive.wait_until(lambda: hive.status("scout"), what="scout")
+    hive.terminate()
+    db = apsw.Connection(str(hive.state_dir / "hive.db"))
+    [(raw,)] = db.execute("SELECT config FROM agents WHERE name = 'scout'").fetchall()
+    config = json.loads(raw)
+    config["env"]["LD_PRELOAD"] = "/tmp/x.so"
+    with db:
+        db.execute("UPDATE agents SET config = ? WHERE name = 'scout'", (json.dumps(config),))
+    db.close()
+    hive.restart()
+    hive.wait_until(lambda: hive.status("scout"), what="scout after the restart")
+    assert "stored agent scout: env LD_PRELOAD dropped" in hive.log_tail(200)
