@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -47,6 +48,68 @@ def check_scalars(cls: type, values: dict[str, Any], where: str) -> None:
             continue
         if not ok:
             raise ConfigError(f"{where}: '{f.name}' must be {want}, got {value!r}")
+
+
+# Environment variables an agent's config may not set. Each makes a program load or run
+# code it was not asked to: the dynamic loader (LD_*, GLIBC_TUNABLES, GCONV_PATH, ...), a
+# shell's start-up files, an interpreter's start-up hooks and module paths. hive applies an
+# agent's env only inside its sandbox (after the drop to the agent's uid), so these could
+# not reach root anyway; refusing them as config keeps the agent's own tools (hive-mcp, the
+# scripted runner, claude) running the code hive ships, and tells the operator at once.
+FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_", "HIVE_", "MALLOC_")
+FORBIDDEN_ENV_NAMES = frozenset(
+    {
+        "GLIBC_TUNABLES", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF",
+        "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS", "CDPATH",
+        "PYTHONSTARTUP", "PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONINSPECT",
+        "PYTHONBREAKPOINT", "PYTHONEXECUTABLE", "PYTHONPLATLIBDIR", "PYTHONWARNINGS",
+        "PERL5OPT", "PERL5LIB", "PERLLIB", "PERL5DB",
+        "NODE_OPTIONS", "NODE_PATH", "NODE_REPL_EXTERNAL_MODULE",
+        "RUBYOPT", "RUBYLIB", "LUA_INIT", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS",
+        "CLAUDE_CONFIG_DIR",
+    }
+)  # fmt: skip
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def forbidden_env(name: str) -> bool:
+    upper = name.upper()
+    return upper in FORBIDDEN_ENV_NAMES or upper.startswith(FORBIDDEN_ENV_PREFIXES)
+
+
+def checked_env(raw: Any, where: str) -> dict[str, str]:
+    """An ``env`` table as hive will apply it, or a ConfigError naming the bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table of strings")
+    env: dict[str, str] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise ConfigError(
+                f"{where}: {key!r} is not a variable name (letters, digits and _, "
+                "not starting with a digit)"
+            )
+        if forbidden_env(key):
+            raise ConfigError(
+                f"{where}: {key} may not be set: it makes the dynamic loader or an "
+                "interpreter run code (LD_*, BASH_ENV, PYTHONSTARTUP, NODE_OPTIONS, ... are "
+                'refused; docs/security.md, "An agent\'s env", has the list)'
+            )
+        if not isinstance(value, str) or "\0" in value:
+            raise ConfigError(f"{where}: {key} must be a string without NUL characters")
+        env[key] = value
+    return env
+
+
+def drop_forbidden_env(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A stored agent config without the env keys refused since it was stored; the keys
+    dropped (top-level ``env`` only: what reaches the agent's processes)."""
+    env = raw.get("env")
+    if not isinstance(env, dict):
+        return raw, []
+    refused = [k for k in env if isinstance(k, str) and forbidden_env(k)]
+    if not refused:
+        return raw, []
+    return {**raw, "env": {k: v for k, v in env.items() if k not in refused}}, refused
 
 
 @dataclass(frozen=True)
@@ -137,14 +200,13 @@ class AgentConfig:
                     name=str(s["name"]),
                     command=str(s["command"]),
                     args=tuple(str(a) for a in s.get("args", [])),
-                    env={str(k): str(v) for k, v in s.get("env", {}).items()},
+                    env=checked_env(s.get("env", {}), f"{where}: mcp_servers[{i}].env"),
                     allowed_tools=tuple(str(t) for t in s.get("allowed_tools", [])),
                 )
             )
         values["mcp_servers"] = tuple(servers)
         check_scalars(cls, values, where)
-        if not isinstance(values.get("env", {}), dict):
-            raise ConfigError(f"{where}: 'env' must be a table of strings")
+        values["env"] = checked_env(values.get("env", {}), f"{where}: env")
         cfg = cls(**values)
         if cfg.runtime not in RUNTIMES:
             raise ConfigError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")

@@ -222,7 +222,7 @@ def test_draft_commit_approve_spawns_that_commit_and_the_agent_runs_a_turn(
     assert row["id"] == request["id"] and row["kind"] == "spawn_commit"
     assert row["details"]["sha"] == wanted
     diff = row["details"]["diff"]
-    assert '+model = "claude-haiku-4"' in diff and '+match = "ping"' in diff
+    assert '+model = "claude-haiku-4"' in diff and '+script[0] = { "match" = "ping"' in diff
     assert "PING FROM" not in diff
 
     assert hive.admin("approve", id=request["id"])["status"] == "approved"

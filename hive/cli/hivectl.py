@@ -142,6 +142,31 @@ def pending_lines(rows: Iterable[dict[str, Any]]) -> str:
     return table(out, ["ID", "KIND", "AGENT", "ASKED", "TTL", "WHAT"])
 
 
+def pending_configs(rows: Iterable[dict[str, Any]]) -> str:
+    """For each spawn or config change: the config that takes effect if approved, drawn by
+    hive from the parsed config (never the repo's own diff), sandbox and env included."""
+    from hive.control.spawn import config_change
+
+    blocks = []
+    for r in rows:
+        details = r.get("details") or {}
+        after = details.get("config")
+        if not isinstance(after, dict):
+            continue
+        before = details.get("config_before")
+        text = config_change(before if isinstance(before, dict) else None, after)
+        head = f"#{r.get('id')} {r.get('kind')} of '{r.get('agent')}': what takes effect"
+        blocks.append("\n".join([head, *("    " + line for line in text.splitlines())]))
+    return "\n\n".join(blocks)
+
+
+def pending_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "nothing pending"
+    configs = pending_configs(rows)
+    return pending_lines(rows) + ("\n\n" + configs if configs else "")
+
+
 def per_agent(result: dict[str, Any], describe: Callable[[dict[str, Any]], str]) -> str:
     """Fan-out results: one line per agent; raise Failed (after printing) on any error."""
     lines, failed = [], False
@@ -298,7 +323,7 @@ def v_model(c: SyncClient, a: argparse.Namespace) -> None:
 def v_pending(c: SyncClient, a: argparse.Namespace) -> None:
     args = {"agent": a.agent} if a.agent else {}
     r = c.call("pending", **args)
-    print_result(a, r, lambda r: pending_lines(r["pending"]) if r["pending"] else "nothing pending")
+    print_result(a, r, lambda r: pending_text(r["pending"]))
 
 
 def _resolved_text(r: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hive.control import gitrepo, records
 from hive.control.calls import ask_actor, run_request
-from hive.control.spawn import agent_toml, config_from_toml, spawn_config
+from hive.control.spawn import agent_toml, config_change, config_from_toml, spawn_config
 from hive.control.tasks import paths_of
 from hive.control.times import iso, parse_at
 from hive.io.agent_socket import EXTRA_OPS, ExtraOp
@@ -145,7 +145,11 @@ def request_spawn(ctx: HiveContext, agent: str, conn: Connection, req: Request) 
     async def work() -> Any:
         cfg = spawn_config(name, agent, overrides, await _config_of(ctx, agent))
         description = f"spawn agent '{name}' ({cfg.runtime}, model {cfg.model})"
-        details = {"config": cfg.to_dict(), "agent_toml": agent_toml(cfg)}
+        details = {
+            "config": cfg.to_dict(),
+            "agent_toml": agent_toml(cfg),
+            "diff": config_change(None, cfg.to_dict()),
+        }
         return await ask_actor(
             ctx, "approvals", lambda r: Propose("spawn", name, agent, description, details, r)
         )
@@ -187,13 +191,14 @@ def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
         repo = Path(draft["config_dir"])
         sha = await gitrepo.resolve_commit(repo, ref)
         cfg = config_from_toml(await gitrepo.read_config(repo, sha), name)
-        diff = await gitrepo.diff(repo, draft["base_sha"], sha)
         details = {
             "config": cfg.to_dict(),
             "sha": sha,
             "ref": ref,
             "base_sha": draft["base_sha"],
-            "diff": diff,
+            # What takes effect, drawn by hive from the parsed commit: never git's diff,
+            # which the repo's own attributes and config can disguise.
+            "diff": config_change(None, cfg.to_dict()),
             "config_dir": str(repo),
         }
         description = f"spawn agent '{name}' from draft commit {sha[:12]}"
@@ -229,12 +234,14 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
         cfg = config_from_toml(await gitrepo.read_config(repo, sha), target)
         base = deployed if await gitrepo.has_commit(repo, deployed) else None
         base = base or await gitrepo.root_commit(repo)
+        before = await _config_of(ctx, target)
         details = {
             "config": cfg.to_dict(),
+            "config_before": before,
             "sha": sha,
             "ref": ref,
             "base_sha": base,
-            "diff": await gitrepo.diff(repo, base, sha),
+            "diff": config_change(before, cfg.to_dict()),
             "config_dir": str(repo),
         }
         description = f"apply config commit {sha[:12]} to '{target}'"

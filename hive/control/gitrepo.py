@@ -2,18 +2,29 @@
 
 An agent's config dir (``<state>/agents/<name>/config``) is a git repo whose ``agent.toml``
 is the agent's config. The manager edits and commits there; hive only reads commits by
-their full sha. The repo is the manager's to write, so nothing here lets it run code as
-the supervisor: hive commits with plumbing only (``hash-object --no-filters``,
-``update-index --cacheinfo``, ``commit-tree``: no hooks, no clean/smudge filters), diffs are
-taken without external diff drivers or textconv, files are read with ``cat-file``, and the
-repo's ownership check is waived explicitly (sandboxed agents own their files under
-another uid).
+their full sha.
+
+The repo belongs to whoever can write it, and git obeys a repo's own ``.git/config`` (a
+promisor remote's ``uploadpack`` command, ``core.fsmonitor``, hooks, filters, ...). So
+root never runs git in a repo an agent can write: every git command here runs as the uid
+that owns the repo (``setpriv`` drops to it before git starts), with an environment built
+from nothing (no system or global config, no HOME, no replace refs) and ``-c`` settings
+that turn off every hook, transport and helper we know of. What a planted command could
+still do, it does as the agent's own uid, which owns those files already. Only a repo that
+nothing but root has ever owned (a fresh draft, an agent in the unsandboxed ``process``
+backend, which runs as root anyway) is read by root.
+
+hive also never writes into the repo as root: the config it commits goes in through git's
+stdin (``hash-object --stdin``, ``mktree``, ``commit-tree``), and the working copy of
+agent.toml is written by ``sh -c 'cat > agent.toml'`` as the owner (a checkout would run
+the repo's smudge filters).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import trio
@@ -21,7 +32,6 @@ import trio
 from hive.wire import WireError
 
 CONFIG_FILE = "agent.toml"
-MAX_DIFF_BYTES = 256 * 1024
 GIT_TIMEOUT = 30.0
 # A ref as an agent may name it: branch, tag, sha, HEAD~2 ... never an option.
 _REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/~^@{}-]{0,199}$")
@@ -33,14 +43,67 @@ _ENV = {
     "GIT_COMMITTER_EMAIL": "hive@localhost",
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_NO_REPLACE_OBJECTS": "1",  # a sha names exactly the object hive read
     "GIT_TERMINAL_PROMPT": "0",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "HOME": "/nonexistent",
+    "XDG_CONFIG_HOME": "/nonexistent",
+    "LC_ALL": "C",
 }
 _SAFE = (
     "-c", "safe.directory=*",
     "-c", "core.hooksPath=/dev/null",
     "-c", "core.fsmonitor=false",
+    "-c", "core.untrackedCache=false",
+    "-c", "core.sshCommand=false",
+    "-c", "core.askPass=false",
+    "-c", "core.pager=cat",
+    "-c", "credential.helper=",
     "-c", "diff.external=",
+    "-c", "protocol.allow=never",  # no transport: a promisor remote cannot lazy-fetch
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
 )  # fmt: skip
+
+
+def owner_of(repo: Path) -> tuple[int, int] | None:
+    """The (uid, gid) git must run as in ``repo``; None: as this process.
+
+    A supervisor that is not root runs git as itself (it can give nothing away). As root:
+    the owner of the agent's directory, its config dir, ``.git`` and ``.git/config``
+    (whichever is not root's; never followed through a link). Two different non-root owners
+    is a repo hive will not touch.
+    """
+    if os.geteuid() != 0:
+        return None
+    owners: set[tuple[int, int]] = set()
+    for path in (repo.parent, repo, repo / ".git", repo / ".git" / "config"):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise WireError("git_failed", f"cannot inspect {path}: {exc.strerror}") from exc
+        if st.st_uid != 0:
+            owners.add((st.st_uid, st.st_gid if st.st_gid != 0 else st.st_uid))
+    if len({uid for uid, _ in owners}) > 1:
+        raise WireError(
+            "git_failed", f"{repo} has files of several owners; hive will not run git in it"
+        )
+    return owners.pop() if owners else None
+
+
+def as_owner(argv: list[str], owner: tuple[int, int] | None) -> list[str]:
+    """``argv``, run as ``owner`` (None: as this process)."""
+    if owner is None:
+        return argv
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise WireError("git_failed", "setpriv (util-linux) is needed to run git as the agent")
+    uid, gid = owner
+    drop = [setpriv, "--reuid", str(uid), "--regid", str(gid), "--clear-groups"]
+    return [*drop, "--no-new-privs", "--", *argv]
 
 
 def check_ref(ref: str) -> str:
@@ -52,28 +115,41 @@ def check_ref(ref: str) -> str:
     return ref
 
 
-async def git(repo: Path, *args: str, index: Path | None = None) -> str:
-    """Run one git command in ``repo``; its stdout, or a WireError with git's own words."""
-    env = {**os.environ, **_ENV}
-    if index is not None:
-        env["GIT_INDEX_FILE"] = str(index)
-    env.pop("GIT_DIR", None)
-    env.pop("GIT_WORK_TREE", None)
-    if index is None:
-        env.pop("GIT_INDEX_FILE", None)
+async def git(repo: Path, *args: str, stdin: str | None = None) -> str:
+    """Run one git command in ``repo`` as the repo's owner (see the module docstring);
+    its stdout, or a WireError with git's own words."""
+    git_bin = shutil.which("git") or "git"
+    argv = [git_bin, *_SAFE, "-C", str(repo), *args]
+    return await _run_as_owner(repo, argv, stdin, what=f"git {args[0]}")
+
+
+async def _write_as_owner(repo: Path, name: str, text: str) -> None:
+    """Write ``repo/name`` as the repo's owner (not through git, whose checkout would run
+    the repo's smudge filters)."""
+    argv = ["/bin/sh", "-c", 'cat > "$1"', "sh", str(repo / name)]
+    await _run_as_owner(repo, argv, text, what=f"writing {name}")
+
+
+async def _run_as_owner(repo: Path, command: list[str], stdin: str | None, what: str) -> str:
+    argv = as_owner(command, owner_of(repo))
+    env = {**_ENV, "PATH": os.environ.get("PATH", os.defpath)}
+    # A repo missing its .git must not make git look for one in the agent's directory.
+    env["GIT_CEILING_DIRECTORIES"] = str(repo.parent)
     with trio.move_on_after(GIT_TIMEOUT) as scope:
         result = await trio.run_process(
-            ["git", *_SAFE, "-C", str(repo), *args],
+            argv,
+            stdin=stdin.encode() if stdin is not None else b"",
             capture_stdout=True,
             capture_stderr=True,
             check=False,
             env=env,
+            cwd="/",
         )
     if scope.cancelled_caught:
-        raise WireError("git_failed", f"git {args[0]} in {repo} took over {GIT_TIMEOUT:g} s")
+        raise WireError("git_failed", f"{what} in {repo} took over {GIT_TIMEOUT:g} s")
     if result.returncode != 0:
         err = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise WireError("git_failed", f"git {args[0]} in {repo}: {err[-1] if err else 'failed'}")
+        raise WireError("git_failed", f"{what} in {repo}: {err[-1] if err else 'failed'}")
     return result.stdout.decode("utf-8", "replace")
 
 
@@ -86,38 +162,38 @@ async def commit_config(repo: Path, toml_text: str, message: str) -> str:
 
     A new repo gets it as its first commit. An existing one (a draft asked for again after
     a restart, a kept repo of a destroyed agent) gets a commit on top only if agent.toml at
-    HEAD differs, so asking twice is harmless."""
-    await trio.Path(repo).mkdir(parents=True, exist_ok=True)
+    HEAD differs, so asking twice is harmless. Root writes nothing here itself: git, as the
+    repo's owner, takes the content on stdin and checks the working copy out."""
     if not await is_repo(repo):
-        await git(repo, "init", "-q", "-b", "main")
-    await trio.Path(repo / CONFIG_FILE).write_text(toml_text)
-    blob = (await git(repo, "hash-object", "-w", "--no-filters", "--", CONFIG_FILE)).strip()
+        # Run from the agent's directory, so the owner creates the repo (and its dir).
+        await git(repo.parent, "init", "-q", "-b", "main", "--", repo.name)
+    blob = await git(repo, "hash-object", "-w", "--no-filters", "--stdin", stdin=toml_text)
+    blob = blob.strip()
     try:
         head = (await git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")).strip()
     except WireError:
         head = ""  # no commit yet
+    current = ""
     if head:
         try:
             current = (await git(repo, "rev-parse", f"{head}:{CONFIG_FILE}")).strip()
         except WireError:
             current = ""
-        if current == blob:
-            return head
-    # Build the tree in a private index, so the manager's own staging is left alone.
-    index = repo / ".git" / "hive-index.tmp"
-    try:
-        await git(repo, "read-tree", *([head] if head else ["--empty"]), index=index)
-        await git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{CONFIG_FILE}",
-                  index=index)  # fmt: skip
-        tree = (await git(repo, "write-tree", index=index)).strip()
-    finally:
-        await trio.Path(index).unlink(missing_ok=True)
-    parents = ["-p", head] if head else []
-    commit = (await git(repo, "commit-tree", tree, *parents, "-m", message)).strip()
-    await git(repo, "update-ref", "-m", message, "HEAD", commit, *([head] if head else []))
-    # The checked-out agent.toml is this content: stage it, so `git status` is clean for it.
+    if current != blob:
+        # The new tree: HEAD's top level with agent.toml replaced, built without an index,
+        # so the manager's own staging is left alone.
+        listing = await git(repo, "ls-tree", "-z", head) if head else ""
+        entries = [e for e in listing.split("\0") if e and e.split("\t", 1)[1] != CONFIG_FILE]
+        entries.append(f"100644 blob {blob}\t{CONFIG_FILE}")
+        tree = (await git(repo, "mktree", "-z", stdin="\0".join(entries) + "\0")).strip()
+        parents = ["-p", head] if head else []
+        commit = (await git(repo, "commit-tree", tree, *parents, "-m", message)).strip()
+        await git(repo, "update-ref", "-m", message, "HEAD", commit, *([head] if head else []))
+        head = commit
+    # The checked-out agent.toml is this content, staged, so `git status` is clean for it.
+    await _write_as_owner(repo, CONFIG_FILE, toml_text)
     await git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{CONFIG_FILE}")
-    return commit
+    return head
 
 
 async def resolve_commit(repo: Path, ref: str) -> str:
@@ -139,19 +215,6 @@ async def read_config(repo: Path, sha: str) -> str:
         return await git(repo, "cat-file", "blob", f"{sha}:{CONFIG_FILE}")
     except WireError:
         raise WireError("bad_config", f"commit {sha[:12]} in {repo} has no {CONFIG_FILE}") from None
-
-
-async def diff(repo: Path, base: str, sha: str) -> str:
-    """The change from ``base`` to ``sha`` as a patch (cut at MAX_DIFF_BYTES)."""
-    text = await git(
-        repo, "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--stat", "--patch",
-        base, sha, "--",
-    )  # fmt: skip
-    data = text.encode()
-    if len(data) > MAX_DIFF_BYTES:
-        text = data[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
-        text += f"\n[diff cut at {MAX_DIFF_BYTES} bytes of {len(data)}]\n"
-    return text
 
 
 async def root_commit(repo: Path) -> str:

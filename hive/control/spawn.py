@@ -92,3 +92,42 @@ def spawn_config(
         return AgentConfig.from_dict(raw, where=f"agent '{name}'")
     except ConfigError as exc:
         raise WireError("bad_config", str(exc)) from exc
+
+
+# --- what the operator approves: hive's own rendering of the parsed config ----------------
+
+
+def render_config(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every setting of ``config`` (AgentConfig.to_dict() form) as (key, line), one line
+    per setting, env variable and list entry: what takes effect, defaults included, drawn
+    by hive from the parsed values (so no comment, attribute or diff driver in the repo can
+    change what the operator reads). Strings are JSON-escaped: no control characters."""
+    out: list[tuple[str, str]] = []
+    for key, value in config.items():
+        if value is None:
+            out.append((key, f"# {key} not set (no restriction)"))
+        elif isinstance(value, dict) and value:
+            out += [(key, f"{key}.{k} = {_toml_value(v)}") for k, v in value.items()]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out += [(key, f"{key}[{i}] = {_toml_value(v)}") for i, v in enumerate(value)]
+        else:
+            out.append((key, f"{key} = {_toml_value(value)}"))
+    return out
+
+
+def config_change(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """The approval's view of a config: for a new agent every setting (``+``), for a
+    change the settings that differ (``-`` before, ``+`` after)."""
+    new = render_config(after)
+    if before is None:
+        head = "# the new agent's config as hive parsed it (every setting, defaults included)"
+        return "\n".join([head, *(f"+{line}" for _, line in new)]) + "\n"
+    old = render_config(before)
+    old_lines, new_lines = {line for _, line in old}, {line for _, line in new}
+    lines = ["# what changes, as hive parsed it (- now, + after approval; the rest stays)"]
+    for key in dict.fromkeys([k for k, _ in old] + [k for k, _ in new]):
+        lines += [f"-{line}" for k, line in old if k == key and line not in new_lines]
+        lines += [f"+{line}" for k, line in new if k == key and line not in old_lines]
+    if len(lines) == 1:
+        lines.append("# (no setting changes)")
+    return "\n".join(lines) + "\n"

@@ -164,6 +164,10 @@ class BwrapSandbox:
 
     def wrap(self, spec: ProcessSpec, agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
         cwd = spec.cwd or paths.work
+        # prlimit and setpriv run as root: they get hive's own environment only. Every
+        # variable the agent's config names is set by bwrap, after the drop, for the
+        # sandboxed program alone (so LD_PRELOAD & co. can never load into root's tools).
+        outer_env, agent_env = split_agent_env(spec.env, agent)
         argv = [self._prlimit, *self.limits.prlimit_args(), "--"]
         if self.as_agent_uid:
             uid = str(self.agent_uid(paths))
@@ -175,8 +179,10 @@ class BwrapSandbox:
             # The supervisor's HOME is hidden or read-only in here; the agent's state dir
             # is where tools keep their config between turns.
             argv += ["--setenv", "HOME", str(paths.state)]
+        for key, value in agent_env.items():
+            argv += ["--setenv", key, value]
         argv += ["--", *spec.argv]
-        return replace(spec, argv=tuple(argv), cwd=cwd)
+        return replace(spec, argv=tuple(argv), env=outer_env, cwd=cwd)
 
     def bwrap_args(
         self,
@@ -255,6 +261,18 @@ def runtime_paths(argv0: str, masks: list[Path], pythonpath: tuple[str, ...] = (
         if not any(p.is_relative_to(q) for q in out):
             out.append(p)
     return out
+
+
+def split_agent_env(
+    env: dict[str, str], agent: AgentConfig
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``env`` as (what root's wrapper processes may get, what only the sandboxed program
+    gets): every variable the agent's config names goes to the second, whatever its value."""
+    inner = {k: env[k] for k in agent.env if k in env}
+    outer = {k: v for k, v in env.items() if k not in inner}
+    if "PATH" in inner:
+        outer["PATH"] = os.defpath  # root's tools never search the agent's PATH
+    return outer, inner
 
 
 def home_is_inside(spec: ProcessSpec, paths: AgentPaths) -> bool:

@@ -31,7 +31,7 @@ from pathlib import Path
 from hive.config import AgentConfig
 from hive.process import AgentPaths, ProcessSpec
 from hive.sandboxes.base import SandboxError
-from hive.sandboxes.bwrap import home_is_inside
+from hive.sandboxes.bwrap import home_is_inside, split_agent_env
 from hive.sandboxes.uids import give_to
 
 CONTAINER_PREFIX = "h-"
@@ -122,8 +122,13 @@ class NspawnSandbox:
         cwd = spec.cwd or paths.work
         lookup = shlex.join(a.format(machine=machine) for a in self.leader_command)
         script = _ENTER.format(lookup=lookup)
-        argv = ("/bin/sh", "-c", script, machine, str(cwd), *spec.argv)
+        # sh and nsenter run as host root: the agent's own variables are set by env(1)
+        # inside the container, after nsenter has entered its user namespace.
+        env, agent_env = split_agent_env(spec.env, agent)
+        inner = ("/usr/bin/env", *(f"{k}={v}" for k, v in agent_env.items())) if agent_env else ()
+        argv = ("/bin/sh", "-c", script, machine, str(cwd), *inner, *spec.argv)
         # The host's HOME means nothing inside the container (see bwrap.home_is_inside).
-        env = spec.env if home_is_inside(spec, paths) else {**spec.env, "HOME": str(paths.state)}
+        if not home_is_inside(spec, paths):
+            env = {**env, "HOME": str(paths.state)}
         # The outer sh starts in a host dir; the turn's cwd is set inside by --wdns.
         return replace(spec, argv=argv, env=env, cwd=paths.root)
