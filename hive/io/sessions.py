@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 import trio
 
 from hive.io.bridge import IoBridge
+from hive.io.spawn import open_process
 from hive.io.streams import (
     STDERR_TAIL_LINES,
     EventLog,
@@ -220,7 +221,7 @@ class Sessions:
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Own one session process from start to exit, and its output readers."""
-        process = await trio.lowlevel.open_process(
+        process = await open_process(
             list(spec.argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -23,6 +23,7 @@ import trio
 
 from hive.io.bridge import IoBridge
 from hive.io.sessions import SessionRuntime, Sessions
+from hive.io.spawn import open_process
 from hive.io.streams import (
     STDERR_TAIL_LINES,
     EventLog,
@@ -145,7 +146,7 @@ class TurnRunner:
         env = spec.env  # complete: the runtime chose it (see ProcessSpec)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
-        process = await trio.lowlevel.open_process(
+        process = await open_process(
             list(spec.argv),
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
