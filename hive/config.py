@@ -172,6 +172,10 @@ class HiveConfig:
     max_frame_bytes: int = MAX_FRAME_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
     max_turn_messages: int = 50
+    # Connections served at once per agent socket, and on the admin socket; one more is
+    # refused with too_many_connections. Keeps idle clients from using up the daemon's fds.
+    max_agent_connections: int = 64
+    max_admin_connections: int = 256
     sqlite_synchronous: str = "FULL"
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8417
@@ -248,6 +252,10 @@ class HiveConfig:
         if cfg.session_idle_seconds <= 0 or cfg.notes_compact_bytes < 0:
             raise ConfigError(
                 "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"
+            )
+        if cfg.max_agent_connections < 1 or cfg.max_admin_connections < 1:
+            raise ConfigError(
+                "[hive]: max_agent_connections and max_admin_connections must be >= 1"
             )
         if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")

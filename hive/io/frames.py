@@ -8,6 +8,7 @@ frame and the connection goes on; a frame cut by EOF is logged and the connectio
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -32,6 +33,13 @@ from hive.wire import (
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4096  # per connection: reading stops until replies catch up
+
+# accept() failures that mean "out of resources right now" (fds, kernel memory): the
+# listener waits and tries again instead of ending, since closing connections frees them.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF_FIRST = 0.01
+ACCEPT_BACKOFF_MAX = 1.0
+REFUSE_SECONDS = 1.0  # time a refused client gets to read its error frame
 
 
 class Connection:
@@ -177,6 +185,65 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
                     await conn.writer_done.wait()
                 nursery.cancel_scope.cancel()
                 await conn.stream.aclose()
+
+
+async def accept_connections(
+    listener: trio.SocketListener,
+    label: str,
+    max_connections: int,
+    serve: Callable[[trio.SocketStream], Awaitable[None]],
+) -> None:
+    """Accept connections on ``listener`` for ever, ``serve`` each in its own task.
+
+    At most ``max_connections`` are served at once; one more gets a ``too_many_connections``
+    error frame and is closed. When accept() fails for lack of fds or memory, the loop backs
+    off (doubling up to ``ACCEPT_BACKOFF_MAX``) and tries again: the daemon lives on, and
+    clients left waiting in the listen backlog are accepted once fds are free again.
+    """
+    open_now = 0
+    backoff = ACCEPT_BACKOFF_FIRST
+
+    async def serve_counted(stream: trio.SocketStream) -> None:
+        nonlocal open_now
+        open_now += 1
+        try:
+            await serve(stream)
+        finally:
+            open_now -= 1
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRNOS:
+                    raise
+                if backoff == ACCEPT_BACKOFF_FIRST:  # once per episode, not per retry
+                    log.warning("%s: accept failed (%s); backing off", label, exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
+                continue
+            backoff = ACCEPT_BACKOFF_FIRST
+            if open_now >= max_connections:
+                log.warning("%s: refusing a connection past the cap of %d", label, max_connections)
+                nursery.start_soon(_refuse, stream, max_connections)
+            else:
+                nursery.start_soon(serve_counted, stream)
+
+
+async def _refuse(stream: trio.SocketStream, max_connections: int) -> None:
+    err = WireError(
+        "too_many_connections",
+        f"this socket already serves {max_connections} connections (the cap); "
+        f"close one and connect again",
+    )
+    with trio.move_on_after(REFUSE_SECONDS):
+        try:
+            await stream.send_all(encode_frame(error_reply(0, err)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
 
 
 async def listen_unix(path: Path, mode: int = 0o600) -> trio.SocketListener:
