@@ -176,6 +176,10 @@ class HiveConfig:
     # refused with too_many_connections. Keeps idle clients from using up the daemon's fds.
     max_agent_connections: int = 64
     max_admin_connections: int = 256
+    # Replies queued for a client that does not read them; past this it is disconnected.
+    max_queued_reply_bytes: int = 32 << 20
+    # Events stored and published per turn; later ones are counted, not kept (one marker).
+    max_turn_events: int = 10_000
     sqlite_synchronous: str = "FULL"
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8417
@@ -253,10 +257,11 @@ class HiveConfig:
             raise ConfigError(
                 "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"
             )
-        if cfg.max_agent_connections < 1 or cfg.max_admin_connections < 1:
-            raise ConfigError(
-                "[hive]: max_agent_connections and max_admin_connections must be >= 1"
-            )
+        limits = ("max_agent_connections", "max_admin_connections", "max_queued_reply_bytes",
+                  "max_turn_events")  # fmt: skip
+        for key in limits:
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"[hive]: {key} must be >= 1")
         if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
         return cfg

@@ -78,7 +78,9 @@ class AdminSocket:
         task_status.started()
 
         async def serve(stream: trio.SocketStream) -> None:
-            conn = Connection(stream, "admin", self.ctx.io, 16 << 20)
+            conn = Connection(
+                stream, "admin", self.ctx.io, 16 << 20, self.ctx.config.max_queued_reply_bytes
+            )
             await serve_connection(conn, self.handle, "admin socket")
 
         limit = self.ctx.config.max_admin_connections

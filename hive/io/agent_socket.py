@@ -65,7 +65,10 @@ class AgentSockets:
             task_status.started()
 
             async def serve(stream: trio.SocketStream) -> None:
-                conn = Connection(stream, name, self.ctx.io, self.ctx.config.max_frame_bytes)
+                cfg = self.ctx.config
+                conn = Connection(
+                    stream, name, self.ctx.io, cfg.max_frame_bytes, cfg.max_queued_reply_bytes
+                )
                 await self._serve_conn(conn)
 
             limit = self.ctx.config.max_agent_connections

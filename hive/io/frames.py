@@ -40,6 +40,10 @@ RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.EN
 ACCEPT_BACKOFF_FIRST = 0.01
 ACCEPT_BACKOFF_MAX = 1.0
 REFUSE_SECONDS = 1.0  # time a refused client gets to read its error frame
+# Replies and pushes queued for one client that does not read them: past this many bytes
+# (and more than one frame) the client is disconnected. Nothing acknowledged is lost: a
+# request whose reply never left is, to its sender, unanswered.
+DEFAULT_MAX_QUEUED_BYTES = 32 << 20
 
 
 class Connection:
@@ -51,12 +55,20 @@ class Connection:
         peer: str,
         bridge: IoBridge,
         max_frame_bytes: int,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     ) -> None:
         self.stream = stream
         self.peer = peer
         self.bridge = bridge
         self.max_frame_bytes = max_frame_bytes
+        self.max_queued_bytes = max_queued_bytes
+        # Bounded by bytes, not items (see send_frame): the channel itself never blocks.
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
+        self.queued_bytes = 0
+        self.queued_frames = 0
+        # Cancelled to drop a client that does not read its replies (set by the server).
+        self.scope: trio.CancelScope | None = None
+        self.dropped_reason = ""
         self.in_flight = trio.Semaphore(MAX_IN_FLIGHT)
         self.closed = False
         self.on_close: list[Callable[[], None]] = []
@@ -75,10 +87,29 @@ class Connection:
             data = encode_frame(frame, self.max_frame_bytes)
         except WireError as exc:
             data = encode_frame(error_reply(frame.get("id"), exc))
+        if self.queued_frames and self.queued_bytes + len(data) > self.max_queued_bytes:
+            self.drop(
+                f"it does not read its replies ({self.queued_bytes} bytes queued, "
+                f"limit {self.max_queued_bytes})"
+            )
+            return
         try:
             self._out_send.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.closed = True
+            return
+        self.queued_bytes += len(data)
+        self.queued_frames += 1
+
+    def drop(self, reason: str) -> None:
+        """Disconnect this client now, without draining what is queued for it."""
+        if self.closed:
+            return
+        self.closed = True
+        self.dropped_reason = reason
+        log.warning("%s connection dropped: %s", self.peer, reason)
+        if self.scope is not None:
+            self.scope.cancel()
 
     def reply(self, req_id: int, result: Any) -> None:
         """Complete a request (trio thread only). ``result`` may be a WireError."""
@@ -118,6 +149,8 @@ class Connection:
                         # write what is here, and the loop ends at its next receive.
                         break
                 await self.stream.send_all(b"".join(chunks))
+                self.queued_bytes -= sum(map(len, chunks))
+                self.queued_frames -= len(chunks)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.closed = True
 
@@ -136,6 +169,7 @@ async def serve_connection(conn: Connection, handler: Handler, label: str) -> No
 async def _serve(conn: Connection, handler: Handler, label: str) -> None:
     decoder = FrameDecoder(conn.max_frame_bytes)
     async with trio.open_nursery() as nursery:
+        conn.scope = nursery.cancel_scope
         nursery.start_soon(conn._writer)
         try:
             while True:
@@ -181,7 +215,7 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
             # Shielded: when the socket itself is being shut (agent removed, daemon
             # stopping) the client must still see its connection close, not hang.
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(1):
+                with trio.move_on_after(0 if conn.dropped_reason else 1):
                     await conn.writer_done.wait()
                 nursery.cancel_scope.cancel()
                 await conn.stream.aclose()

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS = 5.0
 DEFAULT_SESSION_IDLE_SECONDS = 1800.0
+DEFAULT_MAX_TURN_EVENTS = 10_000
 
 # Work for the IO side after a turn has ended: hook(runner, turn, outcome), one task each.
 AfterTurn = Callable[["TurnRunner", TurnInput, TurnOutcome], Awaitable[None]]
@@ -64,6 +65,7 @@ class TurnRunner:
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
         self.session_idle_seconds = DEFAULT_SESSION_IDLE_SECONDS
+        self.max_turn_events = DEFAULT_MAX_TURN_EVENTS
         self.sessions = Sessions(bridge, lambda: self.session_idle_seconds)
         self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
         self.report: Report = _log_report
@@ -71,6 +73,7 @@ class TurnRunner:
     def attach(self, ctx: HiveContext) -> None:
         """Settings from hive.toml and a way to record events (store + dashboard)."""
         self.session_idle_seconds = ctx.config.session_idle_seconds
+        self.max_turn_events = ctx.config.max_turn_events
         self.report = _context_report(ctx)
 
     # --- called from actor threads -------------------------------------------------------
@@ -111,14 +114,19 @@ class TurnRunner:
         agent = turn.agent.name
         state = _Running(turn.turn_id)
         self.running[agent] = state
+        capped = EventCap(on_event, self.max_turn_events)
         try:
-            outcome = await self._play(turn, state, on_event)
+            outcome = await self._play(turn, state, capped)
         except Exception as exc:
             log.exception("turn %s of %s could not run", turn.turn_id, agent)
             outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
         finally:
             if self.running.get(agent) is state:
                 del self.running[agent]
+        if capped.dropped:
+            self.report(agent, "turn_events_dropped",
+                        {"turn_id": turn.turn_id, "dropped": capped.dropped,
+                         "cap": self.max_turn_events})  # fmt: skip
         on_end(outcome)
         for hook in self.after_turn:
             self.bridge.spawn(self._after_turn, hook, turn, outcome)
@@ -134,7 +142,10 @@ class TurnRunner:
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
-        sandbox.prepare(turn.agent, turn.paths)
+        # Off the trio thread: prepare() walks what the agent's dir holds (100k files in
+        # state/ once stalled every agent and socket ~1 s per turn). Agents prepare
+        # concurrently (hive.sandboxes.uids locks the uid allocation).
+        await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
             return await self.sessions.play(turn, state, runtime, sandbox, on_event)
         leftover = self.sessions.by_agent.get(turn.agent.name)
@@ -190,6 +201,28 @@ class TurnRunner:
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
+
+
+class EventCap:
+    """``on_event`` for the first ``cap`` events of a turn, then one ``events_capped`` marker;
+    later events are only counted (the turn's own classification still sees them all, through
+    its bounded EventLog). 300k events once took 469 MB of queues, rows and pushes."""
+
+    def __init__(self, on_event: Callable[[TurnEvent], None], cap: int) -> None:
+        self.on_event = on_event
+        self.cap = cap
+        self.seen = 0
+
+    @property
+    def dropped(self) -> int:
+        return max(0, self.seen - self.cap)
+
+    def __call__(self, event: TurnEvent) -> None:
+        self.seen += 1
+        if self.seen <= self.cap:
+            self.on_event(event)
+        elif self.seen == self.cap + 1:
+            self.on_event(TurnEvent("events_capped", {"cap": self.cap}))
 
 
 def _log_report(agent: str, kind: str, data: dict[str, Any]) -> None:
