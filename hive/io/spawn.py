@@ -19,6 +19,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -100,3 +101,62 @@ async def open_process(
     # trio.Process has no public constructor; _create is how trio itself builds one
     # around a Popen (see trio.lowlevel.open_process).
     return trio.Process._create(popen, ends.get("stdin"), ends.get("stdout"), ends.get("stderr"))
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def run_captured(
+    argv: Sequence[str],
+    *,
+    stdin: bytes | None,
+    env: dict[str, str],
+    cwd: str | None,
+    on_cancel: Callable[[trio.Process], None],
+) -> Finished:
+    """Run a process to its end in a session of its own, forked from the spawner thread;
+    return its exit code and output. ``on_cancel`` ends it when the caller is cancelled
+    (a timeout), and the process is always waited for."""
+    process = await open_process(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    out, err = bytearray(), bytearray()
+    try:
+        async with trio.open_nursery() as nursery:
+            if stdin is not None and process.stdin is not None:
+                nursery.start_soon(_feed, process.stdin, stdin)
+            assert process.stdout is not None and process.stderr is not None
+            nursery.start_soon(_drain, process.stdout, out)
+            nursery.start_soon(_drain, process.stderr, err)
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            on_cancel(process)
+            with trio.CancelScope(shield=True):
+                await process.wait()
+    returncode = process.returncode if process.returncode is not None else -1
+    return Finished(returncode, bytes(out), bytes(err))
+
+
+async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # it exited without reading: its exit code tells the story
+    finally:
+        await stream.aclose()
+
+
+async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+    while chunk := await stream.receive_some(65536):
+        into += chunk
