@@ -235,3 +235,23 @@ async def test_prepare_does_not_hold_the_trio_thread(
     assert [(released, thread is trio_thread) for released, thread in held.runs] == [(True, False)]
     assert outcomes  # the turn went on to run (its socket is absent: how it ended is moot)
     assert os.path.isdir(paths.state)
+
+
+async def test_a_session_process_printing_between_turns_fills_no_queue() -> None:
+    """A persistent session's events were queued without bound while no turn played, until
+    the next turn dropped them. Now nothing is queued between turns."""
+    import math
+    import subprocess
+
+    from hive.io.sessions import _pump_events
+    from hive.io.spawn import open_process
+    from hive.runtimes.base import TurnEvent
+    from hive.runtimes.scripted import ScriptedRuntime
+
+    flood = 'import sys; sys.stdout.write(\'{"event": "text"}\\n\' * 200_000)'
+    process = await open_process([sys.executable, "-c", flood], stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    send, receive = trio.open_memory_channel[TurnEvent](math.inf)
+    await _pump_events(process.stdout, ScriptedRuntime().parse_line, send, lambda: False)
+    await process.wait()
+    assert receive.statistics().current_buffer_used == 0
