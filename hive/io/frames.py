@@ -235,6 +235,7 @@ async def accept_connections(
     clients left waiting in the listen backlog are accepted once fds are free again.
     """
     open_now = 0
+    refused = 0  # in the current episode of being full
     backoff = ACCEPT_BACKOFF_FIRST
 
     async def serve_counted(stream: trio.SocketStream) -> None:
@@ -259,9 +260,15 @@ async def accept_connections(
                 continue
             backoff = ACCEPT_BACKOFF_FIRST
             if open_now >= max_connections:
-                log.warning("%s: refusing a connection past the cap of %d", label, max_connections)
+                refused += 1
+                if refused == 1:  # once per episode: a client retrying in a loop floods no log
+                    log.warning("%s: refusing connections past the cap of %d", label,
+                                max_connections)  # fmt: skip
                 nursery.start_soon(_refuse, stream, max_connections)
             else:
+                if refused:
+                    log.warning("%s: %d connections refused past the cap", label, refused)
+                    refused = 0
                 nursery.start_soon(serve_counted, stream)
 
 
