@@ -178,8 +178,10 @@ class HiveConfig:
     max_admin_connections: int = 256
     # Replies queued for a client that does not read them; past this it is disconnected.
     max_queued_reply_bytes: int = 32 << 20
-    # Events stored and published per turn; later ones are counted, not kept (one marker).
+    # Events stored and published per turn, in number and in bytes of text; later ones are
+    # counted, not kept (one marker).
     max_turn_events: int = 10_000
+    max_turn_event_bytes: int = 8 << 20  # a whole transcript fits one admin frame (16 MiB)
     sqlite_synchronous: str = "FULL"
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8417
@@ -258,7 +260,7 @@ class HiveConfig:
                 "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"
             )
         limits = ("max_agent_connections", "max_admin_connections", "max_queued_reply_bytes",
-                  "max_turn_events")  # fmt: skip
+                  "max_turn_events", "max_turn_event_bytes")  # fmt: skip
         for key in limits:
             if getattr(cfg, key) < 1:
                 raise ConfigError(f"[hive]: {key} must be >= 1")

@@ -83,6 +83,8 @@ def test_a_client_that_never_reads_its_replies_is_dropped(tmp_path: Path) -> Non
 FLOOD_BYTES = 256 << 20
 FLOOD_EVENTS = 5000
 EVENT_CAP = 200
+BIG_EVENTS = 20  # of 1 MiB each
+EVENT_BYTE_CAP = 4 << 20
 
 FLOODER = """#!/bin/sh
 # Stands in for the helper interpreter: floods stdout/stderr first, then plays the turn.
@@ -91,6 +93,10 @@ if [ "$FLOOD" = line ]; then
     head -c {bytes} /dev/zero | tr '\\0' y >&2; echo >&2
 elif [ "$FLOOD" = events ]; then
     yes '{{"event": "text", "text": "again"}}' | head -n {events}
+elif [ "$FLOOD" = big-events ]; then
+    for i in $(seq {big_events}); do
+        printf '{{"event": "text", "text": "'; head -c 1048576 /dev/zero | tr '\\0' z; echo '"}}'
+    done
 fi
 exec {python} "$@"
 """
@@ -99,6 +105,7 @@ FLOODING = """
 [hive]
 agent_python = "{wrapper}"
 max_turn_events = {cap}
+max_turn_event_bytes = {byte_cap}
 
 [[agent]]
 name = "manager"
@@ -114,6 +121,12 @@ name = "chatty"
 env = {{FLOOD = "events"}}
 [[agent.script]]
 do = [{{op = "reply", body = "done {{body}}"}}]
+
+[[agent]]
+name = "heavy"
+env = {{FLOOD = "big-events"}}
+[[agent.script]]
+do = [{{op = "reply", body = "done {{body}}"}}]
 """
 
 
@@ -121,10 +134,14 @@ do = [{{op = "reply", body = "done {{body}}"}}]
 def flooding(tmp_path: Path) -> Iterator[RunningHive]:
     wrapper = tmp_path / "flood-python"
     wrapper.write_text(
-        FLOODER.format(bytes=FLOOD_BYTES, events=FLOOD_EVENTS, python=sys.executable)
+        FLOODER.format(
+            bytes=FLOOD_BYTES, events=FLOOD_EVENTS, big_events=BIG_EVENTS, python=sys.executable
+        )
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    hive = RunningHive.start(tmp_path / "hive", FLOODING.format(wrapper=wrapper, cap=EVENT_CAP))
+    hive = RunningHive.start(
+        tmp_path / "hive", FLOODING.format(wrapper=wrapper, cap=EVENT_CAP, byte_cap=EVENT_BYTE_CAP)
+    )
     yield hive
     hive.terminate()
 
@@ -170,7 +187,8 @@ def test_events_past_the_cap_are_counted_not_kept(flooding: RunningHive) -> None
     turn = ended_turn(hive, "chatty")
     events = hive.admin("transcript", turn_id=turn["id"])["events"]
     assert len(events) == EVENT_CAP + 1
-    assert events[-1]["kind"] == "events_capped" and events[-1]["data"] == {"cap": EVENT_CAP}
+    capped = {"cap": EVENT_CAP, "byte_cap": EVENT_BYTE_CAP}
+    assert events[-1]["kind"] == "events_capped" and events[-1]["data"] == capped
     dropped = hive.wait_until(
         lambda: [
             e for e in hive.admin("events", agent="chatty")["events"]
@@ -180,6 +198,17 @@ def test_events_past_the_cap_are_counted_not_kept(flooding: RunningHive) -> None
     )  # fmt: skip
     assert dropped[0]["data"]["turn_id"] == turn["id"]
     assert dropped[0]["data"]["dropped"] > FLOOD_EVENTS - EVENT_CAP
+
+
+def test_events_past_the_byte_budget_are_counted_not_kept(flooding: RunningHive) -> None:
+    """Fewer, bigger events: 20 of 1 MiB against a 4 MiB budget."""
+    hive = flooding
+    turn = ended_turn(hive, "heavy")
+    events = hive.admin("transcript", turn_id=turn["id"])["events"]
+    texts = [e for e in events if e["kind"] == "text"]
+    assert 0 < len(texts) < EVENT_BYTE_CAP // (1 << 20)
+    assert sum(len(e["data"]["text"]) for e in texts) <= EVENT_BYTE_CAP
+    assert events[-1]["kind"] == "events_capped"
 
 
 # --- prepare() and the trio thread ----------------------------------------------------------

@@ -20,6 +20,7 @@ from hive import __version__
 from hive.io.frames import Connection, accept_connections, listen_unix, serve_connection
 from hive.io.subscriptions import Feed, next_sub_id
 from hive.wire import (
+    ADMIN_MAX_FRAME_BYTES,
     OPERATOR,
     PROTOCOL_VERSION,
     Request,
@@ -79,7 +80,11 @@ class AdminSocket:
 
         async def serve(stream: trio.SocketStream) -> None:
             conn = Connection(
-                stream, "admin", self.ctx.io, 16 << 20, self.ctx.config.max_queued_reply_bytes
+                stream,
+                "admin",
+                self.ctx.io,
+                ADMIN_MAX_FRAME_BYTES,
+                self.ctx.config.max_queued_reply_bytes,
             )
             await serve_connection(conn, self.handle, "admin socket")
 

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 CANCEL_GRACE_SECONDS = 5.0
 DEFAULT_SESSION_IDLE_SECONDS = 1800.0
 DEFAULT_MAX_TURN_EVENTS = 10_000
+DEFAULT_MAX_TURN_EVENT_BYTES = 8 << 20
 
 # Work for the IO side after a turn has ended: hook(runner, turn, outcome), one task each.
 AfterTurn = Callable[["TurnRunner", TurnInput, TurnOutcome], Awaitable[None]]
@@ -66,6 +67,7 @@ class TurnRunner:
         self.running: dict[str, _Running] = {}
         self.session_idle_seconds = DEFAULT_SESSION_IDLE_SECONDS
         self.max_turn_events = DEFAULT_MAX_TURN_EVENTS
+        self.max_turn_event_bytes = DEFAULT_MAX_TURN_EVENT_BYTES
         self.sessions = Sessions(bridge, lambda: self.session_idle_seconds)
         self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
         self.report: Report = _log_report
@@ -74,6 +76,7 @@ class TurnRunner:
         """Settings from hive.toml and a way to record events (store + dashboard)."""
         self.session_idle_seconds = ctx.config.session_idle_seconds
         self.max_turn_events = ctx.config.max_turn_events
+        self.max_turn_event_bytes = ctx.config.max_turn_event_bytes
         self.report = _context_report(ctx)
 
     # --- called from actor threads -------------------------------------------------------
@@ -114,7 +117,7 @@ class TurnRunner:
         agent = turn.agent.name
         state = _Running(turn.turn_id)
         self.running[agent] = state
-        capped = EventCap(on_event, self.max_turn_events)
+        capped = EventCap(on_event, self.max_turn_events, self.max_turn_event_bytes)
         try:
             outcome = await self._play(turn, state, capped)
         except Exception as exc:
@@ -126,7 +129,8 @@ class TurnRunner:
         if capped.dropped:
             self.report(agent, "turn_events_dropped",
                         {"turn_id": turn.turn_id, "dropped": capped.dropped,
-                         "cap": self.max_turn_events})  # fmt: skip
+                         "cap": self.max_turn_events,
+                         "byte_cap": self.max_turn_event_bytes})  # fmt: skip
         on_end(outcome)
         for hook in self.after_turn:
             self.bridge.spawn(self._after_turn, hook, turn, outcome)
@@ -204,25 +208,45 @@ class TurnRunner:
 
 
 class EventCap:
-    """``on_event`` for the first ``cap`` events of a turn, then one ``events_capped`` marker;
-    later events are only counted (the turn's own classification still sees them all, through
-    its bounded EventLog). 300k events once took 469 MB of queues, rows and pushes."""
+    """``on_event`` for a turn's events until ``cap`` events or ``byte_cap`` bytes of text
+    have passed, then one ``events_capped`` marker; later events are only counted (the turn's
+    own classification still sees them all, through its bounded EventLog). 300k events once
+    took 469 MB of queues, rows and pushes; the byte budget stops the same with fewer,
+    bigger events."""
 
-    def __init__(self, on_event: Callable[[TurnEvent], None], cap: int) -> None:
+    def __init__(
+        self, on_event: Callable[[TurnEvent], None], cap: int, byte_cap: int = 8 << 20
+    ) -> None:
         self.on_event = on_event
         self.cap = cap
-        self.seen = 0
-
-    @property
-    def dropped(self) -> int:
-        return max(0, self.seen - self.cap)
+        self.byte_cap = byte_cap
+        self.passed = 0
+        self.passed_bytes = 0
+        self.dropped = 0
 
     def __call__(self, event: TurnEvent) -> None:
-        self.seen += 1
-        if self.seen <= self.cap:
+        if self.dropped:
+            self.dropped += 1
+            return
+        size = _text_bytes(event.data)
+        if self.passed < self.cap and self.passed_bytes + size <= self.byte_cap:
+            self.passed += 1
+            self.passed_bytes += size
             self.on_event(event)
-        elif self.seen == self.cap + 1:
-            self.on_event(TurnEvent("events_capped", {"cap": self.cap}))
+            return
+        self.dropped = 1
+        self.on_event(TurnEvent("events_capped", {"cap": self.cap, "byte_cap": self.byte_cap}))
+
+
+def _text_bytes(value: object) -> int:
+    """Roughly what ``value`` weighs stored: the length of its strings, 8 per scalar."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_bytes(k) + _text_bytes(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_text_bytes(v) for v in value)
+    return 8
 
 
 def _log_report(agent: str, kind: str, data: dict[str, Any]) -> None:
