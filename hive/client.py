@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hive.wire import FrameDecoder, WireError, encode_frame, request
+from hive.wire import ADMIN_MAX_FRAME_BYTES, FrameDecoder, WireError, encode_frame, request
 
 if TYPE_CHECKING:
     import trio
@@ -60,7 +60,9 @@ class SyncClient:
         except OSError as exc:
             self._sock.close()
             raise ConnectionLost(f"cannot connect to {self.path}: {exc.strerror}") from exc
-        self._decoder = FrameDecoder()
+        # Replies come from the daemon, up to the admin socket's frame size: a client that
+        # read only 1 MiB frames could not read a large transcript it was sent.
+        self._decoder = FrameDecoder(ADMIN_MAX_FRAME_BYTES)
         self._ids = itertools.count(1)
         self._pending: list[dict[str, Any]] = []
 
@@ -166,7 +168,7 @@ class TrioClient:
     async def _reader(self) -> None:
         import trio
 
-        decoder = FrameDecoder()
+        decoder = FrameDecoder(ADMIN_MAX_FRAME_BYTES)
         try:
             while True:
                 data = await self._stream.receive_some(65536)

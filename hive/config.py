@@ -238,6 +238,16 @@ class HiveConfig:
     max_frame_bytes: int = MAX_FRAME_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
     max_turn_messages: int = 50
+    # Connections served at once per agent socket, and on the admin socket; one more is
+    # refused with too_many_connections. Keeps idle clients from using up the daemon's fds.
+    max_agent_connections: int = 64
+    max_admin_connections: int = 256
+    # Replies queued for a client that does not read them; past this it is disconnected.
+    max_queued_reply_bytes: int = 32 << 20
+    # Events stored and published per turn, in number and in bytes of text; later ones are
+    # counted, not kept (one marker).
+    max_turn_events: int = 10_000
+    max_turn_event_bytes: int = 8 << 20  # a whole transcript fits one admin frame (16 MiB)
     sqlite_synchronous: str = "FULL"
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8417
@@ -321,6 +331,11 @@ class HiveConfig:
                 f"[hive]: max_body_bytes ({cfg.max_body_bytes}) must be at most "
                 f"max_frame_bytes - {BODY_FRAME_MARGIN} ({cfg.max_frame_bytes - BODY_FRAME_MARGIN})"
             )
+        limits = ("max_agent_connections", "max_admin_connections", "max_queued_reply_bytes",
+                  "max_turn_events", "max_turn_event_bytes")  # fmt: skip
+        for key in limits:
+            if getattr(cfg, key) < 1:
+                raise ConfigError(f"[hive]: {key} must be >= 1")
         if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
         return cfg

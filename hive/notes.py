@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from hive import safefs
+from hive.io.spawn import run_captured
 from hive.io.streams import agent_log, signal_group
 from hive.process import AgentPaths
 from hive.runtimes.base import ExitClass, TurnInput, TurnOutcome
@@ -146,21 +147,19 @@ async def compact_notes(
     spec = runtime.build_oneshot(turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model)
     spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)
 
-    async def kill_group(process: trio.Process) -> None:
+    def kill_group(process: trio.Process) -> None:
         signal_group(process, signal.SIGKILL)
 
     started = time.monotonic()
     with trio.move_on_after(timeout) as scope:
-        done = await trio.run_process(
-            list(spec.argv),
+        # From the spawner thread, like a turn: a bwrap sandbox dies with the thread that
+        # forked it, and trio's worker threads end after 10 s idle.
+        done = await run_captured(
+            spec.argv,
             stdin=spec.stdin,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
             env=spec.env,
             cwd=str(spec.cwd) if spec.cwd else None,
-            start_new_session=True,
-            deliver_cancel=kill_group,
+            on_cancel=kill_group,
         )
     if scope.cancelled_caught:
         raise CompactionError(f"the rewrite took longer than {timeout:g} s")

@@ -27,6 +27,8 @@ import msgpack
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
+# The admin socket's frames (both ways): a transcript or a mailbox page can be large.
+ADMIN_MAX_FRAME_BYTES = 16 << 20
 MAX_BODY_BYTES = 256 * 1024
 _HEADER = struct.Struct(">I")
 HEADER_BYTES = _HEADER.size

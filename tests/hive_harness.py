@@ -32,6 +32,13 @@ START_TIMEOUT = 30.0
 DAEMON_MODULE = "hive.cli.supervisor"  # what `python -m` runs; tests may swap in a wrapper
 
 
+def trio_idle_timeout() -> float:
+    """How long trio keeps an idle worker thread (10 s in trio 0.35; not configurable)."""
+    from trio._core._thread_cache import IDLE_TIMEOUT
+
+    return float(IDLE_TIMEOUT)
+
+
 class Timeout(AssertionError):
     pass
 

@@ -16,6 +16,7 @@ import pytest
 from hive.process import ProcessSpec
 from hive.sandboxes import BwrapSandbox, Limits, SandboxError, get_sandbox
 from hive.sandboxes.uids import SLOTS, UID_BASE, preferred_slot, uid_slot
+from tests.hive_harness import trio_idle_timeout
 from tests.sandbox_env import (
     ALICE_SECRET,
     SANDBOX_PYTHON,
@@ -317,3 +318,29 @@ def test_a_scripted_python_turn_runs_with_stdin(sandbox: BwrapSandbox, layout: H
     spec = sandbox.wrap(ProcessSpec((SANDBOX_PYTHON, "-c", code)), bob, layout.bob)
     out = run(spec, stdin=b"hello from the supervisor")
     assert (out.returncode, out.stdout.strip()) == (0, "HELLO FROM THE SUPERVISOR")
+
+
+async def test_a_one_shot_run_in_bwrap_outlives_trios_idle_worker_threads(
+    sandbox: BwrapSandbox, layout: HiveLayout
+) -> None:
+    """Item 10 for notes compaction's one-shot run (hive.io.spawn.run_captured): forked from
+    a trio worker thread, it died with that thread 10 s in, like every bwrap turn."""
+    from hive.io.spawn import run_captured
+    from hive.io.streams import signal_group
+
+    bob = agent("bob")
+    sandbox.prepare(bob, layout.bob)
+    # The child itself outlasts trio's idle timeout: that time passing is the test.
+    code = (
+        "import sys, time; data = sys.stdin.read(); "
+        f"time.sleep({trio_idle_timeout() + 3}); print(data.upper())"
+    )
+    spec = sandbox.wrap(ProcessSpec((SANDBOX_PYTHON, "-c", code)), bob, layout.bob)
+    done = await run_captured(
+        spec.argv,
+        stdin=b"still here",
+        env={**os.environ, **spec.env},
+        cwd=str(spec.cwd),
+        on_cancel=lambda process: signal_group(process, signal.SIGKILL),
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, b"STILL HERE"), done.stderr

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.hive_harness import trio_idle_timeout
 from tests.ui_harness import CHROMIUM, DashboardHive, make_dashboard, screenshot, wait_until
 
 __all__ = ["make_dashboard"]
@@ -517,7 +518,7 @@ def check_boxed_terminal(dash: DashboardHive) -> None:
     with dash.browser() as page:
         page.goto(f"{dash.url}/agents/boxed")
         output = page.evaluate(
-            """async ([csrf, db]) => {
+            """async ([csrf, db, holdMs]) => {
                  const ws = new WebSocket(
                    `ws://${location.host}/api/agents/boxed/terminal?csrf=${csrf}`);
                  ws.binaryType = 'arraybuffer';
@@ -530,11 +531,18 @@ def check_boxed_terminal(dash: DashboardHive) -> None:
                  for (let i = 0; i < 200 && !out.includes('END-42'); i++) {
                    await new Promise((ok) => setTimeout(ok, 100));
                  }
+                 // Item 10: a bwrap shell died once trio's idle worker threads exited.
+                 await new Promise((ok) => setTimeout(ok, holdMs));
+                 ws.send(JSON.stringify({t: 'i', d: `echo ALIVE-$((6*7))\\r`}));
+                 for (let i = 0; i < 200 && !out.includes('ALIVE-42'); i++) {
+                   await new Promise((ok) => setTimeout(ok, 100));
+                 }
                  ws.close();
                  return out;
                }""",
-            [dash.csrf, str(db)],
+            [dash.csrf, str(db), (trio_idle_timeout() + 3) * 1000],
         )
     assert "END-42" in output
+    assert "ALIVE-42" in output, "the shell did not outlive trio's idle worker threads"
     assert "No such file or directory" in output  # the hive's database is not in the box
     assert "/agents/boxed/work" in output

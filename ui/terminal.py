@@ -22,6 +22,7 @@ import trio
 from quart import websocket
 
 from hive.config import AgentConfig
+from hive.io.spawn import open_process
 from hive.process import AgentPaths, ProcessSpec
 from hive.sandboxes import SandboxError, get_sandbox
 
@@ -76,7 +77,7 @@ class TerminalSession:
         master, slave = os.openpty()
         set_size(master, 80, 24)
         try:
-            process = await trio.lowlevel.open_process(
+            process = await open_process(
                 list(spec.argv),
                 stdin=slave,
                 stdout=slave,

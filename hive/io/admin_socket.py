@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from hive import __version__
-from hive.io.frames import Connection, listen_unix, serve_connection
+from hive.io.frames import Connection, accept_connections, listen_unix, serve_connection
 from hive.io.subscriptions import Feed, next_sub_id
 from hive.wire import (
+    ADMIN_MAX_FRAME_BYTES,
     OPERATOR,
     PROTOCOL_VERSION,
     Request,
@@ -78,11 +79,20 @@ class AdminSocket:
             except (KeyError, PermissionError) as exc:
                 log.warning("admin socket: cannot give it to group %s: %s", group, exc)
         task_status.started()
-        async with listener, trio.open_nursery() as nursery:
-            while True:
-                stream = await listener.accept()
-                conn = Connection(stream, "admin", self.ctx.io, 16 << 20)
-                nursery.start_soon(serve_connection, conn, self.handle, "admin socket")
+
+        async def serve(stream: trio.SocketStream) -> None:
+            conn = Connection(
+                stream,
+                "admin",
+                self.ctx.io,
+                ADMIN_MAX_FRAME_BYTES,
+                self.ctx.config.max_queued_reply_bytes,
+            )
+            await serve_connection(conn, self.handle, "admin socket")
+
+        limit = self.ctx.config.max_admin_connections
+        async with listener:
+            await accept_connections(listener, "admin socket", limit, serve)
 
     async def handle(self, conn: Connection, req: Request) -> None:
         fn = VERBS.get(req.op)

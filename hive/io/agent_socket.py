@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hive.io.frames import Connection, listen_unix, serve_connection
+from hive.io.frames import Connection, accept_connections, listen_unix, serve_connection
 from hive.policy import check_manager_only
 from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name, validate_recipient
 
@@ -70,11 +70,17 @@ class AgentSockets:
         with trio.CancelScope() as scope:
             self.scopes[name] = scope
             task_status.started()
-            async with listener, trio.open_nursery() as nursery:
-                while True:
-                    stream = await listener.accept()
-                    conn = Connection(stream, name, self.ctx.io, self.ctx.config.max_frame_bytes)
-                    nursery.start_soon(self._serve_conn, conn)
+
+            async def serve(stream: trio.SocketStream) -> None:
+                cfg = self.ctx.config
+                conn = Connection(
+                    stream, name, self.ctx.io, cfg.max_frame_bytes, cfg.max_queued_reply_bytes
+                )
+                await self._serve_conn(conn)
+
+            limit = self.ctx.config.max_agent_connections
+            async with listener:
+                await accept_connections(listener, f"agent socket {name}", limit, serve)
 
     async def _serve_conn(self, conn: Connection) -> None:
         from hive.actors.bus import SendBatch

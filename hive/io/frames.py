@@ -8,6 +8,7 @@ frame and the connection goes on; a frame cut by EOF is logged and the connectio
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -33,6 +34,17 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4096  # per connection: reading stops until replies catch up
 
+# accept() failures that mean "out of resources right now" (fds, kernel memory): the
+# listener waits and tries again instead of ending, since closing connections frees them.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF_FIRST = 0.01
+ACCEPT_BACKOFF_MAX = 1.0
+REFUSE_SECONDS = 1.0  # time a refused client gets to read its error frame
+# Replies and pushes queued for one client that does not read them: past this many bytes
+# (and more than one frame) the client is disconnected. Nothing acknowledged is lost: a
+# request whose reply never left is, to its sender, unanswered.
+DEFAULT_MAX_QUEUED_BYTES = 32 << 20
+
 
 class Connection:
     """One client connection. ``peer`` names who is on the other end (agent name, 'admin')."""
@@ -43,12 +55,20 @@ class Connection:
         peer: str,
         bridge: IoBridge,
         max_frame_bytes: int,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
     ) -> None:
         self.stream = stream
         self.peer = peer
         self.bridge = bridge
         self.max_frame_bytes = max_frame_bytes
+        self.max_queued_bytes = max_queued_bytes
+        # Bounded by bytes, not items (see send_frame): the channel itself never blocks.
         self._out_send, self._out_recv = trio.open_memory_channel[bytes](math.inf)
+        self.queued_bytes = 0
+        self.queued_frames = 0
+        # Cancelled to drop a client that does not read its replies (set by the server).
+        self.scope: trio.CancelScope | None = None
+        self.dropped_reason = ""
         self.in_flight = trio.Semaphore(MAX_IN_FLIGHT)
         self.closed = False
         self.on_close: list[Callable[[], None]] = []
@@ -73,12 +93,30 @@ class Connection:
         except WireError as exc:
             data = encode_frame(error_reply(frame.get("id"), exc))
             sent = False
+        if self.queued_frames and self.queued_bytes + len(data) > self.max_queued_bytes:
+            self.drop(
+                f"it does not read its replies ({self.queued_bytes} bytes queued, "
+                f"limit {self.max_queued_bytes})"
+            )
+            return False
         try:
             self._out_send.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.closed = True
             return False
+        self.queued_bytes += len(data)
+        self.queued_frames += 1
         return sent
+
+    def drop(self, reason: str) -> None:
+        """Disconnect this client now, without draining what is queued for it."""
+        if self.closed:
+            return
+        self.closed = True
+        self.dropped_reason = reason
+        log.warning("%s connection dropped: %s", self.peer, reason)
+        if self.scope is not None:
+            self.scope.cancel()
 
     def reply(self, req_id: int, result: Any) -> bool:
         """Complete a request (trio thread only). ``result`` may be a WireError. False if
@@ -120,6 +158,8 @@ class Connection:
                         # write what is here, and the loop ends at its next receive.
                         break
                 await self.stream.send_all(b"".join(chunks))
+                self.queued_bytes -= sum(map(len, chunks))
+                self.queued_frames -= len(chunks)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.closed = True
 
@@ -138,6 +178,7 @@ async def serve_connection(conn: Connection, handler: Handler, label: str) -> No
 async def _serve(conn: Connection, handler: Handler, label: str) -> None:
     decoder = FrameDecoder(conn.max_frame_bytes)
     async with trio.open_nursery() as nursery:
+        conn.scope = nursery.cancel_scope
         nursery.start_soon(conn._writer)
         try:
             while True:
@@ -183,10 +224,76 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
             # Shielded: when the socket itself is being shut (agent removed, daemon
             # stopping) the client must still see its connection close, not hang.
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(1):
+                with trio.move_on_after(0 if conn.dropped_reason else 1):
                     await conn.writer_done.wait()
                 nursery.cancel_scope.cancel()
                 await conn.stream.aclose()
+
+
+async def accept_connections(
+    listener: trio.SocketListener,
+    label: str,
+    max_connections: int,
+    serve: Callable[[trio.SocketStream], Awaitable[None]],
+) -> None:
+    """Accept connections on ``listener`` for ever, ``serve`` each in its own task.
+
+    At most ``max_connections`` are served at once; one more gets a ``too_many_connections``
+    error frame and is closed. When accept() fails for lack of fds or memory, the loop backs
+    off (doubling up to ``ACCEPT_BACKOFF_MAX``) and tries again: the daemon lives on, and
+    clients left waiting in the listen backlog are accepted once fds are free again.
+    """
+    open_now = 0
+    refused = 0  # in the current episode of being full
+    backoff = ACCEPT_BACKOFF_FIRST
+
+    async def serve_counted(stream: trio.SocketStream) -> None:
+        nonlocal open_now
+        open_now += 1
+        try:
+            await serve(stream)
+        finally:
+            open_now -= 1
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in RESOURCE_ERRNOS:
+                    raise
+                if backoff == ACCEPT_BACKOFF_FIRST:  # once per episode, not per retry
+                    log.warning("%s: accept failed (%s); backing off", label, exc)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, ACCEPT_BACKOFF_MAX)
+                continue
+            backoff = ACCEPT_BACKOFF_FIRST
+            if open_now >= max_connections:
+                refused += 1
+                if refused == 1:  # once per episode: a client retrying in a loop floods no log
+                    log.warning("%s: refusing connections past the cap of %d", label,
+                                max_connections)  # fmt: skip
+                nursery.start_soon(_refuse, stream, max_connections)
+            else:
+                if refused:
+                    log.warning("%s: %d connections refused past the cap", label, refused)
+                    refused = 0
+                nursery.start_soon(serve_counted, stream)
+
+
+async def _refuse(stream: trio.SocketStream, max_connections: int) -> None:
+    err = WireError(
+        "too_many_connections",
+        f"this socket already serves {max_connections} connections (the cap); "
+        f"close one and connect again",
+    )
+    with trio.move_on_after(REFUSE_SECONDS):
+        try:
+            await stream.send_all(encode_frame(error_reply(0, err)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
 
 
 async def listen_unix(path: Path, mode: int = 0o600) -> trio.SocketListener:

@@ -37,6 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 import trio
 
 from hive.io.bridge import IoBridge
+from hive.io.spawn import open_process
 from hive.io.streams import (
     STDERR_TAIL_LINES,
     EventLog,
@@ -220,7 +221,7 @@ class Sessions:
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Own one session process from start to exit, and its output readers."""
-        process = await trio.lowlevel.open_process(
+        process = await open_process(
             list(spec.argv),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -242,7 +243,9 @@ class Sessions:
         idle_scope = trio.CancelScope()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pump_events, process.stdout, runtime.parse_line, send)
+                nursery.start_soon(
+                    _pump_events, process.stdout, runtime.parse_line, send, lambda: session.busy
+                )
                 nursery.start_soon(
                     log_stderr, process.stderr, session.stderr_tail, log_path,
                     lambda: session.turn_id,
@@ -292,9 +295,16 @@ async def _pump_events(
     stream: trio.abc.ReceiveStream,
     parse: Callable[[bytes], list[TurnEvent]],
     send: trio.MemorySendChannel[TurnEvent],
+    in_turn: Callable[[], bool],
 ) -> None:
+    """Events go to the playing turn, which reads them as they come. Between turns nobody
+    reads them: they are dropped at once rather than queued without bound until the next
+    turn drops them (a process can print all it likes while it is idle)."""
     async with send:
         async for line in lines(stream):
+            if not in_turn():
+                log.debug("session event between turns dropped")
+                continue
             for event in parse_events(parse, line):
                 send.send_nowait(event)
 

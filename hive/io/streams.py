@@ -21,6 +21,11 @@ from hive.safefs import open_append
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 40
+STDERR_TAIL_LINE_CHARS = 4000  # of each kept line: the tail is for classify and the detail
+# A line of a turn's stdout or stderr longer than this is cut here: the rest is counted and
+# discarded as it arrives, never held (a 100 MB line with no newline once took 100 s of the
+# trio thread and its size in memory).
+MAX_LINE_BYTES = 4 << 20
 FIRST_EVENTS_KEPT = 20
 LAST_EVENTS_KEPT = 500
 
@@ -57,28 +62,59 @@ def signal_group(process: trio.Process, sig: int) -> None:
         pass
 
 
-async def lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes]:
-    """The lines of a byte stream, without their newlines; a last unterminated one too."""
-    buf = b""
+class TruncatedLine(bytes):
+    """The first ``MAX_LINE_BYTES`` of a longer line; ``dropped`` bytes of it were cut."""
+
+    dropped: int = 0
+
+    def marker(self) -> str:
+        return f"[hive: line cut at {len(self)} bytes, {self.dropped} more bytes dropped]"
+
+
+def _line(head: bytes | bytearray, dropped: int) -> bytes:
+    if not dropped:
+        return bytes(head)
+    line = TruncatedLine(head)
+    line.dropped = dropped
+    return line
+
+
+async def lines(
+    stream: trio.abc.ReceiveStream, max_line: int = MAX_LINE_BYTES
+) -> AsyncIterator[bytes]:
+    """The lines of a byte stream, without their newlines; a last unterminated one too.
+
+    A line over ``max_line`` bytes comes out as a ``TruncatedLine``; memory stays within
+    ``max_line`` plus one read, and each byte is scanned once."""
+    head = bytearray()  # the current line so far (at most max_line bytes)
+    dropped = 0  # bytes of the current line past max_line
     while True:
         chunk = await stream.receive_some(65536)
         if not chunk:
-            if buf:
-                yield buf
+            if head or dropped:
+                yield _line(head, dropped)
             return
-        buf += chunk
         start = 0
-        while True:
-            nl = buf.find(b"\n", start)
+        while start <= len(chunk):
+            nl = chunk.find(b"\n", start)
+            end = len(chunk) if nl < 0 else nl
+            room = max(0, max_line - len(head))
+            head += chunk[start : min(end, start + room)]
+            dropped += max(0, end - start - room)
             if nl < 0:
                 break
-            yield buf[start:nl]
+            yield _line(head, dropped)
+            head, dropped = bytearray(), 0
             start = nl + 1
-        buf = buf[start:]
 
 
 def parse_events(parse: Callable[[bytes], list[TurnEvent]], line: bytes) -> list[TurnEvent]:
-    """``parse(line)``, where a runtime that chokes on a line costs that line only."""
+    """``parse(line)``, where a runtime that chokes on a line costs that line only.
+
+    A cut line is not parsed (it is not whole): it becomes one ``output_truncated`` event."""
+    if isinstance(line, TruncatedLine):
+        log.warning("a turn wrote a line of %d bytes; %s", len(line) + line.dropped, line.marker())
+        return [TurnEvent("output_truncated", {"kept": len(line), "dropped": line.dropped})]
     try:
         return parse(line)
     except Exception:
@@ -101,7 +137,9 @@ async def log_stderr(
     try:
         async for raw in lines(stream):
             line = raw.decode("utf-8", "replace")
-            tail.append(line)
+            if isinstance(raw, TruncatedLine):
+                line = f"{line} {raw.marker()}"
+            tail.append(line[:STDERR_TAIL_LINE_CHARS])
             if f is not None:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
                 f.write(f"{stamp} turn={turn_id()} {line}\n")

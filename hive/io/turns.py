@@ -23,6 +23,7 @@ import trio
 
 from hive.io.bridge import IoBridge
 from hive.io.sessions import SessionRuntime, Sessions
+from hive.io.spawn import open_process
 from hive.io.streams import (
     STDERR_TAIL_LINES,
     EventLog,
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS = 5.0
 DEFAULT_SESSION_IDLE_SECONDS = 1800.0
+DEFAULT_MAX_TURN_EVENTS = 10_000
+DEFAULT_MAX_TURN_EVENT_BYTES = 8 << 20
 
 # Work for the IO side after a turn has ended: hook(runner, turn, outcome), one task each.
 AfterTurn = Callable[["TurnRunner", TurnInput, TurnOutcome], Awaitable[None]]
@@ -63,6 +66,8 @@ class TurnRunner:
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
         self.session_idle_seconds = DEFAULT_SESSION_IDLE_SECONDS
+        self.max_turn_events = DEFAULT_MAX_TURN_EVENTS
+        self.max_turn_event_bytes = DEFAULT_MAX_TURN_EVENT_BYTES
         self.sessions = Sessions(bridge, lambda: self.session_idle_seconds)
         self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
         self.report: Report = _log_report
@@ -70,6 +75,8 @@ class TurnRunner:
     def attach(self, ctx: HiveContext) -> None:
         """Settings from hive.toml and a way to record events (store + dashboard)."""
         self.session_idle_seconds = ctx.config.session_idle_seconds
+        self.max_turn_events = ctx.config.max_turn_events
+        self.max_turn_event_bytes = ctx.config.max_turn_event_bytes
         self.report = _context_report(ctx)
 
     # --- called from actor threads -------------------------------------------------------
@@ -110,14 +117,20 @@ class TurnRunner:
         agent = turn.agent.name
         state = _Running(turn.turn_id)
         self.running[agent] = state
+        capped = EventCap(on_event, self.max_turn_events, self.max_turn_event_bytes)
         try:
-            outcome = await self._play(turn, state, on_event)
+            outcome = await self._play(turn, state, capped)
         except Exception as exc:
             log.exception("turn %s of %s could not run", turn.turn_id, agent)
             outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
         finally:
             if self.running.get(agent) is state:
                 del self.running[agent]
+        if capped.dropped:
+            self.report(agent, "turn_events_dropped",
+                        {"turn_id": turn.turn_id, "dropped": capped.dropped,
+                         "cap": self.max_turn_events,
+                         "byte_cap": self.max_turn_event_bytes})  # fmt: skip
         on_end(outcome)
         for hook in self.after_turn:
             self.bridge.spawn(self._after_turn, hook, turn, outcome)
@@ -133,7 +146,10 @@ class TurnRunner:
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
-        sandbox.prepare(turn.agent, turn.paths)
+        # Off the trio thread: prepare() walks what the agent's dir holds (100k files in
+        # state/ once stalled every agent and socket ~1 s per turn). Agents prepare
+        # concurrently (hive.sandboxes.uids locks the uid allocation).
+        await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
             return await self.sessions.play(turn, state, runtime, sandbox, on_event)
         leftover = self.sessions.by_agent.get(turn.agent.name)
@@ -145,7 +161,7 @@ class TurnRunner:
         env = spec.env  # complete: the runtime chose it (see ProcessSpec)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
-        process = await trio.lowlevel.open_process(
+        process = await open_process(
             list(spec.argv),
             stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -189,6 +205,48 @@ class TurnRunner:
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
+
+
+class EventCap:
+    """``on_event`` for a turn's events until ``cap`` events or ``byte_cap`` bytes of text
+    have passed, then one ``events_capped`` marker; later events are only counted (the turn's
+    own classification still sees them all, through its bounded EventLog). 300k events once
+    took 469 MB of queues, rows and pushes; the byte budget stops the same with fewer,
+    bigger events."""
+
+    def __init__(
+        self, on_event: Callable[[TurnEvent], None], cap: int, byte_cap: int = 8 << 20
+    ) -> None:
+        self.on_event = on_event
+        self.cap = cap
+        self.byte_cap = byte_cap
+        self.passed = 0
+        self.passed_bytes = 0
+        self.dropped = 0
+
+    def __call__(self, event: TurnEvent) -> None:
+        if self.dropped:
+            self.dropped += 1
+            return
+        size = _text_bytes(event.data)
+        if self.passed < self.cap and self.passed_bytes + size <= self.byte_cap:
+            self.passed += 1
+            self.passed_bytes += size
+            self.on_event(event)
+            return
+        self.dropped = 1
+        self.on_event(TurnEvent("events_capped", {"cap": self.cap, "byte_cap": self.byte_cap}))
+
+
+def _text_bytes(value: object) -> int:
+    """Roughly what ``value`` weighs stored: the length of its strings, 8 per scalar."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_text_bytes(k) + _text_bytes(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_text_bytes(v) for v in value)
+    return 8
 
 
 def _log_report(agent: str, kind: str, data: dict[str, Any]) -> None:
