@@ -250,9 +250,7 @@ class BusActor(SupervisedActor):
                     reply(err)
             return
         by_recipient: dict[str, list[Envelope]] = defaultdict(list)
-        for env, reply in batch:
-            if reply is not None:
-                reply({"id": env.id})
+        for env, _ in batch:
             by_recipient[env.to].append(env)
         from hive.actors.agent import Arrived  # the agent module imports this one
 
@@ -274,3 +272,8 @@ class BusActor(SupervisedActor):
             if watched:
                 for env in envs:
                     self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))
+        # The recipients are told first: whatever a sender does once acknowledged (tell
+        # the recipient to recv, say) reaches the recipient's actor after the message.
+        for env, reply in batch:
+            if reply is not None:
+                reply({"id": env.id})

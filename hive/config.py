@@ -221,7 +221,7 @@ class AgentConfig:
 
 
 # Room a frame keeps around one message body: its envelope, the reply around it.
-BODY_FRAME_MARGIN = 64 * 1024
+BODY_FRAME_MARGIN = 8 * 1024
 
 
 @dataclass(frozen=True)

@@ -246,5 +246,5 @@ def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_key(text: str, k
 
 
 def test_a_body_must_fit_one_recv_frame() -> None:
-    message = error_of("[hive]\nmax_frame_bytes = 100000\nmax_body_bytes = 90000\n")
+    message = error_of("[hive]\nmax_frame_bytes = 100000\nmax_body_bytes = 95000\n")
     assert "max_body_bytes" in message and "max_frame_bytes" in message

@@ -29,7 +29,8 @@ from tests.hive_harness import RunningHive
 
 CONFIG = """
 [hive]
-max_frame_bytes = 4096
+max_frame_bytes = 16384
+max_body_bytes = 1024
 
 [[agent]]
 name = "manager"
@@ -106,7 +107,7 @@ def frames_in_step(ops: list[str]) -> st.SearchStrategy[bytes]:
         requests,
         st.binary(max_size=200).map(framed),  # garbage in a frame
         VALUES.map(lambda v: framed(msgpack.packb(v))),  # msgpack, mostly not a map
-        st.integers(4097, 9000).map(lambda n: framed(b"\x80" * n)),  # over max_frame_bytes
+        st.integers(16385, 20000).map(lambda n: framed(b"\x80" * n)),  # over max_frame_bytes
     )
 
 
@@ -114,7 +115,7 @@ def tails() -> st.SearchStrategy[bytes]:
     """What may end a payload and throw the stream out of step."""
     return st.one_of(
         st.binary(min_size=1, max_size=200),  # anything at all
-        st.integers(4097, 2**32 - 1).map(lambda n: struct.pack(">I", n)),  # an oversized header
+        st.integers(16385, 2**32 - 1).map(lambda n: struct.pack(">I", n)),  # an oversized header
         st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=64)).map(
             lambda t: struct.pack(">I", t[0]) + t[1]  # a length that lies
         ),
