@@ -184,6 +184,9 @@ class AgentState:
 
 # Room a recv reply keeps for its frame's envelope around the messages.
 RECV_FRAME_MARGIN = 4096
+# recvs one agent may have parked at once: each holds a reply and a timer, so an agent
+# that pipelines thousands would hold the daemon's memory (one model needs one or two).
+MAX_WAITING_RECVS = 32
 
 
 class AgentActor(SupervisedActor):
@@ -412,6 +415,14 @@ class AgentActor(SupervisedActor):
             self._hand_over(m.reply, news)
         elif m.wait_seconds <= 0:
             m.reply({"messages": []})
+        elif len(self.waiters) >= MAX_WAITING_RECVS:
+            m.reply(
+                WireError(
+                    "too_many_recvs",
+                    f"'{self.name}' already has {len(self.waiters)} recvs waiting (the limit); "
+                    "wait for one to return before asking again",
+                )
+            )
         else:
             self.waiters[m.waiter_id] = m.reply
             if self.turn is not None:

@@ -261,3 +261,27 @@ def test_an_answer_for_an_asker_who_hung_up_goes_to_its_inbox_once(
     [notice] = recv_all(hive, "alice", wait_first=30)
     assert notice["meta"]["question"] == row["id"]
     assert recv_all(hive, "alice") == []
+
+
+# --- bounds ---------------------------------------------------------------------------
+
+
+def test_an_agent_cannot_park_recvs_without_bound(make_hive: MakeHive) -> None:
+    from hive.actors.agent import MAX_WAITING_RECVS
+
+    hive = start(make_hive)
+    with hive.agent("alice") as alice:
+        for i in range(1, MAX_WAITING_RECVS + 2):
+            alice.send_raw(encode_frame(request(i, "recv", wait_seconds=120)))
+        refused = alice.read_frame()  # the only reply that comes before the 120 s
+        assert refused["id"] == MAX_WAITING_RECVS + 1
+        assert refused["error"]["code"] == "too_many_recvs"
+        # The parked ones are still served: a message goes to the first of them.
+        sent = hive.admin("send", to="alice", body="for the first waiter")
+        served = alice.read_frame()
+        assert served["id"] == 1 and served["result"]["ack_ids"] == [sent["id"]]
+    # Hung up: its parked recvs are withdrawn, so a new reader may park again, and the
+    # message it never acknowledged comes to that reader.
+    with hive.agent("alice") as alice:
+        again = alice.call("recv", wait_seconds=30)
+        assert [m["id"] for m in again["messages"]] == [sent["id"]]
