@@ -257,6 +257,16 @@ def v_send(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, lambda r: f"sent as message #{r['id']}")
 
 
+def v_clear_mail(c: SyncClient, a: argparse.Namespace) -> None:
+    args: dict[str, Any] = {}
+    if a.sender:
+        args["sender"] = a.sender
+    if a.before is not None:
+        args["before_id"] = a.before
+    r = c.call("clear_mail", **args)
+    print_result(a, r, lambda r: f"deleted {r['deleted']} message(s) from your mailbox")
+
+
 def v_model(c: SyncClient, a: argparse.Namespace) -> None:
     args: dict[str, Any] = {"names": [a.name]}
     if a.model:
@@ -482,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("send", v_send, "send a message as the operator")
     sp.add_argument("to")
     sp.add_argument("body", help="the text, or - to read it from stdin")
+    sp = add("clear-mail", v_clear_mail, "delete your mail (makes room after mailbox_full)")
+    sp.add_argument("--from", dest="sender", help="only the mail from this agent")
+    sp.add_argument("--before", type=int, metavar="ID", help="only mail older than this id")
     sp = add("model", v_model, "show an agent's model, or set it (`default` resets)")
     sp.add_argument("name")
     sp.add_argument("model", nargs="?")

@@ -249,6 +249,34 @@ async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
     conn.reply(req.id, {"events": rows})
 
 
+@verb("clear_mail")
+def _clear_mail(s: AdminSocket, conn: Connection, req: Request) -> None:
+    """Delete the operator's mail (all, from one sender, or below an id): the way to make
+    room when agents hear ``mailbox_full``. Replies once the delete has committed."""
+    from hive.actors.store import Write
+    from hive.store.retention import MailCount, clear_operator_mail
+    from hive.wire import SYSTEM
+
+    sender: str | None = arg(req.args, "sender", str, None)
+    if sender is not None and sender != SYSTEM:
+        validate_agent_name(sender)
+    before_id: int | None = arg(req.args, "before_id", int, None)
+    if before_id is not None and not 0 <= before_id < 2**63:
+        raise WireError("bad_request", "'before_id' must be a message id (0 to 2^63-1)")
+    reply = s.reply_cb(conn, req)
+    mailbox = s.ctx.operator_mailbox
+
+    def done(gone: MailCount | None, error: BaseException | None) -> None:
+        if gone is None:
+            reply(WireError("store_failed", f"nothing was deleted: {error}"))
+            return
+        if mailbox is not None:
+            mailbox.removed(gone)
+        reply({"deleted": gone.total()[0]})
+
+    s.tell("store", Write(lambda q: clear_operator_mail(q, sender, before_id), done))
+
+
 @verb("events")
 async def _events(s: AdminSocket, conn: Connection, req: Request) -> None:
     agent = req.args.get("agent")
