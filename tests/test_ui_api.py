@@ -176,6 +176,11 @@ def test_port_taken_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
     assert "dashboard_port" in proc.stderr  # says what to do
     assert time.monotonic() - started < 30  # retried briefly, then gave up
+    # Checked before anything else opens: one line, no traceback, no socket left behind
+    # (so hivectl never reached a daemon that was about to exit).
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "state" / "run" / "admin.sock").exists()
+    assert not list((tmp_path / "state").rglob("*.sock"))
 
 
 # --- agents ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ scope is an error, never "everything".
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import logging
 import os
@@ -76,11 +77,16 @@ class AdminSocket:
             except (KeyError, PermissionError) as exc:
                 log.warning("admin socket: cannot give it to group %s: %s", group, exc)
         task_status.started()
-        async with listener, trio.open_nursery() as nursery:
-            while True:
-                stream = await listener.accept()
-                conn = Connection(stream, "admin", self.ctx.io, 16 << 20)
-                nursery.start_soon(serve_connection, conn, self.handle, "admin socket")
+        try:
+            async with listener, trio.open_nursery() as nursery:
+                while True:
+                    stream = await listener.accept()
+                    conn = Connection(stream, "admin", self.ctx.io, 16 << 20)
+                    nursery.start_soon(serve_connection, conn, self.handle, "admin socket")
+        finally:
+            # A daemon that stops (or fails to start) leaves no socket that looks alive.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
     async def handle(self, conn: Connection, req: Request) -> None:
         fn = VERBS.get(req.op)
@@ -247,6 +253,22 @@ async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
     turn_id = arg(req.args, "turn_id", int)
     rows = await s.reader.run(lambda q: q.turn_events(turn_id))
     conn.reply(req.id, {"events": rows})
+
+
+@verb("login_info")
+def _login_info(s: AdminSocket, conn: Connection, req: Request) -> None:
+    """What `hivectl login NAME` needs to run the agent's login on the operator's terminal:
+    where the hive keeps its state, and which CLI it runs."""
+    cfg = s.ctx.config
+    conn.reply(
+        req.id,
+        {
+            "state_dir": str(cfg.state_dir),
+            "run_dir": str(cfg.sockets_dir),
+            "claude_bin": cfg.claude_bin,
+            "agent_python": cfg.agent_python,
+        },
+    )
 
 
 @verb("clear_mail")
