@@ -5,7 +5,10 @@ queue, so without a cap an agent within its rate limit could fill the disk. The
 ``OperatorMailbox`` counts what the store holds for the operator, per sender, and refuses a
 send past the caps with ``mailbox_full`` before it is acknowledged: a refused message was
 never stored, an accepted one is never dropped to make room. Room comes back when retention
-prunes old operator mail, or when the operator clears it (``hivectl clear-mail``).
+prunes old operator mail, or when the operator clears it (``hivectl clear-mail``). A send
+counted and then not stored (the store failed, the Bus restarted before its commit) keeps
+its room until the daemon restarts and counts the store again: the caps err towards
+refusing, never towards holding more.
 
 Every table that grows has a retention rule, applied by the Store actor in small batches
 (``prune_batch``) so that one pass never holds the writer for long. A pending message is
