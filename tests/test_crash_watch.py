@@ -176,7 +176,8 @@ name = "manager"
 name = "moody"
 [[agent.script]]
 match = "login"
-do = [{op = "exit", class = "needs_login", detail = "401: not logged in"}]
+do = [{op = "exit", class = "needs_login", detail = "401: not logged in", times = 1},
+      {op = "reply", body = "done after the login"}]
 [[agent.script]]
 match = "busy"
 do = [{op = "exit", class = "rate_limited", detail = "429: slow down", times = 1},
@@ -205,11 +206,15 @@ def test_every_state_change_an_operator_should_see_leaves_an_event(
     hive.wait_until(lambda: replied("done after compacting"), what="the compacted retry")
     hive.admin("send", to="moody", body="login")
     hive.wait_until(lambda: hive.status("moody")["needs_login"], what="the 401 to park it")
-    hive.admin("reset", names=["moody"])
+    hive.admin("reset", names=["moody"])  # the kept message runs again, and works
+    hive.wait_until(lambda: replied("done after the login"), what="the turn after the reset")
     hive.admin("pause", names=["moody"])
     hive.admin("kick", names=["moody"], note="wake")
     hive.admin("resume", names=["moody"])
-    hive.wait_until(lambda: "resumed" in kinds(), what="the resume event")
+    hive.wait_until(
+        lambda: any(t["kick_note"] == "wake" and t["ended_at"] for t in hive.turns("moody")),
+        what="the kicked turn to end",
+    )
     assert kinds() == [
         "rate_limited", "compact_retry", "needs_login", "reset", "paused", "kicked", "resumed",
     ]  # fmt: skip

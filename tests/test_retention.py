@@ -109,7 +109,6 @@ def test_pruning_removes_old_delivered_messages_and_never_a_pending_one(
     def ids() -> list[int]:
         return [r[0] for r in hive.db().execute("SELECT id FROM messages ORDER BY id")]
 
-    assert ids() == [waiting, delivered]
     hive.wait_until(lambda: delivered not in ids(), what="the delivered message to be pruned")
     assert ids() == [waiting]
     assert hive.status("sleeper")["inbox_depth"] == 1
