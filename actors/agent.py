@@ -44,6 +44,17 @@ from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError, packb
 log = logging.getLogger(__name__)
 
 MAX_COMPACT_RETRIES = 2
+# The event each operator lifecycle op leaves (the dashboard's and `hivectl events`' history).
+CONTROL_EVENTS = {
+    "pause": "paused",
+    "resume": "resumed",
+    "cancel": "cancelled",
+    "reset": "reset",
+    "restart": "restarted",
+    "stop": "stopped",
+    "stop_hard": "stopped",
+    "start": "started",
+}
 
 
 # --- messages -------------------------------------------------------------------------
@@ -243,6 +254,7 @@ class AgentActor(SupervisedActor):
         self.stopped, self.deployed_sha = row.stopped, row.deployed_sha
         self.model = row.model or self.cfg.model
         self.status_text, self.status_set_at = row.status_text, row.status_set_at
+        self.kick_note = row.kick_note  # a stored kick outlives a daemon crash
         self.last_turn = state.last_turn
         self._take_loaded(state.pending, state.commit)
         self._publish()
@@ -339,13 +351,12 @@ class AgentActor(SupervisedActor):
                     self._turn_event(event)
             case TurnEnded(turn_id=tid, outcome=outcome):
                 if self.turn is not None and self.turn.id == tid:
+                    carried_kick = self.turn.kick_note is not None
                     self._turn_ended(outcome)
+                    if carried_kick:
+                        self._store_kick()  # served (cleared) or kept for the next turn
             case Kick(note=note, reply=reply):
-                self.kick_note = note or ""
-                self.hold = False
-                self._maybe_start_turn()
-                if reply is not None:
-                    reply({"queued": self.turn is None or self.turn.kick_note is None})
+                self._kick(note, reply)
             case SetStatus(text=text, reply=reply):
                 self._set_status(text, reply)
             case RetryDue(generation=gen):
@@ -647,6 +658,7 @@ class AgentActor(SupervisedActor):
         elif cls == ExitClass.NEEDS_LOGIN:
             self.needs_login = True
             self._write(lambda q: q.set_agent_fields(self.name, needs_login=1))
+            self._event("needs_login", {"detail": outcome.detail})
             self._notify(
                 OPERATOR,
                 f"agent '{self.name}' needs login: {outcome.detail or 'authentication failed'}. "
@@ -659,8 +671,13 @@ class AgentActor(SupervisedActor):
                 max(self.ctx.config.backoff_max, self.ctx.config.rate_limit_backoff) * 10,
             )
             self._schedule_retry(delay)
+            self._event(
+                "rate_limited",
+                {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
+            )
         elif cls == ExitClass.COMPACT_RETRY:
             self.compact_streak += 1
+            self._event("compact_retry", {"detail": outcome.detail, "attempt": self.compact_streak})
             if self.compact_streak > MAX_COMPACT_RETRIES:
                 self._crashed(
                     TurnOutcome(ExitClass.CRASH, "context still too long after compacting"),
@@ -716,6 +733,27 @@ class AgentActor(SupervisedActor):
         self.ctx.io.call_later(delay, lambda: tell_quietly(me, RetryDue(gen)))
         self._mark_dirty()
 
+    # --- kicks ------------------------------------------------------------------------------
+
+    def _kick(self, note: str | None, reply: Reply | None) -> None:
+        """A kick is answered once it is stored: a daemon crash after the answer still
+        serves it (the restarted actor reads it back), until a turn that carried it ends
+        cleanly."""
+        self.kick_note = note or ""
+        self.hold = False
+        self._maybe_start_turn()
+        result = {"queued": self.turn is None or self.turn.kick_note is None}
+        self._store_kick(self._acked(reply, result))
+        self._event("kicked", {"note": (note or "")[:200]})
+
+    def _store_kick(self, done: Any = None) -> None:
+        # The outstanding kick: queued for the next turn, or carried by the running one.
+        outstanding = self.kick_note
+        if outstanding is None and self.turn is not None:
+            outstanding = self.turn.kick_note
+        name = self.name
+        self._write(lambda q: q.set_agent_fields(name, kick_note=outstanding), done)
+
     # --- operator control -----------------------------------------------------------------
 
     def _control(self, op: str, reply: Reply | None) -> None:
@@ -767,6 +805,7 @@ class AgentActor(SupervisedActor):
             return
         if op in ("stop", "stop_hard", "start", "restart"):
             result["stopped"] = self.stopped
+        self._event(CONTROL_EVENTS[op], {"op": op})
         name = self.name
         if wait_for_turn:
             self.turn_waiters.append((reply, result))
@@ -784,6 +823,7 @@ class AgentActor(SupervisedActor):
         if m.model is not None:
             self.model = m.model or self.cfg.model  # "": back to the config's model
             fields["model"] = m.model
+            self._event("model_set", {"model": self.model})
         if m.needs_update is not None:
             self.needs_update = m.needs_update
             fields["needs_update"] = int(m.needs_update)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
+from hive.actors.base import HiveContext, Reply, Republish, SupervisedActor, tell_quietly
 from hive.actors.hub import Publish
 from hive.actors.store import Read, Write
 from hive.config import AgentConfig
@@ -320,6 +320,8 @@ class ApprovalsActor(SupervisedActor):
                 self._withdraw_questions(name, reply)
             case _PromptDue(id=pid):
                 self._deliver_prompt(pid)
+            case Republish():
+                self._republish()
             case _:
                 log.warning("approvals: unexpected message %r", message)
         return None
@@ -793,6 +795,17 @@ class ApprovalsActor(SupervisedActor):
 
         if not self.ctx.refs.tell("store", Write(numbered, done)):
             then(None, RuntimeError("the store is restarting"))
+
+    def _republish(self) -> None:
+        """The StateHub restarted with an empty snapshot: give it every pending approval
+        and question (committed ones: the others publish when their write commits) and
+        every draft again, or the dashboard would stop showing them."""
+        for item in sorted(self.items.values(), key=lambda i: i.rec.id):
+            if item.committed:
+                self._publish(item)
+        for d in self.drafts.values():
+            if d.base_sha:
+                self._publish_draft(d)
 
     def _publish(self, item: Item) -> None:
         self.ctx.refs.tell("hub", Publish(item.hub_kind, str(item.rec.id), item.rec.to_wire()))

@@ -105,6 +105,8 @@ class HiveContext:
     # The StateHub's subscribers live here, not in the hub, so that a restarted hub keeps
     # serving them (after telling each one it missed updates).
     hub_subscribers: dict[int, Any] = field(default_factory=dict)
+    # The operator mailbox's caps and what it holds (hive.store.retention); None: no caps.
+    operator_mailbox: Any = None
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"

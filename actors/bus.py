@@ -198,6 +198,8 @@ class BusActor(SupervisedActor):
                     f"{sender_cfg.rate_limit_per_minute} messages per minute; "
                     "nothing was sent, try again later",
                 )
+        if m.to == OPERATOR and self.ctx.operator_mailbox is not None:
+            self.ctx.operator_mailbox.admit(m.sender, size)  # or mailbox_full
         env = Envelope(
             id=self.ctx.message_ids.next(),
             sender=m.sender,

@@ -9,14 +9,22 @@ done before its transaction has committed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import apsw
 
-from hive.actors.base import HiveContext, InjectedFault, InjectFault, SupervisedActor
+from hive.actors.base import (
+    HiveContext,
+    InjectedFault,
+    InjectFault,
+    SupervisedActor,
+    tell_quietly,
+)
 from hive.store import Queries, connect
+from hive.store.retention import Pruned, prune
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,16 @@ class _Flush:
     pass
 
 
+@dataclass(frozen=True)
+class _Prune:
+    pass
+
+
+# After a pass that found more than a batch, the next comes this soon: other writes get
+# the writer in between, and a large backlog still drains in minutes.
+PRUNE_AGAIN_SECONDS = 0.05
+
+
 class StoreActor(SupervisedActor):
     child_id = "store"
 
@@ -57,6 +75,7 @@ class StoreActor(SupervisedActor):
             self.ctx.config.db_path, synchronous=self.ctx.config.sqlite_synchronous.upper()
         )
         self._q = Queries(self._conn)
+        self._prune_later(self.ctx.config.prune_interval)
 
     def on_stop(self) -> None:
         self._flush()
@@ -84,10 +103,31 @@ class StoreActor(SupervisedActor):
                 self._flush()
             case Read(op=op):
                 return op(self._q)
-
+            case _Prune():
+                self._prune()
             case _:
                 log.warning("store: unexpected message %r", message)
         return None
+
+    # --- retention: one small batch per table, queued like any other write -------------
+
+    def _prune_later(self, delay: float) -> None:
+        me = self.actor_ref  # a dead Store's timer tells nobody: one chain per Store
+        self.ctx.io.call_later(delay, lambda: tell_quietly(me, _Prune()))
+
+    def _prune(self) -> None:
+        cfg = self.ctx.config
+
+        def done(result: Pruned | None, error: BaseException | None) -> None:
+            if result is not None:
+                if self.ctx.operator_mailbox is not None:
+                    self.ctx.operator_mailbox.removed(result.operator_mail)
+                if result.rows:
+                    log.info("store: retention pruned %s", dict(result.rows))
+            more = result is not None and result.more
+            self._prune_later(PRUNE_AGAIN_SECONDS if more else cfg.prune_interval)
+
+        self.on_receive(Write(lambda q: prune(q, cfg, time.time()), done))
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

@@ -261,6 +261,20 @@ class HiveConfig:
     session_idle_seconds: float = 1800.0  # persistent mode: close a session idle this long
     notes_compact_bytes: int = 32_768  # rewrite state/notes.md past this size (0: never)
     notes_compact_model: str = ""  # model for that rewrite ("": the agent's own)
+    # The operator's mailbox (see hive.store.retention): 0 turns a cap off.
+    operator_mailbox_cap: int = 10_000  # messages held for the operator, all senders
+    operator_mailbox_bytes: int = 64 * 1024 * 1024  # their bodies, in bytes
+    operator_mail_per_sender: int = 1_000  # held from any one agent
+    # Retention, pruned by the Store every prune_interval seconds, prune_batch rows per
+    # table a pass. Days; 0 keeps forever. Pending messages are never pruned.
+    message_retention_days: float = 30.0  # delivered messages (operator mail included)
+    message_retention_rows: int = 1_000_000  # and beyond the newest this many ids
+    turn_event_retention_days: float = 14.0  # transcripts of turns that ended this long ago
+    turn_retention_days: float = 90.0  # turn rows (each agent's newest is kept)
+    event_retention_days: float = 90.0
+    approval_retention_days: float = 90.0  # resolved approvals, done scheduled prompts
+    prune_interval: float = 60.0
+    prune_batch: int = 500
     agents: tuple[AgentConfig, ...] = ()
 
     @property
@@ -336,6 +350,7 @@ class HiveConfig:
         for key in limits:
             if getattr(cfg, key) < 1:
                 raise ConfigError(f"[hive]: {key} must be >= 1")
+        _check_retention(cfg)
         if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
         return cfg
@@ -347,3 +362,16 @@ class HiveConfig:
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
         return cls.from_toml_text(text, base_dir=path.parent.resolve())
+
+
+def _check_retention(cfg: HiveConfig) -> None:
+    limits = (
+        "operator_mailbox_cap", "operator_mailbox_bytes", "operator_mail_per_sender",
+        "message_retention_days", "message_retention_rows", "turn_event_retention_days",
+        "turn_retention_days", "event_retention_days", "approval_retention_days",
+    )  # fmt: skip
+    negative = [k for k in limits if not getattr(cfg, k) >= 0]  # NaN too
+    if negative:
+        raise ConfigError(f"[hive]: {', '.join(negative)} must be >= 0 (0: no limit)")
+    if not cfg.prune_interval > 0 or cfg.prune_batch < 1:
+        raise ConfigError("[hive]: prune_interval must be > 0 and prune_batch >= 1")

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -21,6 +21,7 @@ from hive.config import AgentConfig, HiveConfig, drop_forbidden_env
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
+from hive.store.retention import MailCount, OperatorMailbox, operator_mail
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Boot:
     state: Any  # actors.supervisor.BootState
     max_message_id: int
     max_turn_id: int
+    operator_mail: MailCount = field(default_factory=MailCount)
 
 
 def prepare_state(cfg: HiveConfig) -> Boot:
@@ -64,7 +66,7 @@ def prepare_state(cfg: HiveConfig) -> Boot:
         for env in q.all_pending():
             state.pending.setdefault(env.to, []).append(env)
         state.last_turns = q.last_turns()
-        return Boot(state, q.max_id("messages"), q.max_id("turns"))
+        return Boot(state, q.max_id("messages"), q.max_id("turns"), operator_mail(q))
     finally:
         conn.close()
 
@@ -104,6 +106,12 @@ async def run_hive(
             services=services,
             message_ids=IdAllocator(boot.max_message_id + 1),
             turn_ids=IdAllocator(boot.max_turn_id + 1),
+            operator_mailbox=OperatorMailbox(
+                cfg.operator_mailbox_cap,
+                cfg.operator_mailbox_bytes,
+                cfg.operator_mail_per_sender,
+                boot.operator_mail,
+            ),
         )
         services.attach(ctx)
         supervisor: pykka.ActorRef[Any] | None = None

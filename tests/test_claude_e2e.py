@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -328,27 +327,32 @@ def test_login_refuses_to_run_without_a_terminal(
 def test_login_stores_the_token_and_the_reset_resumes_the_agent(
     start: Callable[..., ClaudeHive], api: FakeAnthropic, tmp_path: Path
 ) -> None:
-    # No API key at all: the CLI says "Not logged in" and sends nothing.
-    env = {k: v for k, v in api.env().items() if k != "ANTHROPIC_API_KEY"}
-    assert "ANTHROPIC_API_KEY" not in os.environ
-    hive = start(hive_toml(claude_agent("alice")), env=env)
+    # The API refuses the key (a hive without any credential does not start: see
+    # tests/test_first_run.py): alice is parked in needs_login, her mail kept.
+    api.script(unauthorized())
+    hive = start(hive_toml(claude_agent("alice")))
     sent = hive.admin("send", to="alice", body="hello after login")
-    status = hive.wait_until(
-        lambda: (s := hive.status("alice"))["needs_login"] and s, what="needs_login"
-    )
-    assert "Not logged in" in status["last_turn"]["detail"]
-    assert api.requests == []
+    hive.wait_until(lambda: hive.status("alice")["needs_login"], what="needs_login")
+    [notice] = [m["body"] for m in hive.messages("operator") if "needs login" in m["body"]]
+    command = notice.split("run `")[1].split("`")[0]
+    assert command == "hivectl login alice"
 
+    # Exactly as the notice spells it, with the socket given before the verb (no
+    # --config, no --state-dir: the daemon says where the hive's state is).
     token_file = tmp_path / "token"
     token_file.write_text("sk-ant-oat01-from-setup-token\n")
-    done = run_login(hive.hive, "--token-file", str(token_file))
+    done = subprocess.run(
+        [sys.executable, "-m", "hive.cli.hivectl", "--socket", str(hive.hive.admin_path),
+         *command.split()[1:], "--token-file", str(token_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "reset" in done.stderr
 
     [_, turn] = hive.wait_turns("alice", 2)
     assert turn["exit_class"] == "ok" and turn["message_ids"] == [sent["id"]]
     assert hive.status("alice")["needs_login"] is False
-    [request] = api.requests
+    [_, request] = api.requests
     assert request.headers["authorization"] == "Bearer sk-ant-oat01-from-setup-token"
     token_path = hive.agent_dir("alice") / "state" / "claude" / "hive-oauth-token"
     assert token_path.stat().st_mode & 0o777 == 0o600

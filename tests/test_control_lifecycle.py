@@ -279,3 +279,39 @@ inbox_cap = 3
         lambda: as_agent(hive, "alice", "send", to="tiny", body="again")["id"],
         what="sending to be accepted again",
     )
+
+
+def stored_kick(hive: RunningHive, agent: str) -> Any:
+    rows = hive.db().execute("SELECT kick_note FROM agents WHERE name = ?", (agent,)).fetchall()
+    return rows[0][0]
+
+
+def test_a_kick_is_stored_before_it_is_acknowledged_and_survives_a_crash(
+    make_hive: MakeHive,
+) -> None:
+    hive = make_hive(CONFIG)
+    hive.admin("pause", names=["worker"])  # the kick waits: no turn may serve it yet
+    hive.admin("kick", names=["worker"], note="look at the queue")
+    assert stored_kick(hive, "worker") == "look at the queue"
+    hive.kill()  # no chance to write anything after the acknowledgement
+    hive = hive.restart()
+    assert hive.turns("worker") == []
+    hive.admin("resume", names=["worker"])
+    served = hive.wait_until(
+        lambda: [t for t in hive.turns("worker") if t["exit_class"] == "ok"],
+        what="the stored kick to be served after the restart",
+    )
+    assert [t["kick_note"] for t in served] == ["look at the queue"]
+    # Served by a clean turn: no longer outstanding, and another restart does not repeat it.
+    hive.wait_until(lambda: stored_kick(hive, "worker") is None, what="the kick to be cleared")
+    hive = hive.restart()
+    hive.admin("send", to="worker", body="ping")
+    hive.wait_until(lambda: len(hive.turns("worker")) == 2, what="the next turn")
+    assert [t["kick_note"] for t in hive.turns("worker")] == [None, "look at the queue"]
+
+
+def test_a_kick_through_the_agent_tool_is_stored_before_its_reply(make_hive: MakeHive) -> None:
+    hive = make_hive(CONFIG)
+    hive.admin("pause", names=["worker"])
+    as_agent(hive, "manager", "kick_agent", name="worker", note="from the manager")
+    assert stored_kick(hive, "worker") == "from the manager"

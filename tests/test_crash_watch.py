@@ -163,3 +163,64 @@ def test_messages_taken_by_recv_in_a_crashed_turn_are_given_again(
     assert states[payload] == ("delivered", retry["id"])
     answers = [m["body"] for m in hive.messages("operator")]
     assert answers.count("got payload") == 2  # at-least-once: seen by both turns
+
+
+EXITS = """
+[hive]
+rate_limit_backoff = 0.05
+
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "moody"
+[[agent.script]]
+match = "login"
+do = [{op = "exit", class = "needs_login", detail = "401: not logged in", times = 1},
+      {op = "reply", body = "done after the login"}]
+[[agent.script]]
+match = "busy"
+do = [{op = "exit", class = "rate_limited", detail = "429: slow down", times = 1},
+      {op = "reply", body = "done after the rate limit"}]
+[[agent.script]]
+match = "long"
+do = [{op = "exit", class = "compact_retry", detail = "prompt is too long", times = 1},
+      {op = "reply", body = "done after compacting"}]
+"""
+
+
+def test_every_state_change_an_operator_should_see_leaves_an_event(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    hive = make_hive(EXITS)
+
+    def kinds() -> list[str]:
+        return [e["kind"] for e in reversed(hive.admin("events", agent="moody")["events"])]
+
+    def replied(body: str) -> bool:
+        return any(m["body"] == body for m in hive.messages("operator"))
+
+    hive.admin("send", to="moody", body="busy")
+    hive.wait_until(lambda: replied("done after the rate limit"), what="the retry after a 429")
+    hive.admin("send", to="moody", body="long")
+    hive.wait_until(lambda: replied("done after compacting"), what="the compacted retry")
+    hive.admin("send", to="moody", body="login")
+    hive.wait_until(lambda: hive.status("moody")["needs_login"], what="the 401 to park it")
+    hive.admin("reset", names=["moody"])  # the kept message runs again, and works
+    hive.wait_until(lambda: replied("done after the login"), what="the turn after the reset")
+    hive.admin("pause", names=["moody"])
+    hive.admin("kick", names=["moody"], note="wake")
+    hive.admin("resume", names=["moody"])
+    hive.wait_until(
+        lambda: any(t["kick_note"] == "wake" and t["ended_at"] for t in hive.turns("moody")),
+        what="the kicked turn to end",
+    )
+    assert kinds() == [
+        "rate_limited", "compact_retry", "needs_login", "reset", "paused", "kicked", "resumed",
+    ]  # fmt: skip
+    events = {e["kind"]: e for e in hive.admin("events", agent="moody")["events"]}
+    assert events["needs_login"]["data"]["detail"] == "401: not logged in"
+    assert events["rate_limited"]["data"]["detail"] == "429: slow down"
+    assert events["rate_limited"]["data"]["retry_in"] == 0.05
+    assert events["compact_retry"]["data"]["attempt"] == 1
+    assert events["kicked"]["data"]["note"] == "wake"

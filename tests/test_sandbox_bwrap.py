@@ -180,9 +180,15 @@ def test_a_group_sigterm_reaches_the_agent_for_a_graceful_stop(
 ) -> None:
     bob = agent("bob")
     sandbox.prepare(bob, layout.bob)
+    # The agent takes its time to stop (a CLI saving its session): the group SIGTERM also
+    # reaches bwrap, which must not end the sandbox under it (--die-with-parent would).
     code = (
-        "import signal, sys\n"
-        "signal.signal(signal.SIGTERM, lambda *_: (print('stopping', flush=True), sys.exit(0)))\n"
+        "import signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(0.5)\n"
+        "    print('stopping', flush=True)\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
         "print('up', flush=True)\n"
         "signal.pause()\n"
     )
@@ -192,7 +198,7 @@ def test_a_group_sigterm_reaches_the_agent_for_a_graceful_stop(
     assert proc.stdout.readline() == b"up\n"
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.stdout.readline() == b"stopping\n"
-    proc.wait(timeout=30)
+    assert proc.wait(timeout=30) == 0  # the agent's own exit status, not a signal's
 
 
 def test_uid_is_stable_and_distinct_per_agent(sandbox: BwrapSandbox, layout: HiveLayout) -> None:

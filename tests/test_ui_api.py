@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from hive.store import Queries, connect, migrate
+from tests.control_support import as_agent, ask
 from tests.ui_harness import DashboardHive, make_dashboard, sse_events, wait_until
 
 __all__ = ["make_dashboard"]  # the fixture, imported for pytest
@@ -175,6 +176,11 @@ def test_port_taken_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
     assert "dashboard_port" in proc.stderr  # says what to do
     assert time.monotonic() - started < 30  # retried briefly, then gave up
+    # Checked before anything else opens: one line, no traceback, no socket left behind
+    # (so hivectl never reached a daemon that was about to exit).
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "state" / "run" / "admin.sock").exists()
+    assert not list((tmp_path / "state").rglob("*.sock"))
 
 
 # --- agents ------------------------------------------------------------------------------------
@@ -625,3 +631,40 @@ def test_many_streams_each_get_a_snapshot_and_every_change(dash: DashboardHive) 
         assert [e["data"]["body"] for e in evs if e["kind"] == "message"] == ["one", "two"]
     assert all(e["kind"] in ("snapshot", "agent") for e in results[4])
     dash.ok("POST", "/api/agents/slow/cancel")
+
+
+# --- a StateHub restart -----------------------------------------------------------------------
+
+
+def test_pending_approvals_and_questions_outlive_a_hub_restart(make_dashboard: Make) -> None:
+    dash = make_dashboard(CONFIG, env={"HIVE_FAULT_INJECTION": "1"})
+    hive = dash.hive
+    request = as_agent(hive, "manager", "schedule_prompt", agent="bob", at="+3600", text="x")
+    asked = ask(hive, "bob", question="Ship it?", options=["yes", "no"], ttl_seconds=600)
+
+    def listed() -> tuple[list[int], list[str]] | None:
+        r = dash.api("GET", "/api/approvals")
+        if r.status_code != 200:
+            return None  # the hub is between lives
+        body = r.json()
+        ids = [a["id"] for a in body["approvals"]]
+        questions = [q["description"] for q in body["questions"]]
+        return (ids, questions) if ids and questions else None
+
+    assert wait_until(listed, what="both items listed") == ([request["id"]], ["Ship it?"])
+    hive.admin("inject_fault", target="hub")
+    hive.wait_until(lambda: "restarting hub" in hive.log_tail(200), what="the hub's restart")
+    # The new hub starts empty; the approvals actor must publish its items again.
+    assert wait_until(listed, what="the items back after the restart") == (
+        [request["id"]],
+        ["Ship it?"],
+    )
+    events = sse_events(dash, "/api/stream?kinds=approval,question", lambda ev: len(ev) >= 1)
+    snapshot = events[0]
+    assert snapshot["kind"] == "snapshot"
+    assert [a["id"] for a in snapshot["items"]["approval"]] == [request["id"]]
+    assert [q["description"] for q in snapshot["items"]["question"]] == ["Ship it?"]
+    # The question still works: answering it reaches the asker.
+    qid = hive.admin("pending")["pending"][-1]["id"]
+    hive.admin("answer", id=qid, answer="yes")
+    assert asked.result()["answer"] == "yes"

@@ -368,12 +368,23 @@ def test_model_slash_command_sets_the_model(dash: DashboardHive) -> None:
     with dash.browser() as page:
         page.goto(f"{dash.url}/agents/bob")
         page.wait_for_selector("#live[data-state=up]")
+        # Hold the response to the command until the stream has shown the new model: the
+        # order a loaded machine can produce, here every time.
+        held: list[Any] = []
+        page.route("**/api/model", lambda route: held.append((route, route.fetch())))
         page.fill("#send-body", "/model claude-opus-4-5")
         page.click("#send-button")
         page.wait_for_function(
             "() => document.getElementById('agent-model').textContent === 'claude-opus-4-5'"
         )
         assert page.input_value("#send-body") == ""  # a command, not a message
+        [(route, response)] = held
+        route.fulfill(response=response)
+        page.unroute("**/api/model")
+        page.wait_for_function(
+            "() => document.getElementById('send-result').textContent.includes('model set to')"
+        )
+        assert page.input_value("#send-body") == ""
         assert dash.ok("GET", "/api/agents/bob/messages")["messages"] == []
         assert dash.row("bob")["active_model"] == "claude-opus-4-5"
         page.select_option("#model-picker", "claude-haiku-4-5")

@@ -129,9 +129,14 @@ def sse_events(
 def make_dashboard(tmp_path: Path) -> Iterator[Callable[..., DashboardHive]]:
     started: list[RunningHive] = []
 
-    def make(config_text: str, name: str = "hive", root: Path | None = None) -> DashboardHive:
+    def make(
+        config_text: str,
+        name: str = "hive",
+        root: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> DashboardHive:
         port = free_port()
-        hive = RunningHive.start((root or tmp_path) / name, config_text, dashboard_port=port)
+        hive = RunningHive.start((root or tmp_path) / name, config_text, env, dashboard_port=port)
         started.append(hive)
         dash = DashboardHive(hive, port)
 

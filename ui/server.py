@@ -30,6 +30,8 @@ BIND_RETRY_SECONDS = 0.5
 GRACEFUL_SECONDS = 3.0
 
 _running: list[Dashboard] = []  # the dashboards being served (one per hive in a process)
+# Sockets bound before the daemon started (hive-supervisor checks the port first).
+_prebound: dict[tuple[str, int], socket.socket] = {}
 
 
 class DashboardBindError(RuntimeError):
@@ -69,6 +71,13 @@ def bind_socket(
     raise DashboardBindError(f"dashboard: cannot listen on {host}:{port}: {what}; {hint}")
 
 
+def prebind(host: str, port: int) -> None:
+    """Bind the dashboard's port now, before any other socket of the daemon opens: a
+    port someone else holds stops the start before hivectl could reach a daemon that is
+    about to exit. The dashboard, once started, serves on this very socket."""
+    _prebound[(host, port)] = bind_socket(host, port)
+
+
 def hypercorn_config(sock: socket.socket) -> Config:
     from hypercorn.config import Config
 
@@ -99,12 +108,16 @@ async def start_dashboard(ctx: HiveContext, nursery: trio.Nursery) -> None:
     auth = OperatorAuth.load_or_create(cfg.state_dir)
     board = Dashboard(ctx, auth)
     app = create_app(board)
-    # Binding sleeps between retries; keep that off the trio thread.
-    try:
-        sock = await trio.to_thread.run_sync(bind_socket, cfg.dashboard_host, cfg.dashboard_port)
-    except DashboardBindError as exc:
-        log.critical("%s", exc)
-        raise
+    sock = _prebound.pop((cfg.dashboard_host, cfg.dashboard_port), None)
+    if sock is None:
+        # Binding sleeps between retries; keep that off the trio thread.
+        try:
+            sock = await trio.to_thread.run_sync(
+                bind_socket, cfg.dashboard_host, cfg.dashboard_port
+            )
+        except DashboardBindError as exc:
+            log.critical("%s", exc)
+            raise
     host, port = sock.getsockname()[:2]
     config = hypercorn_config(sock)
 

@@ -5,6 +5,9 @@
     hivectl pending                     approvals and questions waiting for you
     hivectl approve 12 / deny 12 --reason "not now" / answer 13 "yes, go ahead"
     hivectl stop alice bob [--hard]     and start, restart, pause, resume, kick, cancel
+    hivectl transcript 42 / transcript alice   a turn's events (alice: her newest turn)
+    hivectl login alice                 log alice in again on this terminal, then resume her
+    hivectl clear-mail [--from bob]     empty your mailbox (after mailbox_full)
     hivectl --json list                 machine-readable output for scripts
 
 The socket is --socket, else $HIVE_ADMIN_SOCKET, else /run/hive/admin.sock. On an error
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
+from hive.cli.login import add_arguments as login_arguments
 from hive.client import ConnectionLost, HiveError, SyncClient
 
 DEFAULT_SOCKET = "/run/hive/admin.sock"
@@ -312,6 +316,16 @@ def v_send(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, lambda r: f"sent as message #{r['id']}")
 
 
+def v_clear_mail(c: SyncClient, a: argparse.Namespace) -> None:
+    args: dict[str, Any] = {}
+    if a.sender:
+        args["sender"] = a.sender
+    if a.before is not None:
+        args["before_id"] = a.before
+    r = c.call("clear_mail", **args)
+    print_result(a, r, lambda r: f"deleted {r['deleted']} message(s) from your mailbox")
+
+
 def v_model(c: SyncClient, a: argparse.Namespace) -> None:
     args: dict[str, Any] = {"names": [a.name]}
     if a.model:
@@ -485,6 +499,42 @@ def v_raw(op: str, key: str) -> Handler:
     return run
 
 
+def v_noop(c: SyncClient, a: argparse.Namespace) -> None:
+    """Verbs handled before any connection (login)."""
+
+
+def v_transcript(c: SyncClient, a: argparse.Namespace) -> None:
+    """One turn's events: by turn id, or an agent's newest turn."""
+    turn_id = int(a.turn) if a.turn.isdigit() else None
+    if turn_id is None:
+        turns = c.call("turns", agent=a.turn, limit=1)["turns"]
+        if not turns:
+            print(f"hivectl: '{a.turn}' has no turns yet", file=sys.stderr)
+            raise Failed
+        turn_id = int(turns[0]["id"])
+    r = c.call("transcript", turn_id=turn_id)
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [f"turn #{turn_id}: {len(r['events'])} event(s)"]
+        for ev in r["events"]:
+            # ensure_ascii: control characters from the model or a tool print escaped.
+            data = json.dumps(ev["data"], ensure_ascii=True, sort_keys=True)
+            lines.append(f"{ev['seq']:>5}  {ev['kind']:<12} {data[:300]}")
+        return "\n".join(lines)
+
+    print_result(a, r, human)
+
+
+def v_login(a: argparse.Namespace) -> None:
+    """Runs on this terminal (the CLI's login in the agent's environment), not over the
+    socket; the daemon is asked where the hive's state is, then told to reset the agent."""
+    from hive.cli import login
+
+    explicit = a.socket or os.environ.get("HIVE_ADMIN_SOCKET")
+    offline = a.config or a.state_dir
+    login.run(a, socket_path(a) if explicit or not offline else None)
+
+
 # --- argument parsing -----------------------------------------------------------------
 
 
@@ -540,6 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("send", v_send, "send a message as the operator")
     sp.add_argument("to")
     sp.add_argument("body", help="the text, or - to read it from stdin")
+    sp = add("transcript", v_transcript, "one turn's events (a turn id, or an agent's newest)")
+    sp.add_argument("turn", metavar="TURN_ID|AGENT")
+    sp = add("login", v_noop, "log a needs_login agent in again on this terminal, then resume it")
+    login_arguments(sp)
+    sp = add("clear-mail", v_clear_mail, "delete your mail (makes room after mailbox_full)")
+    sp.add_argument("--from", dest="sender", help="only the mail from this agent")
+    sp.add_argument("--before", type=int, metavar="ID", help="only mail older than this id")
     sp = add("model", v_model, "show an agent's model, or set it (`default` resets)")
     sp.add_argument("name")
     sp.add_argument("model", nargs="?")
@@ -589,14 +646,10 @@ def socket_path(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["login"]:
-        # Re-authenticating runs the claude CLI on this terminal, in the agent's
-        # environment, then resets the agent: see hive.cli.login.
-        from hive.cli import login
-
-        login.main(argv[1:])
-        return
     args = build_parser().parse_args(argv)
+    if args.verb == "login":
+        v_login(args)
+        return
     path = socket_path(args)
     timeout = args.timeout
     if timeout is None:

@@ -1,7 +1,8 @@
 """Log an agent in again: run the claude CLI's login in that agent's environment, on this
 terminal, then tell the daemon to reset the agent so that it resumes.
 
-    python -m hive.cli.login alice --config hive.toml --state-dir /var/lib/hive
+    hivectl [--socket PATH] login alice        (asks the running daemon where its state is)
+    python -m hive.cli.login alice --config hive.toml --state-dir /var/lib/hive   (offline)
 
 An agent whose turn failed with 401/403/"Not logged in" is parked in ``needs_login`` with its
 messages kept. This command:
@@ -40,17 +41,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="hive-login", description="Log a needs_login agent in again, then resume it."
     )
+    add_arguments(p)
+    return p.parse_args(argv)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="the agent")
-    p.add_argument("--config", type=Path, help="hive.toml (for claude_bin, dirs, agents)")
+    p.add_argument("--config", type=Path, help="hive.toml (default: ask the running daemon)")
     p.add_argument("--state-dir", type=Path, help="the hive's state dir (overrides [hive])")
     p.add_argument("--run-dir", type=Path, help="sockets (default: <state-dir>/run)")
     p.add_argument("--method", choices=METHODS, default="setup-token")
     p.add_argument("--token-file", help="store this token (- for stdin); do not run the CLI")
     p.add_argument("--no-reset", action="store_true", help="do not tell the daemon")
-    return p.parse_args(argv)
 
 
-def load_hive(args: argparse.Namespace) -> HiveConfig:
+def from_daemon(socket: str) -> HiveConfig:
+    """The running daemon's own settings, for a login that names only the agent."""
+    from hive.client import ConnectionLost, HiveError, SyncClient
+
+    try:
+        with SyncClient(socket, timeout=30) as client:
+            info = client.call("login_info")
+    except (ConnectionLost, HiveError, OSError) as exc:
+        why = getattr(exc, "message", None) or str(exc)
+        raise LoginError(
+            f"cannot ask the daemon at {socket} where the hive's state is ({why}); pass "
+            "--socket (before `login`), or --config and --state-dir to log in offline"
+        ) from None
+    return HiveConfig(
+        state_dir=Path(info["state_dir"]),
+        run_dir=Path(info["run_dir"]),
+        claude_bin=str(info["claude_bin"]),
+        agent_python=str(info["agent_python"]),
+    )
+
+
+def load_hive(args: argparse.Namespace, socket: str | None = None) -> HiveConfig:
+    if socket is not None and not (args.config or args.state_dir):
+        return from_daemon(socket)
     cfg = HiveConfig.load(args.config) if args.config else HiveConfig()
     if args.state_dir:
         cfg = cfg.with_overrides(state_dir=args.state_dir)
@@ -101,7 +129,9 @@ def store_token(cfg: HiveConfig, agent: AgentConfig, token: str) -> Path:
     token = token.strip()
     if not token or any(c.isspace() for c in token):
         raise LoginError("that is not a token: expected one word like sk-ant-oat01-...")
-    return write_login_token(agent_paths(cfg, agent.name), token)
+    paths = agent_paths(cfg, agent.name)
+    paths.ensure()  # a token stored before the first start: the daemon's own layout
+    return write_login_token(paths, token)
 
 
 def run_login(cfg: HiveConfig, agent: AgentConfig, method: str) -> Path | None:
@@ -122,12 +152,12 @@ def run_login(cfg: HiveConfig, agent: AgentConfig, method: str) -> Path | None:
     return store_token(cfg, agent, token)
 
 
-def reset_agent(cfg: HiveConfig, name: str) -> dict[str, object]:
+def reset_agent(cfg: HiveConfig, name: str, socket: str | None = None) -> dict[str, object]:
     """The admin verb ``reset``: clears needs_login (and failed); the agent resumes."""
     from hive.client import HiveError, SyncClient
 
     try:
-        with SyncClient(cfg.sockets_dir / "admin.sock", timeout=30) as client:
+        with SyncClient(socket or cfg.sockets_dir / "admin.sock", timeout=30) as client:
             result = client.call("reset", names=[name])
     except HiveError as exc:
         raise LoginError(
@@ -141,9 +171,14 @@ def reset_agent(cfg: HiveConfig, name: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    run(parse_args(argv))
+
+
+def run(args: argparse.Namespace, socket: str | None = None) -> None:
+    """Log in; ``socket``: the daemon's admin socket (hivectl's), asked for the hive's
+    settings unless --config / --state-dir name them."""
     try:
-        cfg = load_hive(args)
+        cfg = load_hive(args, socket)
         agent = find_agent(cfg, args.name)
         if args.token_file:
             text = sys.stdin.read() if args.token_file == "-" else Path(args.token_file).read_text()
@@ -153,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         if where is not None:
             print(f"hive: token stored for '{agent.name}' in {where}", file=sys.stderr)
         if not args.no_reset:
-            reset_agent(cfg, agent.name)
+            reset_agent(cfg, agent.name, socket)
             print(f"hive: '{agent.name}' reset; it resumes with its kept messages", file=sys.stderr)
     except (LoginError, ConfigError, OSError) as exc:
         print(f"hive login: {exc}", file=sys.stderr)

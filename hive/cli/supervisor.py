@@ -69,9 +69,42 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"hive-supervisor: {exc}", file=sys.stderr)
         sys.exit(2)
+    try:
+        preflight(cfg)
+    except StartRefused as exc:
+        for line in exc.lines:
+            print(f"hive-supervisor: {line}", file=sys.stderr)
+        sys.exit(2)
     from hive.daemon import run_hive
 
     sys.exit(trio.run(run_hive, cfg))
+
+
+class StartRefused(Exception):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def preflight(cfg: HiveConfig) -> None:
+    """Refuse to start, before any socket exists, what could only fail later: agents
+    without their runtime or a credential, a dashboard port someone else holds (bound
+    here and handed to the dashboard, so nothing can take it in between)."""
+    from hive import preflight as checks
+
+    try:
+        lines = checks.problems(cfg)
+    except (ConfigError, OSError) as exc:
+        lines = [str(exc)]
+    if lines:
+        raise StartRefused(lines)
+    if cfg.dashboard:
+        from hive.ui.server import DashboardBindError, prebind
+
+        try:
+            prebind(cfg.dashboard_host, cfg.dashboard_port)
+        except DashboardBindError as exc:
+            raise StartRefused([str(exc)]) from None
 
 
 if __name__ == "__main__":

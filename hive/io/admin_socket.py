@@ -8,6 +8,7 @@ scope is an error, never "everything".
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import logging
 import os
@@ -91,8 +92,13 @@ class AdminSocket:
             await serve_connection(conn, self.handle, "admin socket")
 
         limit = self.ctx.config.max_admin_connections
-        async with listener:
-            await accept_connections(listener, "admin socket", limit, serve)
+        try:
+            async with listener:
+                await accept_connections(listener, "admin socket", limit, serve)
+        finally:
+            # A daemon that stops (or fails to start) leaves no socket that looks alive.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
     async def handle(self, conn: Connection, req: Request) -> None:
         fn = VERBS.get(req.op)
@@ -259,6 +265,50 @@ async def _transcript(s: AdminSocket, conn: Connection, req: Request) -> None:
     turn_id = id_arg(req.args, "turn_id")
     rows = await s.reader.run(lambda q: q.turn_events(turn_id))
     conn.reply(req.id, {"events": rows})
+
+
+@verb("login_info")
+def _login_info(s: AdminSocket, conn: Connection, req: Request) -> None:
+    """What `hivectl login NAME` needs to run the agent's login on the operator's terminal:
+    where the hive keeps its state, and which CLI it runs."""
+    cfg = s.ctx.config
+    conn.reply(
+        req.id,
+        {
+            "state_dir": str(cfg.state_dir),
+            "run_dir": str(cfg.sockets_dir),
+            "claude_bin": cfg.claude_bin,
+            "agent_python": cfg.agent_python,
+        },
+    )
+
+
+@verb("clear_mail")
+def _clear_mail(s: AdminSocket, conn: Connection, req: Request) -> None:
+    """Delete the operator's mail (all, from one sender, or below an id): the way to make
+    room when agents hear ``mailbox_full``. Replies once the delete has committed."""
+    from hive.actors.store import Write
+    from hive.store.retention import MailCount, clear_operator_mail
+    from hive.wire import SYSTEM
+
+    sender: str | None = arg(req.args, "sender", str, None)
+    if sender is not None and sender != SYSTEM:
+        validate_agent_name(sender)
+    before_id: int | None = arg(req.args, "before_id", int, None)
+    if before_id is not None and not 0 <= before_id < 2**63:
+        raise WireError("bad_request", "'before_id' must be a message id (0 to 2^63-1)")
+    reply = s.reply_cb(conn, req)
+    mailbox = s.ctx.operator_mailbox
+
+    def done(gone: MailCount | None, error: BaseException | None) -> None:
+        if gone is None:
+            reply(WireError("store_failed", f"nothing was deleted: {error}"))
+            return
+        if mailbox is not None:
+            mailbox.removed(gone)
+        reply({"deleted": gone.total()[0]})
+
+    s.tell("store", Write(lambda q: clear_operator_mail(q, sender, before_id), done))
 
 
 @verb("events")

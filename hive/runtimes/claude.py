@@ -1,6 +1,7 @@
 """The claude runtime: an agent's turns are played by the real Claude Code CLI.
 
-``build`` makes the command line (see ../shared/CLAUDE-OFFLINE.md for the facts it rests on)::
+``build`` makes the command line (the CLI's behaviour it rests on is pinned down by the tests
+that run the real CLI, tests/test_claude_runtime.py and tests/test_claude_e2e.py)::
 
     claude -p --model M --output-format stream-json --verbose
            --mcp-config '{"mcpServers": {"hive": <hive-mcp on this agent's socket>, ...}}'

@@ -16,7 +16,7 @@ a process that escapes the namespaces lands on an account that owns only that ag
 >>> sandbox = BwrapSandbox(as_agent_uid=False)
 >>> spec = sandbox.wrap(ProcessSpec(("true",)), AgentConfig("bob", network=False), paths)
 >>> "--unshare-net" in spec.argv, spec.argv[-2:]
-(True, ('--', 'true'))
+(True, ('--default-signal=TERM', 'true'))
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ class BwrapSandbox:
         self.as_agent_uid = os.geteuid() == 0 if as_agent_uid is None else as_agent_uid
         self._bwrap = _find("bwrap")
         self._prlimit = _find("prlimit")
+        self._env = _find("env")
         self._setpriv = _find("setpriv") if self.as_agent_uid else ""
 
     # -- prepare: as root, before each turn (after the first, a few stats) ----------------
@@ -174,14 +175,20 @@ class BwrapSandbox:
             argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
         program = spec.argv[0] if spec.argv else ""
         pythonpath = tuple(p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p)
-        argv += [self._bwrap, *self.bwrap_args(agent, paths, cwd, program, pythonpath)]
+        # A group SIGTERM (the runner's graceful stop) reaches every process of the turn,
+        # bwrap's own two included. bwrap does not handle it: the outer one would die at
+        # once and --die-with-parent would SIGKILL the sandbox while the agent is still
+        # stopping. So bwrap runs with SIGTERM ignored and the agent's program gets the
+        # default back: only the agent decides when the sandbox ends.
+        argv += [self._env, "--ignore-signal=TERM", self._bwrap]
+        argv += self.bwrap_args(agent, paths, cwd, program, pythonpath)
         if not home_is_inside(spec, paths):
             # The supervisor's HOME is hidden or read-only in here; the agent's state dir
             # is where tools keep their config between turns.
             argv += ["--setenv", "HOME", str(paths.state)]
         for key, value in agent_env.items():
             argv += ["--setenv", key, value]
-        argv += ["--", *spec.argv]
+        argv += ["--", self._env, "--default-signal=TERM", *spec.argv]
         return replace(spec, argv=tuple(argv), env=outer_env, cwd=cwd)
 
     def bwrap_args(

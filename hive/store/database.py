@@ -82,6 +82,7 @@ class AgentRow:
     destroyed: bool
     stopped: bool = False  # the operator stopped it: no turns until started
     deployed_sha: str = ""  # the config commit it runs (spawned from a repo)
+    kick_note: str | None = None  # a kick not yet served by a clean turn ("": no note)
 
 
 def _envelope(row: Sequence[Any]) -> Envelope:
@@ -139,7 +140,7 @@ class Queries:
         allowed = {
             "paused", "failed", "failed_reason", "needs_login", "needs_update", "model",
             "status_text", "status_set_at", "destroyed", "parent", "config", "stopped",
-            "deployed_sha",
+            "deployed_sha", "kick_note",
         }  # fmt: skip
         bad = set(values) - allowed
         if bad:
@@ -200,8 +201,8 @@ class Queries:
     def agents(self, include_destroyed: bool = False) -> list[AgentRow]:
         sql = (
             "SELECT name, parent, config, paused, failed, failed_reason, needs_login, "
-            "needs_update, model, status_text, status_set_at, destroyed, stopped, deployed_sha "
-            "FROM agents"
+            "needs_update, model, status_text, status_set_at, destroyed, stopped, deployed_sha, "
+            "kick_note FROM agents"
         )
         if not include_destroyed:
             sql += " WHERE destroyed = 0"
@@ -223,6 +224,7 @@ class Queries:
                     destroyed=bool(r[11]),
                     stopped=bool(r[12]),
                     deployed_sha=r[13],
+                    kick_note=r[14],
                 )
             )
         return out

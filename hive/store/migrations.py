@@ -110,4 +110,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX scheduled_prompts_due ON scheduled_prompts (at) WHERE state = 'scheduled';
     """,
+    # v3: a kick is stored before it is acknowledged (NULL: none outstanding); retention
+    # prunes old rows by age in small batches, so the age columns are indexed.
+    """
+    ALTER TABLE agents ADD COLUMN kick_note TEXT;
+    CREATE INDEX messages_delivered ON messages (delivered_at) WHERE state = 'delivered';
+    CREATE INDEX turns_ended ON turns (ended_at) WHERE ended_at IS NOT NULL;
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX approvals_resolved ON approvals (resolved_at) WHERE status != 'pending';
+    """,
 ]

@@ -62,7 +62,8 @@
     try {
       await api("POST", "/api/model", {agent: NAME, model});
       say(`model set to ${model}`);
-    } catch (e) { say(e.message, true); }
+      return true;
+    } catch (e) { say(e.message, true); return false; }
   }
 
   function setupSend() {
@@ -74,9 +75,12 @@
       if (!text.trim()) return;
       const slash = text.trim().match(/^\/model(?:\s+(\S+))?\s*$/);
       if (slash) {
-        if (slash[1]) await setModel(slash[1]);
-        else say(`model: ${row ? row.active_model : "?"}`);
+        // A command, not a message: the box empties as it is taken, before the request,
+        // so it is already empty when the stream shows the new model; a refused command
+        // puts the text back for the operator to fix.
         body.value = "";
+        if (!slash[1]) say(`model: ${row ? row.active_model : "?"}`);
+        else if (!(await setModel(slash[1])) && !body.value) body.value = text;
         return;
       }
       try {
