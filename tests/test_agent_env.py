@@ -78,7 +78,9 @@ def test_the_agents_env_is_set_by_bwrap_after_the_drop_never_for_root(layout: Hi
     for pair in (("LD_PRELOAD", "/x/mark.so"), ("REGION", "eu"), ("PATH", "/agent/bin")):
         assert pair in setenv
     assert argv.index("--setenv") > bwrap_at
-    assert argv[argv.index("--", bwrap_at) + 1 :] == ["/bin/true"]
+    # In the sandbox: env gives the program SIGTERM's default back (bwrap ignores it).
+    inner = argv[argv.index("--", bwrap_at) + 1 :]
+    assert inner[1:] == ["--default-signal=TERM", "/bin/true"] and inner[0].endswith("env")
 
 
 def test_ld_preload_from_the_agents_env_loads_only_inside_the_sandbox(
@@ -100,7 +102,8 @@ def test_ld_preload_from_the_agents_env_loads_only_inside_the_sandbox(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"eu {library}"  # the sandboxed program has its env
     loaded = marker.read_text().split()
-    assert loaded and set(loaded) <= {"sh", "echo"}, loaded
+    # env is the sandbox's own first program (it restores SIGTERM's default), inside.
+    assert loaded and set(loaded) <= {"env", "sh", "echo"} and loaded.count("env") <= 1, loaded
     assert marker.stat().st_uid == sandbox.agent_uid(layout.bob)  # written from inside
 
 
