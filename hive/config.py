@@ -112,6 +112,14 @@ def drop_forbidden_env(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return {**raw, "env": {k: v for k, v in env.items() if k not in refused}}, refused
 
 
+def stored_agent_config(name: str, raw: dict[str, Any]) -> tuple[AgentConfig, list[str]]:
+    """An agent config as the store holds it, less the env keys refused since it was
+    stored (so an upgrade starts that agent without them rather than not at all), and
+    the keys it dropped."""
+    kept, refused = drop_forbidden_env(raw)
+    return AgentConfig.from_dict(kept, where=f"stored agent '{name}'"), refused
+
+
 @dataclass(frozen=True)
 class McpServerConfig:
     """An extra MCP server for one agent, added to its --mcp-config."""

@@ -17,7 +17,7 @@ from typing import Any
 import pykka
 import trio
 
-from hive.config import AgentConfig, HiveConfig, drop_forbidden_env
+from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
@@ -53,14 +53,12 @@ def prepare_state(cfg: HiveConfig) -> Boot:
                 q.upsert_agent(a.name, a.parent, a.to_dict(), a.model)
         state = BootState()
         for row in q.agents():
-            stored, refused = drop_forbidden_env(row.config)
+            agent_cfg, refused = stored_agent_config(row.name, row.config)
             if refused:
-                # Stored before these were refused: start without them rather than not at all.
                 log.error(
                     "stored agent %s: env %s dropped (may not be set; see docs/security.md)",
                     row.name, ", ".join(refused),
                 )  # fmt: skip
-            agent_cfg = AgentConfig.from_dict(stored, where=f"stored agent '{row.name}'")
             AgentPaths.for_agent(row.name, cfg.state_dir, cfg.sockets_dir).ensure()
             state.agents.append((agent_cfg, row))
         for env in q.all_pending():

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from hive.config import AgentConfig, HiveConfig
+from hive.config import AgentConfig, HiveConfig, stored_agent_config
 
 # Where the claude CLI finds a credential (besides a token stored by `hivectl login`).
 CREDENTIAL_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -33,9 +33,7 @@ def all_agents(cfg: HiveConfig) -> list[AgentConfig]:
         try:
             for row in Queries(conn).agents():
                 if row.name not in agents:
-                    agents[row.name] = AgentConfig.from_dict(
-                        row.config, where=f"stored agent '{row.name}'"
-                    )
+                    agents[row.name] = stored_agent_config(row.name, row.config)[0]
         finally:
             conn.close()
     return list(agents.values())

@@ -121,6 +121,18 @@ class PowerLossFile(apsw.VFSFile):
                 image = Image(super().xRead(size, 0) if size else b"")
                 _images[self.path] = image
         self.image = image
+        self.readonly = bool(flags[0] & apsw.SQLITE_OPEN_READONLY)
+
+    def xLock(self, level: int) -> None:
+        try:
+            super().xLock(level)
+        except apsw.IOError:
+            if not self.readonly:
+                raise
+            # A read-only handle cannot take a write lock (the last read-only connection
+            # tries one at close, to checkpoint): the unix VFS's error, which SQLite then
+            # ignores, would surface from Python as an exception at close. Say "busy".
+            raise apsw.BusyError("read-only handle") from None
 
     def xRead(self, amount: int, offset: int) -> bytes:
         # Fewer bytes than asked for: apsw zero-fills and reports a short read, which is
