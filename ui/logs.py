@@ -13,7 +13,7 @@ import trio
 
 from hive.config import HiveConfig
 from hive.journal import journal_available, journalctl_argv
-from hive.logtail import tail_lines
+from hive.logtail import read_from, tail_lines
 
 POLL_SECONDS = 0.5
 READ_CHUNK = 64 * 1024
@@ -77,16 +77,12 @@ class Follower:
         partial = b""
         idle = 0.0
         while True:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
+            # Off the trio thread, and never through a link the agent put in its log's place.
+            size, data = await trio.to_thread.run_sync(read_from, path, offset, READ_CHUNK)
             if size < offset:  # truncated or replaced: start over
                 offset, partial = 0, b""
-            if size > offset:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read(min(size - offset, READ_CHUNK))
+                continue
+            if data:
                 offset += len(data)
                 *complete, partial = (partial + data).split(b"\n")
                 if complete:

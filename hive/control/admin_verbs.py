@@ -18,7 +18,6 @@ Lifecycle verbs act on named agents only: an empty scope is an error.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hive import safefs
 from hive.control import records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
@@ -166,20 +166,28 @@ async def _model(s: AdminSocket, conn: Connection, req: Request) -> None:
         result = await ask_actor(
             s.ctx, s.ctx.agent_ref_name(name), lambda r: Configure(model=value, reply=r)
         )
-        path = paths_of(s.ctx, name).state / MODEL_FILE
-        await trio.to_thread.run_sync(_write_model_file, path, value)
-        out[name] = {"model": result["model"], "file": str(path)}
+        paths = paths_of(s.ctx, name)
+        file = paths.state / MODEL_FILE
+        try:
+            await trio.to_thread.run_sync(_write_model_file, paths.root, value)
+        except OSError as exc:
+            raise WireError(
+                "unsafe_path",
+                f"model of '{name}' set, but {file} was not written: {exc.strerror or exc} "
+                f"(a link or a non-directory where a directory belongs)",
+            ) from None
+        out[name] = {"model": result["model"], "file": str(file)}
     conn.reply(req.id, {"agents": out})
 
 
-def _write_model_file(path: Path, model: str) -> None:
+def _write_model_file(root: Path, model: str) -> None:
+    # The agent owns state/: walk it without following links, so a planted link makes the
+    # write fail or replaces the link itself, never writes through it.
+    relative = Path("state") / MODEL_FILE
     if not model:
-        path.unlink(missing_ok=True)
+        safefs.unlink(root, relative)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(model + "\n")
-    os.replace(tmp, path)
+    safefs.write_text_atomic(root, relative, model + "\n")
 
 
 # --- spawn and destroy --------------------------------------------------------------------

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+from functools import partial
 from pathlib import Path
 
 import trio
 
+from hive import safefs
 from hive.wire import WireError
 
 CONFIG_FILE = "agent.toml"
 MAX_DIFF_BYTES = 256 * 1024
+# The agent.toml hive reads from a commit: the repo is the manager's, so its size is checked
+# (``cat-file -s``) before the blob is read into the supervisor's memory.
+MAX_CONFIG_BYTES = 256 * 1024
 GIT_TIMEOUT = 30.0
 # A ref as an agent may name it: branch, tag, sha, HEAD~2 ... never an option.
 _REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/~^@{}-]{0,199}$")
@@ -87,10 +93,13 @@ async def commit_config(repo: Path, toml_text: str, message: str) -> str:
     A new repo gets it as its first commit. An existing one (a draft asked for again after
     a restart, a kept repo of a destroyed agent) gets a commit on top only if agent.toml at
     HEAD differs, so asking twice is harmless."""
-    await trio.Path(repo).mkdir(parents=True, exist_ok=True)
+    # The repo may be a kept dir of a destroyed agent, which could have left links where
+    # the config dir or agent.toml belong: walk and write without following any.
+    await trio.to_thread.run_sync(safefs.makedirs, repo.parent, repo.name)
     if not await is_repo(repo):
         await git(repo, "init", "-q", "-b", "main")
-    await trio.Path(repo / CONFIG_FILE).write_text(toml_text)
+    config_file = Path(repo.name) / CONFIG_FILE
+    await trio.to_thread.run_sync(safefs.write_text_atomic, repo.parent, config_file, toml_text)
     blob = (await git(repo, "hash-object", "-w", "--no-filters", "--", CONFIG_FILE)).strip()
     try:
         head = (await git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")).strip()
@@ -136,9 +145,53 @@ async def resolve_commit(repo: Path, ref: str) -> str:
 
 async def read_config(repo: Path, sha: str) -> str:
     try:
-        return await git(repo, "cat-file", "blob", f"{sha}:{CONFIG_FILE}")
-    except WireError:
+        size = int(await git(repo, "cat-file", "-s", f"{sha}:{CONFIG_FILE}"))
+    except (WireError, ValueError):
         raise WireError("bad_config", f"commit {sha[:12]} in {repo} has no {CONFIG_FILE}") from None
+    if size <= MAX_CONFIG_BYTES:
+        # The objects are the manager's too (a loose object may not hold what its name
+        # says): the read itself stops at the cap as well.
+        blob = f"{sha}:{CONFIG_FILE}"
+        data = await _git_head(repo, MAX_CONFIG_BYTES + 1, "cat-file", "blob", blob)
+        size = len(data)
+        if size <= MAX_CONFIG_BYTES:
+            return data.decode("utf-8", "replace")
+    raise WireError(
+        "config_too_large",
+        f"{CONFIG_FILE} at commit {sha[:12]} in {repo} is {size} bytes or more, over the "
+        f"{MAX_CONFIG_BYTES}-byte cap",
+    )
+
+
+async def _git_head(repo: Path, limit: int, *args: str) -> bytes:
+    """At most ``limit`` bytes of one git command's stdout; the command is killed then."""
+    env = {**os.environ, **_ENV}
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(name, None)
+    chunks: list[bytes] = []
+    got = 0
+    with trio.move_on_after(GIT_TIMEOUT) as scope:
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    ["git", *_SAFE, "-C", str(repo), *args],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                    env=env,
+                )
+            )
+            assert process.stdout is not None
+            async for chunk in process.stdout:
+                chunks.append(bytes(chunk[: limit - got]))
+                got += len(chunks[-1])
+                if got >= limit:
+                    process.kill()
+                    break
+    if scope.cancelled_caught:
+        raise WireError("git_failed", f"git {args[0]} in {repo} took over {GIT_TIMEOUT:g} s")
+    return b"".join(chunks)
 
 
 async def diff(repo: Path, base: str, sha: str) -> str:

@@ -133,7 +133,8 @@ class TurnRunner:
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
-        sandbox.prepare(turn.agent, turn.paths)
+        # prepare() walks and re-owns the agent's directories: never on the trio thread.
+        await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
             return await self.sessions.play(turn, state, runtime, sandbox, on_event)
         leftover = self.sessions.by_agent.get(turn.agent.name)

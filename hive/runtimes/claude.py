@@ -351,7 +351,7 @@ class ClaudeRuntime:
         commands = {"setup-token": ["setup-token"], "auth-login": ["auth", "login"]}
         if method not in commands:
             raise ValueError(f"unknown login method '{method}' (known: {', '.join(commands)})")
-        (paths.state / CONFIG_SUBDIR).mkdir(parents=True, exist_ok=True)
+        safefs.makedirs(paths.root, Path("state") / CONFIG_SUBDIR)
         env = self.agent_env(agent, paths)
         # A key or token would make the CLI skip the login it is asked for.
         for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
@@ -370,7 +370,7 @@ class ClaudeRuntime:
         Returns the arguments and whether a fresh session replaces one that overflowed.
         """
         paths = turn.paths
-        (paths.state / CONFIG_SUBDIR).mkdir(parents=True, exist_ok=True)
+        safefs.makedirs(paths.root, Path("state") / CONFIG_SUBDIR)
         session_id = read_session_id(paths)
         if turn.compact and session_id:
             session_id = ""
