@@ -5,6 +5,7 @@ and an agent-written file is never read whole past its cap (issue 9, items 7, 8,
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import threading
@@ -326,3 +327,141 @@ def test_an_oversized_agent_toml_in_a_spawn_commit_gets_a_clear_error(
     )
     assert {a["name"] for a in hive.admin("list")["agents"]} == {"manager", "bob"}
     assert hive.admin("pending")["pending"] == []
+
+
+# --- item 24: a manager in bwrap reaches its drafts ----------------------------------------------
+
+BWRAP_CONFIG = """
+[hive]
+# The test venv's Python lives under /root, which the agents' own uids cannot enter.
+agent_python = "/usr/bin/python3"
+backoff_initial = 0.2
+
+[[agent]]
+name = "manager"
+sandbox = "bwrap"
+"""
+
+# Runs inside the manager's sandbox, as the manager's uid: the two-step spawn, by hand.
+MANAGER_SCRIPT = r"""
+import json, os, subprocess, sys
+from hive.client import SyncClient
+
+rule = '\n[[script]]\nmatch = "ping"\ndo = [{op = "reply", body = "pong from the draft"}]\n'
+env = {**os.environ, "GIT_AUTHOR_NAME": "m", "GIT_AUTHOR_EMAIL": "m@hive",
+       "GIT_COMMITTER_NAME": "m", "GIT_COMMITTER_EMAIL": "m@hive"}
+with SyncClient(os.environ["HIVE_SOCKET"], timeout=60) as c:
+    draft = c.call("request_spawn_draft", name="helper")
+    repo = draft["config_dir"]
+    with open(os.path.join(repo, "agent.toml"), "a") as f:
+        f.write(rule)
+    subprocess.run(["git", "-C", repo, "commit", "-qam", "a ping rule"], env=env, check=True)
+    asked = c.call("request_spawn_commit", name="helper", ref="HEAD")
+other = os.path.join(os.path.dirname(os.path.dirname(repo)), "..", "helper")
+print(json.dumps({"repo": repo, "id": asked["id"], "sees_helper_dir": os.path.exists(other)}))
+"""
+
+
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A hive root the agents' own uids can traverse (pytest's tmp dirs are 0700)."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="hive-drafts-", dir="/var/tmp"))
+    os.chmod(root, 0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_manager_in_bwrap_drafts_commits_and_spawns(open_root: Path) -> None:
+    import subprocess
+
+    from hive.config import AgentConfig
+    from hive.process import ProcessSpec
+    from hive.runtimes.base import helper_python
+    from hive.sandboxes import get_sandbox
+
+    hive = RunningHive.start(open_root / "hive", BWRAP_CONFIG)
+    try:
+        # A first turn: the supervisor prepares the manager's sandbox (its uid, its dir).
+        hive.admin("send", to="manager", body="wake up")
+        hive.wait_until(lambda: hive.turns("manager"), what="the manager's first turn")
+        paths = AgentPaths.for_agent("manager", hive.state_dir, hive.state_dir / "run")
+        manager = AgentConfig("manager", sandbox="bwrap")
+        sandbox = get_sandbox("bwrap")
+        python, python_env = helper_python(HiveConfig(agent_python="/usr/bin/python3"))
+        spec = ProcessSpec(
+            (python, "-c", MANAGER_SCRIPT),
+            env={"PATH": "/usr/bin:/bin", **python_env, "HIVE_SOCKET": str(paths.socket)},
+        )
+        wrapped = sandbox.wrap(spec, manager, paths)
+        done = subprocess.run(
+            wrapped.argv, cwd=wrapped.cwd, env=wrapped.env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout.splitlines()[-1])
+        assert out["sees_helper_dir"] is False  # the new agent's own dir stays hidden
+        assert Path(out["repo"]).is_relative_to(paths.root)
+        assert Path(out["repo"]).stat().st_uid == paths.root.stat().st_uid  # the manager's
+
+        hive.admin("approve", id=out["id"])
+        hive.wait_until(lambda: hive.status("helper"), what="helper to start")
+        hive.admin("send", to="helper", body="ping")
+        hive.wait_until(
+            lambda: any(m["body"] == "pong from the draft" for m in hive.messages("operator")),
+            what="helper to answer from the config the manager committed",
+        )
+        assert not Path(out["repo"]).exists()  # it became helper's config repo
+        assert (hive.state_dir / "agents" / "helper" / "config" / ".git").is_dir()
+    finally:
+        hive.terminate()
+
+
+def test_a_draft_never_follows_links_the_manager_left_in_its_drafts_dir(
+    make_hive: MakeHive, tmp_path: Path
+) -> None:
+    hive = make_hive(CONFIG)
+    drafts = hive.state_dir / "agents" / "manager" / "drafts"
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir()
+    # The drafts dir itself a link: refused, nothing written.
+    drafts.symlink_to(host_dir)
+    with pytest.raises(HiveError) as info:
+        as_agent(hive, "manager", "request_spawn_draft", name="helper")
+    assert info.value.code == "draft_failed"
+    assert list(host_dir.iterdir()) == []
+    drafts.unlink()
+    # A link where the draft's repo goes: moved aside, a real repo made in its place.
+    drafts.mkdir()
+    (drafts / "helper").symlink_to(host_dir)
+    draft = as_agent(hive, "manager", "request_spawn_draft", name="helper")
+    repo = Path(draft["config_dir"])
+    assert repo == drafts.resolve() / "helper" and not repo.is_symlink()
+    assert (repo / ".git").is_dir() and list(host_dir.iterdir()) == []
+
+    # Swapped for a link after the request: the link is not adopted as the agent's config;
+    # the agent gets a repo holding the approved config instead.
+    asked = as_agent(hive, "manager", "request_spawn_commit", name="helper", ref="HEAD")
+    repo.rename(repo.with_name("moved"))
+    repo.symlink_to(host_dir)
+    hive.admin("approve", id=asked["id"])
+    hive.wait_until(lambda: hive.status("helper"), what="helper to start")
+    config = hive.state_dir / "agents" / "helper" / "config"
+    assert not config.is_symlink() and (config / ".git").is_dir()
+    assert 'name = "helper"' in (config / "agent.toml").read_text()
+    assert list(host_dir.iterdir()) == []
+
+
+def test_purging_a_discarded_draft_removes_its_repo_from_the_managers_dir(
+    make_hive: MakeHive,
+) -> None:
+    hive = make_hive(CONFIG)
+    repo = Path(as_agent(hive, "manager", "request_spawn_draft", name="helper")["config_dir"])
+    assert repo.is_dir()
+    hive.admin("destroy", names=["helper"], purge=True)
+    assert not repo.exists() and hive.admin("drafts")["drafts"] == []
+    # The name can be drafted again.
+    again = as_agent(hive, "manager", "request_spawn_draft", name="helper")
+    assert Path(again["config_dir"]) == repo and (repo / ".git").is_dir()

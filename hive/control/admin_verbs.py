@@ -32,7 +32,7 @@ from hive import safefs
 from hive.control import records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
-from hive.control.tasks import paths_of
+from hive.control.tasks import paths_of, remove_draft_repo
 from hive.io.admin_socket import VERBS, AdminSocket, scope_names, verb
 from hive.logtail import tail_lines
 from hive.wire import OPERATOR, Request, WireError, arg, validate_agent_name
@@ -222,7 +222,8 @@ async def _destroy(s: AdminSocket, conn: Connection, req: Request) -> None:
     names = scope_names(req)
     purge = arg(req.args, "purge", bool, False)
     drafts = await ask_actor(s.ctx, "approvals", _list_drafts)
-    draft_names = {d["name"] for d in drafts["drafts"]}
+    draft_owners = {d["name"]: d["requested_by"] for d in drafts["drafts"]}
+    draft_names = set(draft_owners)
     for name in names:
         if s.ctx.refs.get(s.ctx.agent_ref_name(name)) is None and name not in draft_names:
             raise WireError("unknown_agent", f"no agent or draft named '{name}'")
@@ -239,6 +240,9 @@ async def _destroy(s: AdminSocket, conn: Connection, req: Request) -> None:
         root = paths_of(s.ctx, name).root
         if purge:
             await trio.to_thread.run_sync(_purge, root)
+            if name in draft_owners:  # its repo, in the manager's own dir
+                owner_root = paths_of(s.ctx, draft_owners[name]).root
+                await trio.to_thread.run_sync(remove_draft_repo, owner_root, name)
         out[name].update(state_dir=str(root), purged=purge)
     conn.reply(req.id, {"agents": out})
 

@@ -136,6 +136,14 @@ def give_to(root: Path, uid: int, gid: int, *, always: Iterable[Path] = ()) -> N
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
+def give_subtree(root: Path, relative: Path, uid: int, gid: int) -> None:
+    """Re-own root/relative and everything below it, walked by descriptor (see give_to)."""
+    from hive import safefs
+
+    with safefs.directory(root, relative) as fd:
+        _own_tree(fd, uid, gid)
+
+
 def _own_subtree(parent_fd: int, name: str, uid: int, gid: int) -> None:
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
