@@ -165,7 +165,9 @@ async def compact_notes(
     # Off the trio thread, and capped before a byte is read: the notes are the agent's.
     read = await trio.to_thread.run_sync(read_notes, paths)
     prompt = compaction_prompt(read, limit)
-    spec = runtime.build_oneshot(turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model)
+    spec = await trio.to_thread.run_sync(
+        runtime.build_oneshot, turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model
+    )
     spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)
 
     async def kill_group(process: trio.Process) -> None:

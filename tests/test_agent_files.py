@@ -465,3 +465,19 @@ def test_purging_a_discarded_draft_removes_its_repo_from_the_managers_dir(
     # The name can be drafted again.
     again = as_agent(hive, "manager", "request_spawn_draft", name="helper")
     assert Path(again["config_dir"]) == repo and (repo / ".git").is_dir()
+
+
+def test_a_huge_file_in_a_spawn_commit_is_read_only_up_to_the_diff_cut(
+    make_hive: MakeHive,
+) -> None:
+    hive = make_hive(CONFIG)
+    repo = Path(as_agent(hive, "manager", "request_spawn_draft", name="helper")["config_dir"])
+    line = "y" * 99 + "\n"
+    (repo / "big.txt").write_text(line * 40_000)  # 4 MB of text beside a valid agent.toml
+    git(repo, "add", "big.txt")
+    git(repo, "commit", "-qm", "a large file")
+    as_agent(hive, "manager", "request_spawn_commit", name="helper", ref="HEAD")
+    [row] = hive.admin("pending")["pending"]
+    diff = row["details"]["diff"]
+    # Cut where hive stopped reading: the size of the whole diff was never known to it.
+    assert diff.endswith(f"\n[diff cut at {256 * 1024} bytes]\n")

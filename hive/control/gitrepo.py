@@ -171,12 +171,14 @@ async def read_config(repo: Path, sha: str) -> str:
 
 
 async def _git_head(repo: Path, limit: int, *args: str) -> bytes:
-    """At most ``limit`` bytes of one git command's stdout; the command is killed then."""
+    """At most ``limit`` bytes of one git command's stdout; the command is killed then
+    (that is not a failure). A command that fails on its own is a ``git_failed``."""
     env = {**os.environ, **_ENV}
     for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         env.pop(name, None)
     chunks: list[bytes] = []
     got = 0
+    killed = False
     with trio.move_on_after(GIT_TIMEOUT) as scope:
         async with trio.open_nursery() as nursery:
             process: trio.Process = await nursery.start(
@@ -194,24 +196,30 @@ async def _git_head(repo: Path, limit: int, *args: str) -> bytes:
                 chunks.append(bytes(chunk[: limit - got]))
                 got += len(chunks[-1])
                 if got >= limit:
+                    killed = True
                     process.kill()
                     break
     if scope.cancelled_caught:
         raise WireError("git_failed", f"git {args[0]} in {repo} took over {GIT_TIMEOUT:g} s")
+    if process.returncode != 0 and not killed:
+        raise WireError("git_failed", f"git {args[0]} in {repo} exited with {process.returncode}")
     return b"".join(chunks)
 
 
 async def diff(repo: Path, base: str, sha: str) -> str:
-    """The change from ``base`` to ``sha`` as a patch (cut at MAX_DIFF_BYTES)."""
-    text = await git(
-        repo, "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--stat", "--patch",
+    """The change from ``base`` to ``sha`` as a patch (cut at MAX_DIFF_BYTES).
+
+    The repo is the manager's, and a commit may add a file of any size: git's output is
+    read only up to the cut, never whole."""
+    data = await _git_head(
+        repo, MAX_DIFF_BYTES + 1,
+        "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--stat", "--patch",
         base, sha, "--",
     )  # fmt: skip
-    data = text.encode()
-    if len(data) > MAX_DIFF_BYTES:
-        text = data[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
-        text += f"\n[diff cut at {MAX_DIFF_BYTES} bytes of {len(data)}]\n"
-    return text
+    if len(data) <= MAX_DIFF_BYTES:
+        return data.decode("utf-8", "replace")
+    text = data[:MAX_DIFF_BYTES].decode("utf-8", "ignore")
+    return text + f"\n[diff cut at {MAX_DIFF_BYTES} bytes]\n"
 
 
 async def root_commit(repo: Path) -> str:
