@@ -13,9 +13,14 @@ from pathlib import Path
 
 from hive import safefs
 
+# The most read from the end of a log for its last lines: the agent writes the file, and a
+# sparse 2 GiB file without a newline must not be read whole looking for one.
+MAX_TAIL_BYTES = 4 << 20
+
 
 def tail_lines(path: Path, lines: int) -> tuple[list[str], int]:
-    """The last ``lines`` lines of a file, and the file's size (where following starts).
+    """The last ``lines`` lines of a file (within its last MAX_TAIL_BYTES), and the file's
+    size (where following starts).
 
     A missing file is empty; so is a link, or anything but a regular file."""
     try:
@@ -26,8 +31,8 @@ def tail_lines(path: Path, lines: int) -> tuple[list[str], int]:
         size = f.seek(0, os.SEEK_END)
         block, data = 8192, b""
         pos = size
-        while pos > 0 and data.count(b"\n") <= lines:
-            step = min(block, pos)
+        while pos > 0 and data.count(b"\n") <= lines and len(data) < MAX_TAIL_BYTES:
+            step = min(block, pos, MAX_TAIL_BYTES - len(data))
             pos -= step
             f.seek(pos)
             data = f.read(step) + data

@@ -28,6 +28,7 @@ from tests.sandbox_env import HiveLayout, agent, make_layout
 MakeHive = Callable[..., RunningHive]
 SWAPS = 20_000  # bound on every swapper thread below
 MAX_CONFIG_BYTES = 256 * 1024  # hive.control.gitrepo's cap on a committed agent.toml
+SPARSE_BYTES = 2 << 30  # a sparse file: no disk used
 
 CONFIG = """
 [hive]
@@ -269,6 +270,57 @@ def test_following_a_log_never_streams_the_file_its_link_points_at(tmp_path: Pat
     trio.run(follow)
     assert b"operator-token" not in b"".join(got)
     assert b"a real line" in got[0]
+
+
+def test_the_log_tail_reads_a_bounded_end_of_a_huge_sparse_log(tmp_path: Path) -> None:
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as f:
+        os.truncate(f.fileno(), SPARSE_BYTES)  # no newline in 2 GiB
+    lines, size = logtail.tail_lines(log, 10)
+    assert size == SPARSE_BYTES
+    assert sum(len(line) for line in lines) <= 4 << 20  # logtail.MAX_TAIL_BYTES
+
+
+def test_following_a_log_that_jumps_by_2_gib_skips_ahead_and_cuts_the_endless_line(
+    tmp_path: Path,
+) -> None:
+    from hive.ui.logs import Follower
+
+    cfg = HiveConfig(state_dir=tmp_path / "state")
+    log = cfg.agent_dir("bob") / "agent.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    got: list[bytes] = []
+
+    following = trio.Event()
+
+    async def write_until_followed() -> None:
+        # The follower starts at the end of the file: append until it shows a line.
+        while not following.is_set():
+            with open(log, "a") as f:
+                f.write("hello\n")
+            await trio.sleep(0.1)
+
+    async def follow() -> None:
+        follower = Follower(cfg, "bob")
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_until_followed)
+                async for chunk in follower.events():
+                    if not chunk.startswith(b"data:"):
+                        continue
+                    if not following.is_set():
+                        following.set()  # now the file jumps by 2 GiB of zeros
+                        with open(log, "r+b") as f:
+                            os.truncate(f.fileno(), SPARSE_BYTES)
+                        continue
+                    got.append(chunk)
+                    if b"line cut" in chunk:
+                        follower.close()
+
+    trio.run(follow)
+    assert b"skipped ahead" in got[0]
+    assert sum(len(c) for c in got) < 3 << 20  # 1 MiB behind at most, JSON-escaped
 
 
 # --- item 21: size caps, off the trio thread ---------------------------------------------------

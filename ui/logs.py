@@ -17,6 +17,10 @@ from hive.logtail import read_from, tail_lines
 
 POLL_SECONDS = 0.5
 READ_CHUNK = 64 * 1024
+# The agent writes its log: a line without an end is cut here, and a follower that falls
+# this far behind (a sparse jump, a flood) skips ahead instead of streaming it all.
+MAX_LINE_BYTES = 64 * 1024
+MAX_BEHIND_BYTES = 1 << 20
 
 
 def log_path(cfg: HiveConfig, agent: str) -> Path:
@@ -82,9 +86,16 @@ class Follower:
             if size < offset:  # truncated or replaced: start over
                 offset, partial = 0, b""
                 continue
+            if size - offset > MAX_BEHIND_BYTES:
+                offset, partial = size - MAX_BEHIND_BYTES, b""
+                yield _sse([f"[hive: log skipped ahead to its last {MAX_BEHIND_BYTES} bytes]"])
+                continue
             if data:
                 offset += len(data)
                 *complete, partial = (partial + data).split(b"\n")
+                if len(partial) > MAX_LINE_BYTES:
+                    complete.append(partial[:MAX_LINE_BYTES] + b" [hive: line cut]")
+                    partial = b""
                 if complete:
                     yield _sse([c.decode("utf-8", "replace") for c in complete])
                     idle = 0.0
