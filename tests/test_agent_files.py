@@ -337,6 +337,19 @@ def test_a_capped_read_checks_the_size_before_reading(tmp_path: Path) -> None:
     assert "notes.md" in str(info.value) and "1048576-byte cap" in str(info.value)
 
 
+def test_a_fifo_in_place_of_an_agent_file_is_refused_at_once(tmp_path: Path) -> None:
+    """A plain open() of a FIFO blocks until a writer comes: the session file is read when a
+    turn is built, so the agent could have hung the reader forever."""
+    from hive.runtimes.claude import read_session_id
+
+    paths = AgentPaths.for_agent("bob", tmp_path / "hive", tmp_path / "run")
+    paths.ensure()
+    os.mkfifo(paths.state / "claude-session")
+    with pytest.raises(OSError) as info:
+        read_session_id(paths)
+    assert info.value.errno == errno.EINVAL and "not a regular file" in str(info.value)
+
+
 def test_a_sparse_2_gib_notes_file_is_refused_by_compaction_and_the_daemon_answers(
     make_hive: MakeHive, tmp_path: Path
 ) -> None:
