@@ -73,17 +73,23 @@ def _split(relative: str | Path) -> tuple[tuple[str, ...], str]:
 
 
 def open_append(root: Path, relative: str | Path, mode: int = 0o644) -> TextIO:
+    """The file opened for appending (created if absent). A link is refused (ELOOP), and so
+    is anything but a regular file (EINVAL): opening a FIFO for writing would block the
+    caller until a reader comes, or feed whoever reads it."""
     parents, name = _split(relative)
     dir_fd = _walk(root, parents, create=True)
     try:
         fd = os.open(
             name,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
             mode,
             dir_fd=dir_fd,
         )
     finally:
         os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{root / relative} is not a regular file")
     return os.fdopen(fd, "a", encoding="utf-8")
 
 

@@ -170,6 +170,22 @@ def test_the_agents_directories_are_made_without_following_links(tmp_path: Path)
     assert list(host_dir.iterdir()) == []
 
 
+def test_the_log_is_never_appended_to_a_fifo(tmp_path: Path) -> None:
+    """A FIFO in agent.log's place: opening it to write would block the supervisor until a
+    reader comes (forever, on the trio thread), or feed the agent's reader."""
+    root = tmp_path / "agent"
+    root.mkdir()
+    os.mkfifo(root / "agent.log")
+    reader = os.open(root / "agent.log", os.O_RDONLY | os.O_NONBLOCK)  # the agent listens
+    try:
+        with pytest.raises(OSError) as info:
+            safefs.open_append(root, "agent.log")
+        assert info.value.errno == errno.EINVAL
+        assert os.read(reader, 100) == b""
+    finally:
+        os.close(reader)
+
+
 # --- item 8: the chown walk --------------------------------------------------------------------
 
 

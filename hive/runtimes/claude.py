@@ -500,9 +500,23 @@ def write_session_id(paths: AgentPaths, session_id: str) -> None:
 
 
 def session_transcript(paths: AgentPaths, session_id: str) -> Path | None:
-    """The CLI's transcript of a session (``projects/<cwd>/<id>.jsonl``), if it exists."""
-    projects = paths.state / CONFIG_SUBDIR / "projects"
-    return next(projects.glob(f"*/{session_id}.jsonl"), None)
+    """The CLI's transcript of a session (``projects/<cwd>/<id>.jsonl``), if it exists.
+
+    Looked up by descriptor, without following the agent's links out of its directory."""
+    projects = Path("state") / CONFIG_SUBDIR / "projects"
+    wanted = f"{session_id}.jsonl"
+    try:
+        with safefs.directory(paths.root, projects) as fd:
+            for entry in os.scandir(fd):
+                try:
+                    with safefs.directory(paths.root, projects / entry.name) as project:
+                        os.lstat(wanted, dir_fd=project)
+                except OSError:
+                    continue
+                return paths.root / projects / entry.name / wanted
+    except OSError:
+        pass
+    return None
 
 
 # -- stream-json events ---------------------------------------------------------------------
