@@ -87,26 +87,20 @@ async def is_repo(repo: Path) -> bool:
     return await trio.Path(repo / ".git").exists()
 
 
-async def commit_config(
-    repo: Path, toml_text: str, message: str, trusted: Path | None = None
-) -> str:
+async def commit_config(repo: Path, toml_text: str, message: str) -> str:
     """Make ``repo`` a git repo whose HEAD holds ``toml_text`` as agent.toml; return HEAD.
 
     A new repo gets it as its first commit. An existing one (a draft asked for again after
     a restart, a kept repo of a destroyed agent) gets a commit on top only if agent.toml at
-    HEAD differs, so asking twice is harmless.
-
-    ``trusted`` is the nearest directory above ``repo`` that no agent can replace (an
-    agent's root; default: the repo's parent)."""
+    HEAD differs, so asking twice is harmless."""
     # The repo may be a kept dir of a destroyed agent, which could have left links where
-    # the config dir or agent.toml belong: walk and write without following any.
-    trusted = trusted or repo.parent
-    below = repo.relative_to(trusted)
-    await trio.to_thread.run_sync(safefs.makedirs, trusted, below)
+    # the config dir or agent.toml belong: walk and write without following any (the
+    # repo's parent is an agent's root, which no agent can replace).
+    await trio.to_thread.run_sync(safefs.makedirs, repo.parent, repo.name)
     if not await is_repo(repo):
         await git(repo, "init", "-q", "-b", "main")
-    config_file = below / CONFIG_FILE
-    await trio.to_thread.run_sync(safefs.write_text_atomic, trusted, config_file, toml_text)
+    config_file = Path(repo.name) / CONFIG_FILE
+    await trio.to_thread.run_sync(safefs.write_text_atomic, repo.parent, config_file, toml_text)
     blob = (await git(repo, "hash-object", "-w", "--no-filters", "--", CONFIG_FILE)).strip()
     try:
         head = (await git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")).strip()

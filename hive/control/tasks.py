@@ -55,17 +55,17 @@ async def make_draft(
     ctx: HiveContext, name: str, manager: str, toml_text: str, report: Report
 ) -> None:
     """A draft: the agent's directories, and a config repo with agent.toml committed in the
-    manager's own directory, owned by the manager's uid."""
+    manager's own directory, owned by the manager's uid.
+
+    The repo is made where the manager cannot reach (the new agent's ``config``, as root),
+    and only then moved into the manager's drafts dir: git never runs as root on a path
+    the manager could swap while the repo is being made."""
     paths = paths_of(ctx, name)
     manager_root = paths_of(ctx, manager).root
-    repo = draft_dir(ctx, name, manager)
     try:
         await trio.to_thread.run_sync(paths.ensure)
-        await trio.to_thread.run_sync(_clear_draft_place, manager_root, name)
-        sha = await gitrepo.commit_config(
-            repo, toml_text, f"draft of agent {name}", trusted=manager_root
-        )
-        await trio.to_thread.run_sync(_give_drafts_to_owner, manager_root)
+        sha = await gitrepo.commit_config(paths.config, toml_text, f"draft of agent {name}")
+        await trio.to_thread.run_sync(_hand_draft_over, paths.root, manager_root, name)
     except WireError as exc:
         report("", exc.message)
     except Exception as exc:
@@ -75,20 +75,24 @@ async def make_draft(
         report(sha, None)
 
 
-def _clear_draft_place(manager_root: Path, name: str) -> None:
-    """Make room for a fresh draft repo: whatever the manager left under that name (an old
-    repo, a link) is moved aside in its own drafts dir, never followed or deleted."""
-    with safefs.directory(manager_root, DRAFTS_DIR, create=True) as drafts:
+def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
+    """Move the new agent's fresh config repo to the manager's ``drafts/<name>`` and give it
+    to the manager's uid (its directory's owner). Whatever the manager left under that name
+    (an old repo, a link) is moved aside in its own drafts dir, never followed or deleted.
+    Both ends are opened by descriptor without following links."""
+    with (
+        safefs.directory(agent_root) as source,
+        safefs.directory(manager_root, DRAFTS_DIR, create=True) as drafts,
+    ):
         try:
             os.lstat(name, dir_fd=drafts)
         except FileNotFoundError:
-            return
-        aside = f".{name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-        os.rename(name, aside, src_dir_fd=drafts, dst_dir_fd=drafts)
-
-
-def _give_drafts_to_owner(manager_root: Path) -> None:
-    """The manager edits its drafts as its own uid (its directory's owner)."""
+            pass
+        else:
+            aside = f".{name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            os.rename(name, aside, src_dir_fd=drafts, dst_dir_fd=drafts)
+        os.rename("config", name, src_dir_fd=source, dst_dir_fd=drafts)
+        os.mkdir("config", 0o755, dir_fd=source)
     owner = os.lstat(manager_root)
     give_subtree(manager_root, Path(DRAFTS_DIR), owner.st_uid, owner.st_gid)
 
