@@ -351,6 +351,7 @@ class ClaudeRuntime:
         commands = {"setup-token": ["setup-token"], "auth-login": ["auth", "login"]}
         if method not in commands:
             raise ValueError(f"unknown login method '{method}' (known: {', '.join(commands)})")
+        paths.ensure()  # a login may come before the agent's first turn
         safefs.makedirs(paths.root, Path("state") / CONFIG_SUBDIR)
         env = self.agent_env(agent, paths)
         # A key or token would make the CLI skip the login it is asked for.
