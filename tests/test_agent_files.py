@@ -380,10 +380,10 @@ def test_a_sparse_2_gib_notes_file_is_refused_by_compaction_and_the_daemon_answe
         with open(notes, "wb") as f:
             os.truncate(f.fileno(), 2 << 30)
         hive.admin("send", to="alice", body="carry on")
-        [event] = hive.wait_until(
+        event = hive.wait_until(
             lambda: [e for e in hive.events("alice") if e["kind"] == "notes_compaction_failed"],
             what="the compaction to be refused",
-        )
+        )[0]
         reason = str(event["data"]["reason"])
         assert "notes.md" in reason and "cap" in reason and str(2 << 30) in reason
         assert [a["name"] for a in hive.admin("list")["agents"]] == ["alice"]
@@ -467,7 +467,10 @@ def test_a_manager_in_bwrap_drafts_commits_and_spawns(open_root: Path) -> None:
     try:
         # A first turn: the supervisor prepares the manager's sandbox (its uid, its dir).
         hive.admin("send", to="manager", body="wake up")
-        hive.wait_until(lambda: hive.turns("manager"), what="the manager's first turn")
+        hive.wait_until(
+            lambda: [t for t in hive.turns("manager") if t["ended_at"]],
+            what="the manager's first turn to end",
+        )
         paths = AgentPaths.for_agent("manager", hive.state_dir, hive.state_dir / "run")
         manager = AgentConfig("manager", sandbox="bwrap")
         sandbox = get_sandbox("bwrap")
