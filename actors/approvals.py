@@ -563,10 +563,12 @@ class ApprovalsActor(SupervisedActor):
         details = rec.details
         if rec.kind in ("spawn", "spawn_commit"):
             cfg = AgentConfig.from_dict(details["config"])
+            draft_of = None
             if rec.kind == "spawn_commit":
-                self.drafts.pop(cfg.name, None)
+                draft = self.drafts.pop(cfg.name, None)
+                draft_of = draft.requested_by if draft is not None else rec.requested_by
                 self.ctx.refs.tell("hub", Publish("draft", cfg.name, None))
-            self._start_agent(cfg, make_repo=rec.kind == "spawn", reply=None)
+            self._start_agent(cfg, make_repo=rec.kind == "spawn", reply=None, draft_of=draft_of)
         elif rec.kind == "apply_commit":
             from hive.actors.supervisor import AddAgent
 
@@ -604,7 +606,9 @@ class ApprovalsActor(SupervisedActor):
 
         self._write(op, done)
 
-    def _start_agent(self, cfg: AgentConfig, make_repo: bool, reply: Reply | None) -> None:
+    def _start_agent(
+        self, cfg: AgentConfig, make_repo: bool, reply: Reply | None, draft_of: str | None = None
+    ) -> None:
         """After the agent's row is committed: directories (and a config repo) on the IO
         side, then the Supervisor starts its actor."""
         me = self.actor_ref
@@ -612,7 +616,7 @@ class ApprovalsActor(SupervisedActor):
         def prepared(sha: str, error: str | None) -> None:
             tell_quietly(me, _Call(lambda: self._prepared(cfg, sha, error, reply)))
 
-        self.ctx.io.spawn(tasks.prepare_agent, self.ctx, cfg, make_repo, prepared)
+        self.ctx.io.spawn(tasks.prepare_agent, self.ctx, cfg, make_repo, prepared, draft_of)
 
     def _prepared(self, cfg: AgentConfig, sha: str, error: str | None, reply: Reply | None) -> None:
         from hive.actors.supervisor import AddAgent
@@ -633,7 +637,7 @@ class ApprovalsActor(SupervisedActor):
     # --- drafts -------------------------------------------------------------------------
 
     def _draft_wire(self, d: DraftRecord) -> dict[str, Any]:
-        return d.to_wire(str(tasks.paths_of(self.ctx, d.name).config))
+        return d.to_wire(str(tasks.draft_dir(self.ctx, d.name, d.requested_by)))
 
     def _publish_draft(self, d: DraftRecord) -> None:
         self.ctx.refs.tell("hub", Publish("draft", d.name, self._draft_wire(d)))
@@ -675,7 +679,9 @@ class ApprovalsActor(SupervisedActor):
             def report(sha: str, err: str | None) -> None:
                 tell_quietly(me, _Call(lambda: self._draft_made(m, d, sha, err)))
 
-            self.ctx.io.spawn(tasks.make_draft, self.ctx, m.name, m.toml_text, report)
+            self.ctx.io.spawn(
+                tasks.make_draft, self.ctx, m.name, d.requested_by, m.toml_text, report
+            )
 
         self._write(reserve, reserved)
 

@@ -221,7 +221,7 @@ class StatsActor(SupervisedActor):
         rows.append((agent, ts, f"turn.exit.{last.get('exit_class') or 'unknown'}", 1.0))
         notes = self.ctx.config.agent_dir(agent) / "state" / "notes.md"
         try:
-            rows.append((agent, ts, "notes_bytes", float(notes.stat().st_size)))
+            rows.append((agent, ts, "notes_bytes", float(notes.lstat().st_size)))
         except OSError:
             rows.append((agent, ts, "notes_bytes", 0.0))
         depth = self.depth_pending.pop(agent, None)

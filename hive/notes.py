@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import time
@@ -46,6 +47,9 @@ NOTES_FILE = "notes.md"
 BACKUP_DIR = "notes-backups"
 KEEP_BACKUPS = 5
 COMPACTION_TIMEOUT_SECONDS = 300.0
+# The most the supervisor reads of an agent's notes (it writes them, so they may be any
+# size): far past what a model could rewrite in one answer.
+MAX_NOTES_BYTES = 1 << 20
 
 SYSTEM_PROMPT = """\
 You compact the working notes of a long-lived AI agent. The agent reads these notes after its \
@@ -66,14 +70,23 @@ def notes_path(paths: AgentPaths) -> Path:
     return paths.state / NOTES_FILE
 
 
+def _relative(paths: AgentPaths) -> Path:
+    return notes_path(paths).relative_to(paths.root)
+
+
 def needs_compaction(paths: AgentPaths, limit: int) -> bool:
     """Whether the agent's notes are past ``limit`` bytes (``limit`` 0: never)."""
     if limit <= 0:
         return False
     try:
-        return notes_path(paths).stat().st_size > limit
-    except FileNotFoundError:
+        return safefs.size_of(paths.root, _relative(paths)) > limit
+    except OSError:
         return False
+
+
+def read_notes(paths: AgentPaths) -> str:
+    """The notes, refused (``FileTooLarge``, checked before reading) past MAX_NOTES_BYTES."""
+    return safefs.read_text(paths.root, _relative(paths), MAX_NOTES_BYTES)
 
 
 def compaction_prompt(notes: str, limit: int) -> str:
@@ -104,27 +117,35 @@ def extract_notes(stdout: bytes) -> str:
 
 
 def backup(paths: AgentPaths, text: str) -> Path:
-    """Keep ``text`` as the newest backup; drop all but the latest ``KEEP_BACKUPS``."""
-    folder = paths.state / BACKUP_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    """Keep ``text`` as the newest backup; drop all but the latest ``KEEP_BACKUPS``.
+
+    The folder is the agent's: it is listed, written and pruned through one descriptor
+    opened without following links, so nothing outside it is touched."""
+    relative = Path("state") / BACKUP_DIR
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = folder / f"notes-{stamp}.md"
-    n = 1
-    while path.exists():
-        n += 1
-        path = folder / f"notes-{stamp}-{n}.md"
-    safefs.write_text_atomic(paths.root, path.relative_to(paths.root), text)
-    for old in sorted(folder.glob("notes-*.md"), key=lambda p: p.stat().st_mtime)[:-KEEP_BACKUPS]:
-        old.unlink(missing_ok=True)
-    return path
+    with safefs.directory(paths.root, relative, create=True) as folder:
+        present = set(os.listdir(folder))
+        name, n = f"notes-{stamp}.md", 1
+        while name in present:
+            n += 1
+            name = f"notes-{stamp}-{n}.md"
+        safefs.write_text_atomic(paths.root, relative / name, text)
+        kept = [e for e in os.listdir(folder) if e.startswith("notes-") and e.endswith(".md")]
+        by_age = sorted(kept, key=lambda e: os.lstat(e, dir_fd=folder).st_mtime)
+        for old in by_age[:-KEEP_BACKUPS]:
+            try:
+                os.unlink(old, dir_fd=folder)
+            except OSError:
+                pass  # something the agent put there under a backup's name: not ours
+    return paths.root / relative / name
 
 
 def install(paths: AgentPaths, read: str, rewritten: str) -> Path | None:
     """Replace the notes with ``rewritten`` if they still say ``read``; return the backup.
 
     ``None``: they changed since they were read, and are left alone."""
-    relative = notes_path(paths).relative_to(paths.root)
-    if safefs.read_text(paths.root, relative) != read:
+    relative = _relative(paths)
+    if read_notes(paths) != read:
         return None
     saved = backup(paths, read)
     safefs.write_text_atomic(paths.root, relative, rewritten)
@@ -142,9 +163,12 @@ async def compact_notes(
     runtime = get_runtime("claude")
     assert isinstance(runtime, ClaudeRuntime)
     paths = turn.paths
-    read = safefs.read_text(paths.root, notes_path(paths).relative_to(paths.root))
+    # Off the trio thread, and capped before a byte is read: the notes are the agent's.
+    read = await trio.to_thread.run_sync(read_notes, paths)
     prompt = compaction_prompt(read, limit)
-    spec = runtime.build_oneshot(turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model)
+    spec = await trio.to_thread.run_sync(
+        runtime.build_oneshot, turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model
+    )
     spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)
 
     def kill_group(process: trio.Process) -> None:
@@ -171,7 +195,7 @@ async def compact_notes(
     before, after = len(read.encode()), len(rewritten.encode())
     if after >= before:
         raise CompactionError(f"the rewrite is not shorter ({after} >= {before} bytes)")
-    saved = install(paths, read, rewritten)
+    saved = await trio.to_thread.run_sync(install, paths, read, rewritten)
     if saved is None:
         raise CompactionError("the notes changed while they were rewritten; next time")
     return {
@@ -193,7 +217,9 @@ async def compact_notes_after_turn(
     if turn.agent.runtime != "claude" or outcome.exit_class is not ExitClass.OK:
         return
     path = notes_path(turn.paths)
-    if path in _compacting or not needs_compaction(turn.paths, limit):
+    if path in _compacting:
+        return
+    if not await trio.to_thread.run_sync(needs_compaction, turn.paths, limit):
         return
     _compacting.add(path)
     name = turn.agent.name

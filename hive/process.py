@@ -54,8 +54,13 @@ class AgentPaths:
         return self.root / "agent.log"
 
     def ensure(self) -> None:
+        """Create the agent's directories; a link in place of one is refused (OSError),
+        never followed: the agent owns ``root`` and may have planted it."""
+        from hive import safefs
+
+        self.root.mkdir(parents=True, exist_ok=True)
         for d in (self.state, self.work, self.config):
-            d.mkdir(parents=True, exist_ok=True)
+            safefs.makedirs(self.root, d.name)
 
 
 @dataclass(frozen=True)

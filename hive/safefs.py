@@ -2,8 +2,14 @@
 
 The supervisor runs as root; a sandboxed agent owns its directory and can put a symlink
 where the supervisor expects a file (``agent.log -> /etc/passwd``) or a directory
-(``state -> /etc``). Every path below the agent's root is therefore walked one component
-at a time with O_NOFOLLOW, so a link makes the call fail instead of reaching out.
+(``state -> /etc``), and can swap one for the other while the supervisor works. Every path
+below the agent's root is therefore walked one component at a time from a directory
+descriptor with O_NOFOLLOW, so a link makes the call fail instead of reaching out, and a
+swap after a step cannot redirect the steps already taken. ``root`` itself
+(``<state>/agents/<name>``) sits in a directory only root can write, so it is trusted.
+
+Every read is capped: the size is checked on the opened descriptor (fstat) before a byte is
+read, so a sparse 2 GiB file costs nothing but a clear ``FileTooLarge``.
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -14,11 +20,28 @@ at a time with O_NOFOLLOW, so a link makes the call fail instead of reaching out
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Reads of agent-written files the supervisor makes without a cap of its own (session id,
+# login token): far above what they hold, far below what would hurt.
+DEFAULT_MAX_BYTES = 64 * 1024
+
+
+class FileTooLarge(OSError):
+    """An agent-controlled file is bigger than the supervisor will read."""
+
+    def __init__(self, path: str | Path, size: int, cap: int) -> None:
+        super().__init__(
+            errno.EFBIG, f"{path} is {size} bytes, over the {cap}-byte cap for this file"
+        )
+        self.path, self.size, self.cap = str(path), size, cap
 
 
 def _walk(root: Path, parents: tuple[str, ...], create: bool) -> int:
@@ -50,30 +73,111 @@ def _split(relative: str | Path) -> tuple[tuple[str, ...], str]:
 
 
 def open_append(root: Path, relative: str | Path, mode: int = 0o644) -> TextIO:
+    """The file opened for appending (created if absent). A link is refused (ELOOP), and so
+    is anything but a regular file (EINVAL): opening a FIFO for writing would block the
+    caller until a reader comes, or feed whoever reads it."""
     parents, name = _split(relative)
     dir_fd = _walk(root, parents, create=True)
     try:
         fd = os.open(
             name,
-            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
             mode,
             dir_fd=dir_fd,
         )
     finally:
         os.close(dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{root / relative} is not a regular file")
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
-def read_text(root: Path, relative: str | Path) -> str:
-    """The file's text; FileNotFoundError if absent, OSError (ELOOP) if it is a link."""
+def open_regular(root: Path, relative: str | Path) -> BinaryIO:
+    """The file opened for reading; FileNotFoundError if absent, OSError (ELOOP) if it or a
+    directory above it is a link, OSError (EINVAL) if it is not a regular file (a FIFO
+    would block the reader, a device would stream forever)."""
     parents, name = _split(relative)
     dir_fd = _walk(root, parents, create=False)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
     finally:
         os.close(dir_fd)
-    with os.fdopen(fd, encoding="utf-8") as f:
-        return f.read()
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{root / relative} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(root: Path, relative: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The file's bytes, or FileTooLarge (checked before reading) past ``max_bytes``."""
+    with open_regular(root, relative) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise FileTooLarge(root / relative, size, max_bytes)
+        # The file may grow between fstat and read: never take more than the cap.
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileTooLarge(root / relative, len(data), max_bytes)
+    return data
+
+
+def read_text(root: Path, relative: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The file's text; FileNotFoundError if absent, OSError (ELOOP) if it is a link,
+    FileTooLarge past ``max_bytes``."""
+    return read_bytes(root, relative, max_bytes).decode("utf-8", "replace")
+
+
+def size_of(root: Path, relative: str | Path) -> int:
+    """The size of a regular file (0 when absent), without following links."""
+    parents, name = _split(relative)
+    try:
+        dir_fd = _walk(root, parents, create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    finally:
+        os.close(dir_fd)
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+@contextmanager
+def directory(root: Path, relative: str | Path = ".", create: bool = False) -> Iterator[int]:
+    """A descriptor of the directory root/relative (created if asked), walked without links."""
+    parts = tuple(p for p in Path(relative).parts if p != ".")
+    if Path(relative).is_absolute():
+        raise ValueError(f"{relative!r} must be a relative path")
+    fd = _walk(root, parts, create=create)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def makedirs(root: Path, relative: str | Path) -> None:
+    """mkdir -p of root/relative, refusing a link at every step."""
+    with directory(root, relative, create=True):
+        pass
+
+
+def unlink(root: Path, relative: str | Path) -> None:
+    """Remove a file (a link is removed itself, never its target); absent is fine."""
+    parents, name = _split(relative)
+    try:
+        dir_fd = _walk(root, parents, create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def write_text_atomic(root: Path, relative: str | Path, text: str, mode: int = 0o644) -> None:

@@ -198,7 +198,8 @@ def test_draft_commit_approve_spawns_that_commit_and_the_agent_runs_a_turn(
     hive = make_hive(CONFIG)
     draft = as_agent(hive, "manager", "request_spawn_draft", name="helper")
     repo = Path(draft["config_dir"])
-    assert repo == hive.state_dir.resolve() / "agents" / "helper" / "config"
+    # The repo lives in the manager's own dir, the one place its sandbox lets it reach.
+    assert repo == hive.state_dir.resolve() / "agents" / "manager" / "drafts" / "helper"
     assert (hive.state_dir / "agents" / "helper" / "state").is_dir()
     assert git(repo, "log", "--format=%H").split() == [draft["ref"]]
     assert 'name = "helper"' in (repo / "agent.toml").read_text()
@@ -229,6 +230,10 @@ def test_draft_commit_approve_spawns_that_commit_and_the_agent_runs_a_turn(
     status = hive.wait_until(lambda: hive.status("helper"), what="helper to start")
     assert status["deployed_sha"] == wanted and status["active_model"] == "claude-haiku-4"
     assert hive.admin("drafts")["drafts"] == []
+    # The approved repo became the new agent's own.
+    config = hive.state_dir / "agents" / "helper" / "config"
+    assert git(config, "rev-parse", "HEAD").strip() != wanted  # the later commit came along
+    assert wanted in git(config, "log", "--format=%H").split() and not repo.exists()
     sent = hive.admin("send", to="helper", body="ping")
     reply = hive.wait_until(
         lambda: [m for m in inbox(hive, "operator") if m["from"] == "helper"],

@@ -13,10 +13,14 @@ import trio
 
 from hive.config import HiveConfig
 from hive.journal import journal_available, journalctl_argv
-from hive.logtail import tail_lines
+from hive.logtail import read_from, tail_lines
 
 POLL_SECONDS = 0.5
 READ_CHUNK = 64 * 1024
+# The agent writes its log: a line without an end is cut here, and a follower that falls
+# this far behind (a sparse jump, a flood) skips ahead instead of streaming it all.
+MAX_LINE_BYTES = 64 * 1024
+MAX_BEHIND_BYTES = 1 << 20
 
 
 def log_path(cfg: HiveConfig, agent: str) -> Path:
@@ -77,18 +81,21 @@ class Follower:
         partial = b""
         idle = 0.0
         while True:
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                size = 0
+            # Off the trio thread, and never through a link the agent put in its log's place.
+            size, data = await trio.to_thread.run_sync(read_from, path, offset, READ_CHUNK)
             if size < offset:  # truncated or replaced: start over
                 offset, partial = 0, b""
-            if size > offset:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read(min(size - offset, READ_CHUNK))
+                continue
+            if size - offset > MAX_BEHIND_BYTES:
+                offset, partial = size - MAX_BEHIND_BYTES, b""
+                yield _sse([f"[hive: log skipped ahead to its last {MAX_BEHIND_BYTES} bytes]"])
+                continue
+            if data:
                 offset += len(data)
                 *complete, partial = (partial + data).split(b"\n")
+                if len(partial) > MAX_LINE_BYTES:
+                    complete.append(partial[:MAX_LINE_BYTES] + b" [hive: line cut]")
+                    partial = b""
                 if complete:
                     yield _sse([c.decode("utf-8", "replace") for c in complete])
                     idle = 0.0

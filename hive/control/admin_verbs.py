@@ -18,7 +18,6 @@ Lifecycle verbs act on named agents only: an empty scope is an error.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -29,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hive import safefs
 from hive.control import records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
-from hive.control.tasks import paths_of
+from hive.control.tasks import paths_of, remove_draft_repo
 from hive.io.admin_socket import VERBS, AdminSocket, scope_names, verb
 from hive.logtail import tail_lines
 from hive.wire import (
@@ -175,20 +175,28 @@ async def _model(s: AdminSocket, conn: Connection, req: Request) -> None:
         result = await ask_actor(
             s.ctx, s.ctx.agent_ref_name(name), lambda r: Configure(model=value, reply=r)
         )
-        path = paths_of(s.ctx, name).state / MODEL_FILE
-        await trio.to_thread.run_sync(_write_model_file, path, value)
-        out[name] = {"model": result["model"], "file": str(path)}
+        paths = paths_of(s.ctx, name)
+        file = paths.state / MODEL_FILE
+        try:
+            await trio.to_thread.run_sync(_write_model_file, paths.root, value)
+        except OSError as exc:
+            raise WireError(
+                "unsafe_path",
+                f"model of '{name}' set, but {file} was not written: {exc.strerror or exc} "
+                f"(a link or a non-directory where a directory belongs)",
+            ) from None
+        out[name] = {"model": result["model"], "file": str(file)}
     conn.reply(req.id, {"agents": out})
 
 
-def _write_model_file(path: Path, model: str) -> None:
+def _write_model_file(root: Path, model: str) -> None:
+    # The agent owns state/: walk it without following links, so a planted link makes the
+    # write fail or replaces the link itself, never writes through it.
+    relative = Path("state") / MODEL_FILE
     if not model:
-        path.unlink(missing_ok=True)
+        safefs.unlink(root, relative)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(model + "\n")
-    os.replace(tmp, path)
+    safefs.write_text_atomic(root, relative, model + "\n")
 
 
 # --- spawn and destroy --------------------------------------------------------------------
@@ -223,7 +231,8 @@ async def _destroy(s: AdminSocket, conn: Connection, req: Request) -> None:
     names = scope_names(req)
     purge = arg(req.args, "purge", bool, False)
     drafts = await ask_actor(s.ctx, "approvals", _list_drafts)
-    draft_names = {d["name"] for d in drafts["drafts"]}
+    draft_owners = {d["name"]: d["requested_by"] for d in drafts["drafts"]}
+    draft_names = set(draft_owners)
     for name in names:
         if s.ctx.refs.get(s.ctx.agent_ref_name(name)) is None and name not in draft_names:
             raise WireError("unknown_agent", f"no agent or draft named '{name}'")
@@ -240,6 +249,9 @@ async def _destroy(s: AdminSocket, conn: Connection, req: Request) -> None:
         root = paths_of(s.ctx, name).root
         if purge:
             await trio.to_thread.run_sync(_purge, root)
+            if name in draft_owners:  # its repo, in the manager's own dir
+                owner_root = paths_of(s.ctx, draft_owners[name]).root
+                await trio.to_thread.run_sync(remove_draft_repo, owner_root, name)
         out[name].update(state_dir=str(root), purged=purge)
     conn.reply(req.id, {"agents": out})
 

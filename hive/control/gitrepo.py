@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -32,6 +34,9 @@ import trio
 from hive.wire import WireError
 
 CONFIG_FILE = "agent.toml"
+# The agent.toml hive reads from a commit: the repo is the manager's, so its size is checked
+# (``cat-file -s``) before the blob is read into the supervisor's memory.
+MAX_CONFIG_BYTES = 256 * 1024
 GIT_TIMEOUT = 30.0
 # A ref as an agent may name it: branch, tag, sha, HEAD~2 ... never an option.
 _REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/~^@{}-]{0,199}$")
@@ -130,11 +135,16 @@ async def _write_as_owner(repo: Path, name: str, text: str) -> None:
     await _run_as_owner(repo, argv, text, what=f"writing {name}")
 
 
-async def _run_as_owner(repo: Path, command: list[str], stdin: str | None, what: str) -> str:
-    argv = as_owner(command, owner_of(repo))
+def _owner_command(repo: Path, command: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``command`` as the repo's owner runs it, and the clean environment it gets."""
     env = {**_ENV, "PATH": os.environ.get("PATH", os.defpath)}
     # A repo missing its .git must not make git look for one in the agent's directory.
     env["GIT_CEILING_DIRECTORIES"] = str(repo.parent)
+    return as_owner(command, owner_of(repo)), env
+
+
+async def _run_as_owner(repo: Path, command: list[str], stdin: str | None, what: str) -> str:
+    argv, env = _owner_command(repo, command)
     with trio.move_on_after(GIT_TIMEOUT) as scope:
         result = await trio.run_process(
             argv,
@@ -212,9 +222,59 @@ async def resolve_commit(repo: Path, ref: str) -> str:
 
 async def read_config(repo: Path, sha: str) -> str:
     try:
-        return await git(repo, "cat-file", "blob", f"{sha}:{CONFIG_FILE}")
-    except WireError:
+        size = int(await git(repo, "cat-file", "-s", f"{sha}:{CONFIG_FILE}"))
+    except (WireError, ValueError):
         raise WireError("bad_config", f"commit {sha[:12]} in {repo} has no {CONFIG_FILE}") from None
+    if size <= MAX_CONFIG_BYTES:
+        # The objects are the manager's too (a loose object may not hold what its name
+        # says): the read itself stops at the cap as well.
+        blob = f"{sha}:{CONFIG_FILE}"
+        data = await _git_head(repo, MAX_CONFIG_BYTES + 1, "cat-file", "blob", blob)
+        size = len(data)
+        if size <= MAX_CONFIG_BYTES:
+            return data.decode("utf-8", "replace")
+    raise WireError(
+        "config_too_large",
+        f"{CONFIG_FILE} at commit {sha[:12]} in {repo} is {size} bytes or more, over the "
+        f"{MAX_CONFIG_BYTES}-byte cap",
+    )
+
+
+async def _git_head(repo: Path, limit: int, *args: str) -> bytes:
+    """At most ``limit`` bytes of one git command's stdout; the command is killed then
+    (that is not a failure). A command that fails on its own is a ``git_failed``. It runs
+    as the repo's owner, like every git command here."""
+    git_bin = shutil.which("git") or "git"
+    argv, env = _owner_command(repo, [git_bin, *_SAFE, "-C", str(repo), *args])
+    chunks: list[bytes] = []
+    got = 0
+    killed = False
+    with trio.move_on_after(GIT_TIMEOUT) as scope:
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                    env=env,
+                    cwd="/",
+                )
+            )
+            assert process.stdout is not None
+            async for chunk in process.stdout:
+                chunks.append(bytes(chunk[: limit - got]))
+                got += len(chunks[-1])
+                if got >= limit:
+                    killed = True
+                    process.kill()
+                    break
+    if scope.cancelled_caught:
+        raise WireError("git_failed", f"git {args[0]} in {repo} took over {GIT_TIMEOUT:g} s")
+    if process.returncode != 0 and not killed:
+        raise WireError("git_failed", f"git {args[0]} in {repo} exited with {process.returncode}")
+    return b"".join(chunks)
 
 
 async def root_commit(repo: Path) -> str:

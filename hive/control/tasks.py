@@ -1,19 +1,33 @@
 """IO the Approvals actor hands to the trio thread: creating draft repos, preparing a new
 agent's directories. Each task reports back to the actor with a message and never raises
-into the daemon's nursery (that would stop the daemon)."""
+into the daemon's nursery (that would stop the daemon).
+
+A draft's config repo lives in the directory of the manager that asked for it,
+``<state>/agents/<manager>/drafts/<name>``: that is the one place a sandboxed manager can
+reach (its own directory is all its sandbox shows it), and no other agent can. The repo is
+given to the manager's uid. When the spawn is approved, the repo is moved (one rename, by
+directory descriptors) to the new agent's ``config``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import stat
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
+from hive import safefs
 from hive.config import AgentConfig
 from hive.control import gitrepo
 from hive.control.spawn import agent_toml
 from hive.process import AgentPaths
+from hive.sandboxes.uids import give_subtree
 from hive.wire import WireError
 
 if TYPE_CHECKING:
@@ -29,12 +43,29 @@ def paths_of(ctx: HiveContext, name: str) -> AgentPaths:
     return AgentPaths.for_agent(name, ctx.config.state_dir, ctx.config.sockets_dir)
 
 
-async def make_draft(ctx: HiveContext, name: str, toml_text: str, report: Report) -> None:
-    """A draft: the agent's directories and a config repo with agent.toml committed."""
+DRAFTS_DIR = "drafts"
+
+
+def draft_dir(ctx: HiveContext, name: str, manager: str) -> Path:
+    """Where the draft ``name`` asked for by ``manager`` keeps its config repo."""
+    return paths_of(ctx, manager).root / DRAFTS_DIR / name
+
+
+async def make_draft(
+    ctx: HiveContext, name: str, manager: str, toml_text: str, report: Report
+) -> None:
+    """A draft: the agent's directories, and a config repo with agent.toml committed in the
+    manager's own directory, owned by the manager's uid.
+
+    The repo is made where the manager cannot reach (the new agent's ``config``, as root),
+    and only then moved into the manager's drafts dir: git never runs as root on a path
+    the manager could swap while the repo is being made."""
     paths = paths_of(ctx, name)
+    manager_root = paths_of(ctx, manager).root
     try:
         await trio.to_thread.run_sync(paths.ensure)
         sha = await gitrepo.commit_config(paths.config, toml_text, f"draft of agent {name}")
+        await trio.to_thread.run_sync(_hand_draft_over, paths.root, manager_root, name)
     except WireError as exc:
         report("", exc.message)
     except Exception as exc:
@@ -44,11 +75,84 @@ async def make_draft(ctx: HiveContext, name: str, toml_text: str, report: Report
         report(sha, None)
 
 
+def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
+    """Move the new agent's fresh config repo to the manager's ``drafts/<name>`` and give it
+    to the manager's uid (its directory's owner). Whatever the manager left under that name
+    (an old repo, a link) is moved aside in its own drafts dir, never followed or deleted.
+    Both ends are opened by descriptor without following links."""
+    with (
+        safefs.directory(agent_root) as source,
+        safefs.directory(manager_root, DRAFTS_DIR, create=True) as drafts,
+    ):
+        try:
+            os.lstat(name, dir_fd=drafts)
+        except FileNotFoundError:
+            pass
+        else:
+            aside = f".{name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            os.rename(name, aside, src_dir_fd=drafts, dst_dir_fd=drafts)
+        os.rename("config", name, src_dir_fd=source, dst_dir_fd=drafts)
+        os.mkdir("config", 0o755, dir_fd=source)
+    owner = os.lstat(manager_root)
+    give_subtree(manager_root, Path(DRAFTS_DIR), owner.st_uid, owner.st_gid)
+
+
+def remove_draft_repo(manager_root: Path, name: str) -> None:
+    """Delete a discarded draft's repo from the manager's drafts dir (by descriptor; a link
+    there is removed itself)."""
+    try:
+        with safefs.directory(manager_root, DRAFTS_DIR) as drafts:
+            if stat.S_ISDIR(os.lstat(name, dir_fd=drafts).st_mode):
+                shutil.rmtree(name, dir_fd=drafts)
+            else:
+                os.unlink(name, dir_fd=drafts)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # nothing left to remove
+
+
+def adopt_draft(manager_root: Path, name: str, agent_root: Path) -> bool:
+    """Move the manager's draft repo ``name`` to ``agent_root/config``; False when there is
+    no draft directory to move (the manager removed it).
+
+    Both ends are opened by descriptor without following links; if the manager swapped the
+    draft for a link just before the rename, the link is what moves, and it is removed
+    again at once. A config dir already there (the empty one ensure() made, or a kept repo
+    of an earlier agent of that name) is removed if empty, else moved aside."""
+    with (
+        safefs.directory(manager_root, DRAFTS_DIR) as drafts,
+        safefs.directory(agent_root) as target,
+    ):
+        try:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=drafts).st_mode):
+                return False
+        except FileNotFoundError:
+            return False
+        try:
+            os.rmdir("config", dir_fd=target)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            aside = f"config.before-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.rename("config", aside, src_dir_fd=target, dst_dir_fd=target)
+        os.rename(name, "config", src_dir_fd=drafts, dst_dir_fd=target)
+        if not stat.S_ISDIR(os.lstat("config", dir_fd=target).st_mode):
+            os.unlink("config", dir_fd=target)
+            os.mkdir("config", 0o755, dir_fd=target)
+            return False
+    return True
+
+
 async def prepare_agent(
-    ctx: HiveContext, cfg: AgentConfig, make_repo: bool, report: Report
+    ctx: HiveContext,
+    cfg: AgentConfig,
+    make_repo: bool,
+    report: Report,
+    draft_of: str | None = None,
 ) -> None:
     """Directories for a new agent and, for a one-shot spawn, a config repo holding its
-    config, so later changes can go through request_apply_commit like any other."""
+    config, so later changes can go through request_apply_commit like any other. A spawn
+    from a draft (``draft_of``: the manager whose draft it is) takes over the draft's repo;
+    if the manager removed it, a repo with the approved config is made instead."""
     paths = paths_of(ctx, cfg.name)
     try:
         await trio.to_thread.run_sync(paths.ensure)
@@ -56,6 +160,14 @@ async def prepare_agent(
         log.exception("directories of %s could not be created", cfg.name)
         report("", f"could not create the agent's directories: {exc}")
         return
+    if draft_of is not None:
+        manager_root = paths_of(ctx, draft_of).root
+        try:
+            adopted = await trio.to_thread.run_sync(adopt_draft, manager_root, cfg.name, paths.root)
+        except OSError as exc:
+            log.warning("draft repo of %s not taken over: %s", cfg.name, exc)
+            adopted = False
+        make_repo = not adopted
     sha = ""
     if make_repo:
         try:

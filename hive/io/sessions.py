@@ -126,7 +126,9 @@ class Sessions:
         if running.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
         if session is None:
-            spec = sandbox.wrap(runtime.build_session(turn), turn.agent, turn.paths)
+            # build_session reads and writes the agent's session file: off the trio thread.
+            built = await trio.to_thread.run_sync(runtime.build_session, turn)
+            spec = sandbox.wrap(built, turn.agent, turn.paths)
             session = await self.bridge.nursery.start(
                 self._serve, agent, key, spec, runtime, turn.paths.log
             )

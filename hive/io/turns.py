@@ -157,7 +157,9 @@ class TurnRunner:
             # The agent left persistent mode: its session must not run beside a turn
             # that resumes the same conversation.
             await self.sessions.close(leftover)
-        spec = sandbox.wrap(runtime.build(turn), turn.agent, turn.paths)
+        # build reads and writes the agent's session file: off the trio thread.
+        built = await trio.to_thread.run_sync(runtime.build, turn)
+        spec = sandbox.wrap(built, turn.agent, turn.paths)
         env = spec.env  # complete: the runtime chose it (see ProcessSpec)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")

@@ -357,7 +357,8 @@ class ClaudeRuntime:
         commands = {"setup-token": ["setup-token"], "auth-login": ["auth", "login"]}
         if method not in commands:
             raise ValueError(f"unknown login method '{method}' (known: {', '.join(commands)})")
-        (paths.state / CONFIG_SUBDIR).mkdir(parents=True, exist_ok=True)
+        paths.ensure()  # a login may come before the agent's first turn
+        safefs.makedirs(paths.root, Path("state") / CONFIG_SUBDIR)
         env = self.agent_env(agent, paths)
         # A key or token would make the CLI skip the login it is asked for.
         for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"):
@@ -376,7 +377,7 @@ class ClaudeRuntime:
         Returns the arguments and whether a fresh session replaces one that overflowed.
         """
         paths = turn.paths
-        (paths.state / CONFIG_SUBDIR).mkdir(parents=True, exist_ok=True)
+        safefs.makedirs(paths.root, Path("state") / CONFIG_SUBDIR)
         session_id = read_session_id(paths)
         if turn.compact and session_id:
             session_id = ""
@@ -506,9 +507,23 @@ def write_session_id(paths: AgentPaths, session_id: str) -> None:
 
 
 def session_transcript(paths: AgentPaths, session_id: str) -> Path | None:
-    """The CLI's transcript of a session (``projects/<cwd>/<id>.jsonl``), if it exists."""
-    projects = paths.state / CONFIG_SUBDIR / "projects"
-    return next(projects.glob(f"*/{session_id}.jsonl"), None)
+    """The CLI's transcript of a session (``projects/<cwd>/<id>.jsonl``), if it exists.
+
+    Looked up by descriptor, without following the agent's links out of its directory."""
+    projects = Path("state") / CONFIG_SUBDIR / "projects"
+    wanted = f"{session_id}.jsonl"
+    try:
+        with safefs.directory(paths.root, projects) as fd:
+            for entry in os.scandir(fd):
+                try:
+                    with safefs.directory(paths.root, projects / entry.name) as project:
+                        os.lstat(wanted, dir_fd=project)
+                except OSError:
+                    continue
+                return paths.root / projects / entry.name / wanted
+    except OSError:
+        pass
+    return None
 
 
 # -- stream-json events ---------------------------------------------------------------------

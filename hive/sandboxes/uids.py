@@ -105,33 +105,91 @@ def give_to(root: Path, uid: int, gid: int, *, always: Iterable[Path] = ()) -> N
 
     The whole tree is walked the first time per process; after that only ``root`` itself
     and the ``always`` subtrees (where the supervisor writes files), because everything else
-    below ``root`` is written by the agent, as its own uid. Never follows a symlink: the tree
-    is the agent's, and a link it planted must not make the supervisor chown a host file.
+    below ``root`` is written by the agent, as its own uid.
+
+    The tree is the agent's, and the agent may be running while this walks it, swapping a
+    directory for a link to a host directory between two steps. So the walk never uses a
+    path: every directory is opened relative to its parent's descriptor with O_NOFOLLOW and
+    re-owned with fchown on its own descriptor, every other entry with fchownat relative to
+    its directory's descriptor without following it. A swap can only make a step fail
+    (the entry is skipped), never lead it outside the tree.
     """
-    if root.is_symlink() or not root.is_dir():
-        raise SandboxError(f"{root} must be a real directory (found a symlink or a file)")
-    if (root, uid) in _walked:
-        _own(root, uid, gid)
-        for subtree in always:
-            if subtree.is_dir() and not subtree.is_symlink():
-                _own_tree(subtree, uid, gid)
-    else:
-        _own_tree(root, uid, gid)
-        _walked.add((root, uid))
-    # 0700: another agent's uid cannot even list it, should it ever see the path.
-    os.chmod(root, 0o700)
+    try:
+        root_fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        raise SandboxError(f"{root} must be a real directory (found a symlink or a file)") from exc
+    try:
+        if (root, uid) in _walked:
+            _own_fd(root_fd, uid, gid)
+            for subtree in always:
+                if subtree.parent == root:
+                    _own_subtree(root_fd, subtree.name, uid, gid)
+        else:
+            _own_tree(root_fd, uid, gid)
+            _walked.add((root, uid))
+        # 0700: another agent's uid cannot even list it, should it ever see the path.
+        os.fchmod(root_fd, 0o700)
+    finally:
+        os.close(root_fd)
 
 
-def _own_tree(top: Path, uid: int, gid: int) -> None:
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-        for entry in (dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)):
-            _own(entry, uid, gid)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def _own(path: str | Path, uid: int, gid: int) -> None:
-    st = os.lstat(path)
+def give_subtree(root: Path, relative: Path, uid: int, gid: int) -> None:
+    """Re-own root/relative and everything below it, walked by descriptor (see give_to)."""
+    from hive import safefs
+
+    with safefs.directory(root, relative) as fd:
+        _own_tree(fd, uid, gid)
+
+
+def _own_subtree(parent_fd: int, name: str, uid: int, gid: int) -> None:
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return  # gone, a link or not a directory: nothing of ours to re-own
+    try:
+        _own_tree(fd, uid, gid)
+    finally:
+        os.close(fd)
+
+
+def _own_tree(dir_fd: int, uid: int, gid: int) -> None:
+    """Re-own the directory ``dir_fd`` and everything below it, by descriptor only."""
+    _own_fd(dir_fd, uid, gid)
+    for entry in os.scandir(dir_fd):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # removed meanwhile
+        if stat.S_ISDIR(st.st_mode):
+            # If it was swapped for a link since scandir saw it, O_NOFOLLOW refuses it.
+            _own_subtree(dir_fd, entry.name, uid, gid)
+        else:
+            _own_entry(dir_fd, entry.name, st, uid, gid)
+
+
+def _own_fd(fd: int, uid: int, gid: int) -> None:
+    st = os.fstat(fd)
     if st.st_uid != uid or st.st_gid != gid:
-        os.lchown(path, uid, gid)
+        os.fchown(fd, uid, gid)
+
+
+def _own_entry(dir_fd: int, name: str, seen: os.stat_result, uid: int, gid: int) -> None:
+    """Re-own a file, link or other non-directory entry of ``dir_fd`` (never its target).
+
+    A file with other hard links is left alone: the agent cannot make a hard link to a file
+    it does not own (fs.protected_hardlinks), but if one exists, re-owning it would re-own
+    the host's name for it too."""
+    if (seen.st_uid, seen.st_gid) == (uid, gid):
+        return
+    if not stat.S_ISLNK(seen.st_mode) and seen.st_nlink > 1:
+        return
+    try:
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
 
 
 def allow_traverse(directory: Path) -> None:
