@@ -31,6 +31,7 @@ from pathlib import Path
 
 import trio
 
+from hive import safefs
 from hive.wire import WireError
 
 CONFIG_FILE = "agent.toml"
@@ -130,8 +131,18 @@ async def git(repo: Path, *args: str, stdin: str | None = None) -> str:
 
 async def _write_as_owner(repo: Path, name: str, text: str) -> None:
     """Write ``repo/name`` as the repo's owner (not through git, whose checkout would run
-    the repo's smudge filters)."""
-    argv = ["/bin/sh", "-c", 'cat > "$1"', "sh", str(repo / name)]
+    the repo's smudge filters), replacing whatever is there, a link included, never
+    writing through it."""
+    if owner_of(repo) is None:
+        # Root's own repo (or a root supervisor's fresh one): a no-follow walk and an
+        # atomic replace, so a link planted there is replaced, not followed.
+        relative = Path(repo.name) / name
+        await trio.to_thread.run_sync(safefs.write_text_atomic, repo.parent, relative, text)
+        return
+    # As the agent's uid: a link it planted can lead only where that uid may write anyway;
+    # the rename replaces the link itself.
+    script = 'umask 022; cat > "$1.hive-tmp" && mv -f "$1.hive-tmp" "$1"'
+    argv = ["/bin/sh", "-c", script, "sh", str(repo / name)]
     await _run_as_owner(repo, argv, text, what=f"writing {name}")
 
 
