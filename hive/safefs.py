@@ -180,6 +180,17 @@ def unlink(root: Path, relative: str | Path) -> None:
         os.close(dir_fd)
 
 
+def rename_within(root: Path, relative: str | Path, new_name: str) -> None:
+    """Rename a file to ``new_name`` in the same directory (replacing what is there, a link
+    included: a rename never follows one); absent is fine."""
+    parents, name = _split(relative)
+    with directory(root, Path(*parents) if parents else ".") as dir_fd:
+        try:
+            os.rename(name, new_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+
+
 def write_text_atomic(root: Path, relative: str | Path, text: str, mode: int = 0o644) -> None:
     """Replace the file with ``text`` in one rename, both ends inside the same directory."""
     parents, name = _split(relative)

@@ -15,6 +15,7 @@ from typing import TextIO
 
 import trio
 
+from hive import safefs
 from hive.runtimes.base import TurnEvent
 from hive.safefs import open_append
 
@@ -26,6 +27,9 @@ STDERR_TAIL_LINE_CHARS = 4000  # of each kept line: the tail is for classify and
 # discarded as it arrives, never held (a 100 MB line with no newline once took 100 s of the
 # trio thread and its size in memory).
 MAX_LINE_BYTES = 4 << 20
+# agent.log is rotated past this (one older file kept: agent.log.1), so an agent's stderr
+# takes at most about twice this much disk.
+MAX_AGENT_LOG_BYTES = 64 << 20
 FIRST_EVENTS_KEPT = 20
 LAST_EVENTS_KEPT = 500
 
@@ -127,13 +131,14 @@ async def log_stderr(
     tail: deque[str],
     log_path: Path,
     turn_id: Callable[[], int],
+    max_bytes: int = MAX_AGENT_LOG_BYTES,
 ) -> None:
     """Append a process's stderr to the agent's own log (what the dashboard's log viewer shows
     where journald is absent), each line stamped with the turn it belongs to.
 
     A log that cannot be opened (the agent put a link there) is skipped, not fatal: stderr
     is still drained and its tail kept, so the turn runs and is classified as usual."""
-    f = _open_log(log_path)
+    f = _open_log(log_path, max_bytes)
     try:
         async for raw in lines(stream):
             line = raw.decode("utf-8", "replace")
@@ -144,22 +149,32 @@ async def log_stderr(
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
                 f.write(f"{stamp} turn={turn_id()} {line}\n")
                 f.flush()
+                if f.tell() > max_bytes:
+                    f.close()
+                    f = _open_log(log_path, max_bytes)
     finally:
         if f is not None:
             f.close()
 
 
-def agent_log(log_path: Path, line: str) -> None:
+def agent_log(log_path: Path, line: str, max_bytes: int = MAX_AGENT_LOG_BYTES) -> None:
     """One line from the supervisor itself in the agent's log."""
-    f = _open_log(log_path)
+    f = _open_log(log_path, max_bytes)
     if f is not None:
         with f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} hive: {line}\n")
 
 
-def _open_log(log_path: Path) -> TextIO | None:
+def _open_log(log_path: Path, max_bytes: int) -> TextIO | None:
+    """The agent's log for appending; past ``max_bytes`` it becomes ``agent.log.1`` (the one
+    before goes) and a new one starts. The root supervisor writes it, so the agent's own
+    file-size limits do not hold: without this an agent could fill the disk through its
+    stderr."""
+    root, name = log_path.parent, log_path.name
     try:
-        return open_append(log_path.parent, log_path.name)
+        if safefs.size_of(root, name) > max_bytes:
+            safefs.rename_within(root, name, f"{name}.1")
+        return open_append(root, name)
     except OSError as exc:
         log.warning("not writing %s: %s", log_path, exc, extra={"agent": log_path.parent.name})
         return None
