@@ -41,10 +41,13 @@ async def measure(hive: RunningHive, rate: float, count: int) -> list[float]:
 
     async def receiver(client: TrioClient, done: trio.Event) -> None:
         while len(latencies) < count:
-            got = await client.call("recv", wait_seconds=30)
+            got = await client.request("recv", wait_seconds=30)
             now = time.perf_counter()
             for m in got["messages"]:
                 latencies.append((now - sent_at[m["body"]]) * 1000)
+            # The receiver has them at the reply; the ack (which commits the delivered
+            # mark outside a turn) follows on the same connection, as hive-mcp's does.
+            await client.ack(got)
         done.set()
 
     async with (
