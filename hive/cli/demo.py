@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         trio.run(watch, cfg, args.seconds)
-    except KeyboardInterrupt:
-        pass
+    except* KeyboardInterrupt:
+        pass  # Ctrl-C: the hive has stopped cleanly; say so, no traceback
     print("\nhive stopped; its state is kept in", cfg.state_dir)
 
 
