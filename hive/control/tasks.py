@@ -15,8 +15,10 @@ import logging
 import os
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,18 +56,26 @@ def draft_dir(ctx: HiveContext, name: str, manager: str) -> Path:
 async def make_draft(
     ctx: HiveContext, name: str, manager: str, toml_text: str, report: Report
 ) -> None:
-    """A draft: the agent's directories, and a config repo with agent.toml committed in the
-    manager's own directory, owned by the manager's uid.
+    """A draft: a config repo with agent.toml committed in the manager's own directory,
+    owned by the manager's uid.
 
-    The repo is made where the manager cannot reach (the new agent's ``config``, as root),
-    and only then moved into the manager's drafts dir: git never runs as root on a path
-    the manager could swap while the repo is being made."""
+    The repo is made in a fresh directory of root's own (``agents/.draft-*``, which no
+    agent name can spell and no sandbox shows), and only then moved into the manager's
+    drafts dir: git never runs as root on a path the manager could swap while the repo is
+    being made, and nothing of an agent's directory is handed over. A destroyed agent's
+    kept directory of the same name is left alone: its repo is the operator's to reuse
+    (a spawn of the kept name) or purge, never the manager's."""
     paths = paths_of(ctx, name)
     manager_root = paths_of(ctx, manager).root
     try:
-        await trio.to_thread.run_sync(paths.ensure)
-        sha = await gitrepo.commit_config(paths.config, toml_text, f"draft of agent {name}")
-        await trio.to_thread.run_sync(_hand_draft_over, paths.root, manager_root, name)
+        await trio.to_thread.run_sync(paths.ensure)  # the new agent's dirs, as before a spawn
+        scratch = await trio.to_thread.run_sync(_scratch_dir, manager_root.parent)
+        try:
+            repo = scratch / "config"
+            sha = await gitrepo.commit_config(repo, toml_text, f"draft of agent {name}")
+            await trio.to_thread.run_sync(_hand_draft_over, scratch, manager_root, name)
+        finally:
+            await trio.to_thread.run_sync(partial(shutil.rmtree, scratch, ignore_errors=True))
     except WireError as exc:
         report("", exc.message)
     except Exception as exc:
@@ -75,13 +85,19 @@ async def make_draft(
         report(sha, None)
 
 
-def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
-    """Move the new agent's fresh config repo to the manager's ``drafts/<name>`` and give it
-    to the manager's uid (its directory's owner). Whatever the manager left under that name
-    (an old repo, a link) is moved aside in its own drafts dir, never followed or deleted.
-    Both ends are opened by descriptor without following links."""
+def _scratch_dir(agents_dir: Path) -> Path:
+    """A new directory only root can enter, beside the agents' (so a rename moves it)."""
+    agents_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".draft-", dir=agents_dir))
+
+
+def _hand_draft_over(scratch: Path, manager_root: Path, name: str) -> None:
+    """Move the fresh config repo ``scratch/config`` to the manager's ``drafts/<name>`` and
+    give it to the manager's uid (its directory's owner). Whatever the manager left under
+    that name (an old repo, a link) is moved aside in its own drafts dir, never followed or
+    deleted. Both ends are opened by descriptor without following links."""
     with (
-        safefs.directory(agent_root) as source,
+        safefs.directory(scratch) as source,
         safefs.directory(manager_root, DRAFTS_DIR, create=True) as drafts,
     ):
         try:
@@ -92,7 +108,6 @@ def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
             aside = f".{name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
             os.rename(name, aside, src_dir_fd=drafts, dst_dir_fd=drafts)
         os.rename("config", name, src_dir_fd=source, dst_dir_fd=drafts)
-        os.mkdir("config", 0o755, dir_fd=source)
     owner = os.lstat(manager_root)
     give_subtree(manager_root, Path(DRAFTS_DIR), owner.st_uid, owner.st_gid)
 

@@ -1,0 +1,58 @@
+"""Attacks on the supervisor's file work in agents' directories, played by a bwrap manager.
+
+Real supervisor, real bwrap agents with their own uids (see tests/test_config_repo_owner.py
+for the harness), run as root.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from tests.control_support import as_agent
+from tests.hive_harness import RunningHive
+from tests.test_config_repo_owner import bwrap_hive, open_root, sandboxed_uid, spawn_bwrap
+
+__all__ = ["bwrap_hive", "open_root"]  # fixtures, imported for pytest
+
+SECRET = "bob's own secret, never the manager's"
+
+
+def owners_below(root: Path) -> set[int]:
+    found = {root.lstat().st_uid}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            found.add(os.lstat(os.path.join(dirpath, name)).st_uid)
+    return found
+
+
+def test_a_draft_of_a_kept_name_never_hands_the_kept_repo_to_the_manager(
+    bwrap_hive: RunningHive,
+) -> None:
+    """A destroyed agent's kept directory is the operator's to reuse or purge: a manager
+    asking for a draft of that name must not walk away with the kept config repo (its
+    history, its files), chowned to the manager's uid, before anyone approved anything."""
+    hive = bwrap_hive
+    manager_uid = sandboxed_uid(hive, "manager")
+    bob_uid = spawn_bwrap(hive, "bob")
+    kept = hive.state_dir / "agents" / "bob" / "config"
+    secret = kept / "secret.txt"
+    secret.write_text(SECRET)
+    os.chown(secret, bob_uid, bob_uid)
+    os.chmod(secret, 0o600)
+    hive.admin("destroy", names=["bob"])  # kept, not purged
+
+    draft = as_agent(hive, "manager", "request_spawn_draft", name="bob")
+
+    repo = Path(draft["config_dir"])
+    assert repo.is_relative_to(hive.state_dir / "agents" / "manager")
+    assert not (repo / "secret.txt").exists()
+    assert SECRET not in "".join(
+        p.read_text(errors="replace") for p in repo.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+    # The kept repo is where the operator left it, still bob's.
+    assert secret.read_text() == SECRET
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert owners_below(kept) == {bob_uid}
+    assert manager_uid not in owners_below(kept)
