@@ -115,14 +115,7 @@ def _hand_draft_over(scratch: Path, manager_root: Path, name: str) -> None:
 def remove_draft_repo(manager_root: Path, name: str) -> None:
     """Delete a discarded draft's repo from the manager's drafts dir (by descriptor; a link
     there is removed itself)."""
-    try:
-        with safefs.directory(manager_root, DRAFTS_DIR) as drafts:
-            if stat.S_ISDIR(os.lstat(name, dir_fd=drafts).st_mode):
-                shutil.rmtree(name, dir_fd=drafts)
-            else:
-                os.unlink(name, dir_fd=drafts)
-    except (FileNotFoundError, NotADirectoryError):
-        pass  # nothing left to remove
+    safefs.remove_tree(manager_root, Path(DRAFTS_DIR) / name)
 
 
 def adopt_draft(manager_root: Path, name: str, agent_root: Path) -> bool:
