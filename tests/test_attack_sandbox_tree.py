@@ -113,3 +113,15 @@ def test_removing_a_tree_never_follows_a_link_in_its_path_or_below(tmp_path: Pat
     safefs.remove_tree(root, "linked")
     assert (host / "keep").read_text() == "host file"
     assert not os.path.lexists(root / "linked")
+
+
+def test_a_purged_name_spawned_again_gets_its_whole_new_tree(bwrap_hive: RunningHive) -> None:
+    """The walk is skipped for trees this process walked before; a purged agent's name
+    spawned again is a new tree (made by root), which must be walked whole: its work/
+    stayed root's, and the agent could not write its own work dir."""
+    hive = bwrap_hive
+    uid = spawn_bwrap(hive, "bob")
+    hive.admin("destroy", names=["bob"], purge=True)
+    assert spawn_bwrap(hive, "bob") == uid  # the same name, the same preferred slot
+    root = hive.state_dir / "agents" / "bob"
+    assert {(root / d).lstat().st_uid for d in ("work", "state", "config")} == {uid}

@@ -119,7 +119,9 @@ def give_to(root: Path, uid: int, gid: int, *, always: Iterable[Path] = ()) -> N
     except OSError as exc:
         raise SandboxError(f"{root} must be a real directory (found a symlink or a file)") from exc
     try:
-        if (root, uid) in _walked:
+        # A root not (yet) the agent's is a new tree, whatever this process walked before
+        # under that name (a purged agent spawned again): it gets the whole walk.
+        if (root, uid) in _walked and os.fstat(root_fd).st_uid == uid:
             _own_fd(root_fd, uid, gid)
             for subtree in always:
                 if subtree.parent == root:
