@@ -119,8 +119,9 @@ async def run_captured(
     on_cancel: Callable[[trio.Process], None],
 ) -> Finished:
     """Run a process to its end in a session of its own, forked from the spawner thread;
-    return its exit code and output (at most MAX_CAPTURED_BYTES of each stream). ``on_cancel`` ends it when the caller is cancelled
-    (a timeout), and the process is always waited for."""
+    return its exit code and output (at most MAX_CAPTURED_BYTES of each stream).
+    ``on_cancel`` ends it when the caller is cancelled (a timeout), and the process is
+    always waited for."""
     process = await open_process(
         argv,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
