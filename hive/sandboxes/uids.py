@@ -91,8 +91,26 @@ def allocate_uid(root: Path, base: int = UID_BASE) -> int:
         for step in range(SLOTS):
             uid = slot_uid((start + step) % SLOTS, base)
             if uid not in taken:
+                _claim(root, uid)
                 return uid
     raise SandboxError(f"all {SLOTS} agent uid blocks above {base} are taken; remove old agents")
+
+
+def _claim(root: Path, uid: int) -> None:
+    """Make ``uid`` the owner of ``root`` while the allocation lock is held: the owner is
+    what marks a slot taken, and an agent prepared at the same moment whose name has the
+    same preferred slot would otherwise take it too (the chown walk comes after the lock)."""
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except FileNotFoundError:
+        return  # nothing to claim yet: give_to refuses a missing root anyway
+    except OSError as exc:
+        raise SandboxError(f"{root} must be a real directory (found a symlink or a file)") from exc
+    try:
+        os.fchown(fd, uid, uid)
+    finally:
+        os.close(fd)
+    _walked.discard((root, uid))  # a new allocation is a new tree: walk it whole
 
 
 # Trees already walked by this process: later calls re-own only the parts the supervisor
