@@ -56,3 +56,35 @@ def test_a_draft_of_a_kept_name_never_hands_the_kept_repo_to_the_manager(
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert owners_below(kept) == {bob_uid}
     assert manager_uid not in owners_below(kept)
+
+
+def test_a_hard_link_in_a_draft_gives_the_manager_no_hold_on_the_new_agents_files(
+    bwrap_hive: RunningHive,
+) -> None:
+    """The draft repo moves into the new agent's directory at approval. A file the manager
+    hard-linked there from its own directory (it owns both names, so the kernel lets it)
+    was not re-owned by the walk (it skips files with other links) and stayed writable
+    through the manager's own name: a hold on another agent's files for good."""
+    hive = bwrap_hive
+    manager_uid = sandboxed_uid(hive, "manager")
+    draft = as_agent(hive, "manager", "request_spawn_draft", name="helper")
+    repo = Path(draft["config_dir"])
+    handle = hive.state_dir / "agents" / "manager" / "state" / "handle"
+    planted = repo / ".git" / "description"
+    planted.unlink()
+    handle.write_text("the manager's\n")
+    os.chown(handle, manager_uid, manager_uid)
+    os.link(handle, planted)  # as the manager would, from its sandbox
+
+    request = as_agent(hive, "manager", "request_spawn_commit", name="helper", ref="HEAD")
+    hive.admin("approve", id=request["id"])
+    hive.wait_until(lambda: hive.status("helper"), what="helper to start")
+    helper_uid = sandboxed_uid(hive, "helper")
+    adopted = hive.state_dir / "agents" / "helper" / "config" / ".git" / "description"
+
+    assert manager_uid not in owners_below(hive.state_dir / "agents" / "helper")
+    assert os.lstat(adopted).st_ino != os.lstat(handle).st_ino
+    assert os.lstat(adopted).st_uid == helper_uid
+    assert adopted.read_text() == "the manager's\n"  # its content came along, as a copy
+    handle.write_text("written later through the manager's own name\n")
+    assert adopted.read_text() == "the manager's\n"

@@ -29,7 +29,7 @@ from hive.config import AgentConfig
 from hive.control import gitrepo
 from hive.control.spawn import agent_toml
 from hive.process import AgentPaths
-from hive.sandboxes.uids import give_subtree
+from hive.sandboxes.uids import MAX_WALK_DEPTH, give_subtree
 from hive.wire import WireError
 
 if TYPE_CHECKING:
@@ -147,7 +147,65 @@ def adopt_draft(manager_root: Path, name: str, agent_root: Path) -> bool:
             os.unlink("config", dir_fd=target)
             os.mkdir("config", 0o755, dir_fd=target)
             return False
+        with safefs.directory(agent_root, "config") as config:
+            _break_hard_links(config)
     return True
+
+
+# A hard-linked file of a draft bigger than this is dropped rather than copied.
+MAX_LINKED_COPY_BYTES = 64 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _break_hard_links(dir_fd: int, depth: int = 0) -> None:
+    """Give every file below ``dir_fd`` that has other hard links a name of its own.
+
+    The tree came from the manager, who may have hard-linked a file there from its own
+    directory: after the move, the same inode would sit in the new agent's directory and
+    stay writable through the manager's name (and the chown walk leaves multi-link files
+    alone). Each such file is replaced by a copy (dropped past MAX_LINKED_COPY_BYTES, or
+    if it is not a regular file). By descriptor, never following a link."""
+    if depth >= MAX_WALK_DEPTH:
+        return
+    for entry in os.scandir(dir_fd):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                _break_hard_links(sub, depth + 1)
+            finally:
+                os.close(sub)
+        elif not stat.S_ISLNK(st.st_mode) and st.st_nlink > 1:
+            _own_copy(dir_fd, entry.name, st)
+
+
+def _own_copy(dir_fd: int, name: str, seen: os.stat_result) -> None:
+    if not stat.S_ISREG(seen.st_mode) or seen.st_size > MAX_LINKED_COPY_BYTES:
+        log.warning("draft file %s has other hard links and was dropped", name)
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    tmp = f".{name}.unlinked-{os.getpid()}"
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if (os.fstat(src).st_ino, os.fstat(src).st_dev) != (seen.st_ino, seen.st_dev):
+            os.unlink(name, dir_fd=dir_fd)  # swapped meanwhile: drop whatever it is now
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        dst = os.open(tmp, flags, stat.S_IMODE(seen.st_mode) & 0o777, dir_fd=dir_fd)
+        with os.fdopen(dst, "wb") as out:
+            left = MAX_LINKED_COPY_BYTES
+            while left > 0 and (chunk := os.read(src, min(1 << 20, left))):
+                out.write(chunk)
+                left -= len(chunk)
+    finally:
+        os.close(src)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 async def prepare_agent(
