@@ -196,6 +196,11 @@ def _own_copy(dir_fd: int, name: str, seen: os.stat_result) -> None:
         if (os.fstat(src).st_ino, os.fstat(src).st_dev) != (seen.st_ino, seen.st_dev):
             os.unlink(name, dir_fd=dir_fd)  # swapped meanwhile: drop whatever it is now
             return
+        # The tree is out of the manager's reach now; a name it left here is just removed.
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         dst = os.open(tmp, flags, stat.S_IMODE(seen.st_mode) & 0o777, dir_fd=dir_fd)
         with os.fdopen(dst, "wb") as out:
