@@ -81,6 +81,10 @@ def test_a_hard_link_in_a_draft_gives_the_manager_no_hold_on_the_new_agents_file
     hive.wait_until(lambda: hive.status("helper"), what="helper to start")
     helper_uid = sandboxed_uid(hive, "helper")
     adopted = hive.state_dir / "agents" / "helper" / "config" / ".git" / "description"
+    # The uid is claimed before the chown walk: wait for the walk to reach the file.
+    hive.wait_until(
+        lambda: os.lstat(adopted).st_uid == helper_uid, what="the adopted file to be helper's"
+    )
 
     assert manager_uid not in owners_below(hive.state_dir / "agents" / "helper")
     assert os.lstat(adopted).st_ino != os.lstat(handle).st_ino

@@ -124,4 +124,8 @@ def test_a_purged_name_spawned_again_gets_its_whole_new_tree(bwrap_hive: Running
     hive.admin("destroy", names=["bob"], purge=True)
     assert spawn_bwrap(hive, "bob") == uid  # the same name, the same preferred slot
     root = hive.state_dir / "agents" / "bob"
-    assert {(root / d).lstat().st_uid for d in ("work", "state", "config")} == {uid}
+    # The uid is claimed before the walk: wait for the walk (before: work/ stayed root's).
+    hive.wait_until(
+        lambda: {(root / d).lstat().st_uid for d in ("work", "state", "config")} == {uid},
+        what="bob's new tree to be bob's",
+    )
