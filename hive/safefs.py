@@ -213,3 +213,37 @@ def write_text_atomic(root: Path, relative: str | Path, text: str, mode: int = 0
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_tree(root: Path, relative: str | Path) -> None:
+    """Remove root/relative and everything below it (absent is fine; a link there is
+    removed itself, never followed).
+
+    The agent decides how deep its tree is: shutil.rmtree recurses once per level and
+    fails past Python's recursion limit, leaving the rest behind. GNU ``rm -rf`` walks any
+    depth, by descriptor, without following links; it gets the parent as a descriptor
+    walked here without links (``/proc/self/fd/N/name``), so no component of the path is
+    resolved by name, and ``--one-file-system`` keeps it off anything mounted below."""
+    import shutil
+    import subprocess
+
+    parents, name = _split(relative)
+    if name in ("", ".", ".."):
+        raise ValueError(f"unsafe path component {name!r}")
+    try:
+        dir_fd = _walk(root, parents, create=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        rm = shutil.which("rm") or "/bin/rm"
+        done = subprocess.run(
+            [rm, "-rf", "--one-file-system", "--", f"/proc/self/fd/{dir_fd}/{name}"],
+            pass_fds=(dir_fd,),
+            capture_output=True,
+            check=False,
+        )
+    finally:
+        os.close(dir_fd)
+    if done.returncode != 0:
+        why = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(errno.EIO, f"{root / relative} not fully removed: {why[-1] if why else ''}")

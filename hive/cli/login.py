@@ -143,7 +143,13 @@ def run_login(cfg: HiveConfig, agent: AgentConfig, method: str) -> Path | None:
         )
     spec = login_command(cfg, agent, method)
     print(f"hive: running `{' '.join(spec.argv)}` as agent '{agent.name}'", file=sys.stderr)
-    done = subprocess.run(spec.argv, env=spec.env, cwd=spec.cwd, check=False)
+    # A session of its own: the operator's terminal stays its stdin and stdout, but is not
+    # its controlling terminal, so nothing in the agent's sandbox can push keystrokes into
+    # the operator's shell (TIOCSTI is refused to a process without that terminal as its
+    # own) or take the terminal over (TIOCSCTTY: it is this session's already).
+    done = subprocess.run(
+        spec.argv, env=spec.env, cwd=spec.cwd, check=False, start_new_session=True
+    )
     if done.returncode != 0:
         raise LoginError(f"the claude login exited with {done.returncode}; nothing changed")
     if method != "setup-token":

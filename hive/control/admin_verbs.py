@@ -19,7 +19,6 @@ Lifecycle verbs act on named agents only: an empty scope is an error.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Callable
 from functools import partial
@@ -267,8 +266,8 @@ def _list_drafts(reply: Any) -> object:
 
 
 def _purge(root: Path) -> None:
-    if root.exists():
-        shutil.rmtree(root)
+    # By descriptor, any depth (the agent chose how deep its tree is), no link followed.
+    safefs.remove_tree(root.parent, root.name)
 
 
 # --- logs ---------------------------------------------------------------------------------

@@ -15,8 +15,10 @@ import logging
 import os
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +29,7 @@ from hive.config import AgentConfig
 from hive.control import gitrepo
 from hive.control.spawn import agent_toml
 from hive.process import AgentPaths
-from hive.sandboxes.uids import give_subtree
+from hive.sandboxes.uids import MAX_WALK_DEPTH, give_subtree
 from hive.wire import WireError
 
 if TYPE_CHECKING:
@@ -54,18 +56,26 @@ def draft_dir(ctx: HiveContext, name: str, manager: str) -> Path:
 async def make_draft(
     ctx: HiveContext, name: str, manager: str, toml_text: str, report: Report
 ) -> None:
-    """A draft: the agent's directories, and a config repo with agent.toml committed in the
-    manager's own directory, owned by the manager's uid.
+    """A draft: a config repo with agent.toml committed in the manager's own directory,
+    owned by the manager's uid.
 
-    The repo is made where the manager cannot reach (the new agent's ``config``, as root),
-    and only then moved into the manager's drafts dir: git never runs as root on a path
-    the manager could swap while the repo is being made."""
+    The repo is made in a fresh directory of root's own (``agents/.draft-*``, which no
+    agent name can spell and no sandbox shows), and only then moved into the manager's
+    drafts dir: git never runs as root on a path the manager could swap while the repo is
+    being made, and nothing of an agent's directory is handed over. A destroyed agent's
+    kept directory of the same name is left alone: its repo is the operator's to reuse
+    (a spawn of the kept name) or purge, never the manager's."""
     paths = paths_of(ctx, name)
     manager_root = paths_of(ctx, manager).root
     try:
-        await trio.to_thread.run_sync(paths.ensure)
-        sha = await gitrepo.commit_config(paths.config, toml_text, f"draft of agent {name}")
-        await trio.to_thread.run_sync(_hand_draft_over, paths.root, manager_root, name)
+        await trio.to_thread.run_sync(paths.ensure)  # the new agent's dirs, as before a spawn
+        scratch = await trio.to_thread.run_sync(_scratch_dir, manager_root.parent)
+        try:
+            repo = scratch / "config"
+            sha = await gitrepo.commit_config(repo, toml_text, f"draft of agent {name}")
+            await trio.to_thread.run_sync(_hand_draft_over, scratch, manager_root, name)
+        finally:
+            await trio.to_thread.run_sync(partial(shutil.rmtree, scratch, ignore_errors=True))
     except WireError as exc:
         report("", exc.message)
     except Exception as exc:
@@ -75,13 +85,19 @@ async def make_draft(
         report(sha, None)
 
 
-def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
-    """Move the new agent's fresh config repo to the manager's ``drafts/<name>`` and give it
-    to the manager's uid (its directory's owner). Whatever the manager left under that name
-    (an old repo, a link) is moved aside in its own drafts dir, never followed or deleted.
-    Both ends are opened by descriptor without following links."""
+def _scratch_dir(agents_dir: Path) -> Path:
+    """A new directory only root can enter, beside the agents' (so a rename moves it)."""
+    agents_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".draft-", dir=agents_dir))
+
+
+def _hand_draft_over(scratch: Path, manager_root: Path, name: str) -> None:
+    """Move the fresh config repo ``scratch/config`` to the manager's ``drafts/<name>`` and
+    give it to the manager's uid (its directory's owner). Whatever the manager left under
+    that name (an old repo, a link) is moved aside in its own drafts dir, never followed or
+    deleted. Both ends are opened by descriptor without following links."""
     with (
-        safefs.directory(agent_root) as source,
+        safefs.directory(scratch) as source,
         safefs.directory(manager_root, DRAFTS_DIR, create=True) as drafts,
     ):
         try:
@@ -92,7 +108,6 @@ def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
             aside = f".{name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
             os.rename(name, aside, src_dir_fd=drafts, dst_dir_fd=drafts)
         os.rename("config", name, src_dir_fd=source, dst_dir_fd=drafts)
-        os.mkdir("config", 0o755, dir_fd=source)
     owner = os.lstat(manager_root)
     give_subtree(manager_root, Path(DRAFTS_DIR), owner.st_uid, owner.st_gid)
 
@@ -100,14 +115,7 @@ def _hand_draft_over(agent_root: Path, manager_root: Path, name: str) -> None:
 def remove_draft_repo(manager_root: Path, name: str) -> None:
     """Delete a discarded draft's repo from the manager's drafts dir (by descriptor; a link
     there is removed itself)."""
-    try:
-        with safefs.directory(manager_root, DRAFTS_DIR) as drafts:
-            if stat.S_ISDIR(os.lstat(name, dir_fd=drafts).st_mode):
-                shutil.rmtree(name, dir_fd=drafts)
-            else:
-                os.unlink(name, dir_fd=drafts)
-    except (FileNotFoundError, NotADirectoryError):
-        pass  # nothing left to remove
+    safefs.remove_tree(manager_root, Path(DRAFTS_DIR) / name)
 
 
 def adopt_draft(manager_root: Path, name: str, agent_root: Path) -> bool:
@@ -139,7 +147,70 @@ def adopt_draft(manager_root: Path, name: str, agent_root: Path) -> bool:
             os.unlink("config", dir_fd=target)
             os.mkdir("config", 0o755, dir_fd=target)
             return False
+        with safefs.directory(agent_root, "config") as config:
+            _break_hard_links(config)
     return True
+
+
+# A hard-linked file of a draft bigger than this is dropped rather than copied.
+MAX_LINKED_COPY_BYTES = 64 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _break_hard_links(dir_fd: int, depth: int = 0) -> None:
+    """Give every file below ``dir_fd`` that has other hard links a name of its own.
+
+    The tree came from the manager, who may have hard-linked a file there from its own
+    directory: after the move, the same inode would sit in the new agent's directory and
+    stay writable through the manager's name (and the chown walk leaves multi-link files
+    alone). Each such file is replaced by a copy (dropped past MAX_LINKED_COPY_BYTES, or
+    if it is not a regular file). By descriptor, never following a link."""
+    if depth >= MAX_WALK_DEPTH:
+        return
+    for entry in os.scandir(dir_fd):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                _break_hard_links(sub, depth + 1)
+            finally:
+                os.close(sub)
+        elif not stat.S_ISLNK(st.st_mode) and st.st_nlink > 1:
+            _own_copy(dir_fd, entry.name, st)
+
+
+def _own_copy(dir_fd: int, name: str, seen: os.stat_result) -> None:
+    if not stat.S_ISREG(seen.st_mode) or seen.st_size > MAX_LINKED_COPY_BYTES:
+        log.warning("draft file %s has other hard links and was dropped", name)
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    tmp = f".{name}.unlinked-{os.getpid()}"
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if (os.fstat(src).st_ino, os.fstat(src).st_dev) != (seen.st_ino, seen.st_dev):
+            os.unlink(name, dir_fd=dir_fd)  # swapped meanwhile: drop whatever it is now
+            return
+        # The tree is out of the manager's reach now; a name it left here is just removed.
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        dst = os.open(tmp, flags, stat.S_IMODE(seen.st_mode) & 0o777, dir_fd=dir_fd)
+        with os.fdopen(dst, "wb") as out:
+            left = MAX_LINKED_COPY_BYTES
+            while left > 0 and (chunk := os.read(src, min(1 << 20, left))):
+                out.write(chunk)
+                left -= len(chunk)
+    finally:
+        os.close(src)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
 
 async def prepare_agent(

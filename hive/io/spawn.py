@@ -119,8 +119,9 @@ async def run_captured(
     on_cancel: Callable[[trio.Process], None],
 ) -> Finished:
     """Run a process to its end in a session of its own, forked from the spawner thread;
-    return its exit code and output. ``on_cancel`` ends it when the caller is cancelled
-    (a timeout), and the process is always waited for."""
+    return its exit code and output (at most MAX_CAPTURED_BYTES of each stream).
+    ``on_cancel`` ends it when the caller is cancelled (a timeout), and the process is
+    always waited for."""
     process = await open_process(
         argv,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -157,6 +158,15 @@ async def _feed(stream: trio.abc.SendStream, data: bytes) -> None:
         await stream.aclose()
 
 
+# The most of one stream run_captured keeps. Its processes run in an agent's sandbox, with
+# the agent's CLI config and env (a base URL of its choosing): what they print is the
+# agent's, and must not grow the daemon without bound. The rest is read and dropped, so
+# the process never blocks on a full pipe.
+MAX_CAPTURED_BYTES = 16 << 20
+
+
 async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
     while chunk := await stream.receive_some(65536):
-        into += chunk
+        room = MAX_CAPTURED_BYTES - len(into)
+        if room > 0:
+            into += chunk[:room]

@@ -91,8 +91,26 @@ def allocate_uid(root: Path, base: int = UID_BASE) -> int:
         for step in range(SLOTS):
             uid = slot_uid((start + step) % SLOTS, base)
             if uid not in taken:
+                _claim(root, uid)
                 return uid
     raise SandboxError(f"all {SLOTS} agent uid blocks above {base} are taken; remove old agents")
+
+
+def _claim(root: Path, uid: int) -> None:
+    """Make ``uid`` the owner of ``root`` while the allocation lock is held: the owner is
+    what marks a slot taken, and an agent prepared at the same moment whose name has the
+    same preferred slot would otherwise take it too (the chown walk comes after the lock)."""
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except FileNotFoundError:
+        return  # nothing to claim yet: give_to refuses a missing root anyway
+    except OSError as exc:
+        raise SandboxError(f"{root} must be a real directory (found a symlink or a file)") from exc
+    try:
+        os.fchown(fd, uid, uid)
+    finally:
+        os.close(fd)
+    _walked.discard((root, uid))  # a new allocation is a new tree: walk it whole
 
 
 # Trees already walked by this process: later calls re-own only the parts the supervisor
@@ -119,7 +137,9 @@ def give_to(root: Path, uid: int, gid: int, *, always: Iterable[Path] = ()) -> N
     except OSError as exc:
         raise SandboxError(f"{root} must be a real directory (found a symlink or a file)") from exc
     try:
-        if (root, uid) in _walked:
+        # A root not (yet) the agent's is a new tree, whatever this process walked before
+        # under that name (a purged agent spawned again): it gets the whole walk.
+        if (root, uid) in _walked and os.fstat(root_fd).st_uid == uid:
             _own_fd(root_fd, uid, gid)
             for subtree in always:
                 if subtree.parent == root:
@@ -144,20 +164,30 @@ def give_subtree(root: Path, relative: Path, uid: int, gid: int) -> None:
         _own_tree(fd, uid, gid)
 
 
-def _own_subtree(parent_fd: int, name: str, uid: int, gid: int) -> None:
+# How deep the walk goes below the tree it was given. The agent can make its tree as deep
+# as it likes; each level holds two descriptors and two stack frames of the walk, and past
+# Python's recursion limit every prepare() (so every turn) failed. What lies deeper was
+# made by the agent as its own uid (root writes only near the top), so it is left as is.
+MAX_WALK_DEPTH = 128
+
+
+def _own_subtree(parent_fd: int, name: str, uid: int, gid: int, depth: int = 1) -> None:
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError:
         return  # gone, a link or not a directory: nothing of ours to re-own
     try:
-        _own_tree(fd, uid, gid)
+        _own_tree(fd, uid, gid, depth)
     finally:
         os.close(fd)
 
 
-def _own_tree(dir_fd: int, uid: int, gid: int) -> None:
-    """Re-own the directory ``dir_fd`` and everything below it, by descriptor only."""
+def _own_tree(dir_fd: int, uid: int, gid: int, depth: int = 0) -> None:
+    """Re-own the directory ``dir_fd`` and everything below it (down to MAX_WALK_DEPTH),
+    by descriptor only."""
     _own_fd(dir_fd, uid, gid)
+    if depth >= MAX_WALK_DEPTH:
+        return
     for entry in os.scandir(dir_fd):
         try:
             st = entry.stat(follow_symlinks=False)
@@ -165,7 +195,7 @@ def _own_tree(dir_fd: int, uid: int, gid: int) -> None:
             continue  # removed meanwhile
         if stat.S_ISDIR(st.st_mode):
             # If it was swapped for a link since scandir saw it, O_NOFOLLOW refuses it.
-            _own_subtree(dir_fd, entry.name, uid, gid)
+            _own_subtree(dir_fd, entry.name, uid, gid, depth + 1)
         else:
             _own_entry(dir_fd, entry.name, st, uid, gid)
 
