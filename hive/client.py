@@ -190,6 +190,8 @@ class TrioClient:
             for chan in self._waiting.values():
                 chan.close()
             self._waiting.clear()
+            # A subscriber iterating over pushes learns the connection ended.
+            self.pushes_send.close()
 
     async def call(self, op: str, **args: Any) -> Any:
         """One request, its result; carried messages are acknowledged first (SyncClient)."""
