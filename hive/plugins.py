@@ -11,8 +11,10 @@ hive's own are declared in its pyproject.toml, and nowhere else; a third-party p
 by declaring an entry point in the same group. Names are read from the installed distributions
 without importing any plugin, so hive.config can check a name without loading claude's code.
 
->>> "claude" in RUNTIMES.names() and "process" in SANDBOXES.names()
+>>> "claude" in RUNTIMES and "process" in SANDBOXES
 True
+>>> ", ".join(RUNTIMES)
+'claude, scripted'
 >>> RUNTIMES.factory("docker")
 Traceback (most recent call last):
   ...
@@ -22,7 +24,7 @@ hive.plugins.UnknownPlugin: unknown runtime 'docker': use one of claude, scripte
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -63,6 +65,13 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         """Every installed name, sorted (installers do not keep the declared order)."""
         return tuple(ep.name for ep in self._entries())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        """The names, so that a registry reads like the tuple of them it replaced."""
+        return iter(self.names())
 
     def factory(self, name: str) -> Callable[[], Any]:
         """What builds the plugin called ``name`` (its module is imported now, not before).

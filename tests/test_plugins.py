@@ -49,6 +49,9 @@ class DoorRuntime(ScriptedRuntime):
 
     def store_login_token(self, paths, token):
         raise NotImplementedError
+
+    def preflight(self, hive, agents, environ):
+        return [f"agent {a.name}: the door is shut" for a in agents]
 """
 
 ENTRY_POINTS = """
@@ -140,6 +143,17 @@ def test_login_asks_the_agents_runtime(plugin_on_path: Path, tmp_path: Path) -> 
     assert login_command(cfg, door, "setup-token").argv == ("door-login", "dora", "setup-token")
     with pytest.raises(LoginError, match="runs the scripted runtime: no login"):
         login_command(cfg, AgentConfig(name="sam", runtime="scripted"), "setup-token")
+
+
+def test_each_runtime_checks_its_own_agents_before_the_start(
+    plugin_on_path: Path, tmp_path: Path
+) -> None:
+    from hive import preflight
+
+    cfg = HiveConfig.from_toml_text(
+        '[[agent]]\nname = "dora"\nruntime = "door"\n[[agent]]\nname = "sam"\n'
+    ).with_overrides(state_dir=tmp_path / "state")
+    assert preflight.problems(cfg, environ={}) == ["agent dora: the door is shut"]
 
 
 def imports_of(path: Path) -> set[str]:

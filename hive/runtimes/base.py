@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,8 +105,9 @@ class Runtime(Protocol):
     """How one turn of an agent becomes a process and a stream of events (module docstring).
 
     A runtime is registered by name (``hive.plugins.RUNTIMES``) and asked, beside the turns,
-    for what it can do: ``oneshot()`` and ``login()`` answer None when it cannot.
-    ``RuntimeDefaults`` gives those two answers to a runtime that only plays turns:
+    for what it can do: ``oneshot()`` and ``login()`` answer None when it cannot, and
+    ``preflight`` checks its agents before the hive starts. ``RuntimeDefaults`` gives those
+    answers (None, None, no problems) to a runtime that only plays turns:
 
     >>> class Echo(RuntimeDefaults):
     ...     name = "echo"
@@ -147,16 +148,28 @@ class Runtime(Protocol):
         """How this runtime's agents log in; None: they never need to."""
         ...
 
+    def preflight(
+        self, hive: HiveConfig, agents: Sequence[AgentConfig], environ: Mapping[str, str]
+    ) -> list[str]:
+        """Before the hive starts: one line per problem that would stop these agents (a
+        missing binary, no credential), naming them and the fix; empty: good to go."""
+        ...
+
 
 class RuntimeDefaults:
     """The optional parts of Runtime for a runtime that only plays turns: no one-shot
-    questions, no login."""
+    questions, no login, nothing to check before the start."""
 
     def oneshot(self) -> OneShot | None:
         return None
 
     def login(self) -> Login | None:
         return None
+
+    def preflight(
+        self, hive: HiveConfig, agents: Sequence[AgentConfig], environ: Mapping[str, str]
+    ) -> list[str]:
+        return []
 
 
 def helper_python(hive: HiveConfig) -> tuple[str, dict[str, str]]:

@@ -334,6 +334,14 @@ class ClaudeRuntime:
     def oneshot(self) -> OneShot:
         return self
 
+    def preflight(
+        self, hive: HiveConfig, agents: Sequence[AgentConfig], environ: Mapping[str, str]
+    ) -> list[str]:
+        """The CLI and a credential for each agent (hive.runtimes.claude_preflight)."""
+        from hive.runtimes import claude_preflight
+
+        return claude_preflight.problems(hive, agents, environ, self.claude_bin or hive.claude_bin)
+
     def login(self) -> Login:
         return self
 
