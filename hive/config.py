@@ -17,10 +17,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hive.plugins import RUNTIMES, SANDBOXES
 from hive.wire import MAX_BODY_BYTES, MAX_FRAME_BYTES, WireError, validate_agent_name
-
-RUNTIMES = ("scripted", "claude")
-SANDBOXES = ("process", "bwrap", "nspawn", "auto")
 
 
 class ConfigError(ValueError):

@@ -1,12 +1,14 @@
 """Notes compaction: keep an agent's durable notes (``state/notes.md``) short.
 
-A claude agent keeps what must survive a context reset in its notes, and notes only grow.
-Once they pass ``HiveConfig.notes_compact_bytes``, a short secondary claude session rewrites
-them: no tools, no hive, no saved session, the agent's own credentials and sandbox. It runs
-on the IO side after a turn has ended and the agent has been told, never inside a turn:
+An agent keeps what must survive a context reset in its notes, and notes only grow. Once
+they pass ``HiveConfig.notes_compact_bytes``, a short secondary session of the agent's
+runtime rewrites them: no tools, no hive, no saved session, the agent's own credentials and
+sandbox. Only a runtime that can answer one question (``Runtime.oneshot()``, claude) has its
+notes compacted. It runs on the IO side after a turn has ended and the agent has been told,
+never inside a turn:
 
 1. read the notes and remember exactly what was read;
-2. ask the model for a shorter version (``ClaudeRuntime.build_oneshot``);
+2. ask the model for a shorter version (``OneShot.build_oneshot``, ``oneshot_answer``);
 3. accept only a non-empty answer shorter than the notes;
 4. keep the old notes in ``state/notes-backups/`` (the latest ``KEEP_BACKUPS``);
 5. replace ``notes.md`` atomically, unless it changed meanwhile (the agent's next turn may
@@ -14,13 +16,12 @@ on the IO side after a turn has ended and the agent has been told, never inside 
 
 Each outcome is reported as an agent event: ``notes_compacted`` or ``notes_compaction_failed``.
 
->>> extract_notes(json.dumps({"result": "```markdown\\n# Notes\\n```"}).encode())
+>>> extract_notes("```markdown\\n# Notes\\n```")
 '# Notes\\n'
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -28,18 +29,17 @@ import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
 from hive import safefs
-from hive.io.spawn import run_captured
+from hive.io.spawn import Finished, run_captured
 from hive.io.streams import agent_log, signal_group
 from hive.process import AgentPaths
-from hive.runtimes.base import ExitClass, TurnInput, TurnOutcome
-
-if TYPE_CHECKING:
-    from hive.io.turns import TurnRunner
+from hive.runtimes import get_runtime
+from hive.runtimes.base import ExitClass, OneShot, OneShotError, TurnInput, TurnOutcome
+from hive.sandboxes import get_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +96,24 @@ def compaction_prompt(notes: str, limit: int) -> str:
     )
 
 
-def extract_notes(stdout: bytes) -> str:
-    """The rewritten notes from the CLI's JSON result (a code fence around them is removed)."""
+class Reporter(Protocol):
+    """Where the outcome goes: the turn runner's agent events (typed here, so that this
+    module does not import the turn runner that calls it)."""
+
+    def report(self, name: str, kind: str, data: dict[str, Any]) -> None: ...
+
+
+def read_answer(oneshot: OneShot, stdout: bytes) -> str:
+    """The model's answer in the one-shot's stdout, as a CompactionError when there is none."""
     try:
-        result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
-    except ValueError as exc:
-        raise CompactionError(f"the CLI's answer is not JSON: {stdout[:200]!r}") from exc
-    if not isinstance(result, dict):
-        raise CompactionError("the CLI gave no result")
-    text = str(result.get("result") or "")
-    if result.get("is_error"):
-        raise CompactionError(f"the model call failed: {text[:300]}")
-    text = text.strip()
+        return oneshot.oneshot_answer(stdout)
+    except OneShotError as exc:
+        raise CompactionError(str(exc)) from None
+
+
+def extract_notes(answer: str) -> str:
+    """The rewritten notes in the model's answer (a code fence around them is removed)."""
+    text = answer.strip()
     fenced = _FENCE_RE.match(text)
     if fenced:
         text = fenced.group("body").strip()
@@ -156,42 +162,17 @@ async def compact_notes(
     turn: TurnInput, limit: int, timeout: float = COMPACTION_TIMEOUT_SECONDS
 ) -> dict[str, Any]:
     """Rewrite ``turn``'s agent's notes once. Returns what happened, for the event."""
-    from hive.runtimes import get_runtime
-    from hive.runtimes.claude import ClaudeRuntime
-    from hive.sandboxes import get_sandbox
-
-    runtime = get_runtime("claude")
-    assert isinstance(runtime, ClaudeRuntime)
+    oneshot = get_runtime(turn.agent.runtime).oneshot()
+    if oneshot is None:
+        raise CompactionError(f"the {turn.agent.runtime} runtime cannot rewrite notes")
     paths = turn.paths
     # Off the trio thread, and capped before a byte is read: the notes are the agent's.
     read = await trio.to_thread.run_sync(read_notes, paths)
-    prompt = compaction_prompt(read, limit)
-    spec = await trio.to_thread.run_sync(
-        runtime.build_oneshot, turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model
-    )
-    spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)
-
-    def kill_group(process: trio.Process) -> None:
-        signal_group(process, signal.SIGKILL)
-
     started = time.monotonic()
-    with trio.move_on_after(timeout) as scope:
-        # From the spawner thread, like a turn: a bwrap sandbox dies with the thread that
-        # forked it, and trio's worker threads end after 10 s idle.
-        done = await run_captured(
-            spec.argv,
-            stdin=spec.stdin,
-            env=spec.env,
-            cwd=str(spec.cwd) if spec.cwd else None,
-            on_cancel=kill_group,
-        )
-    if scope.cancelled_caught:
-        raise CompactionError(f"the rewrite took longer than {timeout:g} s")
-    for line in done.stderr.decode(errors="replace").splitlines()[-20:]:
-        agent_log(paths.log, f"notes compaction: {line}")
-    rewritten = extract_notes(done.stdout)
+    done = await _ask_model(oneshot, turn, compaction_prompt(read, limit), timeout)
+    rewritten = extract_notes(read_answer(oneshot, done.stdout))
     if done.returncode != 0:
-        raise CompactionError(f"claude exited with {done.returncode}")
+        raise CompactionError(f"{turn.agent.runtime} exited with {done.returncode}")
     before, after = len(read.encode()), len(rewritten.encode())
     if after >= before:
         raise CompactionError(f"the rewrite is not shorter ({after} >= {before} bytes)")
@@ -206,15 +187,44 @@ async def compact_notes(
     }
 
 
+async def _ask_model(oneshot: OneShot, turn: TurnInput, prompt: str, timeout: float) -> Finished:
+    """Run the one-shot question in the agent's sandbox, within ``timeout``."""
+    paths = turn.paths
+    spec = await trio.to_thread.run_sync(
+        oneshot.build_oneshot, turn, SYSTEM_PROMPT, prompt, turn.hive.notes_compact_model
+    )
+    spec = get_sandbox(turn.agent.sandbox).wrap(spec, turn.agent, paths)
+
+    def kill_group(process: trio.Process) -> None:
+        signal_group(process, signal.SIGKILL)
+
+    with trio.move_on_after(timeout) as scope:
+        # From the spawner thread, like a turn: a bwrap sandbox dies with the thread that
+        # forked it, and trio's worker threads end after 10 s idle.
+        done = await run_captured(
+            spec.argv,
+            stdin=spec.stdin,
+            env=spec.env,
+            cwd=str(spec.cwd) if spec.cwd else None,
+            on_cancel=kill_group,
+        )
+    if scope.cancelled_caught:
+        raise CompactionError(f"the rewrite took longer than {timeout:g} s")
+    for line in done.stderr.decode(errors="replace").splitlines()[-20:]:
+        agent_log(paths.log, f"notes compaction: {line}")
+    return done
+
+
 _compacting: set[Path] = set()  # notes being rewritten now (trio thread only)
 
 
-async def compact_notes_after_turn(
-    runner: TurnRunner, turn: TurnInput, outcome: TurnOutcome
-) -> None:
-    """The TurnRunner hook: compact a claude agent's notes after a turn that ended ok."""
+async def compact_notes_after_turn(runner: Reporter, turn: TurnInput, outcome: TurnOutcome) -> None:
+    """The TurnRunner hook: compact an agent's notes after a turn that ended ok, when its
+    runtime can rewrite them."""
     limit = turn.hive.notes_compact_bytes
-    if turn.agent.runtime != "claude" or outcome.exit_class is not ExitClass.OK:
+    if outcome.exit_class is not ExitClass.OK:
+        return
+    if get_runtime(turn.agent.runtime).oneshot() is None:
         return
     path = notes_path(turn.paths)
     if path in _compacting:
@@ -254,4 +264,5 @@ __all__ = [
     "install",
     "needs_compaction",
     "notes_path",
+    "read_answer",
 ]

@@ -230,7 +230,20 @@ class Envelope:
     """A message between agents, the operator and the system.
 
     ``kind`` is ``message`` (from an agent or the operator), ``event`` (from the system:
-    crashes, approvals resolved) or ``kick`` (a wake-up note).
+    crashes, approvals resolved) or ``kick`` (a wake-up note). On the wire the sender is
+    ``from``; a frame that lacks a field is refused with ``bad_envelope``:
+
+    >>> env = Envelope(7, "alice", "bob", "the tests pass", ts=0.0)
+    >>> wire = env.to_wire()
+    >>> wire["from"], wire["to"], wire["kind"]
+    ('alice', 'bob', 'message')
+    >>> Envelope.from_wire(wire) == env
+    True
+    >>> try:
+    ...     Envelope.from_wire({"id": 8, "to": "bob"})
+    ... except WireError as exc:
+    ...     print(exc.code, "|", exc.message)
+    bad_envelope | envelope is missing or has a bad field: 'from'
     """
 
     id: int

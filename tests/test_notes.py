@@ -19,8 +19,10 @@ from hive.notes import (
     install,
     needs_compaction,
     notes_path,
+    read_answer,
 )
 from hive.process import AgentPaths
+from hive.runtimes.claude import ClaudeRuntime
 from tests.claude_hive import ClaudeHive, claude_agent, hive_toml
 from tests.fake_anthropic import (
     FakeAnthropic,
@@ -54,9 +56,14 @@ def cli_result(text: str, is_error: bool = False) -> bytes:
     return json.dumps({"type": "result", "is_error": is_error, "result": text}).encode() + b"\n"
 
 
+def rewrite_in(stdout: bytes) -> str:
+    """The notes in the CLI's answer: what the claude runtime reads, then what notes keeps."""
+    return extract_notes(read_answer(ClaudeRuntime(), stdout))
+
+
 def test_the_rewrite_is_read_from_the_cli_result() -> None:
-    assert extract_notes(cli_result("# Notes\n- a")) == "# Notes\n- a\n"
-    assert extract_notes(cli_result("```markdown\n# Notes\n- a\n```")) == "# Notes\n- a\n"
+    assert rewrite_in(cli_result("# Notes\n- a")) == "# Notes\n- a\n"
+    assert rewrite_in(cli_result("```markdown\n# Notes\n- a\n```")) == "# Notes\n- a\n"
     for bad, why in [
         (cli_result("API Error: 500", is_error=True), "model call failed"),
         (cli_result("   "), "empty"),
@@ -64,7 +71,7 @@ def test_the_rewrite_is_read_from_the_cli_result() -> None:
         (b"", "no result"),
     ]:
         with pytest.raises(CompactionError, match=why):
-            extract_notes(bad)
+            rewrite_in(bad)
 
 
 def test_only_notes_past_the_limit_need_compaction(paths: AgentPaths) -> None:

@@ -313,7 +313,7 @@ def test_without_root_the_sandbox_maps_to_the_callers_uid(layout: HiveLayout) ->
 def test_auto_picks_bwrap_here_and_unknown_names_are_refused() -> None:
     assert get_sandbox("auto").name == "bwrap"
     assert get_sandbox("bwrap").name == "bwrap"
-    with pytest.raises(SandboxError, match="use one of process, bwrap, nspawn, auto"):
+    with pytest.raises(SandboxError, match="use one of auto, bwrap, nspawn, process"):
         get_sandbox("docker")
 
 

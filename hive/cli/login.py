@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hive.config import AgentConfig, ConfigError, HiveConfig
 from hive.process import AgentPaths, ProcessSpec
+from hive.runtimes.base import Login
 
 METHODS = ("setup-token", "auth-login")
 
@@ -109,29 +110,36 @@ def agent_paths(cfg: HiveConfig, name: str) -> AgentPaths:
     return AgentPaths.for_agent(name, cfg.state_dir, cfg.sockets_dir)
 
 
+def runtime_login(agent: AgentConfig) -> Login:
+    """How the agent's runtime logs in; LoginError for a runtime that has no login."""
+    from hive.runtimes import get_runtime
+
+    login = get_runtime(agent.runtime).login()
+    if login is None:
+        raise LoginError(f"agent '{agent.name}' runs the {agent.runtime} runtime: no login")
+    return login
+
+
 def login_command(cfg: HiveConfig, agent: AgentConfig, method: str) -> ProcessSpec:
-    """What runs on the terminal: the CLI's login, wrapped in the agent's sandbox."""
-    from hive.runtimes.claude import ClaudeRuntime
+    """What runs on the terminal: the runtime's login, wrapped in the agent's sandbox."""
     from hive.sandboxes import get_sandbox
 
-    if agent.runtime != "claude":
-        raise LoginError(f"agent '{agent.name}' runs the {agent.runtime} runtime: no login")
+    login = runtime_login(agent)
     paths = agent_paths(cfg, agent.name)
-    spec = ClaudeRuntime().login_spec(cfg, agent, paths, method)
+    spec = login.login_spec(cfg, agent, paths, method)
     sandbox = get_sandbox(agent.sandbox)
     sandbox.prepare(agent, paths)
     return sandbox.wrap(spec, agent, paths)
 
 
 def store_token(cfg: HiveConfig, agent: AgentConfig, token: str) -> Path:
-    from hive.runtimes.claude import write_login_token
-
+    login = runtime_login(agent)
     token = token.strip()
     if not token or any(c.isspace() for c in token):
         raise LoginError("that is not a token: expected one word like sk-ant-oat01-...")
     paths = agent_paths(cfg, agent.name)
     paths.ensure()  # a token stored before the first start: the daemon's own layout
-    return write_login_token(paths, token)
+    return login.store_login_token(paths, token)
 
 
 def run_login(cfg: HiveConfig, agent: AgentConfig, method: str) -> Path | None:

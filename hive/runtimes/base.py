@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +21,8 @@ from hive.wire import Envelope
 
 
 class ExitClass(enum.StrEnum):
+    """How a turn ended, which decides what the agent does next."""
+
     OK = "ok"
     NEEDS_LOGIN = "needs_login"  # 401/403/"Not logged in": park, never a crash
     RATE_LIMITED = "rate_limited"  # 429/529/usage limit: back off, not a crash
@@ -31,6 +33,8 @@ class ExitClass(enum.StrEnum):
 
 @dataclass(frozen=True)
 class TurnInput:
+    """Everything a runtime needs to build one turn: settings, agent, paths and messages."""
+
     hive: HiveConfig
     agent: AgentConfig
     paths: AgentPaths
@@ -56,12 +60,70 @@ class TurnEvent:
 
 @dataclass(frozen=True)
 class TurnOutcome:
+    """How a turn ended (``classify``): its exit class, a detail for the log, the exit code."""
+
     exit_class: ExitClass
     detail: str = ""
     exit_code: int | None = None
 
 
+class OneShotError(RuntimeError):
+    """A one-shot question got no usable answer; the message says what came back."""
+
+
+class OneShot(Protocol):
+    """A runtime that can ask its model one tool-less question in an agent's environment
+    (notes compaction asks it to rewrite the notes)."""
+
+    def build_oneshot(
+        self, turn: TurnInput, system: str, prompt: str, model: str = ""
+    ) -> ProcessSpec:
+        """The process that answers ``prompt`` on stdout (before the sandbox wraps it)."""
+        ...
+
+    def oneshot_answer(self, stdout: bytes) -> str:
+        """The answer's text in that process's stdout; OneShotError when there is none."""
+        ...
+
+
+class Login(Protocol):
+    """A runtime whose agents log in to their model's service (``hive.cli.login``)."""
+
+    def login_spec(
+        self, hive: HiveConfig, agent: AgentConfig, paths: AgentPaths, method: str
+    ) -> ProcessSpec:
+        """The interactive login, run on the operator's terminal in the agent's environment;
+        ValueError for a ``method`` this runtime does not know."""
+        ...
+
+    def store_login_token(self, paths: AgentPaths, token: str) -> Path:
+        """Keep a token the operator pasted as the agent's credential; return where."""
+        ...
+
+
 class Runtime(Protocol):
+    """How one turn of an agent becomes a process and a stream of events (module docstring).
+
+    A runtime is registered by name (``hive.plugins.RUNTIMES``) and asked, beside the turns,
+    for what it can do: ``oneshot()`` and ``login()`` answer None when it cannot, and
+    ``preflight`` checks its agents before the hive starts. ``RuntimeDefaults`` gives those
+    answers (None, None, no problems) to a runtime that only plays turns:
+
+    >>> class Echo(RuntimeDefaults):
+    ...     name = "echo"
+    ...     def build(self, turn: TurnInput) -> ProcessSpec:
+    ...         return ProcessSpec(argv=("echo", "hi"))
+    ...     def parse_line(self, line: bytes) -> list[TurnEvent]:
+    ...         return [TurnEvent("text", {"text": line.decode().strip()})]
+    ...     def classify(self, returncode, events, stderr_tail):
+    ...         return TurnOutcome(ExitClass.OK if returncode == 0 else ExitClass.CRASH)
+    >>> rt: Runtime = Echo()
+    >>> rt.parse_line(b"hi\\n")[0].data, rt.classify(0, [], "").exit_class
+    ({'text': 'hi'}, <ExitClass.OK: 'ok'>)
+    >>> rt.oneshot() is None and rt.login() is None
+    True
+    """
+
     name: str
 
     def build(self, turn: TurnInput) -> ProcessSpec:
@@ -77,6 +139,37 @@ class Runtime(Protocol):
     ) -> TurnOutcome:
         """How the turn ended, from the exit code, its events and the end of its stderr."""
         ...
+
+    def oneshot(self) -> OneShot | None:
+        """How to ask this runtime's model one question; None: it cannot (no compaction)."""
+        ...
+
+    def login(self) -> Login | None:
+        """How this runtime's agents log in; None: they never need to."""
+        ...
+
+    def preflight(
+        self, hive: HiveConfig, agents: Sequence[AgentConfig], environ: Mapping[str, str]
+    ) -> list[str]:
+        """Before the hive starts: one line per problem that would stop these agents (a
+        missing binary, no credential), naming them and the fix; empty: good to go."""
+        ...
+
+
+class RuntimeDefaults:
+    """The optional parts of Runtime for a runtime that only plays turns: no one-shot
+    questions, no login, nothing to check before the start."""
+
+    def oneshot(self) -> OneShot | None:
+        return None
+
+    def login(self) -> Login | None:
+        return None
+
+    def preflight(
+        self, hive: HiveConfig, agents: Sequence[AgentConfig], environ: Mapping[str, str]
+    ) -> list[str]:
+        return []
 
 
 def helper_python(hive: HiveConfig) -> tuple[str, dict[str, str]]:

@@ -44,7 +44,16 @@ from typing import Any
 from hive import safefs
 from hive.config import AgentConfig, HiveConfig
 from hive.process import AgentPaths, ProcessSpec
-from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome, format_turn_prompt
+from hive.runtimes.base import (
+    ExitClass,
+    Login,
+    OneShot,
+    OneShotError,
+    TurnEvent,
+    TurnInput,
+    TurnOutcome,
+    format_turn_prompt,
+)
 
 SESSION_FILE = "claude-session"
 LOGIN_TOKEN_FILE = "hive-oauth-token"  # written by hive.cli.login after `claude setup-token`
@@ -322,6 +331,20 @@ class ClaudeRuntime:
 
     # -- beside the turns: notes compaction, login ----------------------------------------
 
+    def oneshot(self) -> OneShot:
+        return self
+
+    def preflight(
+        self, hive: HiveConfig, agents: Sequence[AgentConfig], environ: Mapping[str, str]
+    ) -> list[str]:
+        """The CLI and a credential for each agent (hive.runtimes.claude_preflight)."""
+        from hive.runtimes import claude_preflight
+
+        return claude_preflight.problems(hive, agents, environ, self.claude_bin or hive.claude_bin)
+
+    def login(self) -> Login:
+        return self
+
     def build_oneshot(
         self, turn: TurnInput, system: str, prompt: str, model: str = ""
     ) -> ProcessSpec:
@@ -345,6 +368,22 @@ class ClaudeRuntime:
             cwd=turn.paths.work,
             stdin=prompt.encode(),
         )
+
+    def oneshot_answer(self, stdout: bytes) -> str:
+        """The ``result`` of the CLI's one JSON line (``--output-format json``)."""
+        try:
+            result = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else None
+        except ValueError as exc:
+            raise OneShotError(f"the CLI's answer is not JSON: {stdout[:200]!r}") from exc
+        if not isinstance(result, dict):
+            raise OneShotError("the CLI gave no result")
+        text = str(result.get("result") or "")
+        if result.get("is_error"):
+            raise OneShotError(f"the model call failed: {text[:300]}")
+        return text
+
+    def store_login_token(self, paths: AgentPaths, token: str) -> Path:
+        return write_login_token(paths, token)
 
     def login_spec(
         self, hive: HiveConfig, agent: AgentConfig, paths: AgentPaths, method: str

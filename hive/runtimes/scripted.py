@@ -22,10 +22,20 @@ import json
 from collections.abc import Sequence
 
 from hive.process import ProcessSpec, base_environment
-from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome, helper_python
+from hive.runtimes.base import (
+    ExitClass,
+    RuntimeDefaults,
+    TurnEvent,
+    TurnInput,
+    TurnOutcome,
+    helper_python,
+)
 
 
-class ScriptedRuntime:
+class ScriptedRuntime(RuntimeDefaults):
+    """The Runtime of demos and tests: each turn is hive.runtimes.scripted_agent playing the
+    agent's script from hive.toml (module docstring); no one-shot questions, no login."""
+
     name = "scripted"
 
     def build(self, turn: TurnInput) -> ProcessSpec:

@@ -25,6 +25,9 @@ def emit(event: str, **data: Any) -> None:
 
 
 class Player:
+    """Plays one turn of an agent's script: each incoming message against the rules, and
+    the counters of ``times = N`` steps kept in the agent's state dir."""
+
     def __init__(self, turn: dict[str, Any], client: SyncClient) -> None:
         self.turn = turn
         self.client = client

@@ -13,6 +13,21 @@ class SandboxError(RuntimeError):
 
 
 class Sandbox(Protocol):
+    """Where an agent's processes run: ``prepare`` its directories once, ``wrap`` each
+    command. A backend is registered by name (``hive.plugins.SANDBOXES``); the process
+    backend isolates nothing and only sets the working directory:
+
+    >>> from pathlib import Path
+    >>> from hive.config import AgentConfig
+    >>> from hive.process import AgentPaths, ProcessSpec
+    >>> from hive.sandboxes import get_sandbox
+    >>> sandbox: Sandbox = get_sandbox("process")
+    >>> paths = AgentPaths.for_agent("alice", Path("/srv/hive"), Path("/run/hive"))
+    >>> wrapped = sandbox.wrap(ProcessSpec(argv=("true",)), AgentConfig(name="alice"), paths)
+    >>> wrapped.argv, wrapped.cwd == paths.work
+    (('true',), True)
+    """
+
     name: str
 
     def prepare(self, agent: AgentConfig, paths: AgentPaths) -> None:

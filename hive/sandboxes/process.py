@@ -9,6 +9,8 @@ from hive.process import AgentPaths, ProcessSpec
 
 
 class ProcessSandbox:
+    """No isolation: the agent's command runs as it is, in the agent's work dir."""
+
     name = "process"
 
     def prepare(self, agent: AgentConfig, paths: AgentPaths) -> None:
