@@ -275,3 +275,13 @@ def test_a_wrong_item_inside_a_list_is_named_with_its_position(text: str, needle
 def test_the_agent_schema_is_published_as_json_schema() -> None:
     schema = AgentConfig.model_json_schema()
     assert "name" in schema["properties"] and schema["additionalProperties"] is False
+
+
+def test_hivectl_starts_without_importing_the_schema_library() -> None:
+    # pydantic costs ~70 ms to import; hivectl runs per command and needs no hive.toml schema.
+    import subprocess
+    import sys
+
+    code = "import sys, hive.cli.hivectl; print('pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
