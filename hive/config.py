@@ -112,6 +112,17 @@ _WANT = {
     "list_type": "a list",
     "dict_type": "a table",
     "model_type": "a table",
+    "int_parsing": "a whole number",  # text that is not one (a query string)
+    "float_parsing": "a number",
+}
+_BOUNDS = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "string_too_short": "must have at least {min_length} character(s)",
+    "string_too_long": "is limited to {max_length} characters",
+    "string_pattern_mismatch": "must match {pattern}",
 }
 
 
@@ -144,6 +155,9 @@ def explain(errors: list[ErrorDetails], where: str) -> str:
     want = _WANT.get(first["type"])
     if want:
         return f"{where}: '{key}' must be {want}, got {first['input']!r}"
+    bound = _BOUNDS.get(first["type"])
+    if bound:
+        return f"{where}: '{key}' " + bound.format(**first.get("ctx", {}))
     return f"{where}: '{key}': {first['msg']}"
 
 
