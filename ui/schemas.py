@@ -48,37 +48,53 @@ QueryInt = Annotated[int, Field(strict=False)]
 
 
 class LimitQuery(Shape):
+    """?limit= on a list, newest first."""
+
     limit: QueryInt = _limit(100)
 
 
 class MessagesQuery(LimitQuery):
+    """An agent's mail: a page of it (``before``), one delivery state."""
+
     before: QueryInt | None = Field(default=None, ge=1, le=2**62)  # older than this id
     state: Annotated[str, Field(pattern="^(|pending|delivered)$")] = ""
 
 
 class TurnsQuery(Shape):
+    """An agent's turns."""
+
     limit: QueryInt = _limit(50)
 
 
 class EventsQuery(LimitQuery):
+    """Hive events, of one agent or all."""
+
     agent: str = ""  # "": every agent
 
 
 class ModelQuery(Shape):
+    """Whose model."""
+
     agent: str = ""
 
 
 class StatsQuery(Shape):
+    """Which telemetry series, since when."""
+
     agent: str = ""
     since: float | None = None  # unix seconds, or negative: seconds ago (default: last hour)
     keys: str = ""  # comma-separated: turn.duration,tool.*
 
 
 class LogQuery(Shape):
+    """How many of the log's last lines."""
+
     lines: QueryInt = _limit(200, 1, 5000)
 
 
 class StreamQuery(Shape):
+    """Which kinds the live stream carries, and how far a client may fall behind."""
+
     kinds: str | None = None  # comma-separated kinds (default: all)
     backlog: QueryInt = _limit(1000, 10, 100_000)
 
@@ -87,22 +103,32 @@ class StreamQuery(Shape):
 
 
 class SendBody(Shape):
+    """A message to the agent, from the operator."""
+
     body: Annotated[Str, Field(min_length=1)]
 
 
 class KickBody(Shape):
+    """Why the operator wakes the agent (shown to it in the turn)."""
+
     note: Annotated[Str, Field(max_length=4000)] | None = None
 
 
 class DenyBody(Shape):
+    """Why an approval is denied (told to the agent)."""
+
     reason: Annotated[Str, Field(max_length=4000)] | None = None
 
 
 class AnswerBody(Shape):
+    """The operator's answer to an agent's question."""
+
     answer: Annotated[Str, Field(max_length=64_000)]
 
 
 class ModelBody(Shape):
+    """The model an agent uses from its next turn."""
+
     agent: Str
     model: Str
 
@@ -111,15 +137,21 @@ class ModelBody(Shape):
 
 
 class ErrorDetail(TypedDict):
+    """What went wrong."""
+
     code: str  # stable, machine-readable (hive.ui.calls maps it to the HTTP status)
     message: str
 
 
 class ErrorReply(TypedDict):
+    """Every error the API answers."""
+
     error: ErrorDetail
 
 
 class Features(TypedDict):
+    """The optional parts this hive has."""
+
     set_model: bool
     approvals: bool
     questions: bool
@@ -127,38 +159,54 @@ class Features(TypedDict):
 
 
 class SessionReply(TypedDict):
+    """What the page needs first."""
+
     csrf: str
     version: str
     features: Features
 
 
 class AgentList(TypedDict):
+    """Every agent's status row."""
+
     agents: list[AgentStatus]
 
 
 class ModelReply(TypedDict):
+    """An agent's active model."""
+
     agent: str
     model: str | None
 
 
 class Messages(TypedDict):
+    """Messages, newest first, with their delivery state."""
+
     messages: list[dict[str, Any]]
 
 
 class Turns(TypedDict):
+    """Turns, newest first."""
+
     turns: list[dict[str, Any]]
 
 
 class TurnEvents(TypedDict):
+    """One turn's transcript, in order."""
+
     turn_id: int
     events: list[dict[str, Any]]
 
 
 class Events(TypedDict):
+    """Hive events, newest first."""
+
     events: list[dict[str, Any]]
 
 
 class Approvals(TypedDict):
+    """What waits for the operator; ``seq``: the hub's sequence number it is as of."""
+
     approvals: list[dict[str, Any]]
     questions: list[dict[str, Any]]
     drafts: list[dict[str, Any]]
@@ -166,6 +214,8 @@ class Approvals(TypedDict):
 
 
 class Stats(TypedDict):
+    """Telemetry series ([ts, value] pairs per key) and their summary."""
+
     agent: str | None
     since: float
     now: float
