@@ -277,11 +277,13 @@ def test_the_agent_schema_is_published_as_json_schema() -> None:
     assert "name" in schema["properties"] and schema["additionalProperties"] is False
 
 
-def test_hivectl_starts_without_importing_the_schema_library() -> None:
-    # pydantic costs ~70 ms to import; hivectl runs per command and needs no hive.toml schema.
+@pytest.mark.parametrize("module", ["hive.cli.hivectl", "hive.runtimes.scripted_agent"])
+def test_short_lived_programs_start_without_the_schema_library(module: str) -> None:
+    # pydantic costs ~70 ms to import; hivectl runs per command, a scripted agent per turn,
+    # and neither needs the hive.toml schema.
     import subprocess
     import sys
 
-    code = "import sys, hive.cli.hivectl; print('pydantic' in sys.modules)"
+    code = f"import sys, {module}; print('pydantic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
