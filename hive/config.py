@@ -112,6 +112,7 @@ _WANT = {
     "list_type": "a list",
     "dict_type": "a table",
     "model_type": "a table",
+    "path_type": "a path (a string)",
     "int_parsing": "a whole number",  # text that is not one (a query string)
     "float_parsing": "a number",
 }
@@ -152,13 +153,14 @@ def explain(errors: list[ErrorDetails], where: str) -> str:
         )
     if first["type"] == "missing":
         return f"{where}: '{key}' is required"
+    subject = f"{where}: '{key}'" if key else where
     want = _WANT.get(first["type"])
     if want:
-        return f"{where}: '{key}' must be {want}, got {first['input']!r}"
+        return f"{subject} must be {want}, got {first['input']!r}"
     bound = _BOUNDS.get(first["type"])
     if bound:
-        return f"{where}: '{key}' " + bound.format(**first.get("ctx", {}))
-    return f"{where}: '{key}': {first['msg']}"
+        return f"{subject} " + bound.format(**first.get("ctx", {}))
+    return f"{subject}: {first['msg']}"
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -317,8 +319,10 @@ class AgentConfig(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             errors = exc.errors()
-        named = not any(e["type"] == "extra_forbidden" or e["loc"][:1] == ("name",) for e in errors)
-        if named:
+        about_name = any(
+            e["type"] == "extra_forbidden" or e["loc"][:1] == ("name",) for e in errors
+        )
+        if isinstance(raw, dict) and not about_name:  # the name is good: say whose config
             where = f"agent '{raw['name']}'"
         raise ConfigError(explain(errors, where)) from None
 
