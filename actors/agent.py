@@ -38,6 +38,7 @@ from hive.actors.store import Write
 from hive.config import AgentConfig
 from hive.process import AgentPaths
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
+from hive.status import AgentStatus, LastTurn
 from hive.store import AgentRow, Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError, packb
 
@@ -910,7 +911,8 @@ class AgentActor(SupervisedActor):
             ),
         )  # fmt: skip
 
-    def status_row(self) -> dict[str, Any]:
+    def status_row(self) -> AgentStatus:
+        """This agent's row for the hub, hivectl and the dashboard (hive.status)."""
         running = not (self.stopped or self.paused or self.failed or self.needs_login)
         return {
             "name": self.name,
@@ -928,7 +930,7 @@ class AgentActor(SupervisedActor):
             "turn_state": self.turn_state,
             "turn_id": self.turn.id if self.turn else None,
             "active_model": self.model,
-            "last_turn": self.last_turn,
+            "last_turn": cast("LastTurn | None", self.last_turn),
             "status_text": self.status_text,
             "status_set_at": self.status_set_at if running else None,
             "inbox_depth": len(self.pending) + len(self.unacked),

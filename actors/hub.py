@@ -9,7 +9,7 @@ falls behind, instead of holding up the hive.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ SNAPSHOT_KINDS = frozenset({"agent", "approval", "question", "draft"})
 class Publish:
     kind: str
     key: str
-    data: dict[str, Any] | None  # None: the keyed item is gone
+    data: Mapping[str, Any] | None  # None: the keyed item is gone; 'agent': hive.status.AgentStatus
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class StateHubActor(SupervisedActor):
     def __init__(self, ctx: HiveContext) -> None:
         super().__init__(ctx)
         self.seq = 0
-        self.latest: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in SNAPSHOT_KINDS}
+        self.latest: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for k in SNAPSHOT_KINDS}
         self.subs: dict[int, Subscribe] = ctx.hub_subscribers
 
     def on_start(self) -> None:

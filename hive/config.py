@@ -13,9 +13,21 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import MISSING, dataclass, field, fields, replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from hive.plugins import RUNTIMES, SANDBOXES
 from hive.wire import MAX_BODY_BYTES, MAX_FRAME_BYTES, WireError, validate_agent_name
@@ -25,27 +37,139 @@ class ConfigError(ValueError):
     """hive.toml says something hive cannot run; the message names the key."""
 
 
-def check_scalars(cls: type, values: dict[str, Any], where: str) -> None:
-    """Reject a value whose type differs from the field's default (a string where a
-    number belongs, ...) with a message naming the key, before it can fail deep inside."""
-    for f in fields(cls):
-        if f.name not in values or f.default is MISSING or f.default is None:
-            continue
-        value, default = values[f.name], f.default
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-            want = "true or false"
-        elif isinstance(default, int | float):
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if ok and isinstance(default, int) and not isinstance(default, bool):
-                ok = isinstance(value, int)
-            want = "a whole number" if isinstance(default, int) else "a number"
-        elif isinstance(default, str):
-            ok, want = isinstance(value, str), "a string"
-        else:
-            continue
-        if not ok:
-            raise ConfigError(f"{where}: '{f.name}' must be {want}, got {value!r}")
+# --- the schema's building blocks ----------------------------------------------------------
+# Scalars are strict: TOML has real types, and "5" where a number belongs is a mistake to
+# name, not to coerce. Lists arrive as lists and are kept as tuples (the config is frozen).
+
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # a whole number is a fine float; true is not
+Bool = Annotated[bool, Strict()]
+Str = Annotated[str, Strict()]
+Strs = tuple[Str, ...]
+
+
+def _at_least(low: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not value >= low:  # NaN too
+            raise ValueError(f"must be >= {low:g}, got {value!r}")
+        return value
+
+    return check
+
+
+def _above(low: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not value > low:
+            raise ValueError(f"must be > {low:g}, got {value!r}")
+        return value
+
+    return check
+
+
+def _one_of(choices: Callable[[], tuple[str, ...]]) -> Callable[[str], str]:
+    """A name checked against a list read at validation time (the list may grow)."""
+
+    def check(value: str) -> str:
+        if value not in choices():
+            raise ValueError(f"must be one of {', '.join(choices())}, got {value!r}")
+        return value
+
+    return check
+
+
+def _agent_name(value: Any) -> str:
+    try:
+        return validate_agent_name(value)
+    except WireError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _parent_name(value: str) -> str:
+    return _agent_name(value) if value else value
+
+
+def _env_table(value: Any) -> dict[str, str]:
+    problem = env_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return dict(value)
+
+
+Env = Annotated[dict[str, str], BeforeValidator(_env_table)]
+Count = Annotated[Int, AfterValidator(_at_least(1))]
+Limit = Annotated[Int, AfterValidator(_at_least(0))]  # 0: no limit
+Days = Annotated[Float, AfterValidator(_at_least(0))]  # 0: keep forever
+
+
+_WANT = {
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "path_type": "a path (a string)",
+    "int_parsing": "a whole number",  # text that is not one (a query string)
+    "float_parsing": "a number",
+}
+_BOUNDS = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "string_too_short": "must have at least {min_length} character(s)",
+    "string_too_long": "is limited to {max_length} characters",
+    "string_pattern_mismatch": "must match {pattern}",
+}
+
+
+def _where_of(loc: tuple[int | str, ...]) -> str:
+    """('mcp_servers', 0, 'env') -> mcp_servers[0].env"""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def explain(errors: list[ErrorDetails], where: str) -> str:
+    """One sentence per ValidationError, each naming the key it is about."""
+    unknown = [_where_of(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        return f"{where}: unknown key(s) {', '.join(sorted(unknown))}"
+    first = errors[0]
+    key = _where_of(first["loc"])
+    if first["type"] == "value_error":
+        message = str(first.get("ctx", {}).get("error", first["msg"]))
+        if key in ("", "name"):  # the rule says it all (and names itself)
+            return f"{where}: {message}"
+        return (
+            f"{where}: '{key}' {message}"
+            if message.startswith("must")
+            else f"{where}: {key}: {message}"
+        )
+    if first["type"] == "missing":
+        return f"{where}: '{key}' is required"
+    subject = f"{where}: '{key}'" if key else where
+    want = _WANT.get(first["type"])
+    if want:
+        return f"{subject} must be {want}, got {first['input']!r}"
+    bound = _BOUNDS.get(first["type"])
+    if bound:
+        return f"{subject} " + bound.format(**first.get("ctx", {}))
+    return f"{subject}: {first['msg']}"
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], raw: Any, where: str) -> M:
+    """``raw`` as a ``model``, or a ConfigError naming the key."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc.errors(), where)) from None
 
 
 # Environment variables an agent's config may not set. Each makes a program load or run
@@ -75,27 +199,24 @@ def forbidden_env(name: str) -> bool:
     return upper in FORBIDDEN_ENV_NAMES or upper.startswith(FORBIDDEN_ENV_PREFIXES)
 
 
-def checked_env(raw: Any, where: str) -> dict[str, str]:
-    """An ``env`` table as hive will apply it, or a ConfigError naming the bad key."""
+def env_problem(raw: Any) -> str | None:
+    """What is wrong with an ``env`` table as hive would apply it, or None."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a table of strings")
-    env: dict[str, str] = {}
+        return "must be a table of strings"
     for key, value in raw.items():
         if not isinstance(key, str) or not _ENV_NAME.match(key):
-            raise ConfigError(
-                f"{where}: {key!r} is not a variable name (letters, digits and _, "
-                "not starting with a digit)"
+            return (
+                f"{key!r} is not a variable name (letters, digits and _, not starting with a digit)"
             )
         if forbidden_env(key):
-            raise ConfigError(
-                f"{where}: {key} may not be set: it makes the dynamic loader or an "
+            return (
+                f"{key} may not be set: it makes the dynamic loader or an "
                 "interpreter run code (LD_*, BASH_ENV, PYTHONSTARTUP, NODE_OPTIONS, ... are "
                 'refused; docs/security.md, "An agent\'s env", has the list)'
             )
         if not isinstance(value, str) or "\0" in value:
-            raise ConfigError(f"{where}: {key} must be a string without NUL characters")
-        env[key] = value
-    return env
+            return f"{key} must be a string without NUL characters"
+    return None
 
 
 def drop_forbidden_env(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -118,169 +239,164 @@ def stored_agent_config(name: str, raw: dict[str, Any]) -> tuple[AgentConfig, li
     return AgentConfig.from_dict(kept, where=f"stored agent '{name}'"), refused
 
 
-@dataclass(frozen=True)
-class McpServerConfig:
+def _not_hive(name: str) -> str:
+    if name == "hive":
+        raise ValueError("mcp server name 'hive' is reserved")
+    return name
+
+
+def _lists(value: Any) -> Any:
+    """Tuples as lists, all the way down (what the store and the wire carry)."""
+    if isinstance(value, tuple | list):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+class McpServerConfig(BaseModel):
     """An extra MCP server for one agent, added to its --mcp-config."""
 
-    name: str
-    command: str
-    args: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    allowed_tools: tuple[str, ...] = ()  # empty: the whole server (mcp__<name>)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[Str, AfterValidator(_not_hive)]
+    command: Str
+    args: Strs = ()
+    env: Env = Field(default_factory=dict)
+    allowed_tools: Strs = ()  # empty: the whole server (mcp__<name>)
 
 
-@dataclass(frozen=True)
-class AgentConfig:
-    name: str
-    runtime: str = "scripted"
-    model: str = "claude-sonnet-4-5"
-    parent: str = ""
-    sandbox: str = "process"
-    network: bool = True
-    persistent: bool = False  # claude: one stream-json process for many turns
-    allowed_recipients: tuple[str, ...] | None = None  # None: unrestricted
-    allowed_tools: tuple[str, ...] = ()
-    bash_allow: tuple[str, ...] = ()
+class AgentConfig(BaseModel):
+    """One [[agent]] of hive.toml (or a spawned agent's config, as the store keeps it).
+
+    >>> AgentConfig.from_dict({"name": "bob", "runtime": "claude"}).runtime
+    'claude'
+    >>> AgentConfig.from_dict({"name": "bob", "inbox_cap": "lots"})
+    Traceback (most recent call last):
+    ...
+    hive.config.ConfigError: agent 'bob': 'inbox_cap' must be a whole number, got 'lots'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, BeforeValidator(_agent_name)] = Field(default=None, validate_default=True)
+    runtime: Annotated[Str, AfterValidator(_one_of(lambda: RUNTIMES))] = "scripted"
+    model: Str = "claude-sonnet-4-5"
+    parent: Annotated[Str, AfterValidator(_parent_name)] = ""
+    sandbox: Annotated[Str, AfterValidator(_one_of(lambda: SANDBOXES))] = "process"
+    network: Bool = True
+    persistent: Bool = False  # claude: one stream-json process for many turns
+    allowed_recipients: Strs | None = None  # None: unrestricted
+    allowed_tools: Strs = ()
+    bash_allow: Strs = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()
-    packages: tuple[str, ...] = ()
-    rate_limit_per_minute: int = 600
-    inbox_cap: int = 10_000
-    prompt: str = ""  # system prompt addition for the claude runtime
+    packages: Strs = ()
+    rate_limit_per_minute: Int = 600
+    inbox_cap: Int = 10_000
+    prompt: Str = ""  # system prompt addition for the claude runtime
     script: tuple[dict[str, Any], ...] = ()  # scripted runtime: message rules
     on_kick: tuple[dict[str, Any], ...] = ()  # scripted runtime: steps when kicked
-    env: dict[str, str] = field(default_factory=dict)
+    env: Env = Field(default_factory=dict)
+
+    def __init__(self, name: Any = None, /, **values: Any) -> None:
+        """``AgentConfig("bob", network=False)``: the name may come first, unnamed."""
+        super().__init__(**({"name": name} if name is not None else {}), **values)
 
     @property
     def is_manager(self) -> bool:
         return self.name == "manager"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "mcp_servers":
-                value = [
-                    {
-                        "name": s.name,
-                        "command": s.command,
-                        "args": list(s.args),
-                        "env": dict(s.env),
-                        "allowed_tools": list(s.allowed_tools),
-                    }
-                    for s in value
-                ]
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
+        out: dict[str, Any] = _lists(self.model_dump())
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "agent") -> AgentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        """``raw`` checked; errors name the agent once its name is known, else ``where``."""
         try:
-            name = validate_agent_name(raw.get("name"))
-        except WireError as exc:
-            raise ConfigError(f"{where}: {exc.message}") from exc
-        where = f"agent '{name}'"
-        values: dict[str, Any] = dict(raw)
-        for key in ("allowed_tools", "bash_allow", "packages", "script", "on_kick"):
-            if key in values:
-                if not isinstance(values[key], list):
-                    raise ConfigError(f"{where}: '{key}' must be a list")
-                values[key] = tuple(values[key])
-        if values.get("allowed_recipients") is not None:
-            if not isinstance(values["allowed_recipients"], list):
-                raise ConfigError(f"{where}: 'allowed_recipients' must be a list")
-            values["allowed_recipients"] = tuple(values["allowed_recipients"])
-        servers = []
-        for i, s in enumerate(values.get("mcp_servers", [])):
-            if not isinstance(s, dict) or "name" not in s or "command" not in s:
-                raise ConfigError(f"{where}: mcp_servers[{i}] needs 'name' and 'command'")
-            if s["name"] == "hive":
-                raise ConfigError(f"{where}: mcp server name 'hive' is reserved")
-            servers.append(
-                McpServerConfig(
-                    name=str(s["name"]),
-                    command=str(s["command"]),
-                    args=tuple(str(a) for a in s.get("args", [])),
-                    env=checked_env(s.get("env", {}), f"{where}: mcp_servers[{i}].env"),
-                    allowed_tools=tuple(str(t) for t in s.get("allowed_tools", [])),
-                )
-            )
-        values["mcp_servers"] = tuple(servers)
-        check_scalars(cls, values, where)
-        values["env"] = checked_env(values.get("env", {}), f"{where}: env")
-        cfg = cls(**values)
-        if cfg.runtime not in RUNTIMES:
-            raise ConfigError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}")
-        if cfg.sandbox not in SANDBOXES:
-            raise ConfigError(f"{where}: sandbox must be one of {', '.join(SANDBOXES)}")
-        if cfg.parent:
-            try:
-                validate_agent_name(cfg.parent)
-            except WireError as exc:
-                raise ConfigError(f"{where}: parent: {exc.message}") from exc
-        return cfg
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            errors = exc.errors()
+        about_name = any(
+            e["type"] == "extra_forbidden" or e["loc"][:1] == ("name",) for e in errors
+        )
+        if isinstance(raw, dict) and not about_name:  # the name is good: say whose config
+            where = f"agent '{raw['name']}'"
+        raise ConfigError(explain(errors, where)) from None
+
+
+def _durable(value: str) -> str:
+    if value.upper() not in ("FULL", "NORMAL", "EXTRA"):
+        raise ValueError(f"must be FULL, NORMAL or EXTRA, got {value!r}")
+    return value
 
 
 # Room a frame keeps around one message body: its envelope, the reply around it.
 BODY_FRAME_MARGIN = 8 * 1024
 
 
-@dataclass(frozen=True)
-class HiveConfig:
-    """Settings of one hive. Every field has a default that works on a laptop."""
+class HiveConfig(BaseModel):
+    """Settings of one hive. Every field has a default that works on a laptop.
+
+    >>> HiveConfig.from_toml_text("[hive]\\nprune_batch = 0\\n")
+    Traceback (most recent call last):
+    ...
+    hive.config.ConfigError: [hive]: 'prune_batch' must be >= 1, got 0
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     state_dir: Path = Path("hive-state")
     run_dir: Path | None = None  # sockets; default <state_dir>/run
-    restart_intensity: int = 5  # R: crashes tolerated ...
-    restart_period: float = 60.0  # ... within T seconds, then the agent is failed
-    backoff_initial: float = 1.0
-    backoff_max: float = 60.0
-    rate_limit_backoff: float = 30.0  # 429/529: wait, not a crash
-    max_frame_bytes: int = MAX_FRAME_BYTES
-    max_body_bytes: int = MAX_BODY_BYTES
-    max_turn_messages: int = 50
+    restart_intensity: Count = 5  # R: crashes tolerated ...
+    restart_period: Annotated[Float, AfterValidator(_above(0))] = (
+        60.0  # ... within T seconds, then the agent is failed
+    )
+    backoff_initial: Float = 1.0
+    backoff_max: Float = 60.0
+    rate_limit_backoff: Float = 30.0  # 429/529: wait, not a crash
+    max_frame_bytes: Int = MAX_FRAME_BYTES
+    max_body_bytes: Int = MAX_BODY_BYTES
+    max_turn_messages: Int = 50
     # Connections served at once per agent socket, and on the admin socket; one more is
     # refused with too_many_connections. Keeps idle clients from using up the daemon's fds.
-    max_agent_connections: int = 64
-    max_admin_connections: int = 256
+    max_agent_connections: Count = 64
+    max_admin_connections: Count = 256
     # Replies queued for a client that does not read them; past this it is disconnected.
-    max_queued_reply_bytes: int = 32 << 20
+    max_queued_reply_bytes: Count = 32 << 20
     # Events stored and published per turn, in number and in bytes of text; later ones are
     # counted, not kept (one marker).
-    max_turn_events: int = 10_000
-    max_turn_event_bytes: int = 8 << 20  # a whole transcript fits one admin frame (16 MiB)
-    sqlite_synchronous: str = "FULL"
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8417
-    dashboard: bool = True
-    admin_group: str = ""
-    claude_bin: str = "claude"
+    max_turn_events: Count = 10_000
+    max_turn_event_bytes: Count = 8 << 20  # a whole transcript fits one admin frame (16 MiB)
+    sqlite_synchronous: Annotated[Str, AfterValidator(_durable)] = "FULL"
+    dashboard_host: Str = "127.0.0.1"
+    dashboard_port: Int = 8417
+    dashboard: Bool = True
+    admin_group: Str = ""
+    claude_bin: Str = "claude"
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
     # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
     # agents' uids (e.g. a Python under /root with bwrap sandboxes).
-    agent_python: str = ""
-    session_idle_seconds: float = 1800.0  # persistent mode: close a session idle this long
-    notes_compact_bytes: int = 32_768  # rewrite state/notes.md past this size (0: never)
-    notes_compact_model: str = ""  # model for that rewrite ("": the agent's own)
+    agent_python: Str = ""
+    session_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = (
+        1800.0  # persistent mode: close a session idle this long
+    )
+    notes_compact_bytes: Limit = 32_768  # rewrite state/notes.md past this size (0: never)
+    notes_compact_model: Str = ""  # model for that rewrite ("": the agent's own)
     # The operator's mailbox (see hive.store.retention): 0 turns a cap off.
-    operator_mailbox_cap: int = 10_000  # messages held for the operator, all senders
-    operator_mailbox_bytes: int = 64 * 1024 * 1024  # their bodies, in bytes
-    operator_mail_per_sender: int = 1_000  # held from any one agent
+    operator_mailbox_cap: Limit = 10_000  # messages held for the operator, all senders
+    operator_mailbox_bytes: Limit = 64 * 1024 * 1024  # their bodies, in bytes
+    operator_mail_per_sender: Limit = 1_000  # held from any one agent
     # Retention, pruned by the Store every prune_interval seconds, prune_batch rows per
     # table a pass. Days; 0 keeps forever. Pending messages are never pruned.
-    message_retention_days: float = 30.0  # delivered messages (operator mail included)
-    message_retention_rows: int = 1_000_000  # and beyond the newest this many ids
-    turn_event_retention_days: float = 14.0  # transcripts of turns that ended this long ago
-    turn_retention_days: float = 90.0  # turn rows (each agent's newest is kept)
-    event_retention_days: float = 90.0
-    approval_retention_days: float = 90.0  # resolved approvals, done scheduled prompts
-    prune_interval: float = 60.0
-    prune_batch: int = 500
+    message_retention_days: Days = 30.0  # delivered messages (operator mail included)
+    message_retention_rows: Limit = 1_000_000  # and beyond the newest this many ids
+    turn_event_retention_days: Days = 14.0  # transcripts of turns that ended this long ago
+    turn_retention_days: Days = 90.0  # turn rows (each agent's newest is kept)
+    event_retention_days: Days = 90.0
+    approval_retention_days: Days = 90.0  # resolved approvals, done scheduled prompts
+    prune_interval: Annotated[Float, AfterValidator(_above(0))] = 60.0
+    prune_batch: Count = 500
     agents: tuple[AgentConfig, ...] = ()
 
     @property
@@ -301,7 +417,19 @@ class HiveConfig:
         return None
 
     def with_overrides(self, **kw: Any) -> HiveConfig:
-        return replace(self, **kw)
+        """A copy with some settings replaced (command-line flags; not re-validated)."""
+        return self.model_copy(update=kw)
+
+    @model_validator(mode="after")
+    def _body_fits_a_frame(self) -> HiveConfig:
+        # A recv reply must be able to carry any one message in one frame.
+        room = self.max_frame_bytes - BODY_FRAME_MARGIN
+        if self.max_body_bytes > room:
+            raise ValueError(
+                f"max_body_bytes ({self.max_body_bytes}) must be at most "
+                f"max_frame_bytes - {BODY_FRAME_MARGIN} ({room})"
+            )
+        return self
 
     @classmethod
     def from_toml_text(cls, text: str, base_dir: Path | None = None) -> HiveConfig:
@@ -315,22 +443,10 @@ class HiveConfig:
             raise ConfigError("'hive' must be a table: write [hive] on a line of its own")
         if not isinstance(agents_raw, list) or not all(isinstance(a, dict) for a in agents_raw):
             raise ConfigError("agents are an array of tables: write [[agent]] for each")
-        hive_raw = dict(hive_table)
         if raw:
             raise ConfigError(f"unknown top-level key(s): {', '.join(sorted(raw))}")
-        known = {f.name for f in fields(cls)} - {"agents"}
-        unknown = sorted(set(hive_raw) - known)
-        if unknown:
-            raise ConfigError(f"[hive]: unknown key(s) {', '.join(unknown)}")
-        check_scalars(
-            cls, {k: v for k, v in hive_raw.items() if k not in ("state_dir", "run_dir")}, "[hive]"
-        )
-        for key in ("state_dir", "run_dir"):
-            if key in hive_raw:
-                p = Path(hive_raw[key])
-                if base_dir is not None and not p.is_absolute():
-                    p = base_dir / p
-                hive_raw[key] = p
+        if "agents" in hive_table:
+            raise ConfigError("[hive]: unknown key(s) agents")
         agents = tuple(
             AgentConfig.from_dict(a, where=f"agent #{i + 1}") for i, a in enumerate(agents_raw)
         )
@@ -338,27 +454,12 @@ class HiveConfig:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"agent(s) declared twice: {', '.join(dupes)}")
-        cfg = cls(agents=agents, **hive_raw)
-        if cfg.restart_intensity < 1 or cfg.restart_period <= 0:
-            raise ConfigError("[hive]: restart_intensity must be >= 1 and restart_period > 0")
-        if cfg.session_idle_seconds <= 0 or cfg.notes_compact_bytes < 0:
-            raise ConfigError(
-                "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"
-            )
-        if cfg.max_body_bytes > cfg.max_frame_bytes - BODY_FRAME_MARGIN:
-            # A recv reply must be able to carry any one message in one frame.
-            raise ConfigError(
-                f"[hive]: max_body_bytes ({cfg.max_body_bytes}) must be at most "
-                f"max_frame_bytes - {BODY_FRAME_MARGIN} ({cfg.max_frame_bytes - BODY_FRAME_MARGIN})"
-            )
-        limits = ("max_agent_connections", "max_admin_connections", "max_queued_reply_bytes",
-                  "max_turn_events", "max_turn_event_bytes")  # fmt: skip
-        for key in limits:
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"[hive]: {key} must be >= 1")
-        _check_retention(cfg)
-        if cfg.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise ConfigError("[hive]: sqlite_synchronous must be FULL, NORMAL or EXTRA")
+        cfg = validated(cls, {**hive_table, "agents": agents}, "[hive]")
+        if base_dir is not None:  # relative paths are relative to the file
+            paths = {
+                k: base_dir / getattr(cfg, k) for k in ("state_dir", "run_dir") if k in hive_table
+            }
+            cfg = cfg.with_overrides(**paths)
         return cfg
 
     @classmethod
@@ -368,16 +469,3 @@ class HiveConfig:
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
         return cls.from_toml_text(text, base_dir=path.parent.resolve())
-
-
-def _check_retention(cfg: HiveConfig) -> None:
-    limits = (
-        "operator_mailbox_cap", "operator_mailbox_bytes", "operator_mail_per_sender",
-        "message_retention_days", "message_retention_rows", "turn_event_retention_days",
-        "turn_retention_days", "event_retention_days", "approval_retention_days",
-    )  # fmt: skip
-    negative = [k for k in limits if not getattr(cfg, k) >= 0]  # NaN too
-    if negative:
-        raise ConfigError(f"[hive]: {', '.join(negative)} must be >= 0 (0: no limit)")
-    if not cfg.prune_interval > 0 or cfg.prune_batch < 1:
-        raise ConfigError("[hive]: prune_interval must be > 0 and prune_batch >= 1")

@@ -22,6 +22,7 @@ python3Packages.buildPythonApplication {
     quart
     quart-trio
     mcp
+    pydantic
   ];
 
   # The test suite needs root, bubblewrap and real sockets: CI runs it outside the build

@@ -56,7 +56,7 @@ def preload_library(where: Path, marker: Path) -> Path:
 def unvalidated(name: str, env: dict[str, str], **kw: object) -> AgentConfig:
     """A config that skipped validation (as a row written before the env rules would):
     the sandbox must keep its env away from root on its own."""
-    return AgentConfig(name, env=env, **kw)  # type: ignore[arg-type]
+    return AgentConfig.model_construct(name=name, env=env, **kw)
 
 
 def test_the_agents_env_is_set_by_bwrap_after_the_drop_never_for_root(layout: HiveLayout) -> None:

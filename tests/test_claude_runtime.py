@@ -110,7 +110,7 @@ def make_agent(api: FakeAnthropic, root: Path, **config: object) -> Agent:
     environ = {"PATH": "/usr/bin:/bin", "HOME": str(root), **api.env()}
     runtime = ClaudeRuntime(claude_bin=claude_bin(), environ=environ)
     agent_config = AgentConfig.from_dict({"name": "alice", "runtime": "claude"})
-    agent_config = replace(agent_config, **config)  # type: ignore[arg-type]
+    agent_config = agent_config.model_copy(update=config)
     return Agent(api, paths, agent_config, runtime, AgentSocketStub(paths.socket, "alice"))
 
 

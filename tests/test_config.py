@@ -248,3 +248,42 @@ def test_a_value_of_the_wrong_type_is_a_config_error_naming_the_key(text: str, k
 def test_a_body_must_fit_one_recv_frame() -> None:
     message = error_of("[hive]\nmax_frame_bytes = 100000\nmax_body_bytes = 95000\n")
     assert "max_body_bytes" in message and "max_frame_bytes" in message
+
+
+# --- the schema checks inside lists and tables too -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[[agent]]\nname = "bob"\nallowed_recipients = ["alice", 3]\n', "allowed_recipients[1]"),
+        ('[[agent]]\nname = "bob"\npackages = [true]\n', "packages[0]"),
+        (
+            '[[agent]]\nname = "bob"\n[[agent.mcp_servers]]\nname = "x"\ncommand = "y"\n'
+            "args = [1]\n",
+            "mcp_servers[0].args[0]",
+        ),
+        ("[hive]\nstate_dir = 5\n", "state_dir"),
+    ],
+    ids=["recipient-not-a-string", "package-not-a-string", "mcp-arg-not-a-string", "path-int"],
+)
+def test_a_wrong_item_inside_a_list_is_named_with_its_position(text: str, needle: str) -> None:
+    # Before the schema, these were taken as given (or coerced, or a TypeError).
+    assert needle in error_of(text)
+
+
+def test_the_agent_schema_is_published_as_json_schema() -> None:
+    schema = AgentConfig.model_json_schema()
+    assert "name" in schema["properties"] and schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("module", ["hive.cli.hivectl", "hive.runtimes.scripted_agent"])
+def test_short_lived_programs_start_without_the_schema_library(module: str) -> None:
+    # pydantic costs ~70 ms to import; hivectl runs per command, a scripted agent per turn,
+    # and neither needs the hive.toml schema.
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print('pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

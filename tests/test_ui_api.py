@@ -458,23 +458,47 @@ def test_approvals_and_questions_endpoints(dash: DashboardHive) -> None:
 
 def test_openapi_describes_every_route() -> None:
     from hive.ui.app import create_app
-    from hive.ui.openapi import ENDPOINTS, openapi_document
+    from hive.ui.openapi import openapi_document
 
     app = create_app(None)  # type: ignore[arg-type]
-    documented = {(m, p) for m, p, *_ in ENDPOINTS}
-    pages = {"/", "/login", "/logout", "/healthz", "/agents/{name}"}
-    for rule in app.url_map.iter_rules():
-        path = rule.rule.replace("<int:", "<").replace("<", "{").replace(">", "}")
-        if path.startswith("/static") or path.startswith("/vendor") or path in pages:
-            continue
-        for method in rule.methods or ():
-            if method in ("HEAD", "OPTIONS"):
-                continue
-            generic = path.replace("{op}", "pause").replace("{decision}", "approve")
-            generic = generic.replace("{item_id}", "{id}")
-            assert (method.lower(), generic) in documented, (method, path)
-    doc = openapi_document()
+    doc = openapi_document(app)
     assert doc["openapi"].startswith("3.") and "/api/stream" in doc["paths"]
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        path = rule.rule.replace("<int:", "<").replace("<", "{").replace(">", "}")
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            op = doc["paths"][path][method.lower()]
+            assert op["summary"], (method, path)  # every view says what it does
+
+
+def test_openapi_schemas_are_the_models_requests_are_parsed_with() -> None:
+    from hive.status import STATUS_FIELDS
+    from hive.ui.app import create_app
+    from hive.ui.calls import _STATUS
+    from hive.ui.openapi import openapi_document
+
+    doc = openapi_document(create_app(None))  # type: ignore[arg-type]
+    schemas, paths = doc["components"]["schemas"], doc["paths"]
+    # the status row: the record the Agent actor publishes
+    assert list(schemas["AgentStatus"]["properties"]) == list(STATUS_FIELDS)
+    one = paths["/api/agents/{name}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert one["schema"] == {"$ref": "#/components/schemas/AgentStatus"}
+    # a body: the model the handler validates with (required fields, limits)
+    send = paths["/api/agents/{name}/messages"]["post"]["requestBody"]
+    assert send["required"] and send["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendBody"
+    }
+    assert schemas["AnswerBody"]["properties"]["answer"]["maxLength"] == 64_000
+    assert schemas["SendBody"]["required"] == ["body"]
+    # a query string: its bounds
+    [limit] = [p for p in paths["/api/agents/{name}/turns"]["get"]["parameters"]
+               if p["name"] == "limit"]  # fmt: skip
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
+    # errors: every code of the one code -> status table, under its status
+    responses = paths["/api/model"]["post"]["responses"]
+    for code, status in _STATUS.items():
+        assert code in responses[str(status)]["description"]
 
 
 def test_vendored_libraries_are_served(dash: DashboardHive) -> None:

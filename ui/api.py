@@ -7,26 +7,53 @@ worker threads); mutations go to the actors with tell + a reply callback. Errors
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, get_type_hints
 
 from quart import Blueprint, Response, jsonify, request
 
 from hive import __version__
 from hive.journal import journal_available
+from hive.status import AgentStatus
 from hive.telemetry import select_stats, summarize
 from hive.ui import logs
 from hive.ui.calls import ApiError, ask, call_verb, has_verb
 from hive.ui.context import dashboard
+from hive.ui.schemas import (
+    AgentList,
+    AnswerBody,
+    Approvals,
+    DenyBody,
+    Events,
+    EventsQuery,
+    KickBody,
+    LimitQuery,
+    LogQuery,
+    Messages,
+    MessagesQuery,
+    ModelBody,
+    ModelQuery,
+    ModelReply,
+    Result,
+    SendBody,
+    SessionReply,
+    Stats,
+    StatsQuery,
+    StreamQuery,
+    TurnEvents,
+    Turns,
+    TurnsQuery,
+    parse,
+)
 from hive.ui.sse import EventStream, parse_kinds
 from hive.wire import OPERATOR, WireError, check_id, check_since, validate_agent_name
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
 CONTROL_OPS = ("pause", "resume", "cancel", "reset", "restart", "start", "stop")
-MAX_LIMIT = 1000
 KEY_RE = re.compile(r"^[A-Za-z0-9_.:*-]{1,80}$")
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,127}$")
 
@@ -37,29 +64,6 @@ MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,127}$")
 @api.errorhandler(ApiError)
 async def _api_error(exc: ApiError) -> tuple[Response, int]:
     return jsonify(exc.to_json()), exc.status
-
-
-def _int_arg(name: str, default: int | None, lo: int = 0, hi: int = MAX_LIMIT) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"'{name}' must be an integer, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ApiError(400, "bad_request", f"'{name}' must be between {lo} and {hi}")
-    return value
-
-
-def _float_arg(name: str) -> float | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"'{name}' must be a number, got {raw!r}") from None
 
 
 def _agent_name(name: str) -> str:
@@ -88,17 +92,27 @@ async def _body() -> dict[str, Any]:
     return data
 
 
-def _str_field(data: dict[str, Any], key: str, *, required: bool = True, limit: int = 0) -> str:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise ApiError(400, "bad_request", f"missing field '{key}'")
-        return ""
-    if not isinstance(value, str):
-        raise ApiError(400, "bad_request", f"field '{key}' must be a string")
-    if limit and len(value) > limit:
-        raise ApiError(400, "bad_request", f"field '{key}' is limited to {limit} characters")
-    return value
+View = Callable[..., Awaitable[Any]]
+
+
+def typed(view: View) -> Callable[..., Awaitable[Response]]:
+    """The view's ``query`` and ``body`` parameters parsed into the models they are
+    annotated with (hive.ui.schemas), and what it returns answered as JSON. The same
+    annotations are what /api/openapi.json describes (hive.ui.openapi)."""
+    hints = get_type_hints(view)
+    query_model, body_model = hints.get("query"), hints.get("body")
+
+    @functools.wraps(view)
+    async def run(**path: Any) -> Response:
+        if query_model is not None:
+            given = {k: v for k, v in request.args.items() if v != ""}  # "x=": the default
+            path["query"] = parse(query_model, given, "query")
+        if body_model is not None:
+            path["body"] = parse(body_model, await _body(), "body")
+        out = await view(**path)
+        return out if isinstance(out, Response) else jsonify(out)
+
+    return run
 
 
 async def _snapshot(kinds: frozenset[str]) -> dict[str, Any]:
@@ -109,7 +123,7 @@ async def _snapshot(kinds: frozenset[str]) -> dict[str, Any]:
     return snap
 
 
-async def _agent_rows() -> list[dict[str, Any]]:
+async def _agent_rows() -> list[AgentStatus]:
     snap = await _snapshot(frozenset({"agent"}))
     return sorted(snap["items"].get("agent", []), key=lambda r: r["name"])
 
@@ -118,79 +132,83 @@ async def _agent_rows() -> list[dict[str, Any]]:
 
 
 @api.get("/session")
-async def session() -> Response:
+@typed
+async def session() -> SessionReply:
+    """The CSRF token and which optional features this hive has"""
     board = dashboard()
-    return jsonify(
-        {
-            "csrf": board.auth.csrf,
-            "version": __version__,
-            "features": {
-                "set_model": has_verb("model"),
-                "approvals": has_verb("approve"),
-                "questions": has_verb("answer"),
-                "journald": journal_available(),
-            },
-        }
-    )
+    return {
+        "csrf": board.auth.csrf,
+        "version": __version__,
+        "features": {
+            "set_model": has_verb("model"),
+            "approvals": has_verb("approve"),
+            "questions": has_verb("answer"),
+            "journald": journal_available(),
+        },
+    }
 
 
 # --- agents -------------------------------------------------------------------------------
 
 
 @api.get("/agents")
-async def agents() -> Response:
-    return jsonify({"agents": await _agent_rows()})
+@typed
+async def agents() -> AgentList:
+    """Every agent's status row"""
+    return {"agents": await _agent_rows()}
 
 
 @api.get("/agents/<name>")
-async def agent(name: str) -> Response:
+@typed
+async def agent(name: str) -> AgentStatus:
+    """One agent's status row"""
     name = _agent_name(name)
     for row in await _agent_rows():
         if row["name"] == name:
-            return jsonify(row)
+            return row
     raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
 
 
 @api.get("/agents/<name>/messages")
-async def agent_messages(name: str) -> Response:
+@typed
+async def agent_messages(name: str, query: MessagesQuery) -> Messages:
     """The agent's mail in both directions, newest first, each with its delivery state."""
     name = _agent_name(name)
-    limit = _int_arg("limit", 100, 1) or 100
-    before = _int_arg("before", None, 1, 2**62)
-    state = request.args.get("state", "")
-    if state not in ("", "pending", "delivered"):
-        raise ApiError(400, "bad_request", "'state' must be pending or delivered")
     rows = await dashboard().ctx.services.reader.run(
-        lambda q: q.messages(name, limit, before_id=before)
+        lambda q: q.messages(name, query.limit, before_id=query.before)
     )
-    if state:
-        rows = [r for r in rows if r["state"] == state and r["to"] == name]
-    return jsonify({"messages": rows})
+    if query.state:
+        rows = [r for r in rows if r["state"] == query.state and r["to"] == name]
+    return {"messages": rows}
 
 
 @api.post("/agents/<name>/messages")
-async def send_message(name: str) -> Response:
+@typed
+async def send_message(name: str, body: SendBody) -> Result:
     """Send a message to the agent as the operator."""
     from hive.actors.bus import Send
 
     name = _known_agent(name)
-    body = _str_field(await _body(), "body")
-    if not body.strip():
+    if not body.body.strip():
         raise ApiError(400, "bad_request", "the message is empty")
     ctx = dashboard().ctx
-    result = await ask(ctx, "bus", lambda reply: Send(OPERATOR, name, body, reply=reply))
-    return jsonify(result)
+    result: Result = await ask(
+        ctx, "bus", lambda reply: Send(OPERATOR, name, body.body, reply=reply)
+    )
+    return result
 
 
 @api.post("/agents/<name>/kick")
-async def kick(name: str) -> Response:
+@typed
+async def kick(name: str, body: KickBody) -> Result:
+    """Wake the agent for a turn"""
     from hive.actors.agent import Kick
 
     name = _known_agent(name)
-    note = _str_field(await _body(), "note", required=False, limit=4000)
     ctx = dashboard().ctx
-    result = await ask(ctx, ctx.agent_ref_name(name), lambda reply: Kick(note or None, reply))
-    return jsonify(result)
+    target = ctx.agent_ref_name(name)
+    result: Result = await ask(ctx, target, lambda reply: Kick(body.note or None, reply))
+    return result
 
 
 @api.post("/agents/<name>/<op>")
@@ -211,78 +229,82 @@ async def control(name: str, op: str) -> Response:
 
 
 @api.get("/agents/<name>/turns")
-async def turns(name: str) -> Response:
+@typed
+async def turns(name: str, query: TurnsQuery) -> Turns:
+    """The agent's turns, newest first"""
     name = _agent_name(name)
-    limit = _int_arg("limit", 50, 1) or 50
-    rows = await dashboard().ctx.services.reader.run(lambda q: q.turns(name, limit))
-    return jsonify({"turns": rows})
+    rows = await dashboard().ctx.services.reader.run(lambda q: q.turns(name, query.limit))
+    return {"turns": rows}
 
 
 @api.get("/turns/<int:turn_id>/events")
-async def turn_events(turn_id: int) -> Response:
+@typed
+async def turn_events(turn_id: int) -> TurnEvents:
     """A turn's transcript: text, tool calls and results, in order."""
     turn_id = _item_id(str(turn_id), "turn_id")  # the route takes any size; SQLite does not
     rows = await dashboard().ctx.services.reader.run(lambda q: q.turn_events(turn_id))
-    return jsonify({"turn_id": turn_id, "events": rows})
+    return {"turn_id": turn_id, "events": rows}
 
 
 @api.get("/events")
-async def events() -> Response:
-    agent_arg = request.args.get("agent") or None
-    if agent_arg is not None:
-        agent_arg = _agent_name(agent_arg)
-    limit = _int_arg("limit", 100, 1) or 100
-    rows = await dashboard().ctx.services.reader.run(lambda q: q.events(agent_arg, limit))
-    return jsonify({"events": rows})
+@typed
+async def events(query: EventsQuery) -> Events:
+    """Hive events (crashes, failures), newest first"""
+    agent_arg = _agent_name(query.agent) if query.agent else None
+    rows = await dashboard().ctx.services.reader.run(lambda q: q.events(agent_arg, query.limit))
+    return {"events": rows}
 
 
 @api.get("/operator/messages")
-async def operator_messages() -> Response:
+@typed
+async def operator_messages(query: LimitQuery) -> Messages:
     """Messages to and from the operator (the notification row), newest first."""
-    limit = _int_arg("limit", 100, 1) or 100
+    limit = query.limit
     rows = await dashboard().ctx.services.reader.run(lambda q: q.messages(OPERATOR, limit))
-    return jsonify({"messages": rows})
+    return {"messages": rows}
 
 
 # --- model --------------------------------------------------------------------------------
 
 
 @api.get("/model")
-async def get_model() -> Response:
-    name = _agent_name(request.args.get("agent", ""))
+@typed
+async def get_model(query: ModelQuery) -> ModelReply:
+    """An agent's active model"""
+    name = _agent_name(query.agent)
     for row in await _agent_rows():
         if row["name"] == name:
-            return jsonify({"agent": name, "model": row.get("active_model")})
+            return {"agent": name, "model": row.get("active_model")}
     raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
 
 
 @api.post("/model")
-async def set_model() -> Response:
+@typed
+async def set_model(body: ModelBody) -> ModelReply:
     """Set an agent's model for its next turns: the control plane's `model` admin verb."""
-    data = await _body()
-    name = _known_agent(_str_field(data, "agent"))
-    model = _str_field(data, "model").strip()
+    name = _known_agent(body.agent)
+    model = body.model.strip()
     if not MODEL_RE.match(model):
         raise ApiError(400, "bad_request", f"not a model name: {model!r}")
     result = await call_verb(dashboard().ctx, "model", {"names": [name], "model": model})
-    return jsonify({"agent": name, "model": result["agents"][name]["model"]})
+    return {"agent": name, "model": result["agents"][name]["model"]}
 
 
 # --- approvals and questions (the control plane's admin verbs) ----------------------------
 
 
 @api.get("/approvals")
-async def approvals() -> Response:
+@typed
+async def approvals() -> Approvals:
+    """Pending approvals, operator questions and drafts"""
     snap = await _snapshot(frozenset({"approval", "question", "draft"}))
     items = snap["items"]
-    return jsonify(
-        {
-            "approvals": items.get("approval", []),
-            "questions": items.get("question", []),
-            "drafts": items.get("draft", []),
-            "seq": snap["seq"],
-        }
-    )
+    return {
+        "approvals": items.get("approval", []),
+        "questions": items.get("question", []),
+        "drafts": items.get("draft", []),
+        "seq": snap["seq"],
+    }
 
 
 def _item_id(raw: str, name: str = "id") -> int:
@@ -296,43 +318,49 @@ def _item_id(raw: str, name: str = "id") -> int:
 
 
 @api.post("/approvals/<item_id>/<decision>")
-async def decide(item_id: str, decision: str) -> Response:
+@typed
+async def decide(item_id: str, decision: str, body: DenyBody) -> Result:
+    """Approve (runs the action at once) or deny (with an optional reason)"""
     if decision not in ("approve", "deny"):
         raise ApiError(404, "not_found", f"unknown decision '{decision}'")
     args: dict[str, Any] = {"id": _item_id(item_id)}
-    if decision == "deny":
-        reason = _str_field(await _body(), "reason", required=False, limit=4000)
-        if reason:
-            args["reason"] = reason
-    return jsonify(await call_verb(dashboard().ctx, decision, args))
+    if decision == "deny" and body.reason:
+        args["reason"] = body.reason
+    result: Result = await call_verb(dashboard().ctx, decision, args)
+    return result
 
 
 @api.post("/questions/<item_id>/answer")
-async def answer(item_id: str) -> Response:
-    text = _str_field(await _body(), "answer", limit=64_000)
-    args = {"id": _item_id(item_id), "answer": text}
-    return jsonify(await call_verb(dashboard().ctx, "answer", args))
+@typed
+async def answer(item_id: str, body: AnswerBody) -> Result:
+    """Answer an operator question"""
+    args = {"id": _item_id(item_id), "answer": body.answer}
+    result: Result = await call_verb(dashboard().ctx, "answer", args)
+    return result
 
 
 @api.post("/questions/<item_id>/cancel")
-async def cancel_question(item_id: str) -> Response:
+@typed
+async def cancel_question(item_id: str) -> Result:
+    """Cancel an operator question"""
     if not has_verb("answer"):
         raise ApiError(501, "not_available", "operator questions need the control plane")
     args = {"id": _item_id(item_id)}
-    return jsonify(await call_verb(dashboard().ctx, "cancel", args))
+    result: Result = await call_verb(dashboard().ctx, "cancel", args)
+    return result
 
 
 # --- stats --------------------------------------------------------------------------------
 
 
 @api.get("/stats")
-async def stats() -> Response:
-    """Telemetry rows: ``?agent=&since=&keys=turn.duration,tool.*`` (since: unix seconds, or
-    negative for 'seconds ago'; default the last hour)."""
-    raw_agent = request.args.get("agent") or None
-    agent = _agent_name(raw_agent) if raw_agent is not None else None
+@typed
+async def stats(query: StatsQuery) -> Stats:
+    """Turn telemetry series and a summary: ``?agent=&since=&keys=turn.duration,tool.*``
+    (since: unix seconds, or negative for 'seconds ago'; default the last hour)."""
+    agent = _agent_name(query.agent) if query.agent else None
     now = time.time()
-    since = _float_arg("since")
+    since = query.since
     if since is None:
         since = now - 3600
     else:
@@ -340,7 +368,7 @@ async def stats() -> Response:
             since = check_since(since, now)
         except WireError as exc:
             raise ApiError.from_wire(exc) from None
-    keys = [k.strip() for k in request.args.get("keys", "").split(",") if k.strip()]
+    keys = [k.strip() for k in query.keys.split(",") if k.strip()]
     for key in keys:
         if not KEY_RE.match(key) or "*" in key[:-1]:
             raise ApiError(400, "bad_request", f"bad stats key {key!r}")
@@ -348,30 +376,30 @@ async def stats() -> Response:
     series: dict[str, list[list[float]]] = {}
     for _, ts, key, value in rows:
         series.setdefault(key, []).append([ts, value])
-    return jsonify(
-        {
-            "agent": agent,
-            "since": since,
-            "now": now,
-            "series": series,
-            "summary": summarize(rows, since, now),
-        }
-    )
+    return {
+        "agent": agent,
+        "since": since,
+        "now": now,
+        "series": series,
+        "summary": summarize(rows, since, now),
+    }
 
 
 # --- logs ---------------------------------------------------------------------------------
 
 
 @api.get("/agents/<name>/log")
-async def agent_log(name: str) -> Response:
+@typed
+async def agent_log(name: str, query: LogQuery) -> Result:
+    """The agent's log (journald, else its log file)"""
     name = _agent_name(name)
-    lines = _int_arg("lines", 200, 1, 5000) or 200
-    return jsonify(await logs.read(dashboard().ctx.config, name, lines))
+    result: Result = await logs.read(dashboard().ctx.config, name, query.lines)
+    return result
 
 
 @api.get("/agents/<name>/log/stream")
 async def agent_log_stream(name: str) -> Response:
-    """Follow mode: new log lines as server-sent events."""
+    """Follow the agent's log: new lines as server-sent events."""
     name = _agent_name(name)
     board = dashboard()
     follower = logs.Follower(board.ctx.config, name)
@@ -404,15 +432,15 @@ def _sse_response(body: AsyncIterator[bytes]) -> Response:
 
 
 @api.get("/stream")
-async def stream() -> Response:
+@typed
+async def stream(query: StreamQuery) -> Response:
     """Server-sent events: a snapshot, then every StateHub change of the given kinds."""
     try:
-        kinds = parse_kinds(request.args.get("kinds"))
+        kinds = parse_kinds(query.kinds)
     except ValueError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
-    backlog = _int_arg("backlog", 1000, 10, 100_000) or 1000
     board = dashboard()
-    feed = EventStream(board.ctx, kinds, backlog, board.streams)
+    feed = EventStream(board.ctx, kinds, query.backlog, board.streams)
     if not feed.open():
         feed.close()
         raise ApiError(503, "unavailable", "the state hub is not running (restarting?)")

@@ -69,7 +69,8 @@ def create_app(board: Dashboard) -> QuartTrio:
 
     @app.get("/api/openapi.json")
     async def openapi() -> Response:
-        return jsonify(openapi_document())
+        """This document"""
+        return jsonify(openapi_document(app))
 
     @app.get("/vendor/<name>")
     async def vendor(name: str) -> Response:
@@ -123,6 +124,7 @@ def create_app(board: Dashboard) -> QuartTrio:
 
     @app.websocket("/api/agents/<name>/terminal")
     async def terminal(name: str) -> None:
+        """Websocket: a PTY shell in the agent's sandbox (needs ?csrf=)"""
         board = dashboard()
         agent_cfg = await _agent_config(board, name)
         if agent_cfg is None:

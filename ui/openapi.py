@@ -1,122 +1,134 @@
 """The OpenAPI 3.1 description of the dashboard's JSON API, served at /api/openapi.json.
 
-Written as a table (method, path, summary, parameters, body fields) and expanded into the
-document, so adding an endpoint is one row. Tests check every route is in the table.
+Written from the application itself, so it cannot drift: every /api route of the app (its
+path, methods and path parameters), the view's docstring (summary, description) and the
+view's annotations, the ones ``hive.ui.api.typed`` parses requests with: ``query`` (a model
+of the query string), ``body`` (a model of the JSON body) and the return type (the reply).
+Error replies come from the one code -> status table, ``hive.ui.calls``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, TypeAdapter
+from quart import Quart, Response
+from werkzeug.routing import Rule
 
 from hive import __version__
+from hive.ui.calls import _STATUS as STATUS_OF_CODE
+from hive.ui.schemas import ErrorReply
 
-# (method, path, summary, query parameters, JSON body fields {name: (type, required)})
-Row = tuple[str, str, str, dict[str, str], dict[str, tuple[str, bool]]]
+REF = "#/components/schemas/{model}"
 
-ENDPOINTS: list[Row] = [
-    ("get", "/api/session", "The CSRF token and which optional features this hive has", {}, {}),
-    ("get", "/api/agents", "Every agent's status row", {}, {}),
-    ("get", "/api/agents/{name}", "One agent's status row", {}, {}),
-    ("get", "/api/agents/{name}/messages", "The agent's mail (both directions, newest first)",
-     {"limit": "integer", "before": "integer", "state": "string"}, {}),
-    ("post", "/api/agents/{name}/messages", "Send a message to the agent as the operator",
-     {}, {"body": ("string", True)}),
-    ("post", "/api/agents/{name}/kick", "Wake the agent for a turn", {},
-     {"note": ("string", False)}),
-    ("post", "/api/agents/{name}/pause", "Pause: no new turns (idempotent)", {}, {}),
-    ("post", "/api/agents/{name}/resume", "Resume a paused agent", {}, {}),
-    ("post", "/api/agents/{name}/cancel", "Cancel the running turn", {}, {}),
-    ("post", "/api/agents/{name}/reset", "Clear failed / needs-login and crash history", {}, {}),
-    ("post", "/api/agents/{name}/restart", "Reset, end a running turn, then kick", {}, {}),
-    ("post", "/api/agents/{name}/stop", "Stop gracefully: the running turn finishes", {}, {}),
-    ("post", "/api/agents/{name}/start", "Start a stopped agent", {}, {}),
-    ("get", "/api/agents/{name}/turns", "The agent's turns, newest first", {"limit": "integer"},
-     {}),
-    ("get", "/api/turns/{turn_id}/events", "A turn's transcript", {}, {}),
-    ("get", "/api/events", "Hive events (crashes, failures)",
-     {"agent": "string", "limit": "integer"}, {}),
-    ("get", "/api/operator/messages", "Messages to and from the operator",
-     {"limit": "integer"}, {}),
-    ("get", "/api/model", "An agent's active model", {"agent": "string"}, {}),
-    ("post", "/api/model", "Set an agent's model (needs the control plane's `model` verb)", {},
-     {"agent": ("string", True), "model": ("string", True)}),
-    ("get", "/api/approvals", "Pending approvals, operator questions and drafts", {}, {}),
-    ("post", "/api/approvals/{id}/approve", "Approve (runs the action at once)", {}, {}),
-    ("post", "/api/approvals/{id}/deny", "Deny", {}, {"reason": ("string", False)}),
-    ("post", "/api/questions/{id}/answer", "Answer an operator question", {},
-     {"answer": ("string", True)}),
-    ("post", "/api/questions/{id}/cancel", "Cancel an operator question", {}, {}),
-    ("get", "/api/stats", "Turn telemetry series and a summary",
-     {"agent": "string", "since": "number", "keys": "string"}, {}),
-    ("get", "/api/agents/{name}/log", "The agent's log (journald, else its log file)",
-     {"lines": "integer"}, {}),
-    ("get", "/api/agents/{name}/log/stream", "Follow the agent's log (server-sent events)", {},
-     {}),
-    ("get", "/api/stream", "Server-sent events: a snapshot, then every state change",
-     {"kinds": "string", "backlog": "integer"}, {}),
-    ("get", "/api/agents/{name}/terminal",
-     "Websocket: a PTY shell in the agent's sandbox (needs ?csrf=)", {"csrf": "string"}, {}),
-    ("get", "/api/openapi.json", "This document", {}, {}),
-]  # fmt: skip
+# Raised by the dashboard itself (authentication, CSRF, a slow actor), not a WireError code.
+OWN_ERRORS = {401: ["unauthorized"], 403: ["csrf"], 504: ["timeout"], 501: ["not_available"]}
 
-ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
+
+class Schemas:
+    """The document's components/schemas, filled as operations refer to types."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, Any] = {}
+
+    def of(self, kind: Any) -> dict[str, Any]:
+        schema = TypeAdapter(kind).json_schema(ref_template=REF)
+        self.named.update(schema.pop("$defs", {}))
+        title = schema.get("title")
+        if schema.get("type") == "object" and isinstance(title, str) and "properties" in schema:
+            self.named[title] = schema  # a named model or TypedDict: referenced, not inlined
+            return {"$ref": REF.format(model=title)}
+        return schema
+
+
+def _error_responses(schemas: Schemas) -> dict[str, Any]:
+    codes: dict[int, list[str]] = {}
+    for code, status in STATUS_OF_CODE.items():
+        codes.setdefault(status, []).append(code)
+    for status, own in OWN_ERRORS.items():
+        codes.setdefault(status, []).extend(own)
+    error = schemas.of(ErrorReply)
+    return {
+        str(status): {
+            "description": "error.code: " + ", ".join(sorted(codes[status])),
+            "content": {"application/json": {"schema": error}},
         }
-    },
-}
-
-
-def _operation(method: str, path: str, summary: str, query: dict[str, str],
-               body: dict[str, tuple[str, bool]]) -> dict[str, Any]:  # fmt: skip
-    params: list[dict[str, Any]] = []
-    for segment in path.split("/"):
-        if segment.startswith("{"):
-            name = segment[1:-1]
-            kind = "integer" if name in ("id", "turn_id") else "string"
-            params.append({"name": name, "in": "path", "required": True,
-                           "schema": {"type": kind}})  # fmt: skip
-    for name, kind in query.items():
-        params.append({"name": name, "in": "query", "required": False, "schema": {"type": kind}})
-    op: dict[str, Any] = {
-        "summary": summary,
-        "parameters": params,
-        "responses": {
-            "200": {"description": "OK", "content": {"application/json": {}}},
-            "400": {"description": "Bad input", "content": {"application/json": {"schema": ERROR}}},
-            "401": {"description": "Not logged in"},
-            "403": {"description": "Missing or wrong CSRF token"},
-            "404": {"description": "No such agent or item"},
-        },
+        for status in sorted(codes)
     }
-    if method == "post":
-        op["security"] = [{"cookie": [], "csrf": []}, {"bearer": [], "csrf": []}]
+
+
+def _path_of(rule: Rule) -> str:
+    """/api/turns/<int:turn_id>/events -> /api/turns/{turn_id}/events"""
+    out = rule.rule
+    for name in rule.arguments:
+        for converter in ("", "int:", "path:"):
+            out = out.replace(f"<{converter}{name}>", "{" + name + "}")
+    return out
+
+
+def _parameters(rule: Rule, hints: dict[str, Any], schemas: Schemas) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "integer" if hints.get(name) is int else "string"}}
+        for name in sorted(rule.arguments)
+    ]  # fmt: skip
+    query = hints.get("query")
+    if isinstance(query, type) and issubclass(query, BaseModel):
+        fields = query.model_json_schema(ref_template=REF).get("properties", {})
+        for name, schema in fields.items():
+            schema.pop("title", None)
+            params.append({"name": name, "in": "query", "required": False, "schema": schema})
+    return params
+
+
+def _reply(rule: Rule, hints: dict[str, Any], schemas: Schemas) -> dict[str, Any]:
+    if rule.websocket:
+        return {"101": {"description": "Switching to a websocket"}}
+    kind = hints.get("return")
+    if rule.rule.endswith("/stream"):
+        return {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}
+    schema = {"type": "object"} if kind is Response else schemas.of(kind)
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
+def _operation(view: Callable[..., Any], rule: Rule, schemas: Schemas) -> dict[str, Any]:
+    hints = get_type_hints(view)
+    summary, _, description = (inspect.getdoc(view) or "").partition("\n")
+    op: dict[str, Any] = {
+        "operationId": rule.endpoint.replace(".", "_"),
+        "summary": summary.strip().rstrip("."),
+        "parameters": _parameters(rule, hints, schemas),
+        "responses": _reply(rule, hints, schemas),
+    }
+    if description.strip():
+        op["description"] = description.strip()
+    body = hints.get("body")
+    if body is not None:
         op["requestBody"] = {
-            "required": any(req for _, req in body.values()),
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {k: {"type": t} for k, (t, _) in body.items()},
-                        "required": [k for k, (_, req) in body.items() if req],
-                    }
-                }
-            },
+            "required": any(f.is_required() for f in body.model_fields.values()),
+            "content": {"application/json": {"schema": schemas.of(body)}},
         }
-    if path.endswith("/stream"):
-        op["responses"]["200"] = {"description": "An event stream",
-                                  "content": {"text/event-stream": {}}}  # fmt: skip
     return op
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(app: Quart) -> dict[str, Any]:
+    """The document for ``app``'s /api routes."""
+    schemas = Schemas()
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, query, body in ENDPOINTS:
-        paths.setdefault(path, {})[method] = _operation(method, path, summary, query, body)
+    errors = _error_responses(schemas)
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not rule.rule.startswith("/api/"):
+            continue
+        view = inspect.unwrap(app.view_functions[rule.endpoint])
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            op = _operation(view, rule, schemas)
+            if rule.rule != "/api/openapi.json":
+                op["responses"].update(errors)
+            if method == "POST":
+                op["security"] = [{"cookie": [], "csrf": []}, {"bearer": [], "csrf": []}]
+            paths.setdefault(_path_of(rule), {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {
@@ -127,11 +139,12 @@ def openapi_document() -> dict[str, Any]:
             "(GET /api/session).",
         },
         "components": {
+            "schemas": dict(sorted(schemas.named.items())),
             "securitySchemes": {
                 "cookie": {"type": "apiKey", "in": "cookie", "name": "hive_operator"},
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
-            }
+            },
         },
         "security": [{"cookie": []}, {"bearer": []}],
         "paths": paths,

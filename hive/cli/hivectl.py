@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from hive.cli.login import add_arguments as login_arguments
 from hive.client import ConnectionLost, HiveError, SyncClient
+from hive.status import STATUS_FIELDS, state_of
 
 DEFAULT_SOCKET = "/run/hive/admin.sock"
 EXIT_ERROR = 1
@@ -101,13 +102,6 @@ def duration(seconds: float | None) -> str:
 def clip(text: Any, width: int = 60) -> str:
     s = " ".join(str(text or "").split())
     return s if len(s) <= width else s[: width - 1] + "…"
-
-
-def state_of(row: dict[str, Any]) -> str:
-    for flag in ("failed", "needs_login", "stopped", "paused"):
-        if row.get(flag):
-            return flag
-    return str(row.get("turn_state") or "idle")
 
 
 def agent_lines(rows: Iterable[dict[str, Any]]) -> str:
@@ -202,12 +196,7 @@ Handler = Callable[[SyncClient, argparse.Namespace], None]
 
 
 def _status_text(row: dict[str, Any]) -> str:
-    keys = [
-        "name", "parent", "runtime", "sandbox", "running", "paused", "stopped", "failed",
-        "failed_reason", "needs_login", "needs_update", "turn_state", "turn_id",
-        "active_model", "deployed_sha", "inbox_depth", "status_text", "status_set_at",
-        "retry_at", "crashes_in_window", "last_turn", "url",
-    ]  # fmt: skip
+    keys = list(STATUS_FIELDS)  # the row's own order (hive.status.AgentStatus)
     keys += sorted(k for k in row if k not in keys)
     lines = []
     for k in keys:

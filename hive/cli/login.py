@@ -26,10 +26,13 @@ import getpass
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hive.config import AgentConfig, ConfigError, HiveConfig
 from hive.process import AgentPaths, ProcessSpec
 from hive.runtimes.base import Login
+
+if TYPE_CHECKING:  # imported where used: hivectl's start-up does not pay for the schema
+    from hive.config import AgentConfig, HiveConfig
 
 METHODS = ("setup-token", "auth-login")
 
@@ -59,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def from_daemon(socket: str) -> HiveConfig:
     """The running daemon's own settings, for a login that names only the agent."""
     from hive.client import ConnectionLost, HiveError, SyncClient
+    from hive.config import HiveConfig
 
     try:
         with SyncClient(socket, timeout=30) as client:
@@ -80,6 +84,8 @@ def from_daemon(socket: str) -> HiveConfig:
 def load_hive(args: argparse.Namespace, socket: str | None = None) -> HiveConfig:
     if socket is not None and not (args.config or args.state_dir):
         return from_daemon(socket)
+    from hive.config import HiveConfig
+
     cfg = HiveConfig.load(args.config) if args.config else HiveConfig()
     if args.state_dir:
         cfg = cfg.with_overrides(state_dir=args.state_dir)
@@ -90,6 +96,8 @@ def load_hive(args: argparse.Namespace, socket: str | None = None) -> HiveConfig
 
 def find_agent(cfg: HiveConfig, name: str) -> AgentConfig:
     """The agent's config as the daemon knows it (the store), else as hive.toml declares it."""
+    from hive.config import AgentConfig
+
     if cfg.db_path.exists():
         from hive.store import Queries, connect
 
@@ -191,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace, socket: str | None = None) -> None:
     """Log in; ``socket``: the daemon's admin socket (hivectl's), asked for the hive's
     settings unless --config / --state-dir name them."""
+    from hive.config import ConfigError
+
     try:
         cfg = load_hive(args, socket)
         agent = find_agent(cfg, args.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import fields
 from typing import Any
 
 from hive.config import AgentConfig, ConfigError
@@ -81,7 +80,7 @@ def spawn_config(
         for key in INHERITED:
             if key in template:
                 raw[key] = template[key]
-    known = {f.name for f in fields(AgentConfig)}
+    known = set(AgentConfig.model_fields)
     for key, value in (overrides or {}).items():
         if value is None:
             continue

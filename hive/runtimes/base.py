@@ -13,11 +13,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hive.config import AgentConfig, HiveConfig
 from hive.process import AgentPaths, ProcessSpec
 from hive.wire import Envelope
+
+if TYPE_CHECKING:  # not at run time: the scripted agent's process starts without pydantic
+    from hive.config import AgentConfig, HiveConfig
 
 
 class ExitClass(enum.StrEnum):

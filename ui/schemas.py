@@ -1,0 +1,226 @@
+"""The dashboard API's request and reply shapes, as pydantic models and TypedDicts.
+
+They do two jobs from one declaration: ``hive.ui.api`` parses each request's JSON body and
+query string into them (bad input is a 400 ``bad_request`` naming the field), and
+``hive.ui.openapi`` writes their JSON Schemas into /api/openapi.json.
+
+>>> parse(KickBody, {"note": 5}, "body")
+Traceback (most recent call last):
+...
+hive.ui.calls.ApiError: body: 'note' must be a string, got 5
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
+
+from hive.config import Str, explain
+from hive.status import AgentStatus
+from hive.ui.calls import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, where: str) -> M:
+    """``data`` as ``model``, or a 400 ``bad_request`` naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "bad_request", explain(exc.errors(), where)) from None
+
+
+class Shape(BaseModel):
+    """A request part: unknown fields are ignored (forms carry their csrf field too)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _limit(default: int, low: int = 1, high: int = 1000) -> Any:
+    return Field(default=default, ge=low, le=high)
+
+
+# --- query strings (values arrive as text; numbers are converted, then checked) ----------
+
+QueryInt = Annotated[int, Field(strict=False)]
+
+
+class LimitQuery(Shape):
+    """?limit= on a list, newest first."""
+
+    limit: QueryInt = _limit(100)
+
+
+class MessagesQuery(LimitQuery):
+    """An agent's mail: a page of it (``before``), one delivery state."""
+
+    before: QueryInt | None = Field(default=None, ge=1, le=2**62)  # older than this id
+    state: Annotated[str, Field(pattern="^(|pending|delivered)$")] = ""
+
+
+class TurnsQuery(Shape):
+    """An agent's turns."""
+
+    limit: QueryInt = _limit(50)
+
+
+class EventsQuery(LimitQuery):
+    """Hive events, of one agent or all."""
+
+    agent: str = ""  # "": every agent
+
+
+class ModelQuery(Shape):
+    """Whose model."""
+
+    agent: str = ""
+
+
+class StatsQuery(Shape):
+    """Which telemetry series, since when."""
+
+    agent: str = ""
+    since: float | None = None  # unix seconds, or negative: seconds ago (default: last hour)
+    keys: str = ""  # comma-separated: turn.duration,tool.*
+
+
+class LogQuery(Shape):
+    """How many of the log's last lines."""
+
+    lines: QueryInt = _limit(200, 1, 5000)
+
+
+class StreamQuery(Shape):
+    """Which kinds the live stream carries, and how far a client may fall behind."""
+
+    kinds: str | None = None  # comma-separated kinds (default: all)
+    backlog: QueryInt = _limit(1000, 10, 100_000)
+
+
+# --- JSON bodies (strict: a number is not a string) ------------------------------------------
+
+
+class SendBody(Shape):
+    """A message to the agent, from the operator."""
+
+    body: Annotated[Str, Field(min_length=1)]
+
+
+class KickBody(Shape):
+    """Why the operator wakes the agent (shown to it in the turn)."""
+
+    note: Annotated[Str, Field(max_length=4000)] | None = None
+
+
+class DenyBody(Shape):
+    """Why an approval is denied (told to the agent)."""
+
+    reason: Annotated[Str, Field(max_length=4000)] | None = None
+
+
+class AnswerBody(Shape):
+    """The operator's answer to an agent's question."""
+
+    answer: Annotated[Str, Field(max_length=64_000)]
+
+
+class ModelBody(Shape):
+    """The model an agent uses from its next turn."""
+
+    agent: Str
+    model: Str
+
+
+# --- replies ---------------------------------------------------------------------------------
+
+
+class ErrorDetail(TypedDict):
+    """What went wrong."""
+
+    code: str  # stable, machine-readable (hive.ui.calls maps it to the HTTP status)
+    message: str
+
+
+class ErrorReply(TypedDict):
+    """Every error the API answers."""
+
+    error: ErrorDetail
+
+
+class Features(TypedDict):
+    """The optional parts this hive has."""
+
+    set_model: bool
+    approvals: bool
+    questions: bool
+    journald: bool
+
+
+class SessionReply(TypedDict):
+    """What the page needs first."""
+
+    csrf: str
+    version: str
+    features: Features
+
+
+class AgentList(TypedDict):
+    """Every agent's status row."""
+
+    agents: list[AgentStatus]
+
+
+class ModelReply(TypedDict):
+    """An agent's active model."""
+
+    agent: str
+    model: str | None
+
+
+class Messages(TypedDict):
+    """Messages, newest first, with their delivery state."""
+
+    messages: list[dict[str, Any]]
+
+
+class Turns(TypedDict):
+    """Turns, newest first."""
+
+    turns: list[dict[str, Any]]
+
+
+class TurnEvents(TypedDict):
+    """One turn's transcript, in order."""
+
+    turn_id: int
+    events: list[dict[str, Any]]
+
+
+class Events(TypedDict):
+    """Hive events, newest first."""
+
+    events: list[dict[str, Any]]
+
+
+class Approvals(TypedDict):
+    """What waits for the operator; ``seq``: the hub's sequence number it is as of."""
+
+    approvals: list[dict[str, Any]]
+    questions: list[dict[str, Any]]
+    drafts: list[dict[str, Any]]
+    seq: int
+
+
+class Stats(TypedDict):
+    """Telemetry series ([ts, value] pairs per key) and their summary."""
+
+    agent: str | None
+    since: float
+    now: float
+    series: dict[str, list[list[float]]]
+    summary: dict[str, Any]
+
+
+Result = dict[str, Any]  # an actor's or admin verb's reply, passed on as it is
