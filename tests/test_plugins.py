@@ -133,7 +133,7 @@ def test_hive_toml_names_a_third_party_runtime_and_sandbox_and_its_agent_plays_t
 
 
 def test_an_unknown_runtime_in_hive_toml_names_the_installed_ones() -> None:
-    with pytest.raises(ConfigError, match="runtime must be one of claude, scripted"):
+    with pytest.raises(ConfigError, match="'runtime' must be one of claude, scripted"):
         HiveConfig.from_toml_text('[[agent]]\nname = "a"\nruntime = "parrot"\n')
 
 

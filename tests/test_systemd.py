@@ -122,7 +122,7 @@ def test_install_refuses_a_config_the_supervisor_would_reject(
     bad = tmp_path / "hive.toml"
     bad.write_text('[[agent]]\nname = "bob"\nsandbox = "docker"\n')
     assert install_systemd.main(["--config", str(bad), "--dry-run"]) == 2
-    assert "sandbox must be one of" in capsys.readouterr().err
+    assert "'sandbox' must be one of" in capsys.readouterr().err
 
 
 def test_install_advises_on_a_missing_admin_group_setting(
