@@ -156,6 +156,19 @@ class _PublishDirty:
 
 
 @dataclass(frozen=True)
+class _RetryWrites:
+    """Try again to hand the Store the writes it could not take (it was restarting)."""
+
+
+@dataclass(frozen=True)
+class _NotDelivered:
+    """A delivered mark did not commit: these messages are still pending in the store,
+    so they go back to the inbox."""
+
+    envs: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True)
 class _Acked:
     """An operator change has committed: publish the row, then answer."""
 
@@ -195,6 +208,8 @@ class AgentState:
 
 # Room a recv reply keeps for its frame's envelope around the messages.
 RECV_FRAME_MARGIN = 4096
+# How soon writes the Store could not take (it was being restarted) are offered again.
+WRITE_RETRY_SECONDS = 0.05
 # recvs one agent may have parked at once: each holds a reply and a timer, so an agent
 # that pipelines thousands would hold the daemon's memory (one model needs one or two).
 MAX_WAITING_RECVS = 32
@@ -242,6 +257,10 @@ class AgentActor(SupervisedActor):
         self.retry_at: float | None = None
         self.waiters: dict[int, Reply] = {}
         self.dirty = False
+        # Writes told while the Store was dead, before its successor was registered:
+        # kept in order and offered again, never dropped (a dropped delivered mark left
+        # a message pending in the database but gone from this inbox).
+        self.unwritten: deque[Write] = deque()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -377,6 +396,10 @@ class AgentActor(SupervisedActor):
             case _PublishDirty():
                 if self.dirty:
                     self._publish()
+            case _RetryWrites():
+                self._offer_unwritten()
+            case _NotDelivered(envs=envs):
+                self._return_to_inbox([e for e in envs if not self._has(e.id)])
             case _Acked(reply=reply, result=result, error=error):
                 if error is None:
                     self._publish()  # whoever is answered sees the change in the row
@@ -489,12 +512,15 @@ class AgentActor(SupervisedActor):
             reply({"acked": len(taken)})
             return
         delivered = [e.id for e in taken]
+        me = self.actor_ref
 
         def mark(q: Queries) -> None:
             q.mark_delivered(delivered, "recv", None)
 
         def done(_: Any, error: BaseException | None) -> None:
             if error is not None:
+                # Still pending in the store: back to the inbox, to be given again.
+                tell_quietly(me, _NotDelivered(tuple(taken)))
                 reply(WireError("store_failed", f"acknowledgement not stored: {error}"))
             else:
                 reply({"acked": len(delivered)})
@@ -606,9 +632,10 @@ class AgentActor(SupervisedActor):
         delivered = (
             [i for i in turn.message_ids if i in self.pending] if cls == ExitClass.OK else []
         )
-        for i in delivered:
-            self.pending.pop(i, None)
+        marked = [self.pending.pop(i) for i in delivered]
         received = [e.id for e in turn.received] if cls == ExitClass.OK else []
+        if received:
+            marked.extend(turn.received)
         if cls != ExitClass.OK and turn.received:
             # Taken by a recv of a turn that did not end cleanly: give them again.
             self.pending.update((e.id, e) for e in turn.received)
@@ -628,7 +655,13 @@ class AgentActor(SupervisedActor):
                 q.mark_delivered(received, "recv", turn_id)
             q.end_turn(turn_id, str(cls), outcome.exit_code, outcome.detail)
 
-        self._write(record)
+        me = self.actor_ref
+
+        def recorded(_: Any, error: BaseException | None) -> None:
+            if error is not None and marked:
+                tell_quietly(me, _NotDelivered(tuple(marked)))  # still pending in the store
+
+        self._write(record, recorded)
         self.last_turn = {
             "id": turn.id,
             "started_at": turn.started_at,
@@ -854,8 +887,22 @@ class AgentActor(SupervisedActor):
     # --- helpers ------------------------------------------------------------------------
 
     def _write(self, op: Any, done: Any = None) -> None:
-        if not self.ctx.refs.tell("store", Write(op, done)) and done is not None:
-            done(None, RuntimeError("the store is restarting"))
+        """Queue a write for the Store. While it is being restarted, the write waits
+        here (behind any earlier one, so this agent's writes keep their order)."""
+        self.unwritten.append(Write(op, done))
+        if len(self.unwritten) == 1:
+            self._offer_unwritten()
+
+    def _offer_unwritten(self) -> None:
+        while self.unwritten:
+            if not self.ctx.refs.tell("store", self.unwritten[0]):
+                self._retry_writes_later()
+                return
+            self.unwritten.popleft()
+
+    def _retry_writes_later(self) -> None:
+        me = self.actor_ref
+        self.ctx.io.call_later(WRITE_RETRY_SECONDS, lambda: tell_quietly(me, _RetryWrites()))
 
     def _notify(self, to: str, body: str, kind: str = "event") -> None:
         """A system message about this agent, to the manager (or the operator)."""
