@@ -31,7 +31,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from hive.actors.base import HiveContext, Reply, Republish, SupervisedActor, tell_quietly
+import pykka
+
+from hive.actors.base import (
+    HiveContext,
+    InjectedFault,
+    InjectFault,
+    Reply,
+    Republish,
+    SupervisedActor,
+    tell_quietly,
+)
 from hive.actors.hub import Publish
 from hive.actors.store import Read, Write
 from hive.config import AgentConfig
@@ -270,6 +280,8 @@ class ApprovalsActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
             case _Done(then=then, value=value, error=error, commit=commit):
                 self.completing_commit = commit
                 then(value, error)
@@ -476,6 +488,7 @@ class ApprovalsActor(SupervisedActor):
             resolution["reason"] = m.text
         now = time.time()
         after: dict[str, Any] = {}  # filled in the transaction, read once it committed
+        stored: list[Envelope] = []  # the notices it committed
 
         def op(q: Queries) -> tuple[str, ApprovalRecord | None, list[Envelope]]:
             rec = records.get_approval(q, m.id)
@@ -504,6 +517,7 @@ class ApprovalsActor(SupervisedActor):
             for env in _notices(rec, self.ctx.message_ids):
                 if records.insert_system_message(q, env):
                     envs.append(env)
+            stored.extend(envs)
             return "won", rec, envs
 
         def done(value: Any, error: BaseException | None) -> None:
@@ -528,7 +542,7 @@ class ApprovalsActor(SupervisedActor):
             else:
                 _answer(m.reply, WireError("bad_request", outcome))
 
-        self._write(op, done)
+        self._write(op, done, mail=stored)
 
     def _resolved(
         self, rec: ApprovalRecord, envs: list[Envelope], needs_update: bool | None
@@ -759,7 +773,7 @@ class ApprovalsActor(SupervisedActor):
                 self._deliver([env])
             self.ctx.refs.tell("hub", Publish("scheduled_prompt", str(sp.id), sp.to_wire()))
 
-        self._write(op, done)
+        self._write(op, done, mail=[env])
 
     def _cancel_prompt(self, m: Resolve) -> None:
         sp = self.scheduled[m.id]
@@ -786,18 +800,30 @@ class ApprovalsActor(SupervisedActor):
     # --- helpers ------------------------------------------------------------------------
 
     def _write(
-        self, op: Callable[[Queries], Any], then: Callable[[Any, BaseException | None], None]
+        self,
+        op: Callable[[Queries], Any],
+        then: Callable[[Any, BaseException | None], None],
+        mail: list[Envelope] | None = None,
     ) -> None:
-        """Commit ``op``; run ``then(value, error)`` on this actor's thread afterwards."""
+        """Commit ``op``; run ``then(value, error)`` on this actor's thread afterwards.
+        ``mail``: the messages ``op`` stores (filled in by it, if it decides in the
+        transaction). If this actor has died by the time they are committed, their
+        recipients are told from here: else they would sit pending in the store, in
+        nobody's inbox, until the daemon restarts."""
         me = self.actor_ref
-        commits = self.ctx.commits
+        ctx = self.ctx
+        commits = ctx.commits
 
         def numbered(q: Queries) -> tuple[Any, int]:
             return op(q), commits.open
 
         def done(value: Any, error: BaseException | None) -> None:
             result, commit = value if error is None else (None, 0)
-            tell_quietly(me, _Done(then, result, error, commit))
+            try:
+                me.tell(_Done(then, result, error, commit))
+            except pykka.ActorDeadError:
+                if error is None and mail:
+                    _tell_recipients(ctx, mail, commit)
 
         if not self.ctx.refs.tell("store", Write(numbered, done)):
             then(None, RuntimeError("the store is restarting"))
@@ -832,6 +858,15 @@ class ApprovalsActor(SupervisedActor):
 
 
 # --- pure helpers (run inside store transactions or on the actor thread) -------------------
+
+
+def _tell_recipients(ctx: HiveContext, envs: list[Envelope], commit: int) -> None:
+    """Committed mail whose writer died before it could tell anyone: an ordinary
+    inbox message now (no held reply survived the writer)."""
+    from hive.actors.agent import Arrived
+
+    for env in envs:
+        ctx.refs.tell(ctx.agent_ref_name(env.to), Arrived((env,), commit))
 
 
 def _answer(reply: Reply | None, result: Any) -> None:

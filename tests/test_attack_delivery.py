@@ -6,11 +6,13 @@ nothing a client acknowledged is lost.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 
 from hive.client import HiveError, SyncClient
+from hive.wire import encode_frame, request
 from tests.hive_harness import RunningHive
 
 MakeHive = Callable[..., RunningHive]
@@ -80,3 +82,47 @@ def test_acks_during_store_restarts_leave_no_message_stranded(make_hive: MakeHiv
         )
         drain(hive, name)
         assert db_pending(hive, name) == 0, f"messages stranded pending for {name}"
+
+
+def test_an_answer_committed_as_the_approvals_actor_dies_reaches_the_asker(
+    make_hive: MakeHive,
+) -> None:
+    """The outcome of a question is stored as an inbox message, but its recipient heard
+    of it only from the Approvals actor after the commit: an actor that died in between
+    (here, a fault pipelined right behind the answer) left the answer pending in the
+    database and in nobody's inbox until the daemon restarted."""
+    from tests.control_support import CONFIG as CONTROL_CONFIG
+    from tests.control_support import pending
+
+    hive = make_hive(CONTROL_CONFIG, env=FAULTS)
+    hive.admin("pause", names=["alice"])
+    for round_no in range(1, 4):
+        with hive.agent("alice") as alice:
+            alice.send_raw(encode_frame(request(1, "ask_operator", question=f"q{round_no}")))
+            [row] = hive.wait_until(
+                lambda: (rows := pending(hive)) and rows[0]["waiting"] == 1 and rows,
+                what="the question to be held",
+            )
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as admin:
+                admin.connect(str(hive.admin_path))
+                admin.sendall(
+                    encode_frame(request(1, "answer", id=row["id"], answer="42"))
+                    + encode_frame(request(2, "inject_fault", target="approvals"))
+                )
+                hive.wait_until(
+                    lambda rid=row["id"]: answered(hive, rid), what="the answer to commit"
+                )
+        # Whatever the asker's held reply said, the answer is in its inbox.
+        hive.wait_until(
+            lambda n=round_no: (
+                hive.status("alice")["inbox_depth"] == db_pending(hive, "alice") == n
+            ),
+            timeout=10,
+            what="the answer in alice's inbox",
+        )
+
+
+def answered(hive: RunningHive, approval_id: int) -> bool:
+    with hive.db() as db:
+        rows = db.execute("SELECT status FROM approvals WHERE id = ?", (approval_id,))
+        return [r[0] for r in rows] == ["answered"]
