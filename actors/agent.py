@@ -86,6 +86,9 @@ class Release:
     (or could not carry them) before they were acknowledged: back to the inbox."""
 
     ids: tuple[int, ...]
+    # The connection that gives them back (0: any): it takes back only what it holds,
+    # not what went back to the inbox meanwhile and was handed to another reader.
+    holder: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Recv:
     waiter_id: int
     wait_seconds: float
     reply: Reply
+    holder: int = 0  # the connection that asks (see Release)
 
 
 @dataclass(frozen=True)
@@ -227,8 +231,9 @@ class AgentActor(SupervisedActor):
         self._initial = initial
         self.pending: dict[int, Envelope] = {}
         # Handed to a client, not yet acknowledged: id -> (message, the turn it was
-        # handed in, or None outside a turn and for held replies).
-        self.unacked: dict[int, tuple[Envelope, int | None]] = {}
+        # handed in, or None outside a turn and for held replies; the connection that
+        # holds it, 0 for held replies).
+        self.unacked: dict[int, tuple[Envelope, int | None, int]] = {}
         # The newest transaction whose messages this actor has (CommitClock).
         self.seen_commit = 0
         self.turn: Turn | None = None
@@ -255,7 +260,7 @@ class AgentActor(SupervisedActor):
         self.compact_next = False
         self.retry_generation = 0
         self.retry_at: float | None = None
-        self.waiters: dict[int, Reply] = {}
+        self.waiters: dict[int, Recv] = {}
         self.dirty = False
         # Writes told while the Store was dead, before its successor was registered:
         # kept in order and offered again, never dropped (a dropped delivered mark left
@@ -339,8 +344,8 @@ class AgentActor(SupervisedActor):
         )
 
     def on_stop(self) -> None:
-        for reply in self.waiters.values():
-            reply({"messages": []})
+        for parked in self.waiters.values():
+            parked.reply({"messages": []})
         self.waiters.clear()
         if self.turn is not None:
             self.ctx.services.turns.cancel(self.name)
@@ -357,12 +362,12 @@ class AgentActor(SupervisedActor):
                 self._recv(message)
             case Ack(ids=ids, reply=reply):
                 self._ack(ids, reply)
-            case Release(ids=ids):
-                self._release(ids)
+            case Release(ids=ids, holder=holder):
+                self._release(ids, holder)
             case RecvTimeout(waiter_id=wid):
-                reply = self.waiters.pop(wid, None)
-                if reply is not None:
-                    reply({"messages": []})
+                parked = self.waiters.pop(wid, None)
+                if parked is not None:
+                    parked.reply({"messages": []})
                     if self.turn is not None and self.turn_state == "waiting_recv":
                         self._set_turn_state("thinking")
             case TurnEventMsg(turn_id=tid, event=event):
@@ -420,7 +425,7 @@ class AgentActor(SupervisedActor):
         for env in fresh:
             self.seen_id = max(self.seen_id, env.id)
             if held:
-                self.unacked[env.id] = (env, None)
+                self.unacked[env.id] = (env, None, 0)
             else:
                 self.pending[env.id] = env
         self._mark_dirty()
@@ -446,7 +451,7 @@ class AgentActor(SupervisedActor):
     def _recv(self, m: Recv) -> None:
         news = self._news_for_recv()
         if news:
-            self._hand_over(m.reply, news)
+            self._hand_over(m, news)
         elif m.wait_seconds <= 0:
             m.reply({"messages": []})
         elif len(self.waiters) >= MAX_WAITING_RECVS:
@@ -458,7 +463,7 @@ class AgentActor(SupervisedActor):
                 )
             )
         else:
-            self.waiters[m.waiter_id] = m.reply
+            self.waiters[m.waiter_id] = m
             if self.turn is not None:
                 self._set_turn_state("waiting_recv")
             me = self.actor_ref
@@ -466,7 +471,7 @@ class AgentActor(SupervisedActor):
                 m.wait_seconds, lambda: tell_quietly(me, RecvTimeout(m.waiter_id))
             )
 
-    def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
+    def _hand_over(self, recv: Recv, envs: list[Envelope]) -> None:
         """Give a recv as many messages as fit in one reply frame, oldest first.
 
         They leave the inbox for ``unacked``: nothing is delivered until the client
@@ -486,9 +491,9 @@ class AgentActor(SupervisedActor):
         turn_id = self.turn.id if self.turn is not None else None
         for env in taken:
             self.pending.pop(env.id, None)
-            self.unacked[env.id] = (env, turn_id)
+            self.unacked[env.id] = (env, turn_id, recv.holder)
         ids = [e.id for e in taken]
-        reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
+        recv.reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
         self._mark_dirty()
 
     def _ack(self, ids: tuple[int, ...], reply: Reply) -> None:
@@ -527,10 +532,17 @@ class AgentActor(SupervisedActor):
 
         self._write(mark, done)
 
-    def _release(self, ids: tuple[int, ...]) -> None:
-        back = [self.unacked.pop(i)[0] for i in ids if i in self.unacked]
+    def _release(self, ids: tuple[int, ...], holder: int = 0) -> None:
+        back = [self.unacked.pop(i)[0] for i in ids if self._held_by(i, holder)]
         if back:
             self._return_to_inbox(back)
+
+    def _held_by(self, msg_id: int, holder: int) -> bool:
+        """Is this message handed over, to ``holder``? A connection's list of what it
+        holds goes stale when a turn's end takes its messages back; it must not take
+        them back from the reader they were handed to since. 0 on either side: any."""
+        handed = self.unacked.get(msg_id)
+        return handed is not None and (0 in (holder, handed[2]) or handed[2] == holder)
 
     def _return_to_inbox(self, envs: list[Envelope]) -> None:
         self.pending.update((e.id, e) for e in envs)
@@ -625,8 +637,8 @@ class AgentActor(SupervisedActor):
         assert turn is not None
         self.turn = None
         now = time.time()
-        for reply in self.waiters.values():
-            reply({"messages": []})
+        for parked in self.waiters.values():
+            parked.reply({"messages": []})
         self.waiters.clear()
         cls = outcome.exit_class
         delivered = (
@@ -641,7 +653,7 @@ class AgentActor(SupervisedActor):
             self.pending.update((e.id, e) for e in turn.received)
             self.pending = dict(sorted(self.pending.items()))
         # Handed to this turn's recv but never acknowledged: its reader never had them.
-        unread = [i for i, (_, tid) in self.unacked.items() if tid == turn.id]
+        unread = [i for i, (_, tid, _) in self.unacked.items() if tid == turn.id]
         for i in unread:
             self.pending[i] = self.unacked.pop(i)[0]
         if unread:

@@ -97,6 +97,8 @@ def test_an_answer_committed_as_the_approvals_actor_dies_reaches_the_asker(
     hive = make_hive(CONTROL_CONFIG, env=FAULTS)
     hive.admin("pause", names=["alice"])
     for round_no in range(1, 4):
+        # The restarted Approvals actor is back (until then, asks are refused).
+        hive.wait_until(lambda: isinstance(pending(hive), list), what="approvals to be up")
         with hive.agent("alice") as alice:
             alice.send_raw(encode_frame(request(1, "ask_operator", question=f"q{round_no}")))
             [row] = hive.wait_until(
@@ -126,3 +128,43 @@ def answered(hive: RunningHive, approval_id: int) -> bool:
     with hive.db() as db:
         rows = db.execute("SELECT status FROM approvals WHERE id = ?", (approval_id,))
         return [r[0] for r in rows] == ["answered"]
+
+
+SLOW_CONFIG = """
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "worker"
+on_kick = [{op = "sleep", seconds = 1.5}]
+"""
+
+
+def test_a_connection_closing_late_does_not_take_back_what_another_reader_holds(
+    make_hive: MakeHive,
+) -> None:
+    """A message handed over during a turn goes back to the inbox when that turn ends
+    unacknowledged, yet the connection that had it still listed it: when it closed, it
+    took the message back from whichever reader held it by then, and that reader (which
+    never failed an acknowledgement) got it a second time."""
+    hive = make_hive(SLOW_CONFIG)
+    hive.admin("kick", names=["worker"], note="work")
+    hive.wait_until(lambda: hive.status("worker")["turn_id"] is not None, what="a turn")
+    msg_id = hive.admin("send", to="worker", body="m")["id"]
+    hive.admin("pause", names=["worker"])  # the running turn ends; no next one starts
+    early = hive.agent("worker")
+    try:
+        taken = early.request("recv", wait_seconds=0)  # handed over during the turn
+        assert [m["id"] for m in taken["messages"]] == [msg_id]
+        hive.wait_until(lambda: hive.status("worker")["turn_id"] is None, what="turn end")
+        with hive.agent("worker") as late:
+            first = late.request("recv", wait_seconds=10)  # back in the inbox: given again
+            assert [m["id"] for m in first["messages"]] == [msg_id]
+            early.close()  # the first reader hangs up, never having acknowledged
+            # late holds it, unacknowledged but not refused: nothing comes a second time.
+            again = late.request("recv", wait_seconds=1)
+            assert [m["id"] for m in again["messages"]] == []
+            assert late.ack(first)
+    finally:
+        early.close()
+    hive.wait_until(lambda: db_pending(hive, "worker") == 0, what="the ack to commit")
