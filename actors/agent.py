@@ -343,6 +343,12 @@ class AgentActor(SupervisedActor):
             msg_id in turn.message_ids or any(e.id == msg_id for e in turn.received)
         )
 
+    def unfinished(self) -> list[object]:
+        # Parked recvs: the successor parks them again (their readers still wait), so
+        # mail that arrives after this actor died still reaches them.
+        parked, self.waiters = list(self.waiters.values()), {}
+        return list(parked)
+
     def on_stop(self) -> None:
         for parked in self.waiters.values():
             parked.reply({"messages": []})

@@ -168,3 +168,22 @@ def test_a_connection_closing_late_does_not_take_back_what_another_reader_holds(
     finally:
         early.close()
     hive.wait_until(lambda: db_pending(hive, "worker") == 0, what="the ack to commit")
+
+
+def test_a_recv_parked_when_its_agent_actor_dies_is_still_answered(make_hive: MakeHive) -> None:
+    """A recv waiting for mail lived only in the Agent actor: one that died took it
+    along, and the reader waited forever (no reply, not even the empty one at the end of
+    its wait), while the next message sat in the inbox."""
+    hive = make_hive(CONFIG, env=FAULTS)
+    hive.admin("pause", names=["a0"])
+    with hive.agent("a0", timeout=15) as reader:
+        reader.send_raw(
+            encode_frame(request(7, "recv", wait_seconds=20)) + encode_frame(request(8, "whoami"))
+        )
+        # Answered by the socket after it told a0 of the recv: the fault comes after it.
+        assert reader.read_frame()["id"] == 8
+        hive.admin("inject_fault", target="agent:a0")
+        hive.wait_until(lambda: hive.status("a0")["name"] == "a0", what="a0 to be back")
+        sent = hive.admin("send", to="a0", body="hello")["id"]
+        frame = reader.read_frame()
+        assert frame["id"] == 7 and [m["id"] for m in frame["result"]["messages"]] == [sent]
