@@ -87,6 +87,9 @@ class Release:
     (or could not carry them) before they were acknowledged: back to the inbox."""
 
     ids: tuple[int, ...]
+    # The connection that gives them back (0: any): it takes back only what it holds,
+    # not what went back to the inbox meanwhile and was handed to another reader.
+    holder: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Recv:
     waiter_id: int
     wait_seconds: float
     reply: Reply
+    holder: int = 0  # the connection that asks (see Release)
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,19 @@ class _PublishDirty:
 
 
 @dataclass(frozen=True)
+class _RetryWrites:
+    """Try again to hand the Store the writes it could not take (it was restarting)."""
+
+
+@dataclass(frozen=True)
+class _NotDelivered:
+    """A delivered mark did not commit: these messages are still pending in the store,
+    so they go back to the inbox."""
+
+    envs: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True)
 class _Acked:
     """An operator change has committed: publish the row, then answer."""
 
@@ -196,6 +213,8 @@ class AgentState:
 
 # Room a recv reply keeps for its frame's envelope around the messages.
 RECV_FRAME_MARGIN = 4096
+# How soon writes the Store could not take (it was being restarted) are offered again.
+WRITE_RETRY_SECONDS = 0.05
 # recvs one agent may have parked at once: each holds a reply and a timer, so an agent
 # that pipelines thousands would hold the daemon's memory (one model needs one or two).
 MAX_WAITING_RECVS = 32
@@ -213,8 +232,9 @@ class AgentActor(SupervisedActor):
         self._initial = initial
         self.pending: dict[int, Envelope] = {}
         # Handed to a client, not yet acknowledged: id -> (message, the turn it was
-        # handed in, or None outside a turn and for held replies).
-        self.unacked: dict[int, tuple[Envelope, int | None]] = {}
+        # handed in, or None outside a turn and for held replies; the connection that
+        # holds it, 0 for held replies).
+        self.unacked: dict[int, tuple[Envelope, int | None, int]] = {}
         # The newest transaction whose messages this actor has (CommitClock).
         self.seen_commit = 0
         self.turn: Turn | None = None
@@ -241,8 +261,12 @@ class AgentActor(SupervisedActor):
         self.compact_next = False
         self.retry_generation = 0
         self.retry_at: float | None = None
-        self.waiters: dict[int, Reply] = {}
+        self.waiters: dict[int, Recv] = {}
         self.dirty = False
+        # Writes told while the Store was dead, before its successor was registered:
+        # kept in order and offered again, never dropped (a dropped delivered mark left
+        # a message pending in the database but gone from this inbox).
+        self.unwritten: deque[Write] = deque()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -320,9 +344,15 @@ class AgentActor(SupervisedActor):
             msg_id in turn.message_ids or any(e.id == msg_id for e in turn.received)
         )
 
+    def unfinished(self) -> list[object]:
+        # Parked recvs: the successor parks them again (their readers still wait), so
+        # mail that arrives after this actor died still reaches them.
+        parked, self.waiters = list(self.waiters.values()), {}
+        return list(parked)
+
     def on_stop(self) -> None:
-        for reply in self.waiters.values():
-            reply({"messages": []})
+        for parked in self.waiters.values():
+            parked.reply({"messages": []})
         self.waiters.clear()
         if self.turn is not None:
             self.ctx.services.turns.cancel(self.name)
@@ -339,12 +369,12 @@ class AgentActor(SupervisedActor):
                 self._recv(message)
             case Ack(ids=ids, reply=reply):
                 self._ack(ids, reply)
-            case Release(ids=ids):
-                self._release(ids)
+            case Release(ids=ids, holder=holder):
+                self._release(ids, holder)
             case RecvTimeout(waiter_id=wid):
-                reply = self.waiters.pop(wid, None)
-                if reply is not None:
-                    reply({"messages": []})
+                parked = self.waiters.pop(wid, None)
+                if parked is not None:
+                    parked.reply({"messages": []})
                     if self.turn is not None and self.turn_state == "waiting_recv":
                         self._set_turn_state("thinking")
             case TurnEventMsg(turn_id=tid, event=event):
@@ -378,6 +408,10 @@ class AgentActor(SupervisedActor):
             case _PublishDirty():
                 if self.dirty:
                     self._publish()
+            case _RetryWrites():
+                self._offer_unwritten()
+            case _NotDelivered(envs=envs):
+                self._return_to_inbox([e for e in envs if not self._has(e.id)])
             case _Acked(reply=reply, result=result, error=error):
                 if error is None:
                     self._publish()  # whoever is answered sees the change in the row
@@ -398,7 +432,7 @@ class AgentActor(SupervisedActor):
         for env in fresh:
             self.seen_id = max(self.seen_id, env.id)
             if held:
-                self.unacked[env.id] = (env, None)
+                self.unacked[env.id] = (env, None, 0)
             else:
                 self.pending[env.id] = env
         self._mark_dirty()
@@ -424,7 +458,7 @@ class AgentActor(SupervisedActor):
     def _recv(self, m: Recv) -> None:
         news = self._news_for_recv()
         if news:
-            self._hand_over(m.reply, news)
+            self._hand_over(m, news)
         elif m.wait_seconds <= 0:
             m.reply({"messages": []})
         elif len(self.waiters) >= MAX_WAITING_RECVS:
@@ -436,7 +470,7 @@ class AgentActor(SupervisedActor):
                 )
             )
         else:
-            self.waiters[m.waiter_id] = m.reply
+            self.waiters[m.waiter_id] = m
             if self.turn is not None:
                 self._set_turn_state("waiting_recv")
             me = self.actor_ref
@@ -444,7 +478,7 @@ class AgentActor(SupervisedActor):
                 m.wait_seconds, lambda: tell_quietly(me, RecvTimeout(m.waiter_id))
             )
 
-    def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
+    def _hand_over(self, recv: Recv, envs: list[Envelope]) -> None:
         """Give a recv as many messages as fit in one reply frame, oldest first.
 
         They leave the inbox for ``unacked``: nothing is delivered until the client
@@ -464,9 +498,9 @@ class AgentActor(SupervisedActor):
         turn_id = self.turn.id if self.turn is not None else None
         for env in taken:
             self.pending.pop(env.id, None)
-            self.unacked[env.id] = (env, turn_id)
+            self.unacked[env.id] = (env, turn_id, recv.holder)
         ids = [e.id for e in taken]
-        reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
+        recv.reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
         self._mark_dirty()
 
     def _ack(self, ids: tuple[int, ...], reply: Reply) -> None:
@@ -490,22 +524,32 @@ class AgentActor(SupervisedActor):
             reply({"acked": len(taken)})
             return
         delivered = [e.id for e in taken]
+        me = self.actor_ref
 
         def mark(q: Queries) -> None:
             q.mark_delivered(delivered, "recv", None)
 
         def done(_: Any, error: BaseException | None) -> None:
             if error is not None:
+                # Still pending in the store: back to the inbox, to be given again.
+                tell_quietly(me, _NotDelivered(tuple(taken)))
                 reply(WireError("store_failed", f"acknowledgement not stored: {error}"))
             else:
                 reply({"acked": len(delivered)})
 
         self._write(mark, done)
 
-    def _release(self, ids: tuple[int, ...]) -> None:
-        back = [self.unacked.pop(i)[0] for i in ids if i in self.unacked]
+    def _release(self, ids: tuple[int, ...], holder: int = 0) -> None:
+        back = [self.unacked.pop(i)[0] for i in ids if self._held_by(i, holder)]
         if back:
             self._return_to_inbox(back)
+
+    def _held_by(self, msg_id: int, holder: int) -> bool:
+        """Is this message handed over, to ``holder``? A connection's list of what it
+        holds goes stale when a turn's end takes its messages back; it must not take
+        them back from the reader they were handed to since. 0 on either side: any."""
+        handed = self.unacked.get(msg_id)
+        return handed is not None and (0 in (holder, handed[2]) or handed[2] == holder)
 
     def _return_to_inbox(self, envs: list[Envelope]) -> None:
         self.pending.update((e.id, e) for e in envs)
@@ -600,22 +644,23 @@ class AgentActor(SupervisedActor):
         assert turn is not None
         self.turn = None
         now = time.time()
-        for reply in self.waiters.values():
-            reply({"messages": []})
+        for parked in self.waiters.values():
+            parked.reply({"messages": []})
         self.waiters.clear()
         cls = outcome.exit_class
         delivered = (
             [i for i in turn.message_ids if i in self.pending] if cls == ExitClass.OK else []
         )
-        for i in delivered:
-            self.pending.pop(i, None)
+        marked = [self.pending.pop(i) for i in delivered]
         received = [e.id for e in turn.received] if cls == ExitClass.OK else []
+        if received:
+            marked.extend(turn.received)
         if cls != ExitClass.OK and turn.received:
             # Taken by a recv of a turn that did not end cleanly: give them again.
             self.pending.update((e.id, e) for e in turn.received)
             self.pending = dict(sorted(self.pending.items()))
         # Handed to this turn's recv but never acknowledged: its reader never had them.
-        unread = [i for i, (_, tid) in self.unacked.items() if tid == turn.id]
+        unread = [i for i, (_, tid, _) in self.unacked.items() if tid == turn.id]
         for i in unread:
             self.pending[i] = self.unacked.pop(i)[0]
         if unread:
@@ -629,7 +674,13 @@ class AgentActor(SupervisedActor):
                 q.mark_delivered(received, "recv", turn_id)
             q.end_turn(turn_id, str(cls), outcome.exit_code, outcome.detail)
 
-        self._write(record)
+        me = self.actor_ref
+
+        def recorded(_: Any, error: BaseException | None) -> None:
+            if error is not None and marked:
+                tell_quietly(me, _NotDelivered(tuple(marked)))  # still pending in the store
+
+        self._write(record, recorded)
         self.last_turn = {
             "id": turn.id,
             "started_at": turn.started_at,
@@ -855,8 +906,22 @@ class AgentActor(SupervisedActor):
     # --- helpers ------------------------------------------------------------------------
 
     def _write(self, op: Any, done: Any = None) -> None:
-        if not self.ctx.refs.tell("store", Write(op, done)) and done is not None:
-            done(None, RuntimeError("the store is restarting"))
+        """Queue a write for the Store. While it is being restarted, the write waits
+        here (behind any earlier one, so this agent's writes keep their order)."""
+        self.unwritten.append(Write(op, done))
+        if len(self.unwritten) == 1:
+            self._offer_unwritten()
+
+    def _offer_unwritten(self) -> None:
+        while self.unwritten:
+            if not self.ctx.refs.tell("store", self.unwritten[0]):
+                self._retry_writes_later()
+                return
+            self.unwritten.popleft()
+
+    def _retry_writes_later(self) -> None:
+        me = self.actor_ref
+        self.ctx.io.call_later(WRITE_RETRY_SECONDS, lambda: tell_quietly(me, _RetryWrites()))
 
     def _notify(self, to: str, body: str, kind: str = "event") -> None:
         """A system message about this agent, to the manager (or the operator)."""

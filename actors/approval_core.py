@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hive.actors.base import HiveContext, Reply, SupervisedActor, tell_quietly
+import pykka
+
+from hive.actors.base import HiveContext, Reply, SupervisedActor
 from hive.actors.hub import Publish
 from hive.actors.store import Write
 from hive.control.records import ApprovalRecord, DraftRecord, ScheduledPrompt
@@ -92,18 +94,30 @@ class ApprovalsCore(SupervisedActor):
         raise NotImplementedError
 
     def _write(
-        self, op: Callable[[Queries], Any], then: Callable[[Any, BaseException | None], None]
+        self,
+        op: Callable[[Queries], Any],
+        then: Callable[[Any, BaseException | None], None],
+        mail: list[Envelope] | None = None,
     ) -> None:
-        """Commit ``op``; run ``then(value, error)`` on this actor's thread afterwards."""
+        """Commit ``op``; run ``then(value, error)`` on this actor's thread afterwards.
+        ``mail``: the messages ``op`` stores (filled in by it, as it decides in the
+        transaction). If this actor has died by the time they are committed, their
+        recipients are told from here: else they would sit pending in the store, in
+        nobody's inbox, until the daemon restarts."""
         me = self.actor_ref
-        commits = self.ctx.commits
+        ctx = self.ctx
+        commits = ctx.commits
 
         def numbered(q: Queries) -> tuple[Any, int]:
             return op(q), commits.open
 
         def done(value: Any, error: BaseException | None) -> None:
             result, commit = value if error is None else (None, 0)
-            tell_quietly(me, Done(then, result, error, commit))
+            try:
+                me.tell(Done(then, result, error, commit))
+            except pykka.ActorDeadError:
+                if error is None and mail:
+                    tell_recipients(ctx, mail, commit)
 
         if not self.ctx.refs.tell("store", Write(numbered, done)):
             then(None, RuntimeError("the store is restarting"))
@@ -137,3 +151,12 @@ def configure(needs_update: bool) -> object:
     from hive.actors.agent import Configure
 
     return Configure(needs_update=needs_update)
+
+
+def tell_recipients(ctx: HiveContext, envs: list[Envelope], commit: int) -> None:
+    """Committed mail whose writer died before it could tell anyone: an ordinary inbox
+    message now (no held reply survived the writer)."""
+    from hive.actors.agent import Arrived
+
+    for env in envs:
+        ctx.refs.tell(ctx.agent_ref_name(env.to), Arrived((env,), commit))

@@ -66,7 +66,7 @@ from hive.actors.approval_requests import (
     apply_request,
     request_notice,
 )
-from hive.actors.base import Republish
+from hive.actors.base import InjectedFault, InjectFault, Republish
 from hive.actors.hub import Publish
 from hive.actors.scheduled_prompts import ListScheduled, PromptDue, ScheduledMixin, apply_schedule
 from hive.actors.store import Read
@@ -149,6 +149,8 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
             case Done(then=then, value=value, error=error, commit=commit):
                 self.completing_commit = commit
                 then(value, error)
@@ -200,6 +202,7 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
             self._cancel_prompt(m)
             return
         after: dict[str, Any] = {}  # filled in the transaction, read once it committed
+        stored: list[Envelope] = []  # the notices it committed
 
         def op(q: Queries) -> tuple[str, ApprovalRecord | None, list[Envelope]]:
             return _resolve_in_store(q, m, status, after, self.ctx.message_ids)
@@ -215,7 +218,7 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
             else:
                 answer(m.reply, _not_resolved(outcome, rec, m.id))
 
-        self._write(op, done)
+        self._write(op, done, mail=stored)
 
     def _resolved(
         self, rec: ApprovalRecord, envs: list[Envelope], needs_update: bool | None

@@ -63,6 +63,8 @@ class ScheduledMixin(ApprovalsCore):
             meta={"scheduled_prompt": sp.id, "requested_by": sp.requested_by},
         )
 
+        stored: list[Envelope] = []  # the prompt, once op has stored it
+
         def op(q: Queries) -> str:
             if not records.agent_exists(q, sp.agent):
                 records.finish_scheduled(q, sp.id, "failed", None, "the agent no longer exists")
@@ -70,6 +72,7 @@ class ScheduledMixin(ApprovalsCore):
             if not records.finish_scheduled(q, sp.id, "delivered", env.id):
                 return "gone"
             q.insert_messages([env])
+            stored.append(env)
             return "delivered"
 
         def done(state: str | None, error: BaseException | None) -> None:
@@ -84,7 +87,7 @@ class ScheduledMixin(ApprovalsCore):
                 self._deliver([env])
             self.ctx.refs.tell("hub", Publish("scheduled_prompt", str(sp.id), sp.to_wire()))
 
-        self._write(op, done)
+        self._write(op, done, mail=stored)
 
     def _cancel_prompt(self, m: Resolve) -> None:
         sp = self.scheduled[m.id]

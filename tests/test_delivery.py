@@ -199,7 +199,10 @@ def test_mail_sent_while_the_daemon_boots_is_neither_stranded_nor_doubled(
             partial(counted, hive), what="alice's inbox depth to count every pending message"
         )
     got = [m["id"] for m in recv_all(hive, "alice")]
-    assert sorted(got) == sorted(acked), f"{len(set(acked) - set(got))} stranded"
+    # Every acknowledged message comes. A send cut by the restart may have been stored
+    # without its sender hearing so (at-least-once: it would send again); nothing else.
+    assert not set(acked) - set(got), f"{len(set(acked) - set(got))} stranded"
+    assert len(set(got) - set(acked)) <= 3, "only the sends cut by the 3 restarts"
     assert len(got) == len(set(got)), "no message twice"
 
 

@@ -44,6 +44,7 @@ class AgentSockets:
         self.ctx = ctx
         self.scopes: dict[str, trio.CancelScope] = {}
         self._waiter_ids = itertools.count(1)
+        self._holder_ids = itertools.count(1)  # one per connection (Recv.holder)
 
     def socket_path(self, name: str) -> Path:
         path: Path = self.ctx.config.sockets_dir / "agents" / f"{name}.sock"
@@ -85,6 +86,7 @@ class AgentSockets:
     async def _serve_conn(self, conn: Connection) -> None:
         from hive.actors.bus import SendBatch
 
+        conn.holder = next(self._holder_ids)  # type: ignore[attr-defined]
         conn.on_close.append(lambda: self._release(conn, set(conn.awaiting_ack)))
 
         # Sends read in one chunk travel to the Bus as one batch (pipelining clients).
@@ -119,7 +121,10 @@ class AgentSockets:
 
         conn.awaiting_ack.difference_update(ids)
         if ids:
-            self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), Release(tuple(sorted(ids))))
+            holder = getattr(conn, "holder", 0)
+            self.ctx.refs.tell(
+                self.ctx.agent_ref_name(conn.peer), Release(tuple(sorted(ids)), holder)
+            )
 
     def _withdraw_on_close(self, conn: Connection, agent: str, waiter_id: int) -> None:
         """A recv parked for a client that hangs up must not take the next message with
@@ -174,7 +179,8 @@ class AgentSockets:
             def carry(result: Any) -> None:
                 self.ctx.io.call_soon(self.reply_carrying, conn, req.id, result)
 
-            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, carry))
+            holder = getattr(conn, "holder", 0)
+            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, carry, holder))
             if wait > 0:
                 self._withdraw_on_close(conn, agent, waiter_id)
         elif op == "ack":
