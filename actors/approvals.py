@@ -205,7 +205,9 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
         stored: list[Envelope] = []  # the notices it committed
 
         def op(q: Queries) -> tuple[str, ApprovalRecord | None, list[Envelope]]:
-            return _resolve_in_store(q, m, status, after, self.ctx.message_ids)
+            outcome = _resolve_in_store(q, m, status, after, self.ctx.message_ids)
+            stored.extend(outcome[2])
+            return outcome
 
         def done(value: Any, error: BaseException | None) -> None:
             if error is not None:
