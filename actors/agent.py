@@ -79,6 +79,7 @@ class Ack:
 
     ids: tuple[int, ...]
     reply: Reply
+    holder: int = 0  # the connection that acknowledges (see Release)
 
 
 @dataclass(frozen=True)
@@ -367,8 +368,8 @@ class AgentActor(SupervisedActor):
                 self._catch_up()
             case Recv():
                 self._recv(message)
-            case Ack(ids=ids, reply=reply):
-                self._ack(ids, reply)
+            case Ack(ids=ids, reply=reply, holder=holder):
+                self._ack(ids, reply, holder)
             case Release(ids=ids, holder=holder):
                 self._release(ids, holder)
             case RecvTimeout(waiter_id=wid):
@@ -503,19 +504,13 @@ class AgentActor(SupervisedActor):
         recv.reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
         self._mark_dirty()
 
-    def _ack(self, ids: tuple[int, ...], reply: Reply) -> None:
+    def _ack(self, ids: tuple[int, ...], reply: Reply, holder: int = 0) -> None:
         """The client has these messages. Inside a turn they join it (delivered when it
         ends cleanly); outside one, delivered now, answered once that is stored."""
-        in_prompt = set(self.turn.message_ids) if self.turn else set()
-        taken: list[Envelope] = []
-        for i in ids:
-            handed = self.unacked.pop(i, None)
-            if handed is not None:
-                taken.append(handed[0])
-            elif i in self.pending and i not in in_prompt:
-                # Released meanwhile (another connection of the same agent gave it
-                # back), yet this client has it after all.
-                taken.append(self.pending.pop(i))
+        # Only what this connection holds: a message given back meanwhile (its turn
+        # ended, its connection closed, its actor restarted) is owed again, and a late
+        # ack must not mark it delivered behind the turn whose fate it shares.
+        taken = [self.unacked.pop(i)[0] for i in dict.fromkeys(ids) if self._held_by(i, holder)]
         if taken:
             self._mark_dirty()
         if self.turn is not None or not taken:

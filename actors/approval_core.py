@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +86,6 @@ class ApprovalsCore(SupervisedActor):
         self.drafting: set[str] = set()
         self.scheduled: dict[int, ScheduledPrompt] = {}
         self.ids = IdAllocator(1)
-        # While a store completion is handled: its transaction's number, which the
-        # messages it reports carry to their recipients (hive.actors.base.CommitClock).
-        self.completing_commit = 0
 
     def _resolve(self, m: Resolve) -> None:
         """Resolve one item (hive.actors.approvals)."""
@@ -116,8 +114,7 @@ class ApprovalsCore(SupervisedActor):
             try:
                 me.tell(Done(then, result, error, commit))
             except pykka.ActorDeadError:
-                if error is None and mail:
-                    tell_recipients(ctx, mail, commit)
+                hand_to_successor(ctx, Done(then, result, error, commit), mail or [])
 
         if not self.ctx.refs.tell("store", Write(numbered, done)):
             then(None, RuntimeError("the store is restarting"))
@@ -135,7 +132,7 @@ class ApprovalsCore(SupervisedActor):
         from hive.actors.agent import Arrived
 
         for env in envs:
-            arrived = Arrived((env,), self.completing_commit, held=env.id in held)
+            arrived = Arrived((env,), COMPLETING_COMMIT.get(), held=env.id in held)
             self._tell_agent(env.to, arrived)
             self.ctx.refs.tell("hub", Publish("message", str(env.id), env.to_wire()))
 
@@ -151,6 +148,31 @@ def configure(needs_update: bool) -> object:
     from hive.actors.agent import Configure
 
     return Configure(needs_update=needs_update)
+
+
+# The number of the transaction whose completion (Done) is being handled: the messages it
+# reports carry it to their recipients (hive.actors.base.CommitClock). A context variable,
+# not actor state: a successor may run a dead actor's completion (see hand_to_successor).
+COMPLETING_COMMIT: ContextVar[int] = ContextVar("completing_commit", default=0)
+
+HANDOVER_RETRY_SECONDS = 0.05
+HANDOVER_TRIES = 100
+
+
+def hand_to_successor(
+    ctx: HiveContext, done: Done, mail: list[Envelope], tries: int = HANDOVER_TRIES
+) -> None:
+    """A write committed after its actor died: its successor runs the completion (the
+    reply it owes, the mail it reports), once the Supervisor has registered it. The dead
+    actor's state, which the completion reads, is no longer touched by anyone else. If no
+    successor comes, the mail is at least told to its recipients."""
+    if ctx.refs.tell("approvals", done):
+        return
+    if tries <= 0:
+        if done.error is None and mail:
+            tell_recipients(ctx, mail, done.commit)
+        return
+    ctx.io.call_later(HANDOVER_RETRY_SECONDS, lambda: hand_to_successor(ctx, done, mail, tries - 1))
 
 
 def tell_recipients(ctx: HiveContext, envs: list[Envelope], commit: int) -> None:

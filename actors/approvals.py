@@ -35,6 +35,7 @@ import time
 from typing import Any, cast
 
 from hive.actors.approval_core import (
+    COMPLETING_COMMIT,
     ActionFailed,
     Call,
     Done,
@@ -152,8 +153,11 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
             case InjectFault():
                 raise InjectedFault(f"fault injected into {self.child_id}")
             case Done(then=then, value=value, error=error, commit=commit):
-                self.completing_commit = commit
-                then(value, error)
+                token = COMPLETING_COMMIT.set(commit)
+                try:
+                    then(value, error)
+                finally:
+                    COMPLETING_COMMIT.reset(token)
             case Call(fn=fn):
                 fn()
             case Ask():

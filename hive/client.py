@@ -3,9 +3,10 @@
 ``SyncClient`` is a plain blocking client (scripted agents, hivectl); ``TrioClient``
 pipelines many concurrent calls over one connection (hive-mcp, benchmarks, tests).
 
->>> with SyncClient("/run/hive/agents/alice.sock") as c:   # doctest: +SKIP
-...     c.call("send", to="bob", body="hello")
-{'id': 17}
+For example, as agent alice (its socket is its identity)::
+
+    with SyncClient("/run/hive/agents/alice.sock") as c:
+        c.call("send", to="bob", body="hello")      # -> {'id': 17}
 """
 
 from __future__ import annotations

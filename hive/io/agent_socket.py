@@ -190,7 +190,8 @@ class AgentSockets:
                     "bad_request", f"ids must be a list of at most {MAX_ACK_IDS} message ids"
                 )
             conn.awaiting_ack.difference_update(ids)
-            tell(self.ctx.agent_ref_name(agent), Ack(tuple(ids), reply))
+            holder = getattr(conn, "holder", 0)
+            tell(self.ctx.agent_ref_name(agent), Ack(tuple(ids), reply, holder))
         elif op == "set_status":
             tell(self.ctx.agent_ref_name(agent), SetStatus(arg(req.args, "text", str), reply))
         elif op == "kick_agent":
