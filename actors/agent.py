@@ -129,6 +129,9 @@ class RetryDue:
     generation: int
 
 
+RESTART_NOTE = "restarted by the operator"  # the kick a restart carries
+
+
 @dataclass(frozen=True)
 class Control:
     """Operator lifecycle: pause, resume, cancel, reset (clear failed / needs_login),
@@ -784,6 +787,11 @@ class AgentActor(SupervisedActor):
             if op == "restart":
                 self.stopped = False
                 fields["stopped"] = 0
+                # ... and starts a turn at once, not only when its next message arrives:
+                # restart means this for hivectl and the dashboard alike.
+                if self.kick_note is None:
+                    self.kick_note = RESTART_NOTE
+                fields["kick_note"] = self.kick_note
                 if self.turn is not None:
                     self.restarting = wait_for_turn = True
                     self.ctx.services.turns.cancel(self.name)

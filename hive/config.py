@@ -240,6 +240,8 @@ class HiveConfig:
     run_dir: Path | None = None  # sockets; default <state_dir>/run
     restart_intensity: int = 5  # R: crashes tolerated ...
     restart_period: float = 60.0  # ... within T seconds, then the agent is failed
+    tree_intensity: int = 10  # actor restarts tolerated by the Supervisor ...
+    tree_period: float = 60.0  # ... within T seconds, then the daemon exits non-zero
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     rate_limit_backoff: float = 30.0  # 429/529: wait, not a crash
@@ -343,6 +345,8 @@ class HiveConfig:
         cfg = cls(agents=agents, **hive_raw)
         if cfg.restart_intensity < 1 or cfg.restart_period <= 0:
             raise ConfigError("[hive]: restart_intensity must be >= 1 and restart_period > 0")
+        if cfg.tree_intensity < 1 or cfg.tree_period <= 0:
+            raise ConfigError("[hive]: tree_intensity must be >= 1 and tree_period > 0")
         if cfg.session_idle_seconds <= 0 or cfg.notes_compact_bytes < 0:
             raise ConfigError(
                 "[hive]: session_idle_seconds must be > 0 and notes_compact_bytes >= 0"

@@ -1,5 +1,9 @@
 """The daemon's start and stop: prepare the state dir, start the actor tree and the IO loop,
 serve until a signal, and shut down without losing anything acknowledged.
+
+Everything the daemon runs is composed here, in the open: the supervision tree
+(``supervision_tree``), the admin verbs and the agent-socket ops (their tables, given to
+the sockets), and the dashboard. Nothing registers itself at import time.
 """
 
 from __future__ import annotations
@@ -9,10 +13,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 import trio
@@ -22,6 +25,10 @@ from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
 from hive.store.retention import MailCount, OperatorMailbox, operator_mail
+
+if TYPE_CHECKING:
+    from hive.actors.base import HiveContext
+    from hive.actors.supervisor import ChildSpec, KnownAgents
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,28 @@ def prepare_state(cfg: HiveConfig) -> Boot:
         conn.close()
 
 
+def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildSpec]:
+    """The actor tree under the Supervisor, in start order (stopped in reverse). Every
+    child is permanent, one_for_one, within [hive] tree_intensity restarts per
+    tree_period seconds. The agents follow, one child each (SupervisorActor.agent_spec):
+    they are added and removed while the hive runs."""
+    from hive.actors.approvals import ApprovalsActor
+    from hive.actors.bus import BusActor
+    from hive.actors.hub import StateHubActor
+    from hive.actors.stats import StatsActor
+    from hive.actors.store import StoreActor
+    from hive.actors.supervisor import ChildSpec
+
+    return [
+        ChildSpec("store", lambda: StoreActor.start(ctx)),
+        ChildSpec("hub", lambda: StateHubActor.start(ctx)),
+        # A restarted Bus learns every agent that exists now, not at boot.
+        ChildSpec("bus", lambda: BusActor.start(ctx, known_agents())),
+        ChildSpec("stats", lambda: StatsActor.start(ctx)),
+        ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
+    ]
+
+
 async def run_hive(
     cfg: HiveConfig,
     *,
@@ -76,15 +105,17 @@ async def run_hive(
     stop: trio.Event | None = None,
 ) -> int:
     """Run the hive until SIGTERM/SIGINT (or ``stop``). Returns the process exit code."""
-    from hive import extensions
     from hive.actors.base import HiveContext
     from hive.actors.supervisor import SupervisorActor
+    from hive.control.admin_api import AdminApi
+    from hive.control.admin_verbs import verb_table
+    from hive.control.agent_ops import op_table
     from hive.io.bridge import IoBridge
     from hive.io.services import IoServices
+    from hive.ui.server import start_dashboard, stop_dashboard
 
-    extensions.load()
-    if os.environ.get("HIVE_FAULT_INJECTION") == "1":
-        import hive.io.fault_injection  # noqa: F401 - registers its verb
+    # The fault-injection verb exists only in a daemon started for supervision tests.
+    verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
     boot = prepare_state(cfg)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
@@ -111,12 +142,12 @@ async def run_hive(
                 boot.operator_mail,
             ),
         )
-        services.attach(ctx)
+        services.attach(ctx, AdminApi(ctx, verbs), op_table())
         supervisor: pykka.ActorRef[Any] | None = None
         try:
             for agent_cfg, _ in boot.state.agents:
                 await nursery.start(services.agent_sockets.serve, agent_cfg.name)
-            supervisor = SupervisorActor.start(ctx, boot.state, escalate)
+            supervisor = SupervisorActor.start(ctx, boot.state, escalate, supervision_tree)
             # The admin socket opens once the tree is up: a kick in the first millisecond
             # must find its agent. (A blocking wait, so it runs off the trio thread.)
             await trio.to_thread.run_sync(_wait_started, supervisor)
@@ -127,8 +158,7 @@ async def run_hive(
             gc.collect()
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
-            for hook in STARTUP_HOOKS:
-                await hook(ctx, nursery)
+            await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
             notify("READY=1")
             nursery.start_soon(_watchdog, ctx)
             task_status.started(ctx)
@@ -139,8 +169,7 @@ async def run_hive(
                     waiters.cancel_scope.cancel()
             log.info("shutting down")
             notify("STOPPING=1")
-            for stop_hook in SHUTDOWN_HOOKS:
-                await stop_hook(ctx)
+            await stop_dashboard(ctx)
         finally:
             with trio.CancelScope(shield=True):
                 # Actors stop on a worker thread: stopping waits for their threads, and
@@ -149,12 +178,6 @@ async def run_hive(
             bridge.closed = True
             nursery.cancel_scope.cancel()
     return exit_code
-
-
-# Later layers (dashboard, approvals) add themselves here: async hook(ctx, nursery).
-STARTUP_HOOKS: list[Callable[[Any, trio.Nursery], Any]] = []
-# ... and end their IO here, before the actors stop: async hook(ctx).
-SHUTDOWN_HOOKS: list[Callable[[Any], Any]] = []
 
 
 async def _first_signal(signals: Any, stop: trio.Event) -> None:

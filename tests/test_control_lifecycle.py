@@ -137,6 +137,16 @@ def test_restart_cancels_the_turn_clears_failed_and_runs_again(make_hive: MakeHi
     assert not hive.status("worker")["stopped"]
 
 
+def test_restart_on_the_admin_socket_starts_a_turn_at_once(make_hive: MakeHive) -> None:
+    """restart means the same for hivectl as for the dashboard: the agent starts again
+    now (a turn carrying the restart's kick), not when its next message arrives."""
+    hive = make_hive(CONFIG)
+    assert hive.turns("alice") == []
+    hive.admin("restart", names=["alice"])
+    turns = hive.wait_until(lambda: hive.turns("alice"), what="the restart's turn")
+    assert turns[0]["kick_note"] == "restarted by the operator"
+
+
 def held_ids(hive: RunningHive) -> list[int]:
     return [m["id"] for m in inbox(hive, "worker") if m["body"] == "hold on"]
 

@@ -18,7 +18,7 @@ from hive import __version__
 from hive.journal import journal_available
 from hive.telemetry import select_stats, summarize
 from hive.ui import logs
-from hive.ui.calls import ApiError, ask, call_verb, has_verb
+from hive.ui.calls import ApiError, ask, call_verb, has_verb, one_agent
 from hive.ui.context import dashboard
 from hive.ui.sse import EventStream, parse_kinds
 from hive.wire import OPERATOR, WireError, check_id, check_since, validate_agent_name
@@ -28,7 +28,6 @@ api = Blueprint("api", __name__, url_prefix="/api")
 CONTROL_OPS = ("pause", "resume", "cancel", "reset", "restart", "start", "stop")
 MAX_LIMIT = 1000
 KEY_RE = re.compile(r"^[A-Za-z0-9_.:*-]{1,80}$")
-MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,127}$")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -125,9 +124,9 @@ async def session() -> Response:
             "csrf": board.auth.csrf,
             "version": __version__,
             "features": {
-                "set_model": has_verb("model"),
-                "approvals": has_verb("approve"),
-                "questions": has_verb("answer"),
+                "set_model": has_verb(board.ctx, "model"),
+                "approvals": has_verb(board.ctx, "approve"),
+                "questions": has_verb(board.ctx, "answer"),
                 "journald": journal_available(),
             },
         }
@@ -171,43 +170,30 @@ async def agent_messages(name: str) -> Response:
 @api.post("/agents/<name>/messages")
 async def send_message(name: str) -> Response:
     """Send a message to the agent as the operator."""
-    from hive.actors.bus import Send
-
     name = _known_agent(name)
     body = _str_field(await _body(), "body")
     if not body.strip():
         raise ApiError(400, "bad_request", "the message is empty")
-    ctx = dashboard().ctx
-    result = await ask(ctx, "bus", lambda reply: Send(OPERATOR, name, body, reply=reply))
-    return jsonify(result)
+    return jsonify(await call_verb(dashboard().ctx, "send", {"to": name, "body": body}))
 
 
 @api.post("/agents/<name>/kick")
 async def kick(name: str) -> Response:
-    from hive.actors.agent import Kick
-
     name = _known_agent(name)
     note = _str_field(await _body(), "note", required=False, limit=4000)
-    ctx = dashboard().ctx
-    result = await ask(ctx, ctx.agent_ref_name(name), lambda reply: Kick(note or None, reply))
-    return jsonify(result)
+    result = await call_verb(dashboard().ctx, "kick", {"names": [name], "note": note})
+    return jsonify(one_agent(result, name))
 
 
 @api.post("/agents/<name>/<op>")
 async def control(name: str, op: str) -> Response:
-    """pause, resume, cancel, reset, and restart (reset, end a running turn, kick)."""
-    from hive.actors.agent import Control, Kick
-
+    """pause, resume, cancel, reset, start, stop and restart: the admin verbs of those
+    names, for this one agent."""
     if op not in CONTROL_OPS:
         raise ApiError(404, "not_found", f"unknown agent operation '{op}'")
     name = _known_agent(name)
-    ctx = dashboard().ctx
-    target = ctx.agent_ref_name(name)
-    result = await ask(ctx, target, lambda reply: Control(op, reply))
-    if op == "restart":
-        # The agent starts again at once, not only when its next message arrives.
-        await ask(ctx, target, lambda reply: Kick("restarted by the operator", reply))
-    return jsonify(result)
+    result = await call_verb(dashboard().ctx, op, {"names": [name]})
+    return jsonify(one_agent(result, name))
 
 
 @api.get("/agents/<name>/turns")
@@ -262,8 +248,8 @@ async def set_model() -> Response:
     data = await _body()
     name = _known_agent(_str_field(data, "agent"))
     model = _str_field(data, "model").strip()
-    if not MODEL_RE.match(model):
-        raise ApiError(400, "bad_request", f"not a model name: {model!r}")
+    if not model:  # the verb would read "" as "show the model"
+        raise ApiError(400, "bad_request", "not a model name: ''")
     result = await call_verb(dashboard().ctx, "model", {"names": [name], "model": model})
     return jsonify({"agent": name, "model": result["agents"][name]["model"]})
 
@@ -316,7 +302,7 @@ async def answer(item_id: str) -> Response:
 
 @api.post("/questions/<item_id>/cancel")
 async def cancel_question(item_id: str) -> Response:
-    if not has_verb("answer"):
+    if not has_verb(dashboard().ctx, "answer"):
         raise ApiError(501, "not_available", "operator questions need the control plane")
     args = {"id": _item_id(item_id)}
     return jsonify(await call_verb(dashboard().ctx, "cancel", args))

@@ -1,4 +1,5 @@
-"""Control-plane ops on the agent sockets (registered in hive.io.agent_socket.EXTRA_OPS).
+"""Control-plane ops on the agent sockets (their table: ``op_table``, given to the sockets by
+hive.daemon).
 
     ask_operator{question, options?, ttl_seconds?}  -> held until answered / cancelled /
                                                        expired: {id, status, answer?}
@@ -17,7 +18,6 @@ decides and records.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from hive.control.calls import ask_actor, run_request
 from hive.control.spawn import agent_toml, config_change, config_from_toml, spawn_config
 from hive.control.tasks import paths_of
 from hive.control.times import iso, parse_at
-from hive.io.agent_socket import EXTRA_OPS, ExtraOp
+from hive.io.agent_socket import AgentOp
 from hive.wire import Request, WireError, arg, id_arg, validate_agent_name
 
 if TYPE_CHECKING:
@@ -40,14 +40,6 @@ MAX_OPTION_CHARS = 500
 _waiter_ids = itertools.count(1)
 
 
-def op(name: str) -> Callable[[ExtraOp], ExtraOp]:
-    def register(fn: ExtraOp) -> ExtraOp:
-        EXTRA_OPS[name] = fn
-        return fn
-
-    return register
-
-
 def _tell(ctx: HiveContext, target: str, message: object) -> None:
     if not ctx.refs.tell(target, message):
         raise WireError("unavailable", f"{target} is not running right now; try again")
@@ -56,7 +48,6 @@ def _tell(ctx: HiveContext, target: str, message: object) -> None:
 # --- questions ----------------------------------------------------------------------------
 
 
-@op("ask_operator")
 def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import MAX_QUESTION_TTL, Ask, WaiterGone
 
@@ -105,7 +96,6 @@ def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -
     conn.on_close.append(gone)
 
 
-@op("cancel_question")
 def cancel_question(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import Resolve
 
@@ -135,7 +125,6 @@ def _spawn_overrides(req: Request) -> dict[str, Any]:
     return overrides
 
 
-@op("request_spawn")
 def request_spawn(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import Propose
 
@@ -157,7 +146,6 @@ def request_spawn(ctx: HiveContext, agent: str, conn: Connection, req: Request) 
     run_request(ctx, conn, req, work)
 
 
-@op("request_spawn_draft")
 def request_spawn_draft(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import OpenDraft
 
@@ -179,7 +167,6 @@ def request_spawn_draft(ctx: HiveContext, agent: str, conn: Connection, req: Req
     run_request(ctx, conn, req, work)
 
 
-@op("request_spawn_commit")
 def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import GetDraft, Propose
 
@@ -211,7 +198,6 @@ def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
     run_request(ctx, conn, req, work)
 
 
-@op("request_apply_commit")
 def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import Propose
 
@@ -257,7 +243,6 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
 # --- scheduled prompts --------------------------------------------------------------------
 
 
-@op("schedule_prompt")
 def schedule_prompt(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import Propose
 
@@ -279,3 +264,17 @@ def schedule_prompt(ctx: HiveContext, agent: str, conn: Connection, req: Request
         "approvals",
         Propose("schedule_prompt", target, agent, description, details, done),
     )
+
+
+def op_table() -> dict[str, AgentOp]:
+    """The control plane's agent-socket ops, by name (the core ops, send, recv, ack,
+    set_status, kick_agent and whoami, are hive.io.agent_socket.AgentSockets.handle's)."""
+    return {
+        "ask_operator": ask_operator,
+        "cancel_question": cancel_question,
+        "request_spawn": request_spawn,
+        "request_spawn_draft": request_spawn_draft,
+        "request_spawn_commit": request_spawn_commit,
+        "request_apply_commit": request_apply_commit,
+        "schedule_prompt": schedule_prompt,
+    }

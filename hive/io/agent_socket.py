@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +34,17 @@ log = logging.getLogger(__name__)
 MAX_RECV_WAIT = 180.0
 MAX_ACK_IDS = 10_000
 
-# Extra ops plugged in by later layers (control plane): op -> handler(ctx, agent, conn, req)
-ExtraOp = Callable[["HiveContext", str, Connection, Request], None]
-EXTRA_OPS: dict[str, ExtraOp] = {}
+# The control plane's ops (hive.control.agent_ops.op_table), given by the daemon:
+# op -> handler(ctx, agent, conn, req). The core ops are handled here (``handle``).
+AgentOp = Callable[["HiveContext", str, Connection, Request], None]
 
 
 class AgentSockets:
-    def __init__(self, ctx: HiveContext) -> None:
+    """The agents' sockets: one unix socket per agent, its requests answered here."""
+
+    def __init__(self, ctx: HiveContext, ops: Mapping[str, AgentOp]) -> None:
         self.ctx = ctx
+        self.ops = dict(ops)
         self.scopes: dict[str, trio.CancelScope] = {}
         self._waiter_ids = itertools.count(1)
 
@@ -194,8 +197,8 @@ class AgentSockets:
                 raise WireError("unknown_agent", f"no running agent named '{target}'")
         elif op == "whoami":
             conn.reply(req.id, {"name": agent, "manager": agent == MANAGER})
-        elif op in EXTRA_OPS:
-            EXTRA_OPS[op](self.ctx, agent, conn, req)
+        elif op in self.ops:
+            self.ops[op](self.ctx, agent, conn, req)
         else:
-            known = ["send", "recv", "ack", "set_status", "kick_agent", "whoami", *EXTRA_OPS]
+            known = ["send", "recv", "ack", "set_status", "kick_agent", "whoami", *self.ops]
             raise WireError("unknown_op", f"unknown op '{op}' (known: {', '.join(known)})")
