@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from hive.actors.base import (
     Alive,
@@ -40,6 +40,9 @@ from hive.process import AgentPaths
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
 from hive.store import AgentRow, Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError, packb
+
+if TYPE_CHECKING:
+    from hive.io.bridge import Timer
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +135,55 @@ class RetryDue:
 RESTART_NOTE = "restarted by the operator"  # the kick a restart carries
 
 
-@dataclass(frozen=True)
-class Control:
-    """Operator lifecycle: pause, resume, cancel, reset (clear failed / needs_login),
-    stop (finish the running turn, then no more), stop_hard (cancel it), start, restart
-    (reset + start, cancelling a running turn). Replies once the change is committed;
-    stop and restart reply once the running turn has ended."""
+# Operator lifecycle: one message type per operation. Each replies ``{"agent", ...}`` once
+# its change is committed; Stop and Restart reply once the running turn has ended.
 
-    op: str
+
+@dataclass(frozen=True)
+class Pause:
+    """No turn starts until Resume; mail waits in the inbox."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class CancelTurn:
+    """End the running turn now (its messages stay pending for the next one)."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Clear failed and needs_login and the crash history; drop a pending backoff."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Reset, start a stopped agent, end a running turn, and start a turn at once."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """No more turns: the running one finishes (or, ``hard``, is cancelled)."""
+
+    hard: bool = False
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Undo Stop."""
+
     reply: Reply | None = None
 
 
@@ -244,6 +288,7 @@ class AgentActor(SupervisedActor):
         self.retry_generation = 0
         self.retry_at: float | None = None
         self.waiters: dict[int, Reply] = {}
+        self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
         self.dirty = False
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -323,9 +368,7 @@ class AgentActor(SupervisedActor):
         )
 
     def on_stop(self) -> None:
-        for reply in self.waiters.values():
-            reply({"messages": []})
-        self.waiters.clear()
+        self._answer_waiters_empty()
         if self.turn is not None:
             self.ctx.services.turns.cancel(self.name)
 
@@ -344,7 +387,7 @@ class AgentActor(SupervisedActor):
             case Release(ids=ids):
                 self._release(ids)
             case RecvTimeout(waiter_id=wid):
-                reply = self.waiters.pop(wid, None)
+                reply = self._take_waiter(wid)
                 if reply is not None:
                     reply({"messages": []})
                     if self.turn is not None and self.turn_state == "waiting_recv":
@@ -367,8 +410,20 @@ class AgentActor(SupervisedActor):
                     self.retry_at = None
                     self._mark_dirty()
                     self._maybe_start_turn()
-            case Control(op=op, reply=reply):
-                self._control(op, reply)
+            case Pause(reply=reply):
+                self._set_paused(True, reply)
+            case Resume(reply=reply):
+                self._set_paused(False, reply)
+            case CancelTurn(reply=reply):
+                self._cancel_turn(reply)
+            case Reset(reply=reply):
+                self._reset("reset", reply)
+            case Restart(reply=reply):
+                self._restart(reply)
+            case Stop(hard=hard, reply=reply):
+                self._stop_agent(hard, reply)
+            case Start(reply=reply):
+                self._start_agent(reply)
             case Configure():
                 self._configure(message)
             case InjectFault():
@@ -413,7 +468,9 @@ class AgentActor(SupervisedActor):
         self.hold = False
         if self.waiters:
             wid = next(iter(self.waiters))
-            self._hand_over(self.waiters.pop(wid), self._news_for_recv())
+            reply = self._take_waiter(wid)
+            if reply is not None:
+                self._hand_over(reply, self._news_for_recv())
             if self.turn is not None and self.turn_state == "waiting_recv":
                 self._set_turn_state("thinking")
         else:
@@ -442,9 +499,22 @@ class AgentActor(SupervisedActor):
             if self.turn is not None:
                 self._set_turn_state("waiting_recv")
             me = self.actor_ref
-            self.ctx.io.call_later(
+            self.recv_timers[m.waiter_id] = self.ctx.io.call_later(
                 m.wait_seconds, lambda: tell_quietly(me, RecvTimeout(m.waiter_id))
             )
+
+    def _take_waiter(self, waiter_id: int) -> Reply | None:
+        """A parked recv, no longer parked: its timer is called off."""
+        timer = self.recv_timers.pop(waiter_id, None)
+        if timer is not None:
+            timer.cancel()
+        return self.waiters.pop(waiter_id, None)
+
+    def _answer_waiters_empty(self) -> None:
+        for waiter_id in list(self.waiters):
+            reply = self._take_waiter(waiter_id)
+            if reply is not None:
+                reply({"messages": []})
 
     def _hand_over(self, reply: Reply, envs: list[Envelope]) -> None:
         """Give a recv as many messages as fit in one reply frame, oldest first.
@@ -602,9 +672,7 @@ class AgentActor(SupervisedActor):
         assert turn is not None
         self.turn = None
         now = time.time()
-        for reply in self.waiters.values():
-            reply({"messages": []})
-        self.waiters.clear()
+        self._answer_waiters_empty()
         cls = outcome.exit_class
         delivered = (
             [i for i in turn.message_ids if i in self.pending] if cls == ExitClass.OK else []
@@ -759,60 +827,71 @@ class AgentActor(SupervisedActor):
 
     # --- operator control -----------------------------------------------------------------
 
-    def _control(self, op: str, reply: Reply | None) -> None:
-        result: dict[str, Any] = {"agent": self.name}
-        fields: dict[str, Any] = {}
-        wait_for_turn = False
-        if op == "pause":
-            self.paused = True
-            fields = {"paused": 1}
-        elif op == "resume":
-            self.paused = False
-            fields = {"paused": 0}
-        elif op == "cancel":
-            result["cancelled"] = self.turn is not None
-            if self.turn is not None:
-                self.ctx.services.turns.cancel(self.name)
-        elif op in ("reset", "restart"):
-            # The operator's "start again": clears failed and needs_login and the crash
-            # history, drops a pending backoff. restart also starts a stopped agent and
-            # ends a running turn now (its messages stay pending for the next one).
-            self.failed = self.needs_login = False
-            self.failed_reason = ""
-            self.crash_times.clear()
-            self.retry_at = None
-            self.retry_generation += 1
-            self.hold = False
-            fields = {"failed": 0, "failed_reason": "", "needs_login": 0}
-            if op == "restart":
-                self.stopped = False
-                fields["stopped"] = 0
-                # ... and starts a turn at once, not only when its next message arrives:
-                # restart means this for hivectl and the dashboard alike.
-                if self.kick_note is None:
-                    self.kick_note = RESTART_NOTE
-                fields["kick_note"] = self.kick_note
-                if self.turn is not None:
-                    self.restarting = wait_for_turn = True
-                    self.ctx.services.turns.cancel(self.name)
-        elif op in ("stop", "stop_hard"):
-            # stop is graceful: the running turn finishes, no other starts.
-            self.stopped = True
-            fields = {"stopped": 1}
-            if self.turn is not None:
-                wait_for_turn = True
-                if op == "stop_hard":
-                    self.ctx.services.turns.cancel(self.name)
-        elif op == "start":
-            self.stopped = False
-            self.hold = False
-            fields = {"stopped": 0}
-        else:
-            if reply is not None:
-                reply(WireError("bad_request", f"unknown control op '{op}'"))
+    def _set_paused(self, paused: bool, reply: Reply | None) -> None:
+        self.paused = paused
+        self._controlled("pause" if paused else "resume", {"paused": int(paused)}, reply)
+
+    def _cancel_turn(self, reply: Reply | None) -> None:
+        result = {"cancelled": self.turn is not None}
+        if self.turn is not None:
+            self.ctx.services.turns.cancel(self.name)
+        self._controlled("cancel", {}, reply, result)
+
+    def _reset(self, op: str, reply: Reply | None) -> None:
+        """The operator's "start again": clears failed and needs_login and the crash
+        history, drops a pending backoff."""
+        self.failed = self.needs_login = False
+        self.failed_reason = ""
+        self.crash_times.clear()
+        self.retry_at = None
+        self.retry_generation += 1
+        self.hold = False
+        fields: dict[str, Any] = {"failed": 0, "failed_reason": "", "needs_login": 0}
+        if op == "reset":
+            self._controlled(op, fields, reply)
             return
-        if op in ("stop", "stop_hard", "start", "restart"):
-            result["stopped"] = self.stopped
+        # restart also starts a stopped agent, ends a running turn now (its messages stay
+        # pending for the next one), and starts a turn at once, not only when the next
+        # message arrives: restart means this for hivectl and the dashboard alike.
+        self.stopped = False
+        fields["stopped"] = 0
+        if self.kick_note is None:
+            self.kick_note = RESTART_NOTE
+        fields["kick_note"] = self.kick_note
+        wait = self.turn is not None
+        if wait:
+            self.restarting = True
+            self.ctx.services.turns.cancel(self.name)
+        self._controlled(op, fields, reply, {"stopped": False}, wait_for_turn=wait)
+
+    def _restart(self, reply: Reply | None) -> None:
+        self._reset("restart", reply)
+
+    def _stop_agent(self, hard: bool, reply: Reply | None) -> None:
+        # stop is graceful: the running turn finishes, no other starts.
+        self.stopped = True
+        wait = self.turn is not None
+        if wait and hard:
+            self.ctx.services.turns.cancel(self.name)
+        op = "stop_hard" if hard else "stop"
+        self._controlled(op, {"stopped": 1}, reply, {"stopped": True}, wait_for_turn=wait)
+
+    def _start_agent(self, reply: Reply | None) -> None:
+        self.stopped = False
+        self.hold = False
+        self._controlled("start", {"stopped": 0}, reply, {"stopped": False})
+
+    def _controlled(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        reply: Reply | None,
+        extra: dict[str, Any] | None = None,
+        wait_for_turn: bool = False,
+    ) -> None:
+        """Commit a lifecycle change; reply once it is committed (and, ``wait_for_turn``,
+        once the running turn has ended)."""
+        result: dict[str, Any] = {"agent": self.name, **(extra or {})}
         self._event(CONTROL_EVENTS[op], {"op": op})
         name = self.name
         if wait_for_turn:

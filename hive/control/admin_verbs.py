@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from hive import __version__, safefs
+from hive.actors import agent as agent_msgs
 from hive.control import records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
@@ -162,11 +163,11 @@ async def kick(ctx: HiveContext, req: Request) -> Any:
     return await fan_out(ctx, scope_names(req), lambda r: Kick(note or None, r))
 
 
-def _control_verb(op: str) -> Verb:
-    async def run(ctx: HiveContext, req: Request) -> Any:
-        from hive.actors.agent import Control
+def _control_verb(kind: Callable[..., object]) -> Verb:
+    """A lifecycle verb: the agent message ``kind`` (Pause, Resume, ...) to each named agent."""
 
-        return await fan_out(ctx, scope_names(req), lambda r: Control(op, r))
+    async def run(ctx: HiveContext, req: Request) -> Any:
+        return await fan_out(ctx, scope_names(req), lambda r: kind(reply=r))
 
     return run
 
@@ -274,7 +275,7 @@ def _resolver(action: str, text_key: str | None, required: bool = False) -> Verb
     return run
 
 
-_cancel_turns = _control_verb("cancel")
+_cancel_turns = _control_verb(agent_msgs.CancelTurn)
 _cancel_item = _resolver("cancel", "reason")
 
 
@@ -309,10 +310,8 @@ async def scheduled(ctx: HiveContext, req: Request) -> Any:
 
 
 async def stop(ctx: HiveContext, req: Request) -> Any:
-    from hive.actors.agent import Control
-
-    op = "stop_hard" if arg(req.args, "hard", bool, False) else "stop"
-    return await fan_out(ctx, scope_names(req), lambda r: Control(op, r))
+    hard = arg(req.args, "hard", bool, False)
+    return await fan_out(ctx, scope_names(req), lambda r: agent_msgs.Stop(hard, r))
 
 
 def _names(req: Request) -> list[str]:
@@ -476,13 +475,13 @@ def verb_table(fault_injection: bool = False) -> dict[str, Verb]:
         "status": status,
         "send": send,
         "kick": kick,
-        "pause": _control_verb("pause"),
-        "resume": _control_verb("resume"),
-        "reset": _control_verb("reset"),
+        "pause": _control_verb(agent_msgs.Pause),
+        "resume": _control_verb(agent_msgs.Resume),
+        "reset": _control_verb(agent_msgs.Reset),
         "cancel": cancel,
-        "start": _control_verb("start"),
+        "start": _control_verb(agent_msgs.Start),
         "stop": stop,
-        "restart": _control_verb("restart"),
+        "restart": _control_verb(agent_msgs.Restart),
         "messages": messages,
         "turns": turns,
         "transcript": transcript,

@@ -39,6 +39,17 @@ MAX_ACK_IDS = 10_000
 AgentOp = Callable[["HiveContext", str, Connection, Request], None]
 
 
+class AgentConnection(Connection):
+    """A connection to an agent socket, with what the socket keeps per connection: the sends
+    read in the current chunk (they travel to the Bus as one batch), and the recvs parked
+    for this client (withdrawn when it hangs up)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.sends: list[tuple[int, str, str]] = []
+        self.recv_waiters: set[int] = set()
+
+
 class AgentSockets:
     """The agents' sockets: one unix socket per agent, its requests answered here."""
 
@@ -76,7 +87,7 @@ class AgentSockets:
 
             async def serve(stream: trio.SocketStream) -> None:
                 cfg = self.ctx.config
-                conn = Connection(
+                conn = AgentConnection(
                     stream, name, self.ctx.io, cfg.max_frame_bytes, cfg.max_queued_reply_bytes
                 )
                 await self._serve_conn(conn)
@@ -85,14 +96,22 @@ class AgentSockets:
             async with listener:
                 await accept_connections(listener, f"agent socket {name}", limit, serve)
 
-    async def _serve_conn(self, conn: Connection) -> None:
+    async def _serve_conn(self, conn: AgentConnection) -> None:
+        from hive.actors.agent import RecvTimeout
         from hive.actors.bus import SendBatch
 
         conn.on_close.append(lambda: self._release(conn, set(conn.awaiting_ack)))
+        target = self.ctx.agent_ref_name(conn.peer)
 
+        def withdraw() -> None:
+            # A recv parked for a client that hangs up must not take the next message with
+            # it: the agent forgets the waiter when the connection closes.
+            for wid in conn.recv_waiters:
+                self.ctx.refs.tell(target, RecvTimeout(wid))
+
+        conn.on_close.append(withdraw)
         # Sends read in one chunk travel to the Bus as one batch (pipelining clients).
-        sends: list[tuple[int, str, str]] = []
-        conn.sends = sends  # type: ignore[attr-defined]
+        sends = conn.sends
 
         def flush() -> None:
             if not sends:
@@ -106,7 +125,9 @@ class AgentSockets:
                 conn.reply_many([(req_id, err) for req_id, _, _ in batch])
 
         conn.on_chunk_end = flush
-        await serve_connection(conn, self.handle, f"agent socket {conn.peer}")
+        await serve_connection(
+            conn, lambda _, req: self.handle(conn, req), f"agent socket {conn.peer}"
+        )
 
     def reply_carrying(self, conn: Connection, req_id: int, result: Any) -> None:
         """Send a reply that may carry messages (trio thread). Their ids wait for the
@@ -124,27 +145,8 @@ class AgentSockets:
         if ids:
             self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), Release(tuple(sorted(ids))))
 
-    def _withdraw_on_close(self, conn: Connection, agent: str, waiter_id: int) -> None:
-        """A recv parked for a client that hangs up must not take the next message with
-        it: the agent forgets the waiter when the connection closes."""
-        from hive.actors.agent import RecvTimeout
-
-        waiting: set[int] | None = getattr(conn, "recv_waiters", None)
-        if waiting is None:
-            waiting = set()
-            conn.recv_waiters = waiting  # type: ignore[attr-defined]
-            target = self.ctx.agent_ref_name(agent)
-
-            def withdraw() -> None:
-                for wid in waiting:
-                    self.ctx.refs.tell(target, RecvTimeout(wid))
-
-            conn.on_close.append(withdraw)
-        waiting.add(waiter_id)
-
-    def handle(self, conn: Connection, req: Request) -> None:
+    def handle(self, conn: AgentConnection, req: Request) -> None:
         from hive.actors.agent import Ack, Kick, Recv, SetStatus
-        from hive.actors.bus import Send
 
         agent = conn.peer
         refs = self.ctx.refs
@@ -161,11 +163,7 @@ class AgentSockets:
         if op == "send":
             to = validate_recipient(arg(req.args, "to", str))
             body = arg(req.args, "body", str)
-            sends = getattr(conn, "sends", None)
-            if sends is not None:
-                sends.append((req.id, to, body))
-            else:
-                tell("bus", Send(agent, to, body, reply=reply))
+            conn.sends.append((req.id, to, body))
         elif op == "recv":
             wait = arg(req.args, "wait_seconds", float, 0.0)
             if not 0 <= wait <= MAX_RECV_WAIT:
@@ -174,12 +172,16 @@ class AgentSockets:
                 )
             waiter_id = next(self._waiter_ids)
 
+            def answered(result: Any) -> None:
+                conn.recv_waiters.discard(waiter_id)  # nothing to withdraw any more
+                self.reply_carrying(conn, req.id, result)
+
             def carry(result: Any) -> None:
-                self.ctx.io.call_soon(self.reply_carrying, conn, req.id, result)
+                self.ctx.io.call_soon(answered, result)
 
             tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, carry))
             if wait > 0:
-                self._withdraw_on_close(conn, agent, waiter_id)
+                conn.recv_waiters.add(waiter_id)
         elif op == "ack":
             ids = arg(req.args, "ids", list)
             if len(ids) > MAX_ACK_IDS or not all(type(i) is int and 0 < i < 2**63 for i in ids):
