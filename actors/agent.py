@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -668,19 +669,36 @@ class AgentActor(SupervisedActor):
         )  # fmt: skip
 
     def _turn_ended(self, outcome: TurnOutcome) -> None:
+        """A turn ended: settle its mail, record it, then what its exit class asks for
+        (one handler per class, ``_END_HANDLERS``), then answer who waited for it."""
         turn = self.turn
         assert turn is not None
         self.turn = None
         now = time.time()
         self._answer_waiters_empty()
         cls = outcome.exit_class
-        delivered = (
-            [i for i in turn.message_ids if i in self.pending] if cls == ExitClass.OK else []
-        )
+        delivered, received = self._settle_mail(turn, cls == ExitClass.OK)
+        self._record_turn_end(turn, outcome, now, delivered, received)
+        if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
+            self.kick_note = turn.kick_note  # the kick was not served; keep it
+        _END_HANDLERS[cls](self, outcome, now)
+        self.restarting = False
+        for waiter, result in self.turn_waiters:
+            # Queued behind the lifecycle write, so it answers once that has committed.
+            self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
+        self.turn_waiters.clear()
+        self._set_turn_state("idle")
+        self._maybe_start_turn()
+
+    def _settle_mail(self, turn: Turn, clean: bool) -> tuple[list[int], list[int]]:
+        """A clean turn delivered what it was given and what its recvs took (returned, to
+        be marked so); any other gives them again. What a recv handed over but its reader
+        never acknowledged goes back to the inbox either way."""
+        delivered = [i for i in turn.message_ids if i in self.pending] if clean else []
         for i in delivered:
             self.pending.pop(i, None)
-        received = [e.id for e in turn.received] if cls == ExitClass.OK else []
-        if cls != ExitClass.OK and turn.received:
+        received = [e.id for e in turn.received] if clean else []
+        if not clean and turn.received:
             # Taken by a recv of a turn that did not end cleanly: give them again.
             self.pending.update((e.id, e) for e in turn.received)
             self.pending = dict(sorted(self.pending.items()))
@@ -690,9 +708,20 @@ class AgentActor(SupervisedActor):
             self.pending[i] = self.unacked.pop(i)[0]
         if unread:
             self.pending = dict(sorted(self.pending.items()))
+        return delivered, received
+
+    def _record_turn_end(
+        self,
+        turn: Turn,
+        outcome: TurnOutcome,
+        now: float,
+        delivered: list[int],
+        received: list[int],
+    ) -> None:
+        cls = outcome.exit_class
         turn_id = turn.id
 
-        def record(q: Queries) -> None:
+        def record(q: Queries) -> None:  # one write: the delivery and the turn's end
             if delivered:
                 q.mark_delivered(delivered, "turn", turn_id)
             if received:
@@ -718,53 +747,52 @@ class AgentActor(SupervisedActor):
             outcome.detail,
             extra={"agent": self.name},  # journald field AGENT: the log viewer filters on it
         )
-        if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
-            self.kick_note = turn.kick_note  # the kick was not served; keep it
 
-        if cls == ExitClass.OK:
-            self.rate_limit_streak = 0
-            self.compact_streak = 0
-        elif cls == ExitClass.CRASH:
-            self._crashed(outcome, now)
-        elif cls == ExitClass.NEEDS_LOGIN:
-            self.needs_login = True
-            self._write(lambda q: q.set_agent_fields(self.name, needs_login=1))
-            self._event("needs_login", {"detail": outcome.detail})
-            self._notify(
-                OPERATOR,
-                f"agent '{self.name}' needs login: {outcome.detail or 'authentication failed'}. "
-                f"It is parked with its messages kept; run `hivectl login {self.name}`.",
+    # --- one handler per exit class -------------------------------------------------------
+
+    def _ended_ok(self, outcome: TurnOutcome, now: float) -> None:
+        self.rate_limit_streak = 0
+        self.compact_streak = 0
+
+    def _ended_crash(self, outcome: TurnOutcome, now: float) -> None:
+        self._crashed(outcome, now)
+
+    def _ended_needs_login(self, outcome: TurnOutcome, now: float) -> None:
+        self.needs_login = True
+        self._write(lambda q: q.set_agent_fields(self.name, needs_login=1))
+        self._event("needs_login", {"detail": outcome.detail})
+        self._notify(
+            OPERATOR,
+            f"agent '{self.name}' needs login: {outcome.detail or 'authentication failed'}. "
+            f"It is parked with its messages kept; run `hivectl login {self.name}`.",
+        )
+
+    def _ended_rate_limited(self, outcome: TurnOutcome, now: float) -> None:
+        self.rate_limit_streak += 1
+        delay = min(
+            self.ctx.config.rate_limit_backoff * 2 ** (self.rate_limit_streak - 1),
+            max(self.ctx.config.backoff_max, self.ctx.config.rate_limit_backoff) * 10,
+        )
+        self._schedule_retry(delay)
+        self._event(
+            "rate_limited",
+            {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
+        )
+
+    def _ended_compact_retry(self, outcome: TurnOutcome, now: float) -> None:
+        self.compact_streak += 1
+        self._event("compact_retry", {"detail": outcome.detail, "attempt": self.compact_streak})
+        if self.compact_streak > MAX_COMPACT_RETRIES:
+            self._crashed(
+                TurnOutcome(ExitClass.CRASH, "context still too long after compacting"), now
             )
-        elif cls == ExitClass.RATE_LIMITED:
-            self.rate_limit_streak += 1
-            delay = min(
-                self.ctx.config.rate_limit_backoff * 2 ** (self.rate_limit_streak - 1),
-                max(self.ctx.config.backoff_max, self.ctx.config.rate_limit_backoff) * 10,
-            )
-            self._schedule_retry(delay)
-            self._event(
-                "rate_limited",
-                {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
-            )
-        elif cls == ExitClass.COMPACT_RETRY:
-            self.compact_streak += 1
-            self._event("compact_retry", {"detail": outcome.detail, "attempt": self.compact_streak})
-            if self.compact_streak > MAX_COMPACT_RETRIES:
-                self._crashed(
-                    TurnOutcome(ExitClass.CRASH, "context still too long after compacting"),
-                    now,
-                )
-            else:
-                self.compact_next = True
-        elif cls == ExitClass.CANCELLED:
-            self.hold = not self.restarting
-        self.restarting = False
-        for waiter, result in self.turn_waiters:
-            # Queued behind the lifecycle write, so it answers once that has committed.
-            self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
-        self.turn_waiters.clear()
-        self._set_turn_state("idle")
-        self._maybe_start_turn()
+        else:
+            self.compact_next = True
+
+    def _ended_cancelled(self, outcome: TurnOutcome, now: float) -> None:
+        # Cancelled by the operator: hold (no new turn until new mail or a kick), unless
+        # the cancel was a restart's.
+        self.hold = not self.restarting
 
     def _crashed(self, outcome: TurnOutcome, now: float) -> None:
         cfg = self.ctx.config
@@ -1030,3 +1058,14 @@ class AgentActor(SupervisedActor):
         # For inbox_cap: the depth, and the newest message it counts.
         depth = len(self.pending) + len(self.unacked)
         self.ctx.refs.tell("bus", InboxDepth(self.name, depth, self.seen_id))
+
+
+# What each way a turn can end asks of its agent (AgentActor._turn_ended).
+_END_HANDLERS: dict[ExitClass, Callable[[AgentActor, TurnOutcome, float], None]] = {
+    ExitClass.OK: AgentActor._ended_ok,
+    ExitClass.CRASH: AgentActor._ended_crash,
+    ExitClass.NEEDS_LOGIN: AgentActor._ended_needs_login,
+    ExitClass.RATE_LIMITED: AgentActor._ended_rate_limited,
+    ExitClass.COMPACT_RETRY: AgentActor._ended_compact_retry,
+    ExitClass.CANCELLED: AgentActor._ended_cancelled,
+}

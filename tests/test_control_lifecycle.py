@@ -325,3 +325,16 @@ def test_a_kick_through_the_agent_tool_is_stored_before_its_reply(make_hive: Mak
     hive.admin("pause", names=["worker"])
     as_agent(hive, "manager", "kick_agent", name="worker", note="from the manager")
     assert stored_kick(hive, "worker") == "from the manager"
+
+
+def test_each_operation_and_each_way_a_turn_ends_has_its_own_handler() -> None:
+    """Lifecycle operations are message types of their own (no Control(op: str)), and
+    _turn_ended hands each exit class to a handler of its own."""
+    from hive.actors import agent
+    from hive.runtimes.base import ExitClass
+
+    assert not hasattr(agent, "Control")
+    assert agent.Stop(hard=True).hard and agent.Restart().reply is None
+    for kind in (agent.Pause, agent.Resume, agent.CancelTurn, agent.Reset, agent.Start):
+        assert kind().reply is None
+    assert set(agent._END_HANDLERS) == set(ExitClass)
