@@ -31,6 +31,7 @@ from hive.wire import Request, WireError, arg, id_arg, validate_agent_name
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.config import AgentConfig
     from hive.io.frames import Connection
 
 MAX_QUESTION_CHARS = 8000
@@ -167,6 +168,36 @@ def request_spawn_draft(ctx: HiveContext, agent: str, conn: Connection, req: Req
     run_request(ctx, conn, req, work)
 
 
+async def _read_commit(repo: Path, ref: str, name: str) -> tuple[str, AgentConfig]:
+    """The commit ``ref`` of a config repo: its sha and the agent config it holds."""
+    sha = await gitrepo.resolve_commit(repo, ref)
+    return sha, config_from_toml(await gitrepo.read_config(repo, sha), name)
+
+
+def _commit_details(
+    repo: Path,
+    ref: str,
+    sha: str,
+    cfg: AgentConfig,
+    base_sha: str,
+    before: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What an approval of a config commit carries (a spawn's has no ``config_before``)."""
+    details: dict[str, Any] = {"config": cfg.to_dict()}
+    if before is not None:
+        details["config_before"] = before
+    details.update(
+        sha=sha,
+        ref=ref,
+        base_sha=base_sha,
+        # What takes effect, drawn by hive from the parsed commit: never git's diff,
+        # which the repo's own attributes and config can disguise.
+        diff=config_change(before, cfg.to_dict()),
+        config_dir=str(repo),
+    )
+    return details
+
+
 def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
     from hive.actors.approvals import GetDraft, Propose
 
@@ -176,18 +207,8 @@ def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
     async def work() -> Any:
         draft = await ask_actor(ctx, "approvals", lambda r: GetDraft(name, r))
         repo = Path(draft["config_dir"])
-        sha = await gitrepo.resolve_commit(repo, ref)
-        cfg = config_from_toml(await gitrepo.read_config(repo, sha), name)
-        details = {
-            "config": cfg.to_dict(),
-            "sha": sha,
-            "ref": ref,
-            "base_sha": draft["base_sha"],
-            # What takes effect, drawn by hive from the parsed commit: never git's diff,
-            # which the repo's own attributes and config can disguise.
-            "diff": config_change(None, cfg.to_dict()),
-            "config_dir": str(repo),
-        }
+        sha, cfg = await _read_commit(repo, ref, name)
+        details = _commit_details(repo, ref, sha, cfg, draft["base_sha"], None)
         description = f"spawn agent '{name}' from draft commit {sha[:12]}"
         return await ask_actor(
             ctx,
@@ -208,7 +229,7 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
         found = await ctx.services.reader.run(lambda q: records.agent_deployment(q, target))
         if found is None:
             raise WireError("unknown_agent", f"no agent named '{target}'")
-        _, deployed = found
+        before, deployed = found
         repo = paths_of(ctx, target).config
         if not await gitrepo.is_repo(repo):
             raise WireError(
@@ -216,20 +237,10 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
                 f"agent '{target}' has no config repo at {repo}: agents declared in hive.toml "
                 "are configured there; spawned agents get one",
             )
-        sha = await gitrepo.resolve_commit(repo, ref)
-        cfg = config_from_toml(await gitrepo.read_config(repo, sha), target)
+        sha, cfg = await _read_commit(repo, ref, target)
         base = deployed if await gitrepo.has_commit(repo, deployed) else None
         base = base or await gitrepo.root_commit(repo)
-        before = await _config_of(ctx, target)
-        details = {
-            "config": cfg.to_dict(),
-            "config_before": before,
-            "sha": sha,
-            "ref": ref,
-            "base_sha": base,
-            "diff": config_change(before, cfg.to_dict()),
-            "config_dir": str(repo),
-        }
+        details = _commit_details(repo, ref, sha, cfg, base, before)
         description = f"apply config commit {sha[:12]} to '{target}'"
         return await ask_actor(
             ctx,
