@@ -286,6 +286,7 @@ class AgentActor(SupervisedActor):
         self.rate_limit_streak = 0
         self.compact_streak = 0
         self.compact_next = False
+        self.last_turn_ok = True  # a failed turn's successor starts a fresh session process
         self.retry_generation = 0
         self.retry_at: float | None = None
         self.waiters: dict[int, Reply] = {}
@@ -305,6 +306,9 @@ class AgentActor(SupervisedActor):
         self.status_text, self.status_set_at = row.status_text, row.status_set_at
         self.kick_note = row.kick_note  # a stored kick outlives a daemon crash
         self.last_turn = state.last_turn
+        # A restarted actor knows how its last turn ended (a session process may outlive it).
+        ended = (state.last_turn or {}).get("exit_class")
+        self.last_turn_ok = ended in (None, str(ExitClass.OK))
         self._take_loaded(state.pending, state.commit)
         self._publish()
         # An agent that comes up with mail waiting is kicked by its mail.
@@ -627,15 +631,28 @@ class AgentActor(SupervisedActor):
             allowed_tools=self.cfg.allowed_tools,
             compact=self.compact_next,
         )
+        fresh_process = self._why_fresh_process()
         self.compact_next = False
+        self.last_turn_ok = True  # said once, to this turn
         me = self.actor_ref
         self.ctx.services.turns.start(
             turn,
             on_event=lambda ev: tell_quietly(me, TurnEventMsg(turn_id, ev)),
             on_end=lambda outcome: tell_quietly(me, TurnEnded(turn_id, outcome)),
+            fresh_process=fresh_process,
         )
         self._set_turn_state("starting")
         self._publish_turn("turn_started", self.turn)
+
+    def _why_fresh_process(self) -> str:
+        """Why a persistent agent's next turn must not reuse its session process ("": it
+        may). New credentials after a login, a hive-mcp that failed to start, a CLI in a
+        bad state, a context being reset: the session's runner carries this out."""
+        if not self.last_turn_ok:
+            return "the last turn did not end ok"
+        if self.compact_next:
+            return "the context is being reset (compact retry)"
+        return ""
 
     def _turn_event(self, event: TurnEvent) -> None:
         assert self.turn is not None
@@ -677,6 +694,7 @@ class AgentActor(SupervisedActor):
         now = time.time()
         self._answer_waiters_empty()
         cls = outcome.exit_class
+        self.last_turn_ok = cls == ExitClass.OK
         delivered, received = self._settle_mail(turn, cls == ExitClass.OK)
         self._record_turn_end(turn, outcome, now, delivered, received)
         if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:

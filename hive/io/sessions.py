@@ -9,9 +9,10 @@ start and a history reload. The rules:
 - A turn ends at the first event for which ``runtime.is_turn_end`` is true and is classified
   from the events since it began, as a process that exited 0 would be.
 - ``runtime.session_key(turn)`` says what the process was started with (model, tools, MCP
-  servers, prompt, environment). When it changes, or the turn is a compact retry, or the last
-  turn did not end ``ok``, stdin is closed (the CLI exits 0 at EOF) and a new process starts;
-  it resumes the same conversation, so only the process is new.
+  servers, prompt, environment). When it changes, or the Agent asks for a fresh process
+  (the last turn did not end ``ok``, or the turn is a compact retry: ``fresh_process``),
+  stdin is closed (the CLI exits 0 at EOF) and a new process starts; it resumes the same
+  conversation, so only the process is new.
 - A process that dies in the middle of a turn crashes that turn (crash watch takes it from
   there); one that dies between turns is simply started again for the next.
 - Cancel kills the process group (hive.io.turns); the next turn starts a new process.
@@ -112,13 +113,15 @@ class Sessions:
         runtime: SessionRuntime,
         sandbox: Sandbox,
         on_event: Callable[[TurnEvent], None],
+        fresh_process: str = "",
     ) -> TurnOutcome:
-        """Play ``turn`` in the agent's session process, starting one if needed."""
+        """Play ``turn`` in the agent's session process, starting one if needed (always,
+        when the Agent says why in ``fresh_process``)."""
         agent = turn.agent.name
         key = runtime.session_key(turn)
         session = self.by_agent.get(agent)
         if session is not None:
-            why = _why_new_process(session, key, turn)
+            why = _why_new_process(session, key, fresh_process)
             if why:
                 agent_log(turn.paths.log, f"closing session process {session.process.pid}: {why}")
                 await self.close(session)
@@ -190,12 +193,9 @@ class Sessions:
             outcome = runtime.classify(code, events.kept(), "\n".join(session.stderr_tail))
             return _with_code(outcome, returncode)
         session.turns += 1
-        outcome = runtime.classify(0, events.kept(), "")
-        if outcome.exit_class is not ExitClass.OK:
-            # A failed turn gets a fresh process next time: new credentials after a login,
-            # a hive-mcp that failed to start, a CLI in a bad state.
-            session.retire = True
-        return _with_code(outcome, 0)
+        # A failed turn gets a fresh process next time: the Agent decides that (it says
+        # so in the next turn's fresh_process).
+        return _with_code(runtime.classify(0, events.kept(), ""), 0)
 
     async def close(self, session: Session) -> None:
         """End a session process: EOF on stdin, then the group is killed after a grace."""
@@ -321,13 +321,13 @@ def _drop_stale_events(session: Session) -> None:
         log.debug("agent %s: event between turns dropped: %s", session.agent, event.kind)
 
 
-def _why_new_process(session: Session, key: str, turn: TurnInput) -> str:
+def _why_new_process(session: Session, key: str, fresh_process: str) -> str:
     if not session.alive:
         return "it exited"
+    if fresh_process:
+        return fresh_process
     if session.retire:
-        return "the last turn did not end ok"
-    if turn.compact:
-        return "the context is being reset (compact retry)"
+        return "it is being closed"
     if session.key != key:
         return "the model, tools, MCP servers, prompt or environment changed"
     return ""

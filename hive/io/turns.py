@@ -86,8 +86,11 @@ class TurnRunner:
         turn: TurnInput,
         on_event: Callable[[TurnEvent], None],
         on_end: Callable[[TurnOutcome], None],
+        fresh_process: str = "",
     ) -> None:
-        self.bridge.spawn(self._run, turn, on_event, on_end)
+        """Run ``turn`` (from an actor thread). ``fresh_process``: why a persistent agent
+        must not reuse its session process for it, as the Agent decided ("": it may)."""
+        self.bridge.spawn(self._run, turn, on_event, on_end, fresh_process)
 
     def cancel(self, agent: str) -> None:
         self.bridge.call_soon(self._cancel, agent)
@@ -113,13 +116,14 @@ class TurnRunner:
         turn: TurnInput,
         on_event: Callable[[TurnEvent], None],
         on_end: Callable[[TurnOutcome], None],
+        fresh_process: str,
     ) -> None:
         agent = turn.agent.name
         state = _Running(turn.turn_id)
         self.running[agent] = state
         capped = EventCap(on_event, self.max_turn_events, self.max_turn_event_bytes)
         try:
-            outcome = await self._play(turn, state, capped)
+            outcome = await self._play(turn, state, capped, fresh_process)
         except Exception as exc:
             log.exception("turn %s of %s could not run", turn.turn_id, agent)
             outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
@@ -142,7 +146,11 @@ class TurnRunner:
             log.exception("after-turn work for %s failed", turn.agent.name)
 
     async def _play(
-        self, turn: TurnInput, state: _Running, on_event: Callable[[TurnEvent], None]
+        self,
+        turn: TurnInput,
+        state: _Running,
+        on_event: Callable[[TurnEvent], None],
+        fresh_process: str,
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
@@ -151,7 +159,7 @@ class TurnRunner:
         # concurrently (hive.sandboxes.uids locks the uid allocation).
         await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
-            return await self.sessions.play(turn, state, runtime, sandbox, on_event)
+            return await self.sessions.play(turn, state, runtime, sandbox, on_event, fresh_process)
         leftover = self.sessions.by_agent.get(turn.agent.name)
         if leftover is not None:
             # The agent left persistent mode: its session must not run beside a turn
