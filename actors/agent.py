@@ -133,6 +133,13 @@ class RetryDue:
     generation: int
 
 
+@dataclass(frozen=True)
+class SessionIdle:
+    """The idle timer of a persistent agent's session process (``_arm_idle_timer``)."""
+
+    timer: object
+
+
 RESTART_NOTE = "restarted by the operator"  # the kick a restart carries
 
 
@@ -287,6 +294,7 @@ class AgentActor(SupervisedActor):
         self.compact_streak = 0
         self.compact_next = False
         self.last_turn_ok = True  # a failed turn's successor starts a fresh session process
+        self.idle_timer: Timer | None = None  # closes a persistent session left idle
         self.retry_generation = 0
         self.retry_at: float | None = None
         self.waiters: dict[int, Reply] = {}
@@ -311,6 +319,8 @@ class AgentActor(SupervisedActor):
         self.last_turn_ok = ended in (None, str(ExitClass.OK))
         self._take_loaded(state.pending, state.commit)
         self._publish()
+        # A restarted actor's session process may have outlived it: it idles out as any.
+        self._arm_idle_timer()
         # An agent that comes up with mail waiting is kicked by its mail.
         self._maybe_start_turn()
 
@@ -374,6 +384,7 @@ class AgentActor(SupervisedActor):
 
     def on_stop(self) -> None:
         self._answer_waiters_empty()
+        self._disarm_idle_timer()
         if self.turn is not None:
             self.ctx.services.turns.cancel(self.name)
 
@@ -410,6 +421,11 @@ class AgentActor(SupervisedActor):
                 self._kick(note, reply)
             case SetStatus(text=text, reply=reply):
                 self._set_status(text, reply)
+            case SessionIdle(timer=timer):
+                if timer is self.idle_timer and self.turn is None:
+                    self.idle_timer = None
+                    idle = self.ctx.config.session_idle_seconds
+                    self.ctx.services.turns.close_session(self.name, f"idle for {idle:g} s")
             case RetryDue(generation=gen):
                 if gen == self.retry_generation and self.retry_at is not None:
                     self.retry_at = None
@@ -632,6 +648,7 @@ class AgentActor(SupervisedActor):
             compact=self.compact_next,
         )
         fresh_process = self._why_fresh_process()
+        self._disarm_idle_timer()
         self.compact_next = False
         self.last_turn_ok = True  # said once, to this turn
         me = self.actor_ref
@@ -643,6 +660,27 @@ class AgentActor(SupervisedActor):
         )
         self._set_turn_state("starting")
         self._publish_turn("turn_started", self.turn)
+
+    def _arm_idle_timer(self) -> None:
+        """A persistent agent's session process is closed once it has been idle for
+        ``session_idle_seconds``: a paused or stopped agent does not hold its memory for
+        ever. (Armed when a turn ends, and when the actor starts; a turn disarms it.)"""
+        self._disarm_idle_timer()
+        if not self.cfg.persistent:
+            return
+        me = self.actor_ref
+        timer: list[Timer] = []
+
+        def due() -> None:
+            tell_quietly(me, SessionIdle(timer[0]))
+
+        timer.append(self.ctx.io.call_later(self.ctx.config.session_idle_seconds, due))
+        self.idle_timer = timer[0]
+
+    def _disarm_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
 
     def _why_fresh_process(self) -> str:
         """Why a persistent agent's next turn must not reuse its session process ("": it
@@ -700,6 +738,7 @@ class AgentActor(SupervisedActor):
         if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
             self.kick_note = turn.kick_note  # the kick was not served; keep it
         _END_HANDLERS[cls](self, outcome, now)
+        self._arm_idle_timer()
         self.restarting = False
         for waiter, result in self.turn_waiters:
             # Queued behind the lifecycle write, so it answers once that has committed.

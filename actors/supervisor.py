@@ -72,17 +72,6 @@ class RemoveAgent:
 
 
 @dataclass(frozen=True)
-class DestroyAgent:
-    """Remove the agent ``name`` for good, or, if there is no such agent, discard the draft
-    of that name. The agent's askers are answered first (while their connections are still
-    open), then it stops and is marked destroyed. Replies ``{"destroyed": True}`` or
-    ``{"draft_discarded": True}``. Its files are the caller's (purge)."""
-
-    name: str
-    reply: Reply
-
-
-@dataclass(frozen=True)
 class Ping:
     reply: Callable[[], None]
 
@@ -185,8 +174,6 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._add_agent(cfg, reply)
             case RemoveAgent(name=name, reply=reply):
                 self._remove_agent(name, reply)
-            case DestroyAgent(name=name, reply=reply):
-                self._destroy(name, reply)
             case Ping(reply=reply):
                 reply()
             case _:
@@ -238,28 +225,6 @@ class SupervisorActor(pykka.ThreadingActor):
         if reply is not None:
             reply({"agent": cfg.name})
 
-    def _destroy(self, name: str, reply: Reply) -> None:
-        from hive.actors.approvals import AgentDestroyed, DiscardDraft
-
-        def answered(done: dict[str, Any]) -> Reply:
-            return lambda result: reply(result if isinstance(result, WireError) else done)
-
-        message: object
-        if self.ctx.agent_ref_name(name) not in self.specs:
-            message = DiscardDraft(name, answered({"draft_discarded": True}))
-        else:
-            me = self.actor_ref
-
-            def askers_answered(result: Any) -> None:
-                if isinstance(result, WireError):
-                    reply(result)
-                else:  # back on this actor: stopping the agent is the Supervisor's
-                    me.tell(RemoveAgent(name, answered({"destroyed": True})))
-
-            message = AgentDestroyed(name, askers_answered)
-        if not self.ctx.refs.tell("approvals", message):
-            reply(WireError("unavailable", "approvals is not running right now; try again"))
-
     def _remove_agent(self, name: str, reply: Reply | None) -> None:
         child = self.ctx.agent_ref_name(name)
         if child not in self.specs:
@@ -272,6 +237,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self.agent_configs.pop(name, None)
         self.ctx.refs.tell("bus", AgentGone(name))
         self.ctx.services.agent_sockets.remove_threadsafe(name)
+        # A removed agent's persistent session process goes with it, not when it idles out.
+        self.ctx.services.turns.close_session(name, "the agent was removed")
         self.ctx.refs.tell("hub", Publish("agent", name, None))
 
         def mark(q: Queries) -> None:

@@ -338,19 +338,3 @@ def test_each_operation_and_each_way_a_turn_ends_has_its_own_handler() -> None:
     for kind in (agent.Pause, agent.Resume, agent.CancelTurn, agent.Reset, agent.Start):
         assert kind().reply is None
     assert set(agent._END_HANDLERS) == set(ExitClass)
-
-
-def test_destroy_is_decided_by_the_supervisor_and_carried_out_by_the_verb() -> None:
-    """Which of an agent or a draft goes, and in what order (askers answered, then the
-    actor stopped and marked), is the Supervisor's DestroyAgent; the verb validates the
-    names, asks, and removes files."""
-    import inspect
-
-    from hive.actors.supervisor import DestroyAgent, SupervisorActor
-    from hive.control import admin_verbs
-
-    verb = inspect.getsource(admin_verbs.destroy)
-    assert "DestroyAgent" in verb
-    assert "AgentDestroyed" not in verb and "RemoveAgent" not in verb
-    assert "AgentDestroyed" in inspect.getsource(SupervisorActor._destroy)
-    assert DestroyAgent("x", print).name == "x"

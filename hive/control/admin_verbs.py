@@ -389,21 +389,28 @@ async def spawn(ctx: HiveContext, req: Request) -> Any:
 
 
 async def destroy(ctx: HiveContext, req: Request) -> Any:
-    """Remove agents (or discard drafts): the Supervisor decides which and in what order
-    (DestroyAgent). Their state dirs are kept unless ``purge``; removing them is this
-    side's work."""
-    from hive.actors.supervisor import DestroyAgent
+    """Remove agents (or discard drafts). Their state dirs are kept unless ``purge``."""
+    from hive.actors.approvals import AgentDestroyed, DiscardDraft
+    from hive.actors.supervisor import RemoveAgent
 
     names = scope_names(req)
     purge = arg(req.args, "purge", bool, False)
     drafts = await ask_actor(ctx, "approvals", _list_drafts)
     draft_owners = {d["name"]: d["requested_by"] for d in drafts["drafts"]}
+    draft_names = set(draft_owners)
     for name in names:
-        if ctx.refs.get(ctx.agent_ref_name(name)) is None and name not in draft_owners:
+        if ctx.refs.get(ctx.agent_ref_name(name)) is None and name not in draft_names:
             raise WireError("unknown_agent", f"no agent or draft named '{name}'")
     out: dict[str, Any] = {}
     for name in names:
-        out[name] = dict(await ask_actor(ctx, "supervisor", partial(DestroyAgent, name)))
+        if ctx.refs.get(ctx.agent_ref_name(name)) is not None:
+            # Its askers are answered first, while their connections are still open.
+            await ask_actor(ctx, "approvals", partial(_remove, AgentDestroyed, name))
+            await ask_actor(ctx, "supervisor", partial(_remove, RemoveAgent, name))
+            out[name] = {"destroyed": True}
+        else:
+            await ask_actor(ctx, "approvals", partial(_remove, DiscardDraft, name))
+            out[name] = {"draft_discarded": True}
         root = paths_of(ctx, name).root
         if purge:
             await trio.to_thread.run_sync(_purge, root)
@@ -412,6 +419,10 @@ async def destroy(ctx: HiveContext, req: Request) -> Any:
                 await trio.to_thread.run_sync(remove_draft_repo, owner_root, name)
         out[name].update(state_dir=str(root), purged=purge)
     return {"agents": out}
+
+
+def _remove(kind: Callable[[str, Any], object], name: str, reply: Any) -> object:
+    return kind(name, reply)
 
 
 def _list_drafts(reply: Any) -> object:

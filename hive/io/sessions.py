@@ -16,8 +16,9 @@ start and a history reload. The rules:
 - A process that dies in the middle of a turn crashes that turn (crash watch takes it from
   there); one that dies between turns is simply started again for the next.
 - Cancel kills the process group (hive.io.turns); the next turn starts a new process.
-- A process left idle for ``HiveConfig.session_idle_seconds`` is closed: a paused, stopped or
-  removed agent does not hold its memory for ever.
+- A process is closed when its Agent says so (``close_idle``): idle for
+  ``HiveConfig.session_idle_seconds``, so a paused or stopped agent does not hold its memory
+  for ever; the Supervisor closes a removed agent's at once.
 
 Every task here belongs to the IO loop's nursery: a session's process lives as long as its
 ``serve`` task, and the supervisor's shutdown cancels it (the process group is killed).
@@ -89,7 +90,6 @@ class Session:
     turns: int = 0  # turns played to the end
     busy: bool = False
     retire: bool = False  # the next turn must start a new process
-    idle_deadline: float = math.inf
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
     exited: trio.Event = field(default_factory=trio.Event)
 
@@ -101,9 +101,8 @@ class Session:
 class Sessions:
     """The persistent session processes of every agent (at most one per agent)."""
 
-    def __init__(self, bridge: IoBridge, idle_seconds: Callable[[], float]) -> None:
+    def __init__(self, bridge: IoBridge) -> None:
         self.bridge = bridge
-        self.idle_seconds = idle_seconds
         self.by_agent: dict[str, Session] = {}
 
     async def play(
@@ -156,7 +155,6 @@ class Sessions:
             return await self._play_turn(session, data, running, runtime, on_event)
         finally:
             session.busy = False
-            session.idle_deadline = trio.current_time() + self.idle_seconds()
 
     async def _play_turn(
         self,
@@ -196,6 +194,15 @@ class Sessions:
         # A failed turn gets a fresh process next time: the Agent decides that (it says
         # so in the next turn's fresh_process).
         return _with_code(runtime.classify(0, events.kept(), ""), 0)
+
+    async def close_idle(self, agent: str, why: str) -> None:
+        """Close the agent's session process unless a turn is playing in it (the Agent
+        decided it has been idle long enough, or that it is gone)."""
+        session = self.by_agent.get(agent)
+        if session is None or session.busy:
+            return
+        agent_log(session.log_path, f"closing session process {session.process.pid}: {why}")
+        await self.close(session)
 
     async def close(self, session: Session) -> None:
         """End a session process: EOF on stdin, then the group is killed after a grace."""
@@ -242,7 +249,6 @@ class Sessions:
             self.bridge.nursery.start_soon(self.close, previous)
         self.by_agent[agent] = session
         task_status.started(session)
-        idle_scope = trio.CancelScope()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
@@ -252,12 +258,10 @@ class Sessions:
                     log_stderr, process.stderr, session.stderr_tail, log_path,
                     lambda: session.turn_id,
                 )  # fmt: skip
-                nursery.start_soon(self._close_when_idle, session, idle_scope)
                 await process.wait()
                 # What the session started and left running (an MCP server slow to exit, a
                 # background command) ends with it, and lets go of the output pipes.
                 signal_group(process, signal.SIGKILL)
-                idle_scope.cancel()
         finally:
             if process.returncode is None:
                 # Shutdown: leave no session process behind.
@@ -270,27 +274,6 @@ class Sessions:
             if not session.retire and not session.busy:
                 log.info("agent %s: session process %s exited with %s between turns",
                          agent, process.pid, process.returncode)  # fmt: skip
-
-    async def _close_when_idle(self, session: Session, scope: trio.CancelScope) -> None:
-        # Runs inside the session's own nursery: it ends the process and lets ``_serve`` see
-        # the exit (cancelling this scope), rather than waiting for ``exited`` itself.
-        with scope:
-            session.idle_deadline = trio.current_time() + self.idle_seconds()
-            while session.busy or trio.current_time() < session.idle_deadline:
-                if session.busy:
-                    session.idle_deadline = trio.current_time() + self.idle_seconds()
-                await trio.sleep_until(session.idle_deadline)
-            agent_log(
-                session.log_path,
-                f"closing session process {session.process.pid}: idle for "
-                f"{self.idle_seconds():g} s",
-            )
-            session.retire = True
-            if self.by_agent.get(session.agent) is session:
-                del self.by_agent[session.agent]
-            await session.stdin.aclose()
-            await trio.sleep(CLOSE_GRACE_SECONDS)
-            signal_group(session.process, signal.SIGKILL)
 
 
 async def _pump_events(

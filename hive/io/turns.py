@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS = 5.0
-DEFAULT_SESSION_IDLE_SECONDS = 1800.0
 DEFAULT_MAX_TURN_EVENTS = 10_000
 DEFAULT_MAX_TURN_EVENT_BYTES = 8 << 20
 
@@ -65,16 +64,14 @@ class TurnRunner:
 
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
-        self.session_idle_seconds = DEFAULT_SESSION_IDLE_SECONDS
         self.max_turn_events = DEFAULT_MAX_TURN_EVENTS
         self.max_turn_event_bytes = DEFAULT_MAX_TURN_EVENT_BYTES
-        self.sessions = Sessions(bridge, lambda: self.session_idle_seconds)
+        self.sessions = Sessions(bridge)
         self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
         self.report: Report = _log_report
 
     def attach(self, ctx: HiveContext) -> None:
         """Settings from hive.toml and a way to record events (store + dashboard)."""
-        self.session_idle_seconds = ctx.config.session_idle_seconds
         self.max_turn_events = ctx.config.max_turn_events
         self.max_turn_event_bytes = ctx.config.max_turn_event_bytes
         self.report = _context_report(ctx)
@@ -94,6 +91,11 @@ class TurnRunner:
 
     def cancel(self, agent: str) -> None:
         self.bridge.call_soon(self._cancel, agent)
+
+    def close_session(self, agent: str, why: str) -> None:
+        """Close the agent's persistent session process, if it has one not playing a turn
+        (from an actor thread: the Agent or the Supervisor decided)."""
+        self.bridge.spawn(self.sessions.close_idle, agent, why)
 
     # --- trio thread ---------------------------------------------------------------------
 
