@@ -392,6 +392,22 @@ class AgentActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case Alive():
+                return True
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
+        handled = (
+            self._on_mail(message)
+            or self._on_turn(message)
+            or self._on_operator(message)
+            or self._on_own(message)
+        )
+        if not handled:
+            log.warning("agent %s: unexpected message %r", self.name, message)
+        return None
+
+    def _on_mail(self, message: Any) -> bool:
+        match message:
             case Arrived(envs=envs, commit=commit, held=held):
                 self._arrived(envs, commit, held)
             case Registered():
@@ -403,11 +419,15 @@ class AgentActor(SupervisedActor):
             case Release(ids=ids):
                 self._release(ids)
             case RecvTimeout(waiter_id=wid):
-                reply = self._take_waiter(wid)
-                if reply is not None:
-                    reply({"messages": []})
-                    if self.turn is not None and self.turn_state == "waiting_recv":
-                        self._set_turn_state("thinking")
+                self._recv_timed_out(wid)
+            case SetStatus(text=text, reply=reply):
+                self._set_status(text, reply)
+            case _:
+                return False
+        return True
+
+    def _on_turn(self, message: Any) -> bool:
+        match message:
             case TurnEventMsg(turn_id=tid, event=event):
                 if self.turn is not None and self.turn.id == tid:
                     self._turn_event(event)
@@ -417,10 +437,6 @@ class AgentActor(SupervisedActor):
                     self._turn_ended(outcome)
                     if carried_kick:
                         self._store_kick()  # served (cleared) or kept for the next turn
-            case Kick(note=note, reply=reply):
-                self._kick(note, reply)
-            case SetStatus(text=text, reply=reply):
-                self._set_status(text, reply)
             case SessionIdle(timer=timer):
                 if timer is self.idle_timer and self.turn is None:
                     self.idle_timer = None
@@ -431,6 +447,14 @@ class AgentActor(SupervisedActor):
                     self.retry_at = None
                     self._mark_dirty()
                     self._maybe_start_turn()
+            case _:
+                return False
+        return True
+
+    def _on_operator(self, message: Any) -> bool:
+        match message:
+            case Kick(note=note, reply=reply):
+                self._kick(note, reply)
             case Pause(reply=reply):
                 self._set_paused(True, reply)
             case Resume(reply=reply):
@@ -447,10 +471,12 @@ class AgentActor(SupervisedActor):
                 self._start_agent(reply)
             case Configure():
                 self._configure(message)
-            case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
-            case Alive():
-                return True
+            case _:
+                return False
+        return True
+
+    def _on_own(self, message: Any) -> bool:
+        match message:
             case Republish():
                 self._publish()
             case _PublishDirty():
@@ -462,8 +488,15 @@ class AgentActor(SupervisedActor):
                 if reply is not None:
                     reply(WireError("store_failed", f"not saved: {error}") if error else result)
             case _:
-                log.warning("agent %s: unexpected message %r", self.name, message)
-        return None
+                return False
+        return True
+
+    def _recv_timed_out(self, waiter_id: int) -> None:
+        reply = self._take_waiter(waiter_id)
+        if reply is not None:
+            reply({"messages": []})
+            if self.turn is not None and self.turn_state == "waiting_recv":
+                self._set_turn_state("thinking")
 
     # --- inbox --------------------------------------------------------------------------
 

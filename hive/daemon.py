@@ -29,6 +29,7 @@ from hive.store.retention import MailCount, OperatorMailbox, operator_mail
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
     from hive.actors.supervisor import ChildSpec, KnownAgents
+    from hive.io.bridge import IoBridge
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +106,10 @@ async def run_hive(
     stop: trio.Event | None = None,
 ) -> int:
     """Run the hive until SIGTERM/SIGINT (or ``stop``). Returns the process exit code."""
-    from hive.actors.base import HiveContext
     from hive.actors.supervisor import SupervisorActor
-    from hive.control.admin_api import AdminApi
-    from hive.control.admin_verbs import verb_table
-    from hive.control.agent_ops import op_table
     from hive.io.bridge import IoBridge
-    from hive.io.services import IoServices
     from hive.ui.server import start_dashboard, stop_dashboard
 
-    # The fault-injection verb exists only in a daemon started for supervision tests.
-    verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
     boot = prepare_state(cfg)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
@@ -128,21 +122,8 @@ async def run_hive(
 
     async with trio.open_nursery() as nursery:
         bridge = IoBridge(trio.lowlevel.current_trio_token(), nursery)
-        services = IoServices(bridge, Reader(cfg.db_path))
-        ctx = HiveContext(
-            config=cfg,
-            io=bridge,
-            services=services,
-            message_ids=IdAllocator(boot.max_message_id + 1),
-            turn_ids=IdAllocator(boot.max_turn_id + 1),
-            operator_mailbox=OperatorMailbox(
-                cfg.operator_mailbox_cap,
-                cfg.operator_mailbox_bytes,
-                cfg.operator_mail_per_sender,
-                boot.operator_mail,
-            ),
-        )
-        services.attach(ctx, AdminApi(ctx, verbs), op_table())
+        ctx = _context(cfg, boot, bridge)
+        services = ctx.services
         supervisor: pykka.ActorRef[Any] | None = None
         try:
             for agent_cfg, _ in boot.state.agents:
@@ -162,11 +143,7 @@ async def run_hive(
             notify("READY=1")
             nursery.start_soon(_watchdog, ctx)
             task_status.started(ctx)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async with trio.open_nursery() as waiters:
-                    waiters.start_soon(_first_signal, signals, stop)
-                    await stop.wait()
-                    waiters.cancel_scope.cancel()
+            await _until_stopped(stop)
             log.info("shutting down")
             notify("STOPPING=1")
             await stop_dashboard(ctx)
@@ -178,6 +155,44 @@ async def run_hive(
             bridge.closed = True
             nursery.cancel_scope.cancel()
     return exit_code
+
+
+def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
+    """The hive's context, with its IO services given the admin verbs and the agent-socket
+    ops (their tables)."""
+    from hive.actors.base import HiveContext
+    from hive.control.admin_api import AdminApi
+    from hive.control.admin_verbs import verb_table
+    from hive.control.agent_ops import op_table
+    from hive.io.services import IoServices
+
+    services = IoServices(bridge, Reader(cfg.db_path))
+    ctx = HiveContext(
+        config=cfg,
+        io=bridge,
+        services=services,
+        message_ids=IdAllocator(boot.max_message_id + 1),
+        turn_ids=IdAllocator(boot.max_turn_id + 1),
+        operator_mailbox=OperatorMailbox(
+            cfg.operator_mailbox_cap,
+            cfg.operator_mailbox_bytes,
+            cfg.operator_mail_per_sender,
+            boot.operator_mail,
+        ),
+    )
+    # The fault-injection verb exists only in a daemon started for supervision tests.
+    verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
+    services.attach(ctx, AdminApi(ctx, verbs), op_table())
+    return ctx
+
+
+async def _until_stopped(stop: trio.Event) -> None:
+    """Until SIGTERM, SIGINT or ``stop``."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as waiters:
+            waiters.start_soon(_first_signal, signals, stop)
+            await stop.wait()
+            waiters.cancel_scope.cancel()
 
 
 async def _first_signal(signals: Any, stop: trio.Event) -> None:
