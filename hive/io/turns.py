@@ -38,6 +38,9 @@ from hive.sandboxes import get_sandbox
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.process import ProcessSpec
+    from hive.runtimes.base import Runtime
+    from hive.sandboxes.base import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,17 @@ class TurnRunner:
             # The agent left persistent mode: its session must not run beside a turn
             # that resumes the same conversation.
             await self.sessions.close(leftover)
+        return await self._play_process(turn, state, runtime, sandbox, on_event)
+
+    async def _play_process(
+        self,
+        turn: TurnInput,
+        state: _Running,
+        runtime: Runtime,
+        sandbox: Sandbox,
+        on_event: Callable[[TurnEvent], None],
+    ) -> TurnOutcome:
+        """Play ``turn`` in a process of its own, and classify how it ended."""
         # build reads and writes the agent's session file: off the trio thread.
         built = await trio.to_thread.run_sync(runtime.build, turn)
         spec = sandbox.wrap(built, turn.agent, turn.paths)
@@ -188,28 +202,7 @@ class TurnRunner:
         on_event(TurnEvent("process", {"pid": process.pid, "persistent": False}))
         events = EventLog()
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        try:
-            async with trio.open_nursery() as nursery:
-                if spec.stdin is not None and process.stdin is not None:
-                    nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
-                assert process.stdout is not None and process.stderr is not None
-                nursery.start_soon(
-                    _read_events, process.stdout, runtime.parse_line, events, on_event
-                )
-                nursery.start_soon(
-                    log_stderr, process.stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id
-                )
-                await process.wait()
-                # The turn is over: what it started and left running (a background command, an
-                # MCP server slow to exit) ends with it, as in a sandbox's pid namespace, and
-                # lets go of the output pipes the readers wait on.
-                signal_group(process, signal.SIGKILL)
-        finally:
-            if process.returncode is None:
-                # Shutdown or an error here: leave no turn process behind.
-                signal_group(process, signal.SIGKILL)
-                with trio.CancelScope(shield=True):
-                    await process.wait()
+        await _watch(process, spec, turn, runtime, events, stderr_tail, on_event)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled by the operator", process.returncode)
         returncode = process.returncode if process.returncode is not None else -1
@@ -217,6 +210,38 @@ class TurnRunner:
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
+
+
+async def _watch(
+    process: trio.Process,
+    spec: ProcessSpec,
+    turn: TurnInput,
+    runtime: Runtime,
+    events: EventLog,
+    stderr_tail: deque[str],
+    on_event: Callable[[TurnEvent], None],
+) -> None:
+    """Feed the turn process its stdin, read its events and stderr, until it exits."""
+    try:
+        async with trio.open_nursery() as nursery:
+            if spec.stdin is not None and process.stdin is not None:
+                nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
+            assert process.stdout is not None and process.stderr is not None
+            nursery.start_soon(_read_events, process.stdout, runtime.parse_line, events, on_event)
+            nursery.start_soon(
+                log_stderr, process.stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id
+            )
+            await process.wait()
+            # The turn is over: what it started and left running (a background command, an
+            # MCP server slow to exit) ends with it, as in a sandbox's pid namespace, and
+            # lets go of the output pipes the readers wait on.
+            signal_group(process, signal.SIGKILL)
+    finally:
+        if process.returncode is None:
+            # Shutdown or an error here: leave no turn process behind.
+            signal_group(process, signal.SIGKILL)
+            with trio.CancelScope(shield=True):
+                await process.wait()
 
 
 class EventCap:
