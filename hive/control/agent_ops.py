@@ -279,7 +279,7 @@ def schedule_prompt(ctx: HiveContext, agent: str, conn: Connection, req: Request
 
 def op_table() -> dict[str, AgentOp]:
     """The control plane's agent-socket ops, by name (the core ops, send, recv, ack,
-    set_status, kick_agent and whoami, are hive.io.agent_socket.AgentSockets.handle's)."""
+    set_status, kick_agent and whoami, join them in hive.io.agent_socket.AgentSockets._table)."""
     return {
         "ask_operator": ask_operator,
         "cancel_question": cancel_question,

@@ -35,8 +35,13 @@ MAX_RECV_WAIT = 180.0
 MAX_ACK_IDS = 10_000
 
 # The control plane's ops (hive.control.agent_ops.op_table), given by the daemon:
-# op -> handler(ctx, agent, conn, req). The core ops are handled here (``handle``).
+# op -> handler(ctx, agent, conn, req). With the core ops, one table: ``AgentSockets._table``.
 AgentOp = Callable[["HiveContext", str, Connection, Request], None]
+Handler = Callable[["AgentConnection", Request], None]
+
+
+def _reply_to(conn: Connection, req: Request) -> Callable[[Any], None]:
+    return lambda result: conn.reply_threadsafe(req.id, result)
 
 
 class AgentConnection(Connection):
@@ -55,7 +60,7 @@ class AgentSockets:
 
     def __init__(self, ctx: HiveContext, ops: Mapping[str, AgentOp]) -> None:
         self.ctx = ctx
-        self.ops = dict(ops)
+        self.handlers = self._table(ops)
         self.scopes: dict[str, trio.CancelScope] = {}
         self._waiter_ids = itertools.count(1)
 
@@ -146,61 +151,83 @@ class AgentSockets:
             self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), Release(tuple(sorted(ids))))
 
     def handle(self, conn: AgentConnection, req: Request) -> None:
-        from hive.actors.agent import Ack, Kick, Recv, SetStatus
+        check_manager_only(conn.peer, req.op)
+        handler = self.handlers.get(req.op)
+        if handler is None:
+            known = ", ".join(self.handlers)
+            raise WireError("unknown_op", f"unknown op '{req.op}' (known: {known})")
+        handler(conn, req)
 
-        agent = conn.peer
-        refs = self.ctx.refs
+    def _table(self, control_ops: Mapping[str, AgentOp]) -> dict[str, Handler]:
+        """Every op of an agent socket: the core ones here, the control plane's given."""
+        ctx = self.ctx
 
-        def reply(result: Any) -> None:
-            conn.reply_threadsafe(req.id, result)
+        def control(op: AgentOp) -> Handler:
+            return lambda conn, req: op(ctx, conn.peer, conn, req)
 
-        def tell(target: str, message: object) -> None:
-            if not refs.tell(target, message):
-                raise WireError("unavailable", f"{target} is not running right now; try again")
+        core: dict[str, Handler] = {
+            "send": self._send,
+            "recv": self._recv,
+            "ack": self._ack,
+            "set_status": self._set_status,
+            "kick_agent": self._kick_agent,
+            "whoami": self._whoami,
+        }
+        return {**core, **{name: control(op) for name, op in control_ops.items()}}
 
-        op = req.op
-        check_manager_only(agent, op)
-        if op == "send":
-            to = validate_recipient(arg(req.args, "to", str))
-            body = arg(req.args, "body", str)
-            conn.sends.append((req.id, to, body))
-        elif op == "recv":
-            wait = arg(req.args, "wait_seconds", float, 0.0)
-            if not 0 <= wait <= MAX_RECV_WAIT:
-                raise WireError(
-                    "bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}"
-                )
-            waiter_id = next(self._waiter_ids)
+    def _tell(self, target: str, message: object) -> None:
+        if not self.ctx.refs.tell(target, message):
+            raise WireError("unavailable", f"{target} is not running right now; try again")
 
-            def answered(result: Any) -> None:
-                conn.recv_waiters.discard(waiter_id)  # nothing to withdraw any more
-                self.reply_carrying(conn, req.id, result)
+    def _send(self, conn: AgentConnection, req: Request) -> None:
+        to = validate_recipient(arg(req.args, "to", str))
+        body = arg(req.args, "body", str)
+        conn.sends.append((req.id, to, body))  # to the Bus with the chunk's others
 
-            def carry(result: Any) -> None:
-                self.ctx.io.call_soon(answered, result)
+    def _recv(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import Recv
 
-            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, carry))
-            if wait > 0:
-                conn.recv_waiters.add(waiter_id)
-        elif op == "ack":
-            ids = arg(req.args, "ids", list)
-            if len(ids) > MAX_ACK_IDS or not all(type(i) is int and 0 < i < 2**63 for i in ids):
-                raise WireError(
-                    "bad_request", f"ids must be a list of at most {MAX_ACK_IDS} message ids"
-                )
-            conn.awaiting_ack.difference_update(ids)
-            tell(self.ctx.agent_ref_name(agent), Ack(tuple(ids), reply))
-        elif op == "set_status":
-            tell(self.ctx.agent_ref_name(agent), SetStatus(arg(req.args, "text", str), reply))
-        elif op == "kick_agent":
-            target = validate_agent_name(arg(req.args, "name", str))
-            note = arg(req.args, "note", str, "")
-            if not refs.tell(self.ctx.agent_ref_name(target), Kick(note or None, reply)):
-                raise WireError("unknown_agent", f"no running agent named '{target}'")
-        elif op == "whoami":
-            conn.reply(req.id, {"name": agent, "manager": agent == MANAGER})
-        elif op in self.ops:
-            self.ops[op](self.ctx, agent, conn, req)
-        else:
-            known = ["send", "recv", "ack", "set_status", "kick_agent", "whoami", *self.ops]
-            raise WireError("unknown_op", f"unknown op '{op}' (known: {', '.join(known)})")
+        wait = arg(req.args, "wait_seconds", float, 0.0)
+        if not 0 <= wait <= MAX_RECV_WAIT:
+            raise WireError("bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}")
+        waiter_id = next(self._waiter_ids)
+
+        def answered(result: Any) -> None:
+            conn.recv_waiters.discard(waiter_id)  # nothing to withdraw any more
+            self.reply_carrying(conn, req.id, result)
+
+        def carry(result: Any) -> None:
+            self.ctx.io.call_soon(answered, result)
+
+        self._tell(self.ctx.agent_ref_name(conn.peer), Recv(waiter_id, wait, carry))
+        if wait > 0:
+            conn.recv_waiters.add(waiter_id)
+
+    def _ack(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import Ack
+
+        ids = arg(req.args, "ids", list)
+        if len(ids) > MAX_ACK_IDS or not all(type(i) is int and 0 < i < 2**63 for i in ids):
+            raise WireError(
+                "bad_request", f"ids must be a list of at most {MAX_ACK_IDS} message ids"
+            )
+        conn.awaiting_ack.difference_update(ids)
+        self._tell(self.ctx.agent_ref_name(conn.peer), Ack(tuple(ids), _reply_to(conn, req)))
+
+    def _set_status(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import SetStatus
+
+        text = arg(req.args, "text", str)
+        self._tell(self.ctx.agent_ref_name(conn.peer), SetStatus(text, _reply_to(conn, req)))
+
+    def _kick_agent(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import Kick
+
+        target = validate_agent_name(arg(req.args, "name", str))
+        note = arg(req.args, "note", str, "")
+        kick = Kick(note or None, _reply_to(conn, req))
+        if not self.ctx.refs.tell(self.ctx.agent_ref_name(target), kick):
+            raise WireError("unknown_agent", f"no running agent named '{target}'")
+
+    def _whoami(self, conn: AgentConnection, req: Request) -> None:
+        conn.reply(req.id, {"name": conn.peer, "manager": conn.peer == MANAGER})
