@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from hive.actors.base import (
     Alive,
@@ -41,6 +42,9 @@ from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
 from hive.status import AgentStatus, LastTurn
 from hive.store import AgentRow, Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError, packb
+
+if TYPE_CHECKING:
+    from hive.io.bridge import Timer
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +140,64 @@ class RetryDue:
 
 
 @dataclass(frozen=True)
-class Control:
-    """Operator lifecycle: pause, resume, cancel, reset (clear failed / needs_login),
-    stop (finish the running turn, then no more), stop_hard (cancel it), start, restart
-    (reset + start, cancelling a running turn). Replies once the change is committed;
-    stop and restart reply once the running turn has ended."""
+class SessionIdle:
+    """The idle timer of a persistent agent's session process (``_arm_idle_timer``)."""
 
-    op: str
+    timer: object
+
+
+RESTART_NOTE = "restarted by the operator"  # the kick a restart carries
+
+
+# Operator lifecycle: one message type per operation. Each replies ``{"agent", ...}`` once
+# its change is committed; Stop and Restart reply once the running turn has ended.
+
+
+@dataclass(frozen=True)
+class Pause:
+    """No turn starts until Resume; mail waits in the inbox."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class CancelTurn:
+    """End the running turn now (its messages stay pending for the next one)."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Clear failed and needs_login and the crash history; drop a pending backoff."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Reset, start a stopped agent, end a running turn, and start a turn at once."""
+
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """No more turns: the running one finishes (or, ``hard``, is cancelled)."""
+
+    hard: bool = False
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Undo Stop."""
+
     reply: Reply | None = None
 
 
@@ -260,9 +315,12 @@ class AgentActor(SupervisedActor):
         self.rate_limit_streak = 0
         self.compact_streak = 0
         self.compact_next = False
+        self.last_turn_ok = True  # a failed turn's successor starts a fresh session process
+        self.idle_timer: Timer | None = None  # closes a persistent session left idle
         self.retry_generation = 0
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
+        self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
         self.dirty = False
         # Writes told while the Store was dead, before its successor was registered:
         # kept in order and offered again, never dropped (a dropped delivered mark left
@@ -282,8 +340,13 @@ class AgentActor(SupervisedActor):
         self.status_text, self.status_set_at = row.status_text, row.status_set_at
         self.kick_note = row.kick_note  # a stored kick outlives a daemon crash
         self.last_turn = state.last_turn
+        # A restarted actor knows how its last turn ended (a session process may outlive it).
+        ended = (state.last_turn or {}).get("exit_class")
+        self.last_turn_ok = ended in (None, str(ExitClass.OK))
         self._take_loaded(state.pending, state.commit)
         self._publish()
+        # A restarted actor's session process may have outlived it: it idles out as any.
+        self._arm_idle_timer()
         # An agent that comes up with mail waiting is kicked by its mail.
         self._maybe_start_turn()
 
@@ -352,15 +415,30 @@ class AgentActor(SupervisedActor):
         return list(parked)
 
     def on_stop(self) -> None:
-        for parked in self.waiters.values():
-            parked.reply({"messages": []})
-        self.waiters.clear()
+        self._answer_waiters_empty()
+        self._disarm_idle_timer()
         if self.turn is not None:
             self.ctx.services.turns.cancel(self.name)
 
     # --- dispatch -----------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
+        match message:
+            case Alive():
+                return True
+            case InjectFault():
+                raise InjectedFault(f"fault injected into {self.child_id}")
+        handled = (
+            self._on_mail(message)
+            or self._on_turn(message)
+            or self._on_operator(message)
+            or self._on_own(message)
+        )
+        if not handled:
+            log.warning("agent %s: unexpected message %r", self.name, message)
+        return None
+
+    def _on_mail(self, message: Any) -> bool:
         match message:
             case Arrived(envs=envs, commit=commit, held=held):
                 self._arrived(envs, commit, held)
@@ -373,11 +451,15 @@ class AgentActor(SupervisedActor):
             case Release(ids=ids, holder=holder):
                 self._release(ids, holder)
             case RecvTimeout(waiter_id=wid):
-                parked = self.waiters.pop(wid, None)
-                if parked is not None:
-                    parked.reply({"messages": []})
-                    if self.turn is not None and self.turn_state == "waiting_recv":
-                        self._set_turn_state("thinking")
+                self._recv_timed_out(wid)
+            case SetStatus(text=text, reply=reply):
+                self._set_status(text, reply)
+            case _:
+                return False
+        return True
+
+    def _on_turn(self, message: Any) -> bool:
+        match message:
             case TurnEventMsg(turn_id=tid, event=event):
                 if self.turn is not None and self.turn.id == tid:
                     self._turn_event(event)
@@ -387,23 +469,46 @@ class AgentActor(SupervisedActor):
                     self._turn_ended(outcome)
                     if carried_kick:
                         self._store_kick()  # served (cleared) or kept for the next turn
-            case Kick(note=note, reply=reply):
-                self._kick(note, reply)
-            case SetStatus(text=text, reply=reply):
-                self._set_status(text, reply)
+            case SessionIdle(timer=timer):
+                if timer is self.idle_timer and self.turn is None:
+                    self.idle_timer = None
+                    idle = self.ctx.config.session_idle_seconds
+                    self.ctx.services.turns.close_session(self.name, f"idle for {idle:g} s")
             case RetryDue(generation=gen):
                 if gen == self.retry_generation and self.retry_at is not None:
                     self.retry_at = None
                     self._mark_dirty()
                     self._maybe_start_turn()
-            case Control(op=op, reply=reply):
-                self._control(op, reply)
+            case _:
+                return False
+        return True
+
+    def _on_operator(self, message: Any) -> bool:
+        match message:
+            case Kick(note=note, reply=reply):
+                self._kick(note, reply)
+            case Pause(reply=reply):
+                self._set_paused(True, reply)
+            case Resume(reply=reply):
+                self._set_paused(False, reply)
+            case CancelTurn(reply=reply):
+                self._cancel_turn(reply)
+            case Reset(reply=reply):
+                self._reset("reset", reply)
+            case Restart(reply=reply):
+                self._restart(reply)
+            case Stop(hard=hard, reply=reply):
+                self._stop_agent(hard, reply)
+            case Start(reply=reply):
+                self._start_agent(reply)
             case Configure():
                 self._configure(message)
-            case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
-            case Alive():
-                return True
+            case _:
+                return False
+        return True
+
+    def _on_own(self, message: Any) -> bool:
+        match message:
             case Republish():
                 self._publish()
             case _PublishDirty():
@@ -419,8 +524,15 @@ class AgentActor(SupervisedActor):
                 if reply is not None:
                     reply(WireError("store_failed", f"not saved: {error}") if error else result)
             case _:
-                log.warning("agent %s: unexpected message %r", self.name, message)
-        return None
+                return False
+        return True
+
+    def _recv_timed_out(self, waiter_id: int) -> None:
+        parked = self._take_waiter(waiter_id)
+        if parked is not None:
+            parked.reply({"messages": []})
+            if self.turn is not None and self.turn_state == "waiting_recv":
+                self._set_turn_state("thinking")
 
     # --- inbox --------------------------------------------------------------------------
 
@@ -446,7 +558,9 @@ class AgentActor(SupervisedActor):
         self.hold = False
         if self.waiters:
             wid = next(iter(self.waiters))
-            self._hand_over(self.waiters.pop(wid), self._news_for_recv())
+            parked = self._take_waiter(wid)
+            if parked is not None:
+                self._hand_over(parked, self._news_for_recv())
             if self.turn is not None and self.turn_state == "waiting_recv":
                 self._set_turn_state("thinking")
         else:
@@ -475,9 +589,22 @@ class AgentActor(SupervisedActor):
             if self.turn is not None:
                 self._set_turn_state("waiting_recv")
             me = self.actor_ref
-            self.ctx.io.call_later(
+            self.recv_timers[m.waiter_id] = self.ctx.io.call_later(
                 m.wait_seconds, lambda: tell_quietly(me, RecvTimeout(m.waiter_id))
             )
+
+    def _take_waiter(self, waiter_id: int) -> Recv | None:
+        """A parked recv, no longer parked: its timer is called off."""
+        timer = self.recv_timers.pop(waiter_id, None)
+        if timer is not None:
+            timer.cancel()
+        return self.waiters.pop(waiter_id, None)
+
+    def _answer_waiters_empty(self) -> None:
+        for waiter_id in list(self.waiters):
+            parked = self._take_waiter(waiter_id)
+            if parked is not None:
+                parked.reply({"messages": []})
 
     def _hand_over(self, recv: Recv, envs: list[Envelope]) -> None:
         """Give a recv as many messages as fit in one reply frame, oldest first.
@@ -593,15 +720,50 @@ class AgentActor(SupervisedActor):
             allowed_tools=self.cfg.allowed_tools,
             compact=self.compact_next,
         )
+        fresh_process = self._why_fresh_process()
+        self._disarm_idle_timer()
         self.compact_next = False
+        self.last_turn_ok = True  # said once, to this turn
         me = self.actor_ref
         self.ctx.services.turns.start(
             turn,
             on_event=lambda ev: tell_quietly(me, TurnEventMsg(turn_id, ev)),
             on_end=lambda outcome: tell_quietly(me, TurnEnded(turn_id, outcome)),
+            fresh_process=fresh_process,
         )
         self._set_turn_state("starting")
         self._publish_turn("turn_started", self.turn)
+
+    def _arm_idle_timer(self) -> None:
+        """A persistent agent's session process is closed once it has been idle for
+        ``session_idle_seconds``: a paused or stopped agent does not hold its memory for
+        ever. (Armed when a turn ends, and when the actor starts; a turn disarms it.)"""
+        self._disarm_idle_timer()
+        if not self.cfg.persistent:
+            return
+        me = self.actor_ref
+        timer: list[Timer] = []
+
+        def due() -> None:
+            tell_quietly(me, SessionIdle(timer[0]))
+
+        timer.append(self.ctx.io.call_later(self.ctx.config.session_idle_seconds, due))
+        self.idle_timer = timer[0]
+
+    def _disarm_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def _why_fresh_process(self) -> str:
+        """Why a persistent agent's next turn must not reuse its session process ("": it
+        may). New credentials after a login, a hive-mcp that failed to start, a CLI in a
+        bad state, a context being reset: the session's runner carries this out."""
+        if not self.last_turn_ok:
+            return "the last turn did not end ok"
+        if self.compact_next:
+            return "the context is being reset (compact retry)"
+        return ""
 
     def _turn_event(self, event: TurnEvent) -> None:
         assert self.turn is not None
@@ -635,22 +797,37 @@ class AgentActor(SupervisedActor):
         )  # fmt: skip
 
     def _turn_ended(self, outcome: TurnOutcome) -> None:
+        """A turn ended: settle its mail, record it, then what its exit class asks for
+        (one handler per class, ``_END_HANDLERS``), then answer who waited for it."""
         turn = self.turn
         assert turn is not None
         self.turn = None
         now = time.time()
-        for parked in self.waiters.values():
-            parked.reply({"messages": []})
-        self.waiters.clear()
+        self._answer_waiters_empty()
         cls = outcome.exit_class
-        delivered = (
-            [i for i in turn.message_ids if i in self.pending] if cls == ExitClass.OK else []
-        )
-        marked = [self.pending.pop(i) for i in delivered]
-        received = [e.id for e in turn.received] if cls == ExitClass.OK else []
-        if received:
-            marked.extend(turn.received)
-        if cls != ExitClass.OK and turn.received:
+        self.last_turn_ok = cls == ExitClass.OK
+        delivered, received = self._settle_mail(turn, cls == ExitClass.OK)
+        self._record_turn_end(turn, outcome, now, delivered, received)
+        if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
+            self.kick_note = turn.kick_note  # the kick was not served; keep it
+        _END_HANDLERS[cls](self, outcome, now)
+        self._arm_idle_timer()
+        self.restarting = False
+        for waiter, result in self.turn_waiters:
+            # Queued behind the lifecycle write, so it answers once that has committed.
+            self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
+        self.turn_waiters.clear()
+        self._set_turn_state("idle")
+        self._maybe_start_turn()
+
+    def _settle_mail(self, turn: Turn, clean: bool) -> tuple[list[Envelope], list[Envelope]]:
+        """A clean turn delivered what it was given and what its recvs took (returned, to
+        be marked so); any other gives them again. What a recv handed over but its reader
+        never acknowledged goes back to the inbox either way."""
+        in_prompt = [i for i in turn.message_ids if i in self.pending] if clean else []
+        delivered = [self.pending.pop(i) for i in in_prompt]
+        received = list(turn.received) if clean else []
+        if not clean and turn.received:
             # Taken by a recv of a turn that did not end cleanly: give them again.
             self.pending.update((e.id, e) for e in turn.received)
             self.pending = dict(sorted(self.pending.items()))
@@ -660,13 +837,26 @@ class AgentActor(SupervisedActor):
             self.pending[i] = self.unacked.pop(i)[0]
         if unread:
             self.pending = dict(sorted(self.pending.items()))
-        turn_id = turn.id
+        return delivered, received
 
-        def record(q: Queries) -> None:
-            if delivered:
-                q.mark_delivered(delivered, "turn", turn_id)
-            if received:
-                q.mark_delivered(received, "recv", turn_id)
+    def _record_turn_end(
+        self,
+        turn: Turn,
+        outcome: TurnOutcome,
+        now: float,
+        delivered: list[Envelope],
+        received: list[Envelope],
+    ) -> None:
+        cls = outcome.exit_class
+        turn_id = turn.id
+        marked = delivered + received
+        delivered_ids, received_ids = [e.id for e in delivered], [e.id for e in received]
+
+        def record(q: Queries) -> None:  # one write: the delivery and the turn's end
+            if delivered_ids:
+                q.mark_delivered(delivered_ids, "turn", turn_id)
+            if received_ids:
+                q.mark_delivered(received_ids, "recv", turn_id)
             q.end_turn(turn_id, str(cls), outcome.exit_code, outcome.detail)
 
         me = self.actor_ref
@@ -694,53 +884,52 @@ class AgentActor(SupervisedActor):
             outcome.detail,
             extra={"agent": self.name},  # journald field AGENT: the log viewer filters on it
         )
-        if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
-            self.kick_note = turn.kick_note  # the kick was not served; keep it
 
-        if cls == ExitClass.OK:
-            self.rate_limit_streak = 0
-            self.compact_streak = 0
-        elif cls == ExitClass.CRASH:
-            self._crashed(outcome, now)
-        elif cls == ExitClass.NEEDS_LOGIN:
-            self.needs_login = True
-            self._write(lambda q: q.set_agent_fields(self.name, needs_login=1))
-            self._event("needs_login", {"detail": outcome.detail})
-            self._notify(
-                OPERATOR,
-                f"agent '{self.name}' needs login: {outcome.detail or 'authentication failed'}. "
-                f"It is parked with its messages kept; run `hivectl login {self.name}`.",
+    # --- one handler per exit class -------------------------------------------------------
+
+    def _ended_ok(self, outcome: TurnOutcome, now: float) -> None:
+        self.rate_limit_streak = 0
+        self.compact_streak = 0
+
+    def _ended_crash(self, outcome: TurnOutcome, now: float) -> None:
+        self._crashed(outcome, now)
+
+    def _ended_needs_login(self, outcome: TurnOutcome, now: float) -> None:
+        self.needs_login = True
+        self._write(lambda q: q.set_agent_fields(self.name, needs_login=1))
+        self._event("needs_login", {"detail": outcome.detail})
+        self._notify(
+            OPERATOR,
+            f"agent '{self.name}' needs login: {outcome.detail or 'authentication failed'}. "
+            f"It is parked with its messages kept; run `hivectl login {self.name}`.",
+        )
+
+    def _ended_rate_limited(self, outcome: TurnOutcome, now: float) -> None:
+        self.rate_limit_streak += 1
+        delay = min(
+            self.ctx.config.rate_limit_backoff * 2 ** (self.rate_limit_streak - 1),
+            max(self.ctx.config.backoff_max, self.ctx.config.rate_limit_backoff) * 10,
+        )
+        self._schedule_retry(delay)
+        self._event(
+            "rate_limited",
+            {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
+        )
+
+    def _ended_compact_retry(self, outcome: TurnOutcome, now: float) -> None:
+        self.compact_streak += 1
+        self._event("compact_retry", {"detail": outcome.detail, "attempt": self.compact_streak})
+        if self.compact_streak > MAX_COMPACT_RETRIES:
+            self._crashed(
+                TurnOutcome(ExitClass.CRASH, "context still too long after compacting"), now
             )
-        elif cls == ExitClass.RATE_LIMITED:
-            self.rate_limit_streak += 1
-            delay = min(
-                self.ctx.config.rate_limit_backoff * 2 ** (self.rate_limit_streak - 1),
-                max(self.ctx.config.backoff_max, self.ctx.config.rate_limit_backoff) * 10,
-            )
-            self._schedule_retry(delay)
-            self._event(
-                "rate_limited",
-                {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
-            )
-        elif cls == ExitClass.COMPACT_RETRY:
-            self.compact_streak += 1
-            self._event("compact_retry", {"detail": outcome.detail, "attempt": self.compact_streak})
-            if self.compact_streak > MAX_COMPACT_RETRIES:
-                self._crashed(
-                    TurnOutcome(ExitClass.CRASH, "context still too long after compacting"),
-                    now,
-                )
-            else:
-                self.compact_next = True
-        elif cls == ExitClass.CANCELLED:
-            self.hold = not self.restarting
-        self.restarting = False
-        for waiter, result in self.turn_waiters:
-            # Queued behind the lifecycle write, so it answers once that has committed.
-            self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
-        self.turn_waiters.clear()
-        self._set_turn_state("idle")
-        self._maybe_start_turn()
+        else:
+            self.compact_next = True
+
+    def _ended_cancelled(self, outcome: TurnOutcome, now: float) -> None:
+        # Cancelled by the operator: hold (no new turn until new mail or a kick), unless
+        # the cancel was a restart's.
+        self.hold = not self.restarting
 
     def _crashed(self, outcome: TurnOutcome, now: float) -> None:
         cfg = self.ctx.config
@@ -803,55 +992,71 @@ class AgentActor(SupervisedActor):
 
     # --- operator control -----------------------------------------------------------------
 
-    def _control(self, op: str, reply: Reply | None) -> None:
-        result: dict[str, Any] = {"agent": self.name}
-        fields: dict[str, Any] = {}
-        wait_for_turn = False
-        if op == "pause":
-            self.paused = True
-            fields = {"paused": 1}
-        elif op == "resume":
-            self.paused = False
-            fields = {"paused": 0}
-        elif op == "cancel":
-            result["cancelled"] = self.turn is not None
-            if self.turn is not None:
-                self.ctx.services.turns.cancel(self.name)
-        elif op in ("reset", "restart"):
-            # The operator's "start again": clears failed and needs_login and the crash
-            # history, drops a pending backoff. restart also starts a stopped agent and
-            # ends a running turn now (its messages stay pending for the next one).
-            self.failed = self.needs_login = False
-            self.failed_reason = ""
-            self.crash_times.clear()
-            self.retry_at = None
-            self.retry_generation += 1
-            self.hold = False
-            fields = {"failed": 0, "failed_reason": "", "needs_login": 0}
-            if op == "restart":
-                self.stopped = False
-                fields["stopped"] = 0
-                if self.turn is not None:
-                    self.restarting = wait_for_turn = True
-                    self.ctx.services.turns.cancel(self.name)
-        elif op in ("stop", "stop_hard"):
-            # stop is graceful: the running turn finishes, no other starts.
-            self.stopped = True
-            fields = {"stopped": 1}
-            if self.turn is not None:
-                wait_for_turn = True
-                if op == "stop_hard":
-                    self.ctx.services.turns.cancel(self.name)
-        elif op == "start":
-            self.stopped = False
-            self.hold = False
-            fields = {"stopped": 0}
-        else:
-            if reply is not None:
-                reply(WireError("bad_request", f"unknown control op '{op}'"))
+    def _set_paused(self, paused: bool, reply: Reply | None) -> None:
+        self.paused = paused
+        self._controlled("pause" if paused else "resume", {"paused": int(paused)}, reply)
+
+    def _cancel_turn(self, reply: Reply | None) -> None:
+        result = {"cancelled": self.turn is not None}
+        if self.turn is not None:
+            self.ctx.services.turns.cancel(self.name)
+        self._controlled("cancel", {}, reply, result)
+
+    def _reset(self, op: str, reply: Reply | None) -> None:
+        """The operator's "start again": clears failed and needs_login and the crash
+        history, drops a pending backoff."""
+        self.failed = self.needs_login = False
+        self.failed_reason = ""
+        self.crash_times.clear()
+        self.retry_at = None
+        self.retry_generation += 1
+        self.hold = False
+        fields: dict[str, Any] = {"failed": 0, "failed_reason": "", "needs_login": 0}
+        if op == "reset":
+            self._controlled(op, fields, reply)
             return
-        if op in ("stop", "stop_hard", "start", "restart"):
-            result["stopped"] = self.stopped
+        # restart also starts a stopped agent, ends a running turn now (its messages stay
+        # pending for the next one), and starts a turn at once, not only when the next
+        # message arrives: restart means this for hivectl and the dashboard alike.
+        self.stopped = False
+        fields["stopped"] = 0
+        if self.kick_note is None:
+            self.kick_note = RESTART_NOTE
+        fields["kick_note"] = self.kick_note
+        wait = self.turn is not None
+        if wait:
+            self.restarting = True
+            self.ctx.services.turns.cancel(self.name)
+        self._controlled(op, fields, reply, {"stopped": False}, wait_for_turn=wait)
+
+    def _restart(self, reply: Reply | None) -> None:
+        self._reset("restart", reply)
+
+    def _stop_agent(self, hard: bool, reply: Reply | None) -> None:
+        # stop is graceful: the running turn finishes, no other starts.
+        self.stopped = True
+        wait = self.turn is not None
+        if wait and hard:
+            self.ctx.services.turns.cancel(self.name)
+        op = "stop_hard" if hard else "stop"
+        self._controlled(op, {"stopped": 1}, reply, {"stopped": True}, wait_for_turn=wait)
+
+    def _start_agent(self, reply: Reply | None) -> None:
+        self.stopped = False
+        self.hold = False
+        self._controlled("start", {"stopped": 0}, reply, {"stopped": False})
+
+    def _controlled(
+        self,
+        op: str,
+        fields: dict[str, Any],
+        reply: Reply | None,
+        extra: dict[str, Any] | None = None,
+        wait_for_turn: bool = False,
+    ) -> None:
+        """Commit a lifecycle change; reply once it is committed (and, ``wait_for_turn``,
+        once the running turn has ended)."""
+        result: dict[str, Any] = {"agent": self.name, **(extra or {})}
         self._event(CONTROL_EVENTS[op], {"op": op})
         name = self.name
         if wait_for_turn:
@@ -1005,3 +1210,14 @@ class AgentActor(SupervisedActor):
         # For inbox_cap: the depth, and the newest message it counts.
         depth = len(self.pending) + len(self.unacked)
         self.ctx.refs.tell("bus", InboxDepth(self.name, depth, self.seen_id))
+
+
+# What each way a turn can end asks of its agent (AgentActor._turn_ended).
+_END_HANDLERS: dict[ExitClass, Callable[[AgentActor, TurnOutcome, float], None]] = {
+    ExitClass.OK: AgentActor._ended_ok,
+    ExitClass.CRASH: AgentActor._ended_crash,
+    ExitClass.NEEDS_LOGIN: AgentActor._ended_needs_login,
+    ExitClass.RATE_LIMITED: AgentActor._ended_rate_limited,
+    ExitClass.COMPACT_RETRY: AgentActor._ended_compact_retry,
+    ExitClass.CANCELLED: AgentActor._ended_cancelled,
+}

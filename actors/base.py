@@ -119,7 +119,8 @@ class Alive:
 
 @dataclass(frozen=True)
 class InjectFault:
-    """Makes the receiving actor raise (tests of supervision; see hive.io.fault_injection)."""
+    """Makes the receiving actor raise (tests of supervision; see the inject_fault verb in
+    hive.control.admin_verbs)."""
 
 
 class InjectedFault(RuntimeError):

@@ -30,7 +30,6 @@ import pykka
 from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
 from hive.actors.hub import Subscribe, Unsubscribe
 from hive.actors.store import Write
-from hive.actors.supervisor import EXTRA_CHILDREN, ChildSpec
 from hive.io.subscriptions import next_sub_id
 from hive.store import Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM
@@ -283,10 +282,3 @@ class StatsActor(SupervisedActor):
     def _write(self, op: Any) -> None:
         if not self.ctx.refs.tell("store", Write(op)):
             log.debug("stats: store restarting, %s dropped", op)
-
-
-def child_spec(ctx: HiveContext) -> ChildSpec:
-    return ChildSpec("stats", lambda: StatsActor.start(ctx))
-
-
-EXTRA_CHILDREN.append(child_spec)

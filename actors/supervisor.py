@@ -1,8 +1,10 @@
 """The Supervisor: the root of the actor tree, OTP-style.
 
-Children are data (``ChildSpec``): started in list order, stopped in reverse. Strategy
-one_for_one: a child that dies is restarted alone. Restart intensity: at most
-``intensity`` restarts in ``period`` seconds; past that the supervisor gives up and asks
+Children are data (``ChildSpec``): the table of them is composed in one place,
+``hive.daemon.supervision_tree``; the agents follow it, one child each. Started in table
+order, stopped in reverse. Strategy one_for_one: a child that dies is restarted alone.
+Restart intensity: at most ``intensity`` restarts in ``period`` seconds ([hive]
+tree_intensity / tree_period in hive.toml); past that the supervisor gives up and asks
 the process to exit non-zero, so systemd restarts the whole daemon from the database.
 
 pykka has no supervision of its own: a child reports its death from ``on_failure``
@@ -22,9 +24,9 @@ import pykka
 
 from hive.actors.agent import AgentActor, AgentState
 from hive.actors.base import Alive, ChildFailed, HiveContext, Registered, Reply, Republish
-from hive.actors.bus import AgentGone, AgentKnown, BusActor
-from hive.actors.hub import Publish, StateHubActor
-from hive.actors.store import StoreActor, Write
+from hive.actors.bus import AgentGone, AgentKnown
+from hive.actors.hub import Publish
+from hive.actors.store import Write
 from hive.config import AgentConfig
 from hive.store import AgentRow, Queries
 from hive.wire import Envelope, WireError
@@ -40,9 +42,10 @@ class ChildSpec:
     on_restart: Callable[[], None] | None = None
 
 
-# Actors added by later layers (approvals, stats): each makes a ChildSpec from the context.
-# They start after the core and before the agents, in list order.
-EXTRA_CHILDREN: list[Callable[[HiveContext], ChildSpec]] = []
+# The agents that exist now (a restarted Bus learns them, not the boot list).
+KnownAgents = Callable[[], list[AgentConfig]]
+# The table of children above the agents: hive.daemon.supervision_tree.
+TreeTable = Callable[[HiveContext, KnownAgents], list[ChildSpec]]
 
 
 @dataclass
@@ -79,31 +82,25 @@ class SupervisorActor(pykka.ThreadingActor):
         ctx: HiveContext,
         boot: BootState,
         escalate: Callable[[str], None],
-        intensity: int = 10,
-        period: float = 60.0,
+        tree: TreeTable,
     ) -> None:
         super().__init__()
         self.ctx = ctx
         self.boot = boot
         self.escalate = escalate
-        self.intensity = intensity
-        self.period = period
+        self.tree = tree
+        self.intensity = ctx.config.tree_intensity
+        self.period = ctx.config.tree_period
         self.specs: dict[str, ChildSpec] = {}
         self.order: list[str] = []
         self.restarts: deque[float] = deque()
         self.gave_up = False
         self.agent_configs: dict[str, AgentConfig] = {}
 
-    # --- the tree, as a table ------------------------------------------------------------
+    # --- the agents' rows of the tree ----------------------------------------------------
 
-    def core_specs(self) -> list[ChildSpec]:
-        ctx = self.ctx
-        return [
-            ChildSpec("store", lambda: StoreActor.start(ctx)),
-            ChildSpec("hub", lambda: StateHubActor.start(ctx)),
-            # A restarted Bus learns every agent that exists now, not at boot.
-            ChildSpec("bus", lambda: BusActor.start(ctx, list(self.agent_configs.values()))),
-        ]
+    def known_agents(self) -> list[AgentConfig]:
+        return list(self.agent_configs.values())
 
     def agent_spec(self, cfg: AgentConfig, initial: AgentState | None) -> ChildSpec:
         ctx = self.ctx
@@ -125,10 +122,8 @@ class SupervisorActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         self.ctx.refs.set("supervisor", self.actor_ref)
         self.agent_configs = {cfg.name: cfg for cfg, _ in self.boot.agents}
-        for spec in self.core_specs():
+        for spec in self.tree(self.ctx, self.known_agents):
             self._add_child(spec)
-        for make_spec in EXTRA_CHILDREN:
-            self._add_child(make_spec(self.ctx))
         for cfg, row in self.boot.agents:
             state = AgentState(
                 row, self.boot.pending.get(cfg.name, []), self.boot.last_turns.get(cfg.name)
@@ -242,6 +237,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self.agent_configs.pop(name, None)
         self.ctx.refs.tell("bus", AgentGone(name))
         self.ctx.services.agent_sockets.remove_threadsafe(name)
+        # A removed agent's persistent session process goes with it, not when it idles out.
+        self.ctx.services.turns.close_session(name, "the agent was removed")
         self.ctx.refs.tell("hub", Publish("agent", name, None))
 
         def mark(q: Queries) -> None:

@@ -352,6 +352,10 @@ class HiveConfig(BaseModel):
     restart_period: Annotated[Float, AfterValidator(_above(0))] = (
         60.0  # ... within T seconds, then the agent is failed
     )
+    tree_intensity: Count = 10  # actor restarts tolerated by the Supervisor ...
+    tree_period: Annotated[Float, AfterValidator(_above(0))] = (
+        60.0  # ... within T seconds, then the daemon exits non-zero
+    )
     backoff_initial: Float = 1.0
     backoff_max: Float = 60.0
     rate_limit_backoff: Float = 30.0  # 429/529: wait, not a crash

@@ -1,5 +1,9 @@
 """The daemon's start and stop: prepare the state dir, start the actor tree and the IO loop,
 serve until a signal, and shut down without losing anything acknowledged.
+
+Everything the daemon runs is composed here, in the open: the supervision tree
+(``supervision_tree``), the admin verbs and the agent-socket ops (their tables, given to
+the sockets), and the dashboard. Nothing registers itself at import time.
 """
 
 from __future__ import annotations
@@ -9,10 +13,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 import trio
@@ -22,6 +25,11 @@ from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
 from hive.store.retention import MailCount, OperatorMailbox, operator_mail
+
+if TYPE_CHECKING:
+    from hive.actors.base import HiveContext
+    from hive.actors.supervisor import ChildSpec, KnownAgents
+    from hive.io.bridge import IoBridge
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,28 @@ def prepare_state(cfg: HiveConfig) -> Boot:
         conn.close()
 
 
+def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildSpec]:
+    """The actor tree under the Supervisor, in start order (stopped in reverse). Every
+    child is permanent, one_for_one, within [hive] tree_intensity restarts per
+    tree_period seconds. The agents follow, one child each (SupervisorActor.agent_spec):
+    they are added and removed while the hive runs."""
+    from hive.actors.approvals import ApprovalsActor
+    from hive.actors.bus import BusActor
+    from hive.actors.hub import StateHubActor
+    from hive.actors.stats import StatsActor
+    from hive.actors.store import StoreActor
+    from hive.actors.supervisor import ChildSpec
+
+    return [
+        ChildSpec("store", lambda: StoreActor.start(ctx)),
+        ChildSpec("hub", lambda: StateHubActor.start(ctx)),
+        # A restarted Bus learns every agent that exists now, not at boot.
+        ChildSpec("bus", lambda: BusActor.start(ctx, known_agents())),
+        ChildSpec("stats", lambda: StatsActor.start(ctx)),
+        ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
+    ]
+
+
 async def run_hive(
     cfg: HiveConfig,
     *,
@@ -76,15 +106,10 @@ async def run_hive(
     stop: trio.Event | None = None,
 ) -> int:
     """Run the hive until SIGTERM/SIGINT (or ``stop``). Returns the process exit code."""
-    from hive import extensions
-    from hive.actors.base import HiveContext
     from hive.actors.supervisor import SupervisorActor
     from hive.io.bridge import IoBridge
-    from hive.io.services import IoServices
+    from hive.ui.server import start_dashboard, stop_dashboard
 
-    extensions.load()
-    if os.environ.get("HIVE_FAULT_INJECTION") == "1":
-        import hive.io.fault_injection  # noqa: F401 - registers its verb
     boot = prepare_state(cfg)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
@@ -97,26 +122,13 @@ async def run_hive(
 
     async with trio.open_nursery() as nursery:
         bridge = IoBridge(trio.lowlevel.current_trio_token(), nursery)
-        services = IoServices(bridge, Reader(cfg.db_path))
-        ctx = HiveContext(
-            config=cfg,
-            io=bridge,
-            services=services,
-            message_ids=IdAllocator(boot.max_message_id + 1),
-            turn_ids=IdAllocator(boot.max_turn_id + 1),
-            operator_mailbox=OperatorMailbox(
-                cfg.operator_mailbox_cap,
-                cfg.operator_mailbox_bytes,
-                cfg.operator_mail_per_sender,
-                boot.operator_mail,
-            ),
-        )
-        services.attach(ctx)
+        ctx = _context(cfg, boot, bridge)
+        services = ctx.services
         supervisor: pykka.ActorRef[Any] | None = None
         try:
             for agent_cfg, _ in boot.state.agents:
                 await nursery.start(services.agent_sockets.serve, agent_cfg.name)
-            supervisor = SupervisorActor.start(ctx, boot.state, escalate)
+            supervisor = SupervisorActor.start(ctx, boot.state, escalate, supervision_tree)
             # The admin socket opens once the tree is up: a kick in the first millisecond
             # must find its agent. (A blocking wait, so it runs off the trio thread.)
             await trio.to_thread.run_sync(_wait_started, supervisor)
@@ -127,20 +139,14 @@ async def run_hive(
             gc.collect()
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
-            for hook in STARTUP_HOOKS:
-                await hook(ctx, nursery)
+            await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
             notify("READY=1")
             nursery.start_soon(_watchdog, ctx)
             task_status.started(ctx)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async with trio.open_nursery() as waiters:
-                    waiters.start_soon(_first_signal, signals, stop)
-                    await stop.wait()
-                    waiters.cancel_scope.cancel()
+            await _until_stopped(stop)
             log.info("shutting down")
             notify("STOPPING=1")
-            for stop_hook in SHUTDOWN_HOOKS:
-                await stop_hook(ctx)
+            await stop_dashboard(ctx)
         finally:
             with trio.CancelScope(shield=True):
                 # Actors stop on a worker thread: stopping waits for their threads, and
@@ -151,10 +157,42 @@ async def run_hive(
     return exit_code
 
 
-# Later layers (dashboard, approvals) add themselves here: async hook(ctx, nursery).
-STARTUP_HOOKS: list[Callable[[Any, trio.Nursery], Any]] = []
-# ... and end their IO here, before the actors stop: async hook(ctx).
-SHUTDOWN_HOOKS: list[Callable[[Any], Any]] = []
+def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
+    """The hive's context, with its IO services given the admin verbs and the agent-socket
+    ops (their tables)."""
+    from hive.actors.base import HiveContext
+    from hive.control.admin_api import AdminApi
+    from hive.control.admin_verbs import verb_table
+    from hive.control.agent_ops import op_table
+    from hive.io.services import IoServices
+
+    services = IoServices(bridge, Reader(cfg.db_path))
+    ctx = HiveContext(
+        config=cfg,
+        io=bridge,
+        services=services,
+        message_ids=IdAllocator(boot.max_message_id + 1),
+        turn_ids=IdAllocator(boot.max_turn_id + 1),
+        operator_mailbox=OperatorMailbox(
+            cfg.operator_mailbox_cap,
+            cfg.operator_mailbox_bytes,
+            cfg.operator_mail_per_sender,
+            boot.operator_mail,
+        ),
+    )
+    # The fault-injection verb exists only in a daemon started for supervision tests.
+    verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
+    services.attach(ctx, AdminApi(ctx, verbs), op_table())
+    return ctx
+
+
+async def _until_stopped(stop: trio.Event) -> None:
+    """Until SIGTERM, SIGINT or ``stop``."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as waiters:
+            waiters.start_soon(_first_signal, signals, stop)
+            await stop.wait()
+            waiters.cancel_scope.cancel()
 
 
 async def _first_signal(signals: Any, stop: trio.Event) -> None:

@@ -193,3 +193,34 @@ def test_stopping_the_supervisor_leaves_no_session_process(
 
     assert hive.terminate() == 0
     assert not group_members(pid)
+
+
+def test_whether_a_turn_needs_a_fresh_process_is_the_agent_s_decision() -> None:
+    """The Agent says why a turn must not reuse the session process (its last turn failed,
+    or the context is being reset); the session runner carries that out and keeps only the
+    facts it sees (the process exited, what it was started with changed)."""
+    import inspect
+
+    from hive.actors.agent import AgentActor
+    from hive.io import sessions
+
+    decided = inspect.getsource(AgentActor._why_fresh_process)
+    assert "the last turn did not end ok" in decided and "compact" in decided
+    runner = inspect.getsource(sessions.Sessions) + inspect.getsource(sessions._why_new_process)
+    assert "ExitClass.OK" not in runner and "turn.compact" not in runner
+    assert "fresh_process" in inspect.signature(sessions.Sessions.play).parameters
+
+
+def test_when_a_session_idles_out_is_the_agent_s_decision() -> None:
+    """The Agent arms a cancellable timer when a turn ends and closes its idle session
+    process through the runner; the runner keeps no clock of its own."""
+    import inspect
+
+    from hive.actors.agent import AgentActor, SessionIdle
+    from hive.io import sessions
+
+    assert "idle_seconds" not in inspect.signature(sessions.Sessions).parameters
+    assert not hasattr(sessions.Sessions, "_close_when_idle")
+    assert "session_idle_seconds" in inspect.getsource(AgentActor._arm_idle_timer)
+    assert "close_session" in inspect.getsource(AgentActor)
+    assert SessionIdle(None).timer is None

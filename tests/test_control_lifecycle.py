@@ -137,6 +137,16 @@ def test_restart_cancels_the_turn_clears_failed_and_runs_again(make_hive: MakeHi
     assert not hive.status("worker")["stopped"]
 
 
+def test_restart_on_the_admin_socket_starts_a_turn_at_once(make_hive: MakeHive) -> None:
+    """restart means the same for hivectl as for the dashboard: the agent starts again
+    now (a turn carrying the restart's kick), not when its next message arrives."""
+    hive = make_hive(CONFIG)
+    assert hive.turns("alice") == []
+    hive.admin("restart", names=["alice"])
+    turns = hive.wait_until(lambda: hive.turns("alice"), what="the restart's turn")
+    assert turns[0]["kick_note"] == "restarted by the operator"
+
+
 def held_ids(hive: RunningHive) -> list[int]:
     return [m["id"] for m in inbox(hive, "worker") if m["body"] == "hold on"]
 
@@ -315,3 +325,16 @@ def test_a_kick_through_the_agent_tool_is_stored_before_its_reply(make_hive: Mak
     hive.admin("pause", names=["worker"])
     as_agent(hive, "manager", "kick_agent", name="worker", note="from the manager")
     assert stored_kick(hive, "worker") == "from the manager"
+
+
+def test_each_operation_and_each_way_a_turn_ends_has_its_own_handler() -> None:
+    """Lifecycle operations are message types of their own (no Control(op: str)), and
+    _turn_ended hands each exit class to a handler of its own."""
+    from hive.actors import agent
+    from hive.runtimes.base import ExitClass
+
+    assert not hasattr(agent, "Control")
+    assert agent.Stop(hard=True).hard and agent.Restart().reply is None
+    for kind in (agent.Pause, agent.Resume, agent.CancelTurn, agent.Reset, agent.Start):
+        assert kind().reply is None
+    assert set(agent._END_HANDLERS) == set(ExitClass)

@@ -99,3 +99,43 @@ def test_subscribers_outlive_a_hub_restart_and_are_told_of_the_gap(
                 names.add(frame["data"]["key"])
     assert names == {"manager", "alice", "bob"}
     assert {r["name"] for r in hive.admin("list")["agents"]} == names
+
+
+def test_the_tree_s_restart_intensity_comes_from_hive_toml(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    hive = make_hive("[hive]\ntree_intensity = 2\ntree_period = 600\n" + CONFIG, env=FAULTS)
+    for _ in range(2):
+        hive.admin("inject_fault", target="hub")
+        hive.wait_until(lambda: hive.admin("list"), what="the hub to be back")
+    assert hive.process.poll() is None  # 2 restarts are within the intensity
+    hive.admin("inject_fault", target="hub")
+    assert hive.process.wait(timeout=60) == 1
+    assert "3 actor restarts in 600 s" in hive.log_tail(200)
+
+
+def test_the_tree_is_one_table_and_nothing_registers_itself_on_import() -> None:
+    """Every child above the agents is in hive.daemon.supervision_tree, in start order;
+    every admin verb in hive.control.admin_verbs.verb_table; no module keeps a list that
+    another one appends to when imported."""
+    import hive.actors.supervisor as supervisor
+    import hive.daemon as daemon
+    import hive.io.admin_socket as admin_socket
+    import hive.io.agent_socket as agent_socket
+    from hive.config import HiveConfig
+    from hive.control.admin_verbs import verb_table
+
+    for module, name in [
+        (supervisor, "EXTRA_CHILDREN"),
+        (daemon, "STARTUP_HOOKS"),
+        (daemon, "SHUTDOWN_HOOKS"),
+        (admin_socket, "VERBS"),
+        (agent_socket, "EXTRA_OPS"),
+    ]:
+        assert not hasattr(module, name), f"{module.__name__}.{name}"
+    tree = daemon.supervision_tree(None, list)  # type: ignore[arg-type]
+    assert [spec.id for spec in tree] == ["store", "hub", "bus", "stats", "approvals"]
+    assert all(spec.restart == "permanent" for spec in tree)
+    assert "inject_fault" not in verb_table() and "inject_fault" in verb_table(True)
+    assert {"version", "send", "restart", "approve", "spawn", "destroy"} <= set(verb_table())
+    assert HiveConfig().tree_intensity == 10 and HiveConfig().tree_period == 60.0

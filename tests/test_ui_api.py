@@ -442,6 +442,22 @@ def test_model_get_and_set(dash: DashboardHive) -> None:
         assert r.status_code == 501 and error_code(r) == "not_available"
 
 
+def test_the_dashboard_and_the_admin_socket_answer_alike(dash: DashboardHive) -> None:
+    """One admin API: the same verb behind both, so the same checks and error messages."""
+    from hive.client import HiveError
+
+    bad = "bad model; rm"
+    r = dash.api("POST", "/api/model", json={"agent": "bob", "model": bad})
+    with pytest.raises(HiveError) as info:
+        dash.hive.admin("model", names=["bob"], model=bad)
+    assert r.status_code == 400 and error_code(r) == info.value.code == "bad_request"
+    assert r.json()["error"]["message"] == info.value.message
+    # A stop on the dashboard is the stop verb: its reply is the agent's part of the verb's.
+    via_socket = dash.hive.admin("stop", names=["bob"])["agents"]["bob"]
+    assert dash.ok("POST", "/api/agents/bob/stop") == via_socket
+    dash.ok("POST", "/api/agents/bob/start")
+
+
 def test_approvals_and_questions_endpoints(dash: DashboardHive) -> None:
     listing = dash.ok("GET", "/api/approvals")
     assert set(listing) >= {"approvals", "questions", "drafts"}

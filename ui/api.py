@@ -20,7 +20,7 @@ from hive.journal import journal_available
 from hive.status import AgentStatus
 from hive.telemetry import select_stats, summarize
 from hive.ui import logs
-from hive.ui.calls import ApiError, ask, call_verb, has_verb
+from hive.ui.calls import ApiError, ask, call_verb, has_verb, one_agent
 from hive.ui.context import dashboard
 from hive.ui.schemas import (
     AgentList,
@@ -55,7 +55,6 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 CONTROL_OPS = ("pause", "resume", "cancel", "reset", "restart", "start", "stop")
 KEY_RE = re.compile(r"^[A-Za-z0-9_.:*-]{1,80}$")
-MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,127}$")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -140,9 +139,9 @@ async def session() -> SessionReply:
         "csrf": board.auth.csrf,
         "version": __version__,
         "features": {
-            "set_model": has_verb("model"),
-            "approvals": has_verb("approve"),
-            "questions": has_verb("answer"),
+            "set_model": has_verb(board.ctx, "model"),
+            "approvals": has_verb(board.ctx, "approve"),
+            "questions": has_verb(board.ctx, "answer"),
             "journald": journal_available(),
         },
     }
@@ -186,15 +185,11 @@ async def agent_messages(name: str, query: MessagesQuery) -> Messages:
 @typed
 async def send_message(name: str, body: SendBody) -> Result:
     """Send a message to the agent as the operator."""
-    from hive.actors.bus import Send
-
     name = _known_agent(name)
     if not body.body.strip():
         raise ApiError(400, "bad_request", "the message is empty")
-    ctx = dashboard().ctx
-    result: Result = await ask(
-        ctx, "bus", lambda reply: Send(OPERATOR, name, body.body, reply=reply)
-    )
+    args = {"to": name, "body": body.body}
+    result: Result = await call_verb(dashboard().ctx, "send", args)
     return result
 
 
@@ -202,30 +197,21 @@ async def send_message(name: str, body: SendBody) -> Result:
 @typed
 async def kick(name: str, body: KickBody) -> Result:
     """Wake the agent for a turn"""
-    from hive.actors.agent import Kick
-
     name = _known_agent(name)
-    ctx = dashboard().ctx
-    target = ctx.agent_ref_name(name)
-    result: Result = await ask(ctx, target, lambda reply: Kick(body.note or None, reply))
+    args = {"names": [name], "note": body.note or ""}
+    result: Result = one_agent(await call_verb(dashboard().ctx, "kick", args), name)
     return result
 
 
 @api.post("/agents/<name>/<op>")
 async def control(name: str, op: str) -> Response:
-    """pause, resume, cancel, reset, and restart (reset, end a running turn, kick)."""
-    from hive.actors.agent import Control, Kick
-
+    """pause, resume, cancel, reset, start, stop and restart: the admin verbs of those
+    names, for this one agent."""
     if op not in CONTROL_OPS:
         raise ApiError(404, "not_found", f"unknown agent operation '{op}'")
     name = _known_agent(name)
-    ctx = dashboard().ctx
-    target = ctx.agent_ref_name(name)
-    result = await ask(ctx, target, lambda reply: Control(op, reply))
-    if op == "restart":
-        # The agent starts again at once, not only when its next message arrives.
-        await ask(ctx, target, lambda reply: Kick("restarted by the operator", reply))
-    return jsonify(result)
+    result = await call_verb(dashboard().ctx, op, {"names": [name]})
+    return jsonify(one_agent(result, name))
 
 
 @api.get("/agents/<name>/turns")
@@ -284,8 +270,8 @@ async def set_model(body: ModelBody) -> ModelReply:
     """Set an agent's model for its next turns: the control plane's `model` admin verb."""
     name = _known_agent(body.agent)
     model = body.model.strip()
-    if not MODEL_RE.match(model):
-        raise ApiError(400, "bad_request", f"not a model name: {model!r}")
+    if not model:  # the verb would read "" as "show the model"
+        raise ApiError(400, "bad_request", "not a model name: ''")
     result = await call_verb(dashboard().ctx, "model", {"names": [name], "model": model})
     return {"agent": name, "model": result["agents"][name]["model"]}
 
@@ -343,7 +329,7 @@ async def answer(item_id: str, body: AnswerBody) -> Result:
 @typed
 async def cancel_question(item_id: str) -> Result:
     """Cancel an operator question"""
-    if not has_verb("answer"):
+    if not has_verb(dashboard().ctx, "answer"):
         raise ApiError(501, "not_available", "operator questions need the control plane")
     args = {"id": _item_id(item_id)}
     result: Result = await call_verb(dashboard().ctx, "cancel", args)

@@ -1,23 +1,26 @@
-"""How the dashboard's request handlers (on the trio thread) talk to the actors.
+"""How the dashboard's request handlers (on the trio thread) talk to the hive.
 
-Never a blocking ``ask()``: a handler tells the actor a message carrying a reply callback;
-the callback hops back to the trio thread (``ctx.io.call_soon``) and wakes the handler.
-Admin verbs registered by other layers (approve, deny, answer, model, ...) are called the
-same way through a stand-in connection, so the dashboard and hivectl share one code path.
+Anything the operator does goes through the admin API (``call_verb``): the same verb
+functions hivectl reaches through the admin socket, with the same checks and error codes.
+Reads of the hub's snapshot use ``ask``, the control plane's one ask helper. WireError
+codes become HTTP statuses here.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hive.wire import Request, WireError
+from hive.control.calls import ask_actor
+from hive.wire import WireError
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+
+log = logging.getLogger(__name__)
 
 ASK_TIMEOUT = 15.0
 
@@ -36,6 +39,7 @@ _STATUS = {
     "unavailable": 503,
     "store_failed": 503,
     "conflict": 409,
+    "timeout": 504,
 }
 
 
@@ -56,96 +60,59 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
-class _Waiter:
-    """One pending reply: set from any thread, awaited on the trio thread."""
-
-    def __init__(self, ctx: HiveContext) -> None:
-        self.ctx = ctx
-        self.event = trio.Event()
-        self.value: Any = None
-
-    def reply(self, value: Any) -> None:
-        self.ctx.io.call_soon(self._set, value)
-
-    def _set(self, value: Any) -> None:
-        if not self.event.is_set():
-            self.value = value
-            self.event.set()
-
-    async def wait(self, what: str, timeout: float) -> Any:
-        with trio.move_on_after(timeout):
-            await self.event.wait()
-            if isinstance(self.value, WireError):
-                raise ApiError.from_wire(self.value)
-            return self.value
-        raise ApiError(504, "timeout", f"{what} did not answer within {timeout:g} s")
-
-
 async def ask(
     ctx: HiveContext,
     target: str,
     make: Callable[[Callable[[Any], None]], object],
     timeout: float = ASK_TIMEOUT,
 ) -> Any:
-    """Tell ``target`` the message ``make(reply)`` and wait for the reply, on trio."""
-    waiter = _Waiter(ctx)
-    if not ctx.refs.tell(target, make(waiter.reply)):
-        if target.startswith("agent:"):
-            name = target.removeprefix("agent:")
-            raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
-        raise ApiError(503, "unavailable", f"{target} is not running (restarting?)")
-    return await waiter.wait(target, timeout)
+    """Tell ``target`` the message ``make(reply)`` and wait for the reply, on trio: the
+    control plane's ``ask_actor``, its WireError answered as an HTTP error."""
+    try:
+        return await ask_actor(ctx, target, make, timeout)
+    except WireError as exc:
+        raise ApiError.from_wire(exc) from None
 
 
-_verb_ids = itertools.count(1)
-
-
-class _VerbConnection:
-    """Quacks like hive.io.frames.Connection for one request: keeps the reply."""
-
-    def __init__(self, waiter: _Waiter) -> None:
-        self.waiter = waiter
-        self.closed = False
-        self.on_close: list[Callable[[], None]] = []
-        self.peer = "dashboard"
-
-    def reply(self, req_id: int, result: Any) -> None:
-        self.waiter._set(result)
-
-    def reply_threadsafe(self, req_id: int, result: Any) -> None:
-        self.waiter.reply(result)
-
-    def send_frame(self, frame: dict[str, Any]) -> None:
-        """Pushes belong to long-lived admin connections; a one-shot call drops them."""
-
-
-def has_verb(op: str) -> bool:
-    from hive.io.admin_socket import VERBS
-
-    return op in VERBS
+def has_verb(ctx: HiveContext, op: str) -> bool:
+    return ctx.services.admin.api.knows(op)
 
 
 async def call_verb(
     ctx: HiveContext, op: str, args: dict[str, Any], timeout: float = ASK_TIMEOUT
 ) -> Any:
-    """Run the admin verb ``op`` as hivectl would, and return its result."""
-    from hive.io.admin_socket import VERBS
+    """Run the admin verb ``op`` as hivectl would (the same function, the same checks),
+    and return its result. Past ``timeout`` the handler answers 504; the verb itself runs
+    on to its end in the daemon's nursery, as it would for a hivectl that went away."""
+    api = ctx.services.admin.api
+    done = trio.Event()
+    box: list[Any] = []
 
-    fn = VERBS.get(op)
-    if fn is None:
-        raise ApiError(
-            501, "not_available", f"'{op}' is not available in this hive (no such admin verb)"
-        )
-    waiter = _Waiter(ctx)
-    conn = _VerbConnection(waiter)
-    try:
-        result = fn(ctx.services.admin, conn, Request(next(_verb_ids), op, args))  # type: ignore[arg-type]
-        if hasattr(result, "__await__"):
-            await result
-    except WireError as exc:
-        raise ApiError.from_wire(exc) from exc
-    try:
-        return await waiter.wait(f"'{op}'", timeout)
-    finally:
-        for cb in conn.on_close:
-            cb()
+    async def run() -> None:
+        try:
+            box.append(await api.call_op(op, args))
+        except WireError as exc:
+            box.append(exc)
+        except Exception as exc:  # never into the daemon's nursery
+            log.exception("dashboard: %s failed", op)
+            box.append(WireError("internal", f"{op} failed: {exc}"))
+        done.set()
+
+    ctx.io.nursery.start_soon(run)
+    with trio.move_on_after(timeout):
+        await done.wait()
+    if not box:
+        raise ApiError(504, "timeout", f"'{op}' did not answer within {timeout:g} s")
+    if isinstance(box[0], WireError):
+        raise ApiError.from_wire(box[0])
+    return box[0]
+
+
+def one_agent(result: dict[str, Any], name: str) -> Any:
+    """The result for ``name`` out of a lifecycle verb's ``{"agents": {...}}`` reply; its
+    error raised."""
+    mine = result["agents"][name]
+    if isinstance(mine, dict) and isinstance(mine.get("error"), dict):
+        error = mine["error"]
+        raise ApiError.from_wire(WireError(str(error.get("code")), str(error.get("message"))))
+    return mine

@@ -1,5 +1,5 @@
 """Serving the dashboard inside hive-supervisor: hypercorn's trio worker on the daemon's own
-trio loop, started by a daemon startup hook when ``[hive] dashboard`` is true.
+trio loop, started by hive.daemon.run_hive when ``[hive] dashboard`` is true.
 
 The listening socket is bound here, not by hypercorn: with SO_REUSEADDR (a restarted
 daemon rebinds at once despite TIME_WAIT), retried for a few seconds (the previous process
@@ -93,7 +93,7 @@ def hypercorn_config(sock: socket.socket) -> Config:
 
 
 async def start_dashboard(ctx: HiveContext, nursery: trio.Nursery) -> None:
-    """Daemon startup hook: serve the dashboard until the daemon shuts down."""
+    """Serve the dashboard (run_hive calls this at start-up) until the daemon shuts down."""
     cfg = ctx.config
     if not cfg.dashboard:
         return
@@ -135,7 +135,7 @@ async def start_dashboard(ctx: HiveContext, nursery: trio.Nursery) -> None:
 
 
 async def stop_dashboard(ctx: HiveContext) -> None:
-    """Daemon shutdown hook: end the live streams and terminals first, so hypercorn's
+    """At shutdown, before the actors stop: end the live streams and terminals first, so hypercorn's
     graceful stop has nothing left to wait for, then let it stop."""
     for board in list(_running):
         if board.ctx is not ctx:
@@ -143,16 +143,3 @@ async def stop_dashboard(ctx: HiveContext) -> None:
         board.close_all()
         with trio.move_on_after(GRACEFUL_SECONDS + 1):
             await board.served.wait()
-
-
-def register() -> None:
-    from hive import daemon
-
-    if start_dashboard not in daemon.STARTUP_HOOKS:
-        daemon.STARTUP_HOOKS.append(start_dashboard)
-    hooks = getattr(daemon, "SHUTDOWN_HOOKS", None)
-    if hooks is not None and stop_dashboard not in hooks:
-        hooks.append(stop_dashboard)
-
-
-register()

@@ -23,6 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, TextIO
 
 from hive.cli.login import add_arguments as login_arguments
@@ -542,15 +543,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the daemon (default 60; stop and restart wait for the turn)",
     )  # fmt: skip
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    add = partial(_add_verb, sub)
+    _agent_verbs(add)
+    _control_plane_verbs(add)
+    return p
 
-    def add(name: str, fn: Handler, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.set_defaults(fn=fn, verb=name)
-        return sp
 
-    def names(sp: argparse.ArgumentParser, nargs: str = "+") -> None:
-        sp.add_argument("names", nargs=nargs, metavar="NAME", help="agent name(s)")
+Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
+
+def _add_verb(sub: Any, name: str, fn: Handler, help_: str) -> argparse.ArgumentParser:
+    sp: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=help_)
+    sp.set_defaults(fn=fn, verb=name)
+    return sp
+
+
+def _names(sp: argparse.ArgumentParser, nargs: str = "+") -> None:
+    sp.add_argument("names", nargs=nargs, metavar="NAME", help="agent name(s)")
+
+
+def _agent_verbs(add: Add) -> None:
     add("version", v_version, "the daemon's version and protocol")
     add("list", v_list, "every agent, one line each")
     add("status", v_status, "one agent's full status row").add_argument("name")
@@ -562,20 +574,24 @@ def build_parser() -> argparse.ArgumentParser:
         ("pause", "take no new turns (persisted)", lambda x: "paused"),
         ("resume", "take turns again", lambda x: "resumed"),
         ("start", "start stopped agents", lambda x: "started"),
-        ("restart", "cancel the running turn, clear failed, start", lambda x: "restarted"),
+        (
+            "restart",
+            "cancel the running turn, clear failed, start a turn now",
+            lambda x: "restarted",
+        ),
         ("reset", "clear failed / needs_login", lambda x: "reset"),
     ):
-        names(add(verb, _control(verb, describe), text))
+        _names(add(verb, _control(verb, describe), text))
     sp = add("stop", _control("stop", lambda x: "stopped"), "stop after the running turn")
     sp.add_argument("--hard", action="store_true", help="cancel the running turn now")
-    names(sp)
+    _names(sp)
     sp = add("kick", _control("kick", lambda x: "kicked"), "wake agents for a turn")
     sp.add_argument("--note", help="why (the agent sees it)")
-    names(sp)
+    _names(sp)
     sp = add("cancel", v_cancel, "cancel running turns, or an approval/question with --id")
     sp.add_argument("--id", type=int, help="approval, question or scheduled prompt id")
     sp.add_argument("--reason")
-    names(sp, "*")
+    _names(sp, "*")
     sp = add("send", v_send, "send a message as the operator")
     sp.add_argument("to")
     sp.add_argument("body", help="the text, or - to read it from stdin")
@@ -589,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("model", v_model, "show an agent's model, or set it (`default` resets)")
     sp.add_argument("name")
     sp.add_argument("model", nargs="?")
+
+
+def _control_plane_verbs(add: Add) -> None:
     add("pending", v_pending, "approvals and questions waiting").add_argument("--agent")
     sp = add("approve", v_approve, "approve (and so run) requests")
     sp.add_argument("ids", nargs="+", type=int, metavar="ID")
@@ -610,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(f"--{key}")
     sp = add("destroy", v_destroy, "remove agents (state kept unless --purge)")
     sp.add_argument("--purge", action="store_true", help="delete their state dirs too")
-    names(sp)
+    _names(sp)
     sp = add("stats", v_stats, "an agent's telemetry: turns, durations, exits, tools, mail")
     sp.add_argument("name")
     sp.add_argument("--window", type=float, default=3600, help="seconds back (default 3600)")
@@ -626,7 +645,6 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(verb, v_raw(verb, key), text)
         sp.add_argument("agent", nargs="?" if verb == "events" else None)
         sp.add_argument("--limit", type=int, default=50)
-    return p
 
 
 def socket_path(args: argparse.Namespace) -> str:

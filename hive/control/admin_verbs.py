@@ -1,5 +1,10 @@
-"""Control-plane verbs on the admin socket (registered in hive.io.admin_socket.VERBS).
+"""Every admin verb, and their table (``verb_table``): what hivectl (through the admin
+socket) and the dashboard (in process) call, through ``hive.control.admin_api.AdminApi``.
 
+    version  list  status{name}  send{to, body}  kick{names, note?}
+    pause resume reset cancel{names}               lifecycle of running agents
+    messages{agent, limit?}  turns{agent, limit?}  transcript{turn_id}  events{agent?}
+    login_info  clear_mail{sender?, before_id?}
     pending{agent?}                      approvals and questions waiting, with ttl_remaining
     approve{id}  deny{id, reason?}       resolve an approval (approving runs its action)
     answer{id, answer}                   answer a question
@@ -11,13 +16,17 @@
     model{names, model?}                 show or set (""/None to show; "default" resets)
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
-    logs{name, lines?}                   the end of the agent's own log file
+    logs{name, lines?}  stats{agent, since?}
+    inject_fault{target}                 only with HIVE_FAULT_INJECTION=1 (tests)
 
-Lifecycle verbs act on named agents only: an empty scope is an error.
+(``subscribe`` pushes on its connection, so it lives with the socket: hive.io.admin_socket.)
+Each verb takes the hive context and the request and returns the reply or raises a
+WireError. Lifecycle verbs act on named agents only: an empty scope is an error.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -27,15 +36,17 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hive import safefs
+from hive import __version__, safefs
+from hive.actors import agent as agent_msgs
 from hive.control import records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
 from hive.control.tasks import paths_of, remove_draft_repo
-from hive.io.admin_socket import VERBS, AdminSocket, scope_names, verb
 from hive.logtail import tail_lines
 from hive.wire import (
     OPERATOR,
+    PROTOCOL_VERSION,
+    SYSTEM,
     Request,
     WireError,
     arg,
@@ -43,98 +54,263 @@ from hive.wire import (
     id_arg,
     limit_arg,
     validate_agent_name,
+    validate_recipient,
 )
 
 if TYPE_CHECKING:
-    from hive.io.frames import Connection
+    from hive.actors.base import HiveContext
+    from hive.control.admin_api import Verb
 
 MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+\[\]-]{0,127}$")
 MODEL_FILE = "hive-model"
 MAX_LOG_LINES = 5000
 
 
+def check_model_name(model: str) -> str:
+    """The one rule for a model name (the dashboard and hivectl both end up here)."""
+    if not MODEL_RE.match(model):
+        raise WireError(
+            "bad_request",
+            f"invalid model name {model!r}: letters, digits and ._:/@+-[] only, up to 128",
+        )
+    return model
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def scope_names(req: Request) -> list[str]:
+    """The agents a lifecycle verb acts on: named explicitly, never 'all' by omission."""
+    names = req.args.get("names")
+    if isinstance(names, str):
+        names = [names] if names else []
+    if not isinstance(names, list) or not names:
+        raise WireError(
+            "empty_scope",
+            f"'{req.op}' needs at least one agent name; an empty scope never means every agent",
+        )
+    return [validate_agent_name(n) for n in names]
+
+
+def _known(ctx: HiveContext, names: list[str]) -> None:
+    for name in names:
+        if ctx.refs.get(ctx.agent_ref_name(name)) is None:
+            raise WireError("unknown_agent", f"no agent named '{name}'")
+
+
+async def fan_out(
+    ctx: HiveContext, names: list[str], make: Callable[[Any], object]
+) -> dict[str, Any]:
+    """One message per named agent; every agent's result (an error as ``{"error": ...}``).
+
+    No time limit: stop and restart answer once the running turn has ended."""
+    _known(ctx, names)
+    results: dict[str, Any] = {}
+
+    async def one(name: str) -> None:
+        try:
+            results[name] = await ask_actor(ctx, ctx.agent_ref_name(name), make, math.inf)
+        except WireError as exc:
+            results[name] = {"error": exc.to_wire()}
+
+    async with trio.open_nursery() as nursery:
+        for name in names:
+            nursery.start_soon(one, name)
+    return {"agents": {name: results[name] for name in names}}
+
+
+# --- the hive and its agents --------------------------------------------------------------
+
+
+async def version(ctx: HiveContext, req: Request) -> Any:
+    return {"version": __version__, "protocol": PROTOCOL_VERSION}
+
+
+async def _agent_rows(ctx: HiveContext) -> tuple[list[dict[str, Any]], int]:
+    from hive.actors.hub import GetSnapshot
+
+    snap = await ask_actor(ctx, "hub", lambda r: GetSnapshot(r, frozenset({"agent"})))
+    rows = sorted(snap["items"].get("agent", []), key=lambda r: r["name"])
+    return rows, snap["seq"]
+
+
+async def list_agents(ctx: HiveContext, req: Request) -> Any:
+    rows, seq = await _agent_rows(ctx)
+    return {"agents": rows, "seq": seq}
+
+
+async def status(ctx: HiveContext, req: Request) -> Any:
+    name = validate_agent_name(arg(req.args, "name", str))
+    for row in (await _agent_rows(ctx))[0]:
+        if row["name"] == name:
+            return row
+    raise WireError("unknown_agent", f"no agent named '{name}'")
+
+
+async def send(ctx: HiveContext, req: Request) -> Any:
+    from hive.actors.bus import Send
+
+    to = validate_recipient(arg(req.args, "to", str))
+    body = arg(req.args, "body", str)
+    return await ask_actor(ctx, "bus", lambda r: Send(OPERATOR, to, body, reply=r), math.inf)
+
+
+async def kick(ctx: HiveContext, req: Request) -> Any:
+    from hive.actors.agent import Kick
+
+    note = arg(req.args, "note", str, "")
+    return await fan_out(ctx, scope_names(req), lambda r: Kick(note or None, r))
+
+
+def _control_verb(kind: Callable[..., object]) -> Verb:
+    """A lifecycle verb: the agent message ``kind`` (Pause, Resume, ...) to each named agent."""
+
+    async def run(ctx: HiveContext, req: Request) -> Any:
+        return await fan_out(ctx, scope_names(req), lambda r: kind(reply=r))
+
+    return run
+
+
+async def messages(ctx: HiveContext, req: Request) -> Any:
+    agent = arg(req.args, "agent", str)
+    if agent != OPERATOR:
+        validate_agent_name(agent)
+    limit = limit_arg(req.args, "limit", 100, 1000)
+    return {"messages": await ctx.services.reader.run(lambda q: q.messages(agent, limit))}
+
+
+async def turns(ctx: HiveContext, req: Request) -> Any:
+    agent = validate_agent_name(arg(req.args, "agent", str))
+    limit = limit_arg(req.args, "limit", 50, 1000)
+    return {"turns": await ctx.services.reader.run(lambda q: q.turns(agent, limit))}
+
+
+async def transcript(ctx: HiveContext, req: Request) -> Any:
+    turn_id = id_arg(req.args, "turn_id")
+    return {"events": await ctx.services.reader.run(lambda q: q.turn_events(turn_id))}
+
+
+async def events(ctx: HiveContext, req: Request) -> Any:
+    agent = req.args.get("agent")
+    limit = limit_arg(req.args, "limit", 100, 1000)
+    rows = await ctx.services.reader.run(
+        lambda q: q.events(agent if isinstance(agent, str) else None, limit)
+    )
+    return {"events": rows}
+
+
+async def login_info(ctx: HiveContext, req: Request) -> Any:
+    """What `hivectl login NAME` needs to run the agent's login on the operator's terminal:
+    where the hive keeps its state, and which CLI it runs."""
+    cfg = ctx.config
+    return {
+        "state_dir": str(cfg.state_dir),
+        "run_dir": str(cfg.sockets_dir),
+        "claude_bin": cfg.claude_bin,
+        "agent_python": cfg.agent_python,
+    }
+
+
+async def clear_mail(ctx: HiveContext, req: Request) -> Any:
+    """Delete the operator's mail (all, from one sender, or below an id): the way to make
+    room when agents hear ``mailbox_full``. Replies once the delete has committed."""
+    from hive.actors.store import Write
+    from hive.store.retention import MailCount, clear_operator_mail
+
+    sender: str | None = arg(req.args, "sender", str, None)
+    if sender is not None and sender != SYSTEM:
+        validate_agent_name(sender)
+    before_id: int | None = arg(req.args, "before_id", int, None)
+    if before_id is not None and not 0 <= before_id < 2**63:
+        raise WireError("bad_request", "'before_id' must be a message id (0 to 2^63-1)")
+    mailbox = ctx.operator_mailbox
+
+    def done(reply: Any, gone: MailCount | None, error: BaseException | None) -> None:
+        if gone is None:
+            reply(WireError("store_failed", f"nothing was deleted: {error}"))
+            return
+        if mailbox is not None:
+            mailbox.removed(gone)
+        reply({"deleted": gone.total()[0]})
+
+    def write(reply: Any) -> object:
+        return Write(lambda q: clear_operator_mail(q, sender, before_id), partial(done, reply))
+
+    return await ask_actor(ctx, "store", write, math.inf)
+
+
+async def inject_fault(ctx: HiveContext, req: Request) -> Any:
+    """Make the named actor ('store', 'bus', 'hub', 'agent:NAME') raise in its thread."""
+    from hive.actors.base import InjectFault
+
+    target = arg(req.args, "target", str)
+    if not ctx.refs.tell(target, InjectFault()):
+        raise WireError("unavailable", f"{target} is not running")
+    return {"injected": target}
+
+
 # --- approvals and questions --------------------------------------------------------------
 
 
-@verb("pending")
-def _pending(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def pending(ctx: HiveContext, req: Request) -> Any:
     from hive.actors.approvals import ListPending
 
     agent = arg(req.args, "agent", str, None)
-    s.tell("approvals", ListPending(s.reply_cb(conn, req), agent))
+    return await ask_actor(ctx, "approvals", lambda r: ListPending(r, agent), math.inf)
 
 
-def _resolver(action: str, text_key: str | None, required: bool = False) -> Any:
-    def run(s: AdminSocket, conn: Connection, req: Request) -> None:
+def _resolver(action: str, text_key: str | None, required: bool = False) -> Verb:
+    async def run(ctx: HiveContext, req: Request) -> Any:
         from hive.actors.approvals import Resolve
 
         item_id = id_arg(req.args, "id")
         text = ""
         if text_key is not None:
             text = arg(req.args, text_key, str) if required else arg(req.args, text_key, str, "")
-        s.tell("approvals", Resolve(item_id, action, OPERATOR, text, reply=s.reply_cb(conn, req)))
+        return await ask_actor(
+            ctx, "approvals", lambda r: Resolve(item_id, action, OPERATOR, text, reply=r), math.inf
+        )
 
     return run
 
 
-VERBS["approve"] = _resolver("approve", None)
-VERBS["deny"] = _resolver("deny", "reason")
-VERBS["answer"] = _resolver("answer", "answer", required=True)
-
-_cancel_turns = VERBS["cancel"]
+_cancel_turns = _control_verb(agent_msgs.CancelTurn)
 _cancel_item = _resolver("cancel", "reason")
 
 
-@verb("cancel")
-def _cancel(s: AdminSocket, conn: Connection, req: Request) -> Any:
+async def cancel(ctx: HiveContext, req: Request) -> Any:
     """cancel{id}: withdraw an approval/question/scheduled prompt; cancel{names}: turns."""
     if "id" in req.args:
-        return _cancel_item(s, conn, req)
-    return _cancel_turns(s, conn, req)
+        return await _cancel_item(ctx, req)
+    return await _cancel_turns(ctx, req)
 
 
-@verb("approvals")
-async def _approvals(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def approvals(ctx: HiveContext, req: Request) -> Any:
     status = arg(req.args, "status", str, None)
     if status is not None and status not in records.STATUSES:
         raise WireError("bad_request", f"status must be one of {', '.join(records.STATUSES)}")
     agent = arg(req.args, "agent", str, None)
     limit = limit_arg(req.args, "limit", 100, 1000)
-    rows = await s.reader.run(lambda q: records.approvals(q, status, agent, limit))
-    conn.reply(req.id, {"approvals": [r.to_wire() for r in rows]})
+    rows = await ctx.services.reader.run(lambda q: records.approvals(q, status, agent, limit))
+    return {"approvals": [r.to_wire() for r in rows]}
 
 
-@verb("drafts")
-def _drafts(s: AdminSocket, conn: Connection, req: Request) -> None:
-    from hive.actors.approvals import ListDrafts
-
-    s.tell("approvals", ListDrafts(s.reply_cb(conn, req)))
+async def drafts(ctx: HiveContext, req: Request) -> Any:
+    return await ask_actor(ctx, "approvals", _list_drafts, math.inf)
 
 
-@verb("scheduled")
-def _scheduled(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def scheduled(ctx: HiveContext, req: Request) -> Any:
     from hive.actors.approvals import ListScheduled
 
-    s.tell("approvals", ListScheduled(s.reply_cb(conn, req)))
+    return await ask_actor(ctx, "approvals", ListScheduled, math.inf)
 
 
 # --- lifecycle ----------------------------------------------------------------------------
 
 
-def _lifecycle(op_name: str) -> Any:
-    def run(s: AdminSocket, conn: Connection, req: Request) -> None:
-        from hive.actors.agent import Control
-
-        op = op_name
-        if op == "stop" and arg(req.args, "hard", bool, False):
-            op = "stop_hard"
-        s.fan_out(conn, req, scope_names(req), lambda cb: Control(op, cb))
-
-    return run
-
-
-for _name in ("start", "stop", "restart"):
-    VERBS[_name] = _lifecycle(_name)
+async def stop(ctx: HiveContext, req: Request) -> Any:
+    hard = arg(req.args, "hard", bool, False)
+    return await fan_out(ctx, scope_names(req), lambda r: agent_msgs.Stop(hard, r))
 
 
 def _names(req: Request) -> list[str]:
@@ -143,38 +319,27 @@ def _names(req: Request) -> list[str]:
     return scope_names(req)
 
 
-@verb("model")
-async def _model(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def model(ctx: HiveContext, req: Request) -> Any:
     """Show (no model) or set each named agent's model. "default" goes back to the model
     in the agent's config. Set models are kept in the store and in the agent's state dir
     (``hive-model``), and used from the agent's next turn."""
     from hive.actors.agent import Configure
-    from hive.actors.hub import GetSnapshot
 
     names = _names(req)
-    model = arg(req.args, "model", str, "")
-    for name in names:
-        if s.ctx.refs.get(s.ctx.agent_ref_name(name)) is None:
-            raise WireError("unknown_agent", f"no agent named '{name}'")
-    if not model:
-        snap = await ask_actor(s.ctx, "hub", lambda r: GetSnapshot(r, frozenset({"agent"})))
-        rows = {row["name"]: row for row in snap["items"].get("agent", [])}
-        conn.reply(
-            req.id, {"agents": {n: {"model": rows.get(n, {}).get("active_model")} for n in names}}
-        )
-        return
-    if model != "default" and not MODEL_RE.match(model):
-        raise WireError(
-            "bad_request",
-            f"invalid model name {model!r}: letters, digits and ._:/@+-[] only, up to 128",
-        )
-    value = "" if model == "default" else model
+    name_of_model = arg(req.args, "model", str, "")
+    _known(ctx, names)
+    if not name_of_model:
+        rows = {row["name"]: row for row in (await _agent_rows(ctx))[0]}
+        return {"agents": {n: {"model": rows.get(n, {}).get("active_model")} for n in names}}
+    if name_of_model != "default":
+        check_model_name(name_of_model)
+    value = "" if name_of_model == "default" else name_of_model
     out: dict[str, Any] = {}
     for name in names:
         result = await ask_actor(
-            s.ctx, s.ctx.agent_ref_name(name), lambda r: Configure(model=value, reply=r)
+            ctx, ctx.agent_ref_name(name), lambda r: Configure(model=value, reply=r)
         )
-        paths = paths_of(s.ctx, name)
+        paths = paths_of(ctx, name)
         file = paths.state / MODEL_FILE
         try:
             await trio.to_thread.run_sync(_write_model_file, paths.root, value)
@@ -185,7 +350,7 @@ async def _model(s: AdminSocket, conn: Connection, req: Request) -> None:
                 f"(a link or a non-directory where a directory belongs)",
             ) from None
         out[name] = {"model": result["model"], "file": str(file)}
-    conn.reply(req.id, {"agents": out})
+    return {"agents": out}
 
 
 def _write_model_file(root: Path, model: str) -> None:
@@ -203,8 +368,7 @@ def _write_model_file(root: Path, model: str) -> None:
 _SPAWN_KEYS = ("model", "prompt", "runtime", "sandbox", "parent")
 
 
-@verb("spawn")
-async def _spawn(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def spawn(ctx: HiveContext, req: Request) -> Any:
     """The operator's spawn: created at once (the operator is the approver)."""
     from hive.actors.approvals import SpawnNow
 
@@ -215,44 +379,45 @@ async def _spawn(s: AdminSocket, conn: Connection, req: Request) -> None:
         if value:
             overrides[key] = value
     parent = str(overrides.pop("parent", ""))
-    template = await s.reader.run(lambda q: records.agent_config(q, parent)) if parent else None
+    template = (
+        await ctx.services.reader.run(lambda q: records.agent_config(q, parent)) if parent else None
+    )
     cfg = spawn_config(name, parent, overrides, template)
-    result = await ask_actor(s.ctx, "approvals", lambda r: SpawnNow(cfg, r))
-    conn.reply(req.id, {**result, "config": cfg.to_dict()})
+    result = await ask_actor(ctx, "approvals", lambda r: SpawnNow(cfg, r))
+    return {**result, "config": cfg.to_dict()}
 
 
-@verb("destroy")
-async def _destroy(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def destroy(ctx: HiveContext, req: Request) -> Any:
     """Remove agents (or discard drafts). Their state dirs are kept unless ``purge``."""
     from hive.actors.approvals import AgentDestroyed, DiscardDraft
     from hive.actors.supervisor import RemoveAgent
 
     names = scope_names(req)
     purge = arg(req.args, "purge", bool, False)
-    drafts = await ask_actor(s.ctx, "approvals", _list_drafts)
+    drafts = await ask_actor(ctx, "approvals", _list_drafts)
     draft_owners = {d["name"]: d["requested_by"] for d in drafts["drafts"]}
     draft_names = set(draft_owners)
     for name in names:
-        if s.ctx.refs.get(s.ctx.agent_ref_name(name)) is None and name not in draft_names:
+        if ctx.refs.get(ctx.agent_ref_name(name)) is None and name not in draft_names:
             raise WireError("unknown_agent", f"no agent or draft named '{name}'")
     out: dict[str, Any] = {}
     for name in names:
-        if s.ctx.refs.get(s.ctx.agent_ref_name(name)) is not None:
+        if ctx.refs.get(ctx.agent_ref_name(name)) is not None:
             # Its askers are answered first, while their connections are still open.
-            await ask_actor(s.ctx, "approvals", partial(_remove, AgentDestroyed, name))
-            await ask_actor(s.ctx, "supervisor", partial(_remove, RemoveAgent, name))
+            await ask_actor(ctx, "approvals", partial(_remove, AgentDestroyed, name))
+            await ask_actor(ctx, "supervisor", partial(_remove, RemoveAgent, name))
             out[name] = {"destroyed": True}
         else:
-            await ask_actor(s.ctx, "approvals", partial(_remove, DiscardDraft, name))
+            await ask_actor(ctx, "approvals", partial(_remove, DiscardDraft, name))
             out[name] = {"draft_discarded": True}
-        root = paths_of(s.ctx, name).root
+        root = paths_of(ctx, name).root
         if purge:
             await trio.to_thread.run_sync(_purge, root)
             if name in draft_owners:  # its repo, in the manager's own dir
-                owner_root = paths_of(s.ctx, draft_owners[name]).root
+                owner_root = paths_of(ctx, draft_owners[name]).root
                 await trio.to_thread.run_sync(remove_draft_repo, owner_root, name)
         out[name].update(state_dir=str(root), purged=purge)
-    conn.reply(req.id, {"agents": out})
+    return {"agents": out}
 
 
 def _remove(kind: Callable[[str, Any], object], name: str, reply: Any) -> object:
@@ -273,21 +438,19 @@ def _purge(root: Path) -> None:
 # --- logs ---------------------------------------------------------------------------------
 
 
-@verb("logs")
-async def _logs(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def logs(ctx: HiveContext, req: Request) -> Any:
     """The last ``lines`` lines of the agent's log (its turns' stderr, as the supervisor
     writes it to <state>/agents/<name>/agent.log)."""
     name = validate_agent_name(arg(req.args, "name", str))
     lines = max(1, min(int(arg(req.args, "lines", int, 100)), MAX_LOG_LINES))
-    path = paths_of(s.ctx, name).log
+    path = paths_of(ctx, name).log
     if not path.parent.exists():
         raise WireError("unknown_agent", f"no agent named '{name}' (no directory {path.parent})")
     text, _ = await trio.to_thread.run_sync(tail_lines, path, lines)
-    conn.reply(req.id, {"agent": name, "path": str(path), "lines": text})
+    return {"agent": name, "path": str(path), "lines": text}
 
 
-@verb("stats")
-async def _stats(s: AdminSocket, conn: Connection, req: Request) -> None:
+async def stats(ctx: HiveContext, req: Request) -> Any:
     """stats{agent, since?}: the telemetry summary of SEED.md item 15 over the window
     (``since``: unix seconds, or negative for seconds ago; default the last hour)."""
     from hive.telemetry import select_stats, summarize
@@ -296,5 +459,47 @@ async def _stats(s: AdminSocket, conn: Connection, req: Request) -> None:
     now = time.time()
     since = float(arg(req.args, "since", float, -3600.0))
     since = check_since(since, now)
-    rows = await s.reader.run(lambda q: select_stats(q, name, since, []))
-    conn.reply(req.id, {"agent": name, "since": since, "summary": summarize(rows, since, now)})
+    rows = await ctx.services.reader.run(lambda q: select_stats(q, name, since, []))
+    return {"agent": name, "since": since, "summary": summarize(rows, since, now)}
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+def verb_table(fault_injection: bool = False) -> dict[str, Verb]:
+    """Every admin verb, by name: composed here and nowhere else."""
+    table: dict[str, Verb] = {
+        "version": version,
+        "list": list_agents,
+        "status": status,
+        "send": send,
+        "kick": kick,
+        "pause": _control_verb(agent_msgs.Pause),
+        "resume": _control_verb(agent_msgs.Resume),
+        "reset": _control_verb(agent_msgs.Reset),
+        "cancel": cancel,
+        "start": _control_verb(agent_msgs.Start),
+        "stop": stop,
+        "restart": _control_verb(agent_msgs.Restart),
+        "messages": messages,
+        "turns": turns,
+        "transcript": transcript,
+        "events": events,
+        "login_info": login_info,
+        "clear_mail": clear_mail,
+        "pending": pending,
+        "approve": _resolver("approve", None),
+        "deny": _resolver("deny", "reason"),
+        "answer": _resolver("answer", "answer", required=True),
+        "approvals": approvals,
+        "drafts": drafts,
+        "scheduled": scheduled,
+        "model": model,
+        "spawn": spawn,
+        "destroy": destroy,
+        "logs": logs,
+        "stats": stats,
+    }
+    if fault_injection:
+        table["inject_fault"] = inject_fault
+    return table

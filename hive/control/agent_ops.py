@@ -1,4 +1,5 @@
-"""Control-plane ops on the agent sockets (registered in hive.io.agent_socket.EXTRA_OPS).
+"""Control-plane ops on the agent sockets (their table: ``op_table``, given to the sockets by
+hive.daemon).
 
     ask_operator{question, options?, ttl_seconds?}  -> held until answered / cancelled /
                                                        expired: {id, status, answer?}
@@ -17,7 +18,6 @@ decides and records.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,26 +26,19 @@ from hive.control.calls import ask_actor, run_request
 from hive.control.spawn import agent_toml, config_change, config_from_toml, spawn_config
 from hive.control.tasks import paths_of
 from hive.control.times import iso, parse_at
-from hive.io.agent_socket import EXTRA_OPS, ExtraOp
+from hive.io.agent_socket import AgentOp
 from hive.wire import Request, WireError, arg, id_arg, validate_agent_name
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
-    from hive.io.frames import Connection
+    from hive.config import AgentConfig
+    from hive.io.agent_socket import AgentConnection
 
 MAX_QUESTION_CHARS = 8000
 MAX_OPTIONS = 20
 MAX_OPTION_CHARS = 500
 
 _waiter_ids = itertools.count(1)
-
-
-def op(name: str) -> Callable[[ExtraOp], ExtraOp]:
-    def register(fn: ExtraOp) -> ExtraOp:
-        EXTRA_OPS[name] = fn
-        return fn
-
-    return register
 
 
 def _tell(ctx: HiveContext, target: str, message: object) -> None:
@@ -56,8 +49,7 @@ def _tell(ctx: HiveContext, target: str, message: object) -> None:
 # --- questions ----------------------------------------------------------------------------
 
 
-@op("ask_operator")
-def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+def ask_operator(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import MAX_QUESTION_TTL, Ask, WaiterGone
 
     question = arg(req.args, "question", str).strip()
@@ -105,8 +97,7 @@ def ask_operator(ctx: HiveContext, agent: str, conn: Connection, req: Request) -
     conn.on_close.append(gone)
 
 
-@op("cancel_question")
-def cancel_question(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+def cancel_question(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import Resolve
 
     qid = id_arg(req.args, "id")
@@ -135,8 +126,7 @@ def _spawn_overrides(req: Request) -> dict[str, Any]:
     return overrides
 
 
-@op("request_spawn")
-def request_spawn(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+def request_spawn(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import Propose
 
     name = validate_agent_name(arg(req.args, "name", str))
@@ -157,8 +147,7 @@ def request_spawn(ctx: HiveContext, agent: str, conn: Connection, req: Request) 
     run_request(ctx, conn, req, work)
 
 
-@op("request_spawn_draft")
-def request_spawn_draft(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+def request_spawn_draft(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import OpenDraft
 
     name = validate_agent_name(arg(req.args, "name", str))
@@ -179,8 +168,37 @@ def request_spawn_draft(ctx: HiveContext, agent: str, conn: Connection, req: Req
     run_request(ctx, conn, req, work)
 
 
-@op("request_spawn_commit")
-def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+async def _read_commit(repo: Path, ref: str, name: str) -> tuple[str, AgentConfig]:
+    """The commit ``ref`` of a config repo: its sha and the agent config it holds."""
+    sha = await gitrepo.resolve_commit(repo, ref)
+    return sha, config_from_toml(await gitrepo.read_config(repo, sha), name)
+
+
+def _commit_details(
+    repo: Path,
+    ref: str,
+    sha: str,
+    cfg: AgentConfig,
+    base_sha: str,
+    before: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What an approval of a config commit carries (a spawn's has no ``config_before``)."""
+    details: dict[str, Any] = {"config": cfg.to_dict()}
+    if before is not None:
+        details["config_before"] = before
+    details.update(
+        sha=sha,
+        ref=ref,
+        base_sha=base_sha,
+        # What takes effect, drawn by hive from the parsed commit: never git's diff,
+        # which the repo's own attributes and config can disguise.
+        diff=config_change(before, cfg.to_dict()),
+        config_dir=str(repo),
+    )
+    return details
+
+
+def request_spawn_commit(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import GetDraft, Propose
 
     name = validate_agent_name(arg(req.args, "name", str))
@@ -189,18 +207,8 @@ def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
     async def work() -> Any:
         draft = await ask_actor(ctx, "approvals", lambda r: GetDraft(name, r))
         repo = Path(draft["config_dir"])
-        sha = await gitrepo.resolve_commit(repo, ref)
-        cfg = config_from_toml(await gitrepo.read_config(repo, sha), name)
-        details = {
-            "config": cfg.to_dict(),
-            "sha": sha,
-            "ref": ref,
-            "base_sha": draft["base_sha"],
-            # What takes effect, drawn by hive from the parsed commit: never git's diff,
-            # which the repo's own attributes and config can disguise.
-            "diff": config_change(None, cfg.to_dict()),
-            "config_dir": str(repo),
-        }
+        sha, cfg = await _read_commit(repo, ref, name)
+        details = _commit_details(repo, ref, sha, cfg, draft["base_sha"], None)
         description = f"spawn agent '{name}' from draft commit {sha[:12]}"
         return await ask_actor(
             ctx,
@@ -211,8 +219,7 @@ def request_spawn_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
     run_request(ctx, conn, req, work)
 
 
-@op("request_apply_commit")
-def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+def request_apply_commit(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import Propose
 
     target = validate_agent_name(arg(req.args, "agent", str))
@@ -222,7 +229,7 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
         found = await ctx.services.reader.run(lambda q: records.agent_deployment(q, target))
         if found is None:
             raise WireError("unknown_agent", f"no agent named '{target}'")
-        _, deployed = found
+        before, deployed = found
         repo = paths_of(ctx, target).config
         if not await gitrepo.is_repo(repo):
             raise WireError(
@@ -230,20 +237,10 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
                 f"agent '{target}' has no config repo at {repo}: agents declared in hive.toml "
                 "are configured there; spawned agents get one",
             )
-        sha = await gitrepo.resolve_commit(repo, ref)
-        cfg = config_from_toml(await gitrepo.read_config(repo, sha), target)
+        sha, cfg = await _read_commit(repo, ref, target)
         base = deployed if await gitrepo.has_commit(repo, deployed) else None
         base = base or await gitrepo.root_commit(repo)
-        before = await _config_of(ctx, target)
-        details = {
-            "config": cfg.to_dict(),
-            "config_before": before,
-            "sha": sha,
-            "ref": ref,
-            "base_sha": base,
-            "diff": config_change(before, cfg.to_dict()),
-            "config_dir": str(repo),
-        }
+        details = _commit_details(repo, ref, sha, cfg, base, before)
         description = f"apply config commit {sha[:12]} to '{target}'"
         return await ask_actor(
             ctx,
@@ -257,8 +254,7 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: Connection, req: Re
 # --- scheduled prompts --------------------------------------------------------------------
 
 
-@op("schedule_prompt")
-def schedule_prompt(ctx: HiveContext, agent: str, conn: Connection, req: Request) -> None:
+def schedule_prompt(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
     from hive.actors.approvals import Propose
 
     target = validate_agent_name(arg(req.args, "agent", str))
@@ -279,3 +275,17 @@ def schedule_prompt(ctx: HiveContext, agent: str, conn: Connection, req: Request
         "approvals",
         Propose("schedule_prompt", target, agent, description, details, done),
     )
+
+
+def op_table() -> dict[str, AgentOp]:
+    """The control plane's agent-socket ops, by name (the core ops, send, recv, ack,
+    set_status, kick_agent and whoami, join them in hive.io.agent_socket.AgentSockets._table)."""
+    return {
+        "ask_operator": ask_operator,
+        "cancel_question": cancel_question,
+        "request_spawn": request_spawn,
+        "request_spawn_draft": request_spawn_draft,
+        "request_spawn_commit": request_spawn_commit,
+        "request_apply_commit": request_apply_commit,
+        "schedule_prompt": schedule_prompt,
+    }

@@ -167,10 +167,9 @@ def agent_exists(q: Queries, name: str) -> bool:
 
 
 def agent_config(q: Queries, name: str) -> dict[str, Any] | None:
-    rows = q.conn.execute(
-        "SELECT config FROM agents WHERE name = ? AND destroyed = 0", (name,)
-    ).fetchall()
-    return dict(json.loads(str(rows[0][0]))) if rows else None
+    """An existing agent's stored config (``agent_deployment`` is the one lookup)."""
+    found = agent_deployment(q, name)
+    return found[0] if found is not None else None
 
 
 def pending_spawn_of(q: Queries, name: str) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +34,36 @@ log = logging.getLogger(__name__)
 MAX_RECV_WAIT = 180.0
 MAX_ACK_IDS = 10_000
 
-# Extra ops plugged in by later layers (control plane): op -> handler(ctx, agent, conn, req)
-ExtraOp = Callable[["HiveContext", str, Connection, Request], None]
-EXTRA_OPS: dict[str, ExtraOp] = {}
+# The control plane's ops (hive.control.agent_ops.op_table), given by the daemon:
+# op -> handler(ctx, agent, conn, req). With the core ops, one table: ``AgentSockets._table``.
+AgentOp = Callable[["HiveContext", str, "AgentConnection", Request], None]
+Handler = Callable[["AgentConnection", Request], None]
+
+
+def _reply_to(conn: Connection, req: Request) -> Callable[[Any], None]:
+    return lambda result: conn.reply_threadsafe(req.id, result)
+
+
+class AgentConnection(Connection):
+    """A connection to an agent socket, with what the socket keeps per connection: the sends
+    read in the current chunk (they travel to the Bus as one batch), and the recvs parked
+    for this client (withdrawn when it hangs up)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.sends: list[tuple[int, str, str]] = []
+        self.recv_waiters: set[int] = set()
+        # Which connection holds a handed-over message (Recv/Ack/Release.holder): set by
+        # the socket, one number per connection.
+        self.holder = 0
 
 
 class AgentSockets:
-    def __init__(self, ctx: HiveContext) -> None:
+    """The agents' sockets: one unix socket per agent, its requests answered here."""
+
+    def __init__(self, ctx: HiveContext, ops: Mapping[str, AgentOp]) -> None:
         self.ctx = ctx
+        self.handlers = self._table(ops)
         self.scopes: dict[str, trio.CancelScope] = {}
         self._waiter_ids = itertools.count(1)
         self._holder_ids = itertools.count(1)  # one per connection (Recv.holder)
@@ -74,7 +96,7 @@ class AgentSockets:
 
             async def serve(stream: trio.SocketStream) -> None:
                 cfg = self.ctx.config
-                conn = Connection(
+                conn = AgentConnection(
                     stream, name, self.ctx.io, cfg.max_frame_bytes, cfg.max_queued_reply_bytes
                 )
                 await self._serve_conn(conn)
@@ -83,15 +105,23 @@ class AgentSockets:
             async with listener:
                 await accept_connections(listener, f"agent socket {name}", limit, serve)
 
-    async def _serve_conn(self, conn: Connection) -> None:
+    async def _serve_conn(self, conn: AgentConnection) -> None:
+        from hive.actors.agent import RecvTimeout
         from hive.actors.bus import SendBatch
 
-        conn.holder = next(self._holder_ids)  # type: ignore[attr-defined]
+        conn.holder = next(self._holder_ids)
         conn.on_close.append(lambda: self._release(conn, set(conn.awaiting_ack)))
+        target = self.ctx.agent_ref_name(conn.peer)
 
+        def withdraw() -> None:
+            # A recv parked for a client that hangs up must not take the next message with
+            # it: the agent forgets the waiter when the connection closes.
+            for wid in conn.recv_waiters:
+                self.ctx.refs.tell(target, RecvTimeout(wid))
+
+        conn.on_close.append(withdraw)
         # Sends read in one chunk travel to the Bus as one batch (pipelining clients).
-        sends: list[tuple[int, str, str]] = []
-        conn.sends = sends  # type: ignore[attr-defined]
+        sends = conn.sends
 
         def flush() -> None:
             if not sends:
@@ -105,9 +135,11 @@ class AgentSockets:
                 conn.reply_many([(req_id, err) for req_id, _, _ in batch])
 
         conn.on_chunk_end = flush
-        await serve_connection(conn, self.handle, f"agent socket {conn.peer}")
+        await serve_connection(
+            conn, lambda _, req: self.handle(conn, req), f"agent socket {conn.peer}"
+        )
 
-    def reply_carrying(self, conn: Connection, req_id: int, result: Any) -> None:
+    def reply_carrying(self, conn: AgentConnection, req_id: int, result: Any) -> None:
         """Send a reply that may carry messages (trio thread). Their ids wait for the
         client's ack; if the reply cannot go out as it is, they go back at once."""
         ids = result.get("ack_ids") if isinstance(result, dict) else None
@@ -116,93 +148,94 @@ class AgentSockets:
         elif ids:
             conn.awaiting_ack.update(ids)
 
-    def _release(self, conn: Connection, ids: set[int]) -> None:
+    def _release(self, conn: AgentConnection, ids: set[int]) -> None:
         from hive.actors.agent import Release
 
         conn.awaiting_ack.difference_update(ids)
         if ids:
-            holder = getattr(conn, "holder", 0)
-            self.ctx.refs.tell(
-                self.ctx.agent_ref_name(conn.peer), Release(tuple(sorted(ids)), holder)
+            release = Release(tuple(sorted(ids)), conn.holder)
+            self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), release)
+
+    def handle(self, conn: AgentConnection, req: Request) -> None:
+        check_manager_only(conn.peer, req.op)
+        handler = self.handlers.get(req.op)
+        if handler is None:
+            known = ", ".join(self.handlers)
+            raise WireError("unknown_op", f"unknown op '{req.op}' (known: {known})")
+        handler(conn, req)
+
+    def _table(self, control_ops: Mapping[str, AgentOp]) -> dict[str, Handler]:
+        """Every op of an agent socket: the core ones here, the control plane's given."""
+        ctx = self.ctx
+
+        def control(op: AgentOp) -> Handler:
+            return lambda conn, req: op(ctx, conn.peer, conn, req)
+
+        core: dict[str, Handler] = {
+            "send": self._send,
+            "recv": self._recv,
+            "ack": self._ack,
+            "set_status": self._set_status,
+            "kick_agent": self._kick_agent,
+            "whoami": self._whoami,
+        }
+        return {**core, **{name: control(op) for name, op in control_ops.items()}}
+
+    def _tell(self, target: str, message: object) -> None:
+        if not self.ctx.refs.tell(target, message):
+            raise WireError("unavailable", f"{target} is not running right now; try again")
+
+    def _send(self, conn: AgentConnection, req: Request) -> None:
+        to = validate_recipient(arg(req.args, "to", str))
+        body = arg(req.args, "body", str)
+        conn.sends.append((req.id, to, body))  # to the Bus with the chunk's others
+
+    def _recv(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import Recv
+
+        wait = arg(req.args, "wait_seconds", float, 0.0)
+        if not 0 <= wait <= MAX_RECV_WAIT:
+            raise WireError("bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}")
+        waiter_id = next(self._waiter_ids)
+
+        def answered(result: Any) -> None:
+            conn.recv_waiters.discard(waiter_id)  # nothing to withdraw any more
+            self.reply_carrying(conn, req.id, result)
+
+        def carry(result: Any) -> None:
+            self.ctx.io.call_soon(answered, result)
+
+        recv = Recv(waiter_id, wait, carry, conn.holder)
+        self._tell(self.ctx.agent_ref_name(conn.peer), recv)
+        if wait > 0:
+            conn.recv_waiters.add(waiter_id)
+
+    def _ack(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import Ack
+
+        ids = arg(req.args, "ids", list)
+        if len(ids) > MAX_ACK_IDS or not all(type(i) is int and 0 < i < 2**63 for i in ids):
+            raise WireError(
+                "bad_request", f"ids must be a list of at most {MAX_ACK_IDS} message ids"
             )
+        conn.awaiting_ack.difference_update(ids)
+        ack = Ack(tuple(ids), _reply_to(conn, req), conn.holder)
+        self._tell(self.ctx.agent_ref_name(conn.peer), ack)
 
-    def _withdraw_on_close(self, conn: Connection, agent: str, waiter_id: int) -> None:
-        """A recv parked for a client that hangs up must not take the next message with
-        it: the agent forgets the waiter when the connection closes."""
-        from hive.actors.agent import RecvTimeout
+    def _set_status(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import SetStatus
 
-        waiting: set[int] | None = getattr(conn, "recv_waiters", None)
-        if waiting is None:
-            waiting = set()
-            conn.recv_waiters = waiting  # type: ignore[attr-defined]
-            target = self.ctx.agent_ref_name(agent)
+        text = arg(req.args, "text", str)
+        self._tell(self.ctx.agent_ref_name(conn.peer), SetStatus(text, _reply_to(conn, req)))
 
-            def withdraw() -> None:
-                for wid in waiting:
-                    self.ctx.refs.tell(target, RecvTimeout(wid))
+    def _kick_agent(self, conn: AgentConnection, req: Request) -> None:
+        from hive.actors.agent import Kick
 
-            conn.on_close.append(withdraw)
-        waiting.add(waiter_id)
+        target = validate_agent_name(arg(req.args, "name", str))
+        note = arg(req.args, "note", str, "")
+        kick = Kick(note or None, _reply_to(conn, req))
+        if not self.ctx.refs.tell(self.ctx.agent_ref_name(target), kick):
+            raise WireError("unknown_agent", f"no running agent named '{target}'")
 
-    def handle(self, conn: Connection, req: Request) -> None:
-        from hive.actors.agent import Ack, Kick, Recv, SetStatus
-        from hive.actors.bus import Send
-
-        agent = conn.peer
-        refs = self.ctx.refs
-
-        def reply(result: Any) -> None:
-            conn.reply_threadsafe(req.id, result)
-
-        def tell(target: str, message: object) -> None:
-            if not refs.tell(target, message):
-                raise WireError("unavailable", f"{target} is not running right now; try again")
-
-        op = req.op
-        check_manager_only(agent, op)
-        if op == "send":
-            to = validate_recipient(arg(req.args, "to", str))
-            body = arg(req.args, "body", str)
-            sends = getattr(conn, "sends", None)
-            if sends is not None:
-                sends.append((req.id, to, body))
-            else:
-                tell("bus", Send(agent, to, body, reply=reply))
-        elif op == "recv":
-            wait = arg(req.args, "wait_seconds", float, 0.0)
-            if not 0 <= wait <= MAX_RECV_WAIT:
-                raise WireError(
-                    "bad_request", f"wait_seconds must be between 0 and {MAX_RECV_WAIT:g}"
-                )
-            waiter_id = next(self._waiter_ids)
-
-            def carry(result: Any) -> None:
-                self.ctx.io.call_soon(self.reply_carrying, conn, req.id, result)
-
-            holder = getattr(conn, "holder", 0)
-            tell(self.ctx.agent_ref_name(agent), Recv(waiter_id, wait, carry, holder))
-            if wait > 0:
-                self._withdraw_on_close(conn, agent, waiter_id)
-        elif op == "ack":
-            ids = arg(req.args, "ids", list)
-            if len(ids) > MAX_ACK_IDS or not all(type(i) is int and 0 < i < 2**63 for i in ids):
-                raise WireError(
-                    "bad_request", f"ids must be a list of at most {MAX_ACK_IDS} message ids"
-                )
-            conn.awaiting_ack.difference_update(ids)
-            holder = getattr(conn, "holder", 0)
-            tell(self.ctx.agent_ref_name(agent), Ack(tuple(ids), reply, holder))
-        elif op == "set_status":
-            tell(self.ctx.agent_ref_name(agent), SetStatus(arg(req.args, "text", str), reply))
-        elif op == "kick_agent":
-            target = validate_agent_name(arg(req.args, "name", str))
-            note = arg(req.args, "note", str, "")
-            if not refs.tell(self.ctx.agent_ref_name(target), Kick(note or None, reply)):
-                raise WireError("unknown_agent", f"no running agent named '{target}'")
-        elif op == "whoami":
-            conn.reply(req.id, {"name": agent, "manager": agent == MANAGER})
-        elif op in EXTRA_OPS:
-            EXTRA_OPS[op](self.ctx, agent, conn, req)
-        else:
-            known = ["send", "recv", "ack", "set_status", "kick_agent", "whoami", *EXTRA_OPS]
-            raise WireError("unknown_op", f"unknown op '{op}' (known: {', '.join(known)})")
+    def _whoami(self, conn: AgentConnection, req: Request) -> None:
+        conn.reply(req.id, {"name": conn.peer, "manager": conn.peer == MANAGER})

@@ -63,11 +63,38 @@ class IoBridge:
         except RuntimeError:  # nursery closed: shutting down
             log.debug("dropped %s during shutdown", async_fn)
 
-    def call_later(self, delay: float, fn: Callable[[], object]) -> None:
-        """Call ``fn()`` on the trio thread after ``delay`` seconds (timers for actors)."""
+    def call_later(self, delay: float, fn: Callable[[], object]) -> Timer:
+        """Call ``fn()`` on the trio thread after ``delay`` seconds (timers for actors).
+        The returned Timer calls it off."""
+        timer = Timer(self)
 
         async def _timer() -> None:
-            await trio.sleep(max(0.0, delay))
-            fn()
+            with trio.CancelScope() as scope:
+                timer.scope = scope
+                if timer.cancelled:
+                    return
+                await trio.sleep(max(0.0, delay))
+                if not timer.cancelled:
+                    fn()
 
         self.spawn(_timer)
+        return timer
+
+
+class Timer:
+    """A pending ``call_later``. ``cancel()`` (from any thread) makes sure it never fires,
+    and ends its sleeping task at once rather than when the delay is up."""
+
+    def __init__(self, bridge: IoBridge) -> None:
+        self.bridge = bridge
+        self.cancelled = False
+        self.scope: trio.CancelScope | None = None  # set on the trio thread
+
+    def cancel(self) -> None:
+        if not self.cancelled:
+            self.cancelled = True
+            self.bridge.call_soon(self._end_task)
+
+    def _end_task(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()

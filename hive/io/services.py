@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from hive.io.bridge import IoBridge
@@ -10,8 +11,9 @@ from hive.store import Reader
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.control.admin_api import AdminApi
     from hive.io.admin_socket import AdminSocket
-    from hive.io.agent_socket import AgentSockets
+    from hive.io.agent_socket import AgentOp, AgentSockets
 
 
 class IoServices:
@@ -22,10 +24,13 @@ class IoServices:
         self.agent_sockets: AgentSockets
         self.admin: AdminSocket
 
-    def attach(self, ctx: HiveContext) -> None:
+    def attach(
+        self, ctx: HiveContext, admin_api: AdminApi, agent_ops: Mapping[str, AgentOp]
+    ) -> None:
+        """Create the sockets' servers, given the verbs and ops the daemon composed."""
         from hive.io.admin_socket import AdminSocket
         from hive.io.agent_socket import AgentSockets
 
         self.turns.attach(ctx)
-        self.agent_sockets = AgentSockets(ctx)
-        self.admin = AdminSocket(ctx, self.reader)
+        self.agent_sockets = AgentSockets(ctx, agent_ops)
+        self.admin = AdminSocket(ctx, admin_api)

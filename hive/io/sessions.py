@@ -9,14 +9,16 @@ start and a history reload. The rules:
 - A turn ends at the first event for which ``runtime.is_turn_end`` is true and is classified
   from the events since it began, as a process that exited 0 would be.
 - ``runtime.session_key(turn)`` says what the process was started with (model, tools, MCP
-  servers, prompt, environment). When it changes, or the turn is a compact retry, or the last
-  turn did not end ``ok``, stdin is closed (the CLI exits 0 at EOF) and a new process starts;
-  it resumes the same conversation, so only the process is new.
+  servers, prompt, environment). When it changes, or the Agent asks for a fresh process
+  (the last turn did not end ``ok``, or the turn is a compact retry: ``fresh_process``),
+  stdin is closed (the CLI exits 0 at EOF) and a new process starts; it resumes the same
+  conversation, so only the process is new.
 - A process that dies in the middle of a turn crashes that turn (crash watch takes it from
   there); one that dies between turns is simply started again for the next.
 - Cancel kills the process group (hive.io.turns); the next turn starts a new process.
-- A process left idle for ``HiveConfig.session_idle_seconds`` is closed: a paused, stopped or
-  removed agent does not hold its memory for ever.
+- A process is closed when its Agent says so (``close_idle``): idle for
+  ``HiveConfig.session_idle_seconds``, so a paused or stopped agent does not hold its memory
+  for ever; the Supervisor closes a removed agent's at once.
 
 Every task here belongs to the IO loop's nursery: a session's process lives as long as its
 ``serve`` task, and the supervisor's shutdown cancels it (the process group is killed).
@@ -88,7 +90,6 @@ class Session:
     turns: int = 0  # turns played to the end
     busy: bool = False
     retire: bool = False  # the next turn must start a new process
-    idle_deadline: float = math.inf
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
     exited: trio.Event = field(default_factory=trio.Event)
 
@@ -100,9 +101,8 @@ class Session:
 class Sessions:
     """The persistent session processes of every agent (at most one per agent)."""
 
-    def __init__(self, bridge: IoBridge, idle_seconds: Callable[[], float]) -> None:
+    def __init__(self, bridge: IoBridge) -> None:
         self.bridge = bridge
-        self.idle_seconds = idle_seconds
         self.by_agent: dict[str, Session] = {}
 
     async def play(
@@ -112,13 +112,15 @@ class Sessions:
         runtime: SessionRuntime,
         sandbox: Sandbox,
         on_event: Callable[[TurnEvent], None],
+        fresh_process: str = "",
     ) -> TurnOutcome:
-        """Play ``turn`` in the agent's session process, starting one if needed."""
+        """Play ``turn`` in the agent's session process, starting one if needed (always,
+        when the Agent says why in ``fresh_process``)."""
         agent = turn.agent.name
         key = runtime.session_key(turn)
         session = self.by_agent.get(agent)
         if session is not None:
-            why = _why_new_process(session, key, turn)
+            why = _why_new_process(session, key, fresh_process)
             if why:
                 agent_log(turn.paths.log, f"closing session process {session.process.pid}: {why}")
                 await self.close(session)
@@ -153,7 +155,6 @@ class Sessions:
             return await self._play_turn(session, data, running, runtime, on_event)
         finally:
             session.busy = False
-            session.idle_deadline = trio.current_time() + self.idle_seconds()
 
     async def _play_turn(
         self,
@@ -190,12 +191,18 @@ class Sessions:
             outcome = runtime.classify(code, events.kept(), "\n".join(session.stderr_tail))
             return _with_code(outcome, returncode)
         session.turns += 1
-        outcome = runtime.classify(0, events.kept(), "")
-        if outcome.exit_class is not ExitClass.OK:
-            # A failed turn gets a fresh process next time: new credentials after a login,
-            # a hive-mcp that failed to start, a CLI in a bad state.
-            session.retire = True
-        return _with_code(outcome, 0)
+        # A failed turn gets a fresh process next time: the Agent decides that (it says
+        # so in the next turn's fresh_process).
+        return _with_code(runtime.classify(0, events.kept(), ""), 0)
+
+    async def close_idle(self, agent: str, why: str) -> None:
+        """Close the agent's session process unless a turn is playing in it (the Agent
+        decided it has been idle long enough, or that it is gone)."""
+        session = self.by_agent.get(agent)
+        if session is None or session.busy:
+            return
+        agent_log(session.log_path, f"closing session process {session.process.pid}: {why}")
+        await self.close(session)
 
     async def close(self, session: Session) -> None:
         """End a session process: EOF on stdin, then the group is killed after a grace."""
@@ -242,7 +249,6 @@ class Sessions:
             self.bridge.nursery.start_soon(self.close, previous)
         self.by_agent[agent] = session
         task_status.started(session)
-        idle_scope = trio.CancelScope()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
@@ -252,12 +258,10 @@ class Sessions:
                     log_stderr, process.stderr, session.stderr_tail, log_path,
                     lambda: session.turn_id,
                 )  # fmt: skip
-                nursery.start_soon(self._close_when_idle, session, idle_scope)
                 await process.wait()
                 # What the session started and left running (an MCP server slow to exit, a
                 # background command) ends with it, and lets go of the output pipes.
                 signal_group(process, signal.SIGKILL)
-                idle_scope.cancel()
         finally:
             if process.returncode is None:
                 # Shutdown: leave no session process behind.
@@ -270,27 +274,6 @@ class Sessions:
             if not session.retire and not session.busy:
                 log.info("agent %s: session process %s exited with %s between turns",
                          agent, process.pid, process.returncode)  # fmt: skip
-
-    async def _close_when_idle(self, session: Session, scope: trio.CancelScope) -> None:
-        # Runs inside the session's own nursery: it ends the process and lets ``_serve`` see
-        # the exit (cancelling this scope), rather than waiting for ``exited`` itself.
-        with scope:
-            session.idle_deadline = trio.current_time() + self.idle_seconds()
-            while session.busy or trio.current_time() < session.idle_deadline:
-                if session.busy:
-                    session.idle_deadline = trio.current_time() + self.idle_seconds()
-                await trio.sleep_until(session.idle_deadline)
-            agent_log(
-                session.log_path,
-                f"closing session process {session.process.pid}: idle for "
-                f"{self.idle_seconds():g} s",
-            )
-            session.retire = True
-            if self.by_agent.get(session.agent) is session:
-                del self.by_agent[session.agent]
-            await session.stdin.aclose()
-            await trio.sleep(CLOSE_GRACE_SECONDS)
-            signal_group(session.process, signal.SIGKILL)
 
 
 async def _pump_events(
@@ -321,13 +304,13 @@ def _drop_stale_events(session: Session) -> None:
         log.debug("agent %s: event between turns dropped: %s", session.agent, event.kind)
 
 
-def _why_new_process(session: Session, key: str, turn: TurnInput) -> str:
+def _why_new_process(session: Session, key: str, fresh_process: str) -> str:
     if not session.alive:
         return "it exited"
+    if fresh_process:
+        return fresh_process
     if session.retire:
-        return "the last turn did not end ok"
-    if turn.compact:
-        return "the context is being reset (compact retry)"
+        return "it is being closed"
     if session.key != key:
         return "the model, tools, MCP servers, prompt or environment changed"
     return ""

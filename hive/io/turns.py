@@ -38,11 +38,13 @@ from hive.sandboxes import get_sandbox
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.process import ProcessSpec
+    from hive.runtimes.base import Runtime
+    from hive.sandboxes.base import Sandbox
 
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_SECONDS = 5.0
-DEFAULT_SESSION_IDLE_SECONDS = 1800.0
 DEFAULT_MAX_TURN_EVENTS = 10_000
 DEFAULT_MAX_TURN_EVENT_BYTES = 8 << 20
 
@@ -65,16 +67,14 @@ class TurnRunner:
 
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
-        self.session_idle_seconds = DEFAULT_SESSION_IDLE_SECONDS
         self.max_turn_events = DEFAULT_MAX_TURN_EVENTS
         self.max_turn_event_bytes = DEFAULT_MAX_TURN_EVENT_BYTES
-        self.sessions = Sessions(bridge, lambda: self.session_idle_seconds)
+        self.sessions = Sessions(bridge)
         self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
         self.report: Report = _log_report
 
     def attach(self, ctx: HiveContext) -> None:
         """Settings from hive.toml and a way to record events (store + dashboard)."""
-        self.session_idle_seconds = ctx.config.session_idle_seconds
         self.max_turn_events = ctx.config.max_turn_events
         self.max_turn_event_bytes = ctx.config.max_turn_event_bytes
         self.report = _context_report(ctx)
@@ -86,11 +86,19 @@ class TurnRunner:
         turn: TurnInput,
         on_event: Callable[[TurnEvent], None],
         on_end: Callable[[TurnOutcome], None],
+        fresh_process: str = "",
     ) -> None:
-        self.bridge.spawn(self._run, turn, on_event, on_end)
+        """Run ``turn`` (from an actor thread). ``fresh_process``: why a persistent agent
+        must not reuse its session process for it, as the Agent decided ("": it may)."""
+        self.bridge.spawn(self._run, turn, on_event, on_end, fresh_process)
 
     def cancel(self, agent: str) -> None:
         self.bridge.call_soon(self._cancel, agent)
+
+    def close_session(self, agent: str, why: str) -> None:
+        """Close the agent's persistent session process, if it has one not playing a turn
+        (from an actor thread: the Agent or the Supervisor decided)."""
+        self.bridge.spawn(self.sessions.close_idle, agent, why)
 
     # --- trio thread ---------------------------------------------------------------------
 
@@ -113,13 +121,14 @@ class TurnRunner:
         turn: TurnInput,
         on_event: Callable[[TurnEvent], None],
         on_end: Callable[[TurnOutcome], None],
+        fresh_process: str,
     ) -> None:
         agent = turn.agent.name
         state = _Running(turn.turn_id)
         self.running[agent] = state
         capped = EventCap(on_event, self.max_turn_events, self.max_turn_event_bytes)
         try:
-            outcome = await self._play(turn, state, capped)
+            outcome = await self._play(turn, state, capped, fresh_process)
         except Exception as exc:
             log.exception("turn %s of %s could not run", turn.turn_id, agent)
             outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
@@ -142,7 +151,11 @@ class TurnRunner:
             log.exception("after-turn work for %s failed", turn.agent.name)
 
     async def _play(
-        self, turn: TurnInput, state: _Running, on_event: Callable[[TurnEvent], None]
+        self,
+        turn: TurnInput,
+        state: _Running,
+        on_event: Callable[[TurnEvent], None],
+        fresh_process: str,
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
@@ -151,12 +164,23 @@ class TurnRunner:
         # concurrently (hive.sandboxes.uids locks the uid allocation).
         await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
-            return await self.sessions.play(turn, state, runtime, sandbox, on_event)
+            return await self.sessions.play(turn, state, runtime, sandbox, on_event, fresh_process)
         leftover = self.sessions.by_agent.get(turn.agent.name)
         if leftover is not None:
             # The agent left persistent mode: its session must not run beside a turn
             # that resumes the same conversation.
             await self.sessions.close(leftover)
+        return await self._play_process(turn, state, runtime, sandbox, on_event)
+
+    async def _play_process(
+        self,
+        turn: TurnInput,
+        state: _Running,
+        runtime: Runtime,
+        sandbox: Sandbox,
+        on_event: Callable[[TurnEvent], None],
+    ) -> TurnOutcome:
+        """Play ``turn`` in a process of its own, and classify how it ended."""
         # build reads and writes the agent's session file: off the trio thread.
         built = await trio.to_thread.run_sync(runtime.build, turn)
         spec = sandbox.wrap(built, turn.agent, turn.paths)
@@ -178,28 +202,7 @@ class TurnRunner:
         on_event(TurnEvent("process", {"pid": process.pid, "persistent": False}))
         events = EventLog()
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        try:
-            async with trio.open_nursery() as nursery:
-                if spec.stdin is not None and process.stdin is not None:
-                    nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
-                assert process.stdout is not None and process.stderr is not None
-                nursery.start_soon(
-                    _read_events, process.stdout, runtime.parse_line, events, on_event
-                )
-                nursery.start_soon(
-                    log_stderr, process.stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id
-                )
-                await process.wait()
-                # The turn is over: what it started and left running (a background command, an
-                # MCP server slow to exit) ends with it, as in a sandbox's pid namespace, and
-                # lets go of the output pipes the readers wait on.
-                signal_group(process, signal.SIGKILL)
-        finally:
-            if process.returncode is None:
-                # Shutdown or an error here: leave no turn process behind.
-                signal_group(process, signal.SIGKILL)
-                with trio.CancelScope(shield=True):
-                    await process.wait()
+        await _watch(process, spec, turn, runtime, events, stderr_tail, on_event)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled by the operator", process.returncode)
         returncode = process.returncode if process.returncode is not None else -1
@@ -207,6 +210,38 @@ class TurnRunner:
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
+
+
+async def _watch(
+    process: trio.Process,
+    spec: ProcessSpec,
+    turn: TurnInput,
+    runtime: Runtime,
+    events: EventLog,
+    stderr_tail: deque[str],
+    on_event: Callable[[TurnEvent], None],
+) -> None:
+    """Feed the turn process its stdin, read its events and stderr, until it exits."""
+    try:
+        async with trio.open_nursery() as nursery:
+            if spec.stdin is not None and process.stdin is not None:
+                nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
+            assert process.stdout is not None and process.stderr is not None
+            nursery.start_soon(_read_events, process.stdout, runtime.parse_line, events, on_event)
+            nursery.start_soon(
+                log_stderr, process.stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id
+            )
+            await process.wait()
+            # The turn is over: what it started and left running (a background command, an
+            # MCP server slow to exit) ends with it, as in a sandbox's pid namespace, and
+            # lets go of the output pipes the readers wait on.
+            signal_group(process, signal.SIGKILL)
+    finally:
+        if process.returncode is None:
+            # Shutdown or an error here: leave no turn process behind.
+            signal_group(process, signal.SIGKILL)
+            with trio.CancelScope(shield=True):
+                await process.wait()
 
 
 class EventCap:
