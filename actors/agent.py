@@ -99,12 +99,16 @@ class Release:
 
 @dataclass(frozen=True)
 class Kick:
+    """Start a turn now, even with an empty inbox, with an optional note for the agent."""
+
     note: str | None = None
     reply: Reply | None = None
 
 
 @dataclass(frozen=True)
 class Recv:
+    """The agent's ``recv`` in a turn: hand over new messages, waiting up to ``wait_seconds``."""
+
     waiter_id: int
     wait_seconds: float
     reply: Reply
@@ -113,29 +117,39 @@ class Recv:
 
 @dataclass(frozen=True)
 class RecvTimeout:
+    """A waiting ``recv``'s time is up: answer it with no messages."""
+
     waiter_id: int
 
 
 @dataclass(frozen=True)
 class SetStatus:
+    """Set the agent's status line (dashboard, ``hivectl status``)."""
+
     text: str
     reply: Reply | None = None
 
 
 @dataclass(frozen=True)
 class TurnEventMsg:
+    """One event of the running turn, from the trio thread."""
+
     turn_id: int
     event: TurnEvent
 
 
 @dataclass(frozen=True)
 class TurnEnded:
+    """The turn's process is done: how it ended, from the trio thread."""
+
     turn_id: int
     outcome: TurnOutcome
 
 
 @dataclass(frozen=True)
 class RetryDue:
+    """The crash back-off has passed (stale if ``generation`` is not the latest)."""
+
     generation: int
 
 
@@ -162,6 +176,8 @@ class Pause:
 
 @dataclass(frozen=True)
 class Resume:
+    """Let turns start again after Pause."""
+
     reply: Reply | None = None
 
 
@@ -247,6 +263,8 @@ def _noop(q: Queries) -> None:
 
 @dataclass
 class Turn:
+    """The turn the agent is playing now: its id, the messages it carries and what it did."""
+
     id: int
     started_at: float
     message_ids: tuple[int, ...]
@@ -277,6 +295,8 @@ MAX_WAITING_RECVS = 32
 
 
 class AgentActor(SupervisedActor):
+    """One agent: owns its inbox, turns, status and crash watch; decides when a turn starts."""
+
     def __init__(
         self, ctx: HiveContext, config: AgentConfig, initial: AgentState | None = None
     ) -> None:

@@ -124,11 +124,13 @@ class InjectFault:
 
 
 class InjectedFault(RuntimeError):
-    pass
+    """The failure InjectFault asks for: an actor raising it is meant to die."""
 
 
 @dataclass(frozen=True)
 class ChildFailed:
+    """A supervised actor died (from its ``on_failure``): the supervisor restarts it."""
+
     child_id: str
     error: str
     # Messages that were waiting in the dead actor's mailbox: the supervisor hands them

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Send:
+    """A message to deliver: checked (name, permission, rate, caps), stored, then handed on."""
+
     sender: str
     to: str
     body: str
@@ -74,6 +76,8 @@ class AgentKnown:
 
 @dataclass(frozen=True)
 class AgentGone:
+    """An agent was removed: the Bus forgets it and refuses mail to it."""
+
     name: str
 
 
@@ -93,6 +97,8 @@ class _Flush:
 
 
 class BusActor(SupervisedActor):
+    """Message routing: admits each message (permissions, rate limits, caps) and delivers it."""
+
     child_id = "bus"
 
     def __init__(self, ctx: HiveContext, agents: list[AgentConfig]) -> None:

@@ -23,6 +23,8 @@ SNAPSHOT_KINDS = frozenset({"agent", "approval", "question", "draft"})
 
 @dataclass(frozen=True)
 class Publish:
+    """A change of state for the subscribers: item ``key`` of ``kind`` is now ``data``."""
+
     kind: str
     key: str
     data: Mapping[str, Any] | None  # None: the keyed item is gone; 'agent': hive.status.AgentStatus
@@ -30,6 +32,8 @@ class Publish:
 
 @dataclass(frozen=True)
 class Subscribe:
+    """Start a feed of updates (of ``kinds``, or all) for a subscriber."""
+
     sub_id: int
     kinds: frozenset[str] | None  # None: everything
     # deliver(update) -> False once the subscriber has gone away
@@ -39,16 +43,22 @@ class Subscribe:
 
 @dataclass(frozen=True)
 class Unsubscribe:
+    """End the feed ``sub_id``."""
+
     sub_id: int
 
 
 @dataclass(frozen=True)
 class GetSnapshot:
+    """Ask for the current state (of ``kinds``, or all) once."""
+
     reply: Callable[[dict[str, Any]], None]
     kinds: frozenset[str] | None = None
 
 
 class StateHubActor(SupervisedActor):
+    """The latest state of everything the dashboard shows, and the feeds of its changes."""
+
     child_id = "hub"
 
     def __init__(self, ctx: HiveContext) -> None:

@@ -119,6 +119,8 @@ class _FlushQueues:
 
 
 class StatsActor(SupervisedActor):
+    """Turn telemetry and queue depths into the ``stats`` table, for the charts."""
+
     child_id = "stats"
 
     def __init__(

@@ -60,6 +60,8 @@ PRUNE_AGAIN_SECONDS = 0.05
 
 
 class StoreActor(SupervisedActor):
+    """The one writer of the database: batches writes into transactions and runs retention."""
+
     child_id = "store"
 
     def __init__(self, ctx: HiveContext) -> None:

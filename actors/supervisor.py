@@ -36,6 +36,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ChildSpec:
+    """One child of the supervisor: its id, how to start it, and what happens when it dies.
+
+    ``restart``: a "permanent" child is started again (``on_restart`` runs first, to clean
+    up after the dead one); a "temporary" one is only removed from the registry.
+
+    >>> class Echo(pykka.ThreadingActor):
+    ...     def on_receive(self, message: Any) -> Any:
+    ...         return message
+    >>> spec = ChildSpec("echo", Echo.start)
+    >>> spec.restart
+    'permanent'
+    >>> ref = spec.start()
+    >>> ref.ask("ping")
+    'ping'
+    >>> ref.stop()
+    True
+    """
+
     id: str
     start: Callable[[], pykka.ActorRef[Any]]
     restart: Literal["permanent", "temporary"] = "permanent"
@@ -67,16 +85,22 @@ class AddAgent:
 
 @dataclass(frozen=True)
 class RemoveAgent:
+    """Stop an agent and take it out of the tree (``hivectl destroy``)."""
+
     name: str
     reply: Reply | None = None
 
 
 @dataclass(frozen=True)
 class Ping:
+    """Call ``reply`` when the supervisor gets to it: the tree has started and is not stuck."""
+
     reply: Callable[[], None]
 
 
 class SupervisorActor(pykka.ThreadingActor):
+    """The root of the actor tree: starts the children in order and restarts the ones that die."""
+
     def __init__(
         self,
         ctx: HiveContext,

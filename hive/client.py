@@ -32,6 +32,8 @@ class HiveError(WireError):
 
 
 class ConnectionLost(HiveError):
+    """The socket to the daemon closed before the reply came."""
+
     def __init__(self, message: str = "connection to the hive daemon was lost") -> None:
         super().__init__("connection_lost", message)
 

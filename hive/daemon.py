@@ -39,6 +39,8 @@ GC_YOUNG_THRESHOLD = 20_000  # default 700 (Python 3.11)
 
 @dataclass
 class Boot:
+    """What the daemon reads from the database before the actors start."""
+
     state: Any  # actors.supervisor.BootState
     max_message_id: int
     max_turn_id: int

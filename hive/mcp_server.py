@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MAX_RECV_WAIT = 180  # seconds; the supervisor enforces the same bound
 
 # No `from __future__ import annotations` here: the tools' Annotated[..., Field(...)] aliases
-# are locals of build_server, and the SDK reads the signatures as live objects.
+# are locals of the _add_*_tools functions, and the SDK reads the signatures as live objects.
 _ToolFn = Callable[..., Awaitable[str]]
 
 
@@ -66,14 +66,7 @@ def format_messages(messages: list[dict[str, Any]]) -> str:
 
 def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[Any]":
     """An MCPServer whose tools forward to ``hive`` (a hive.client.TrioClient in production)."""
-    from typing import Annotated
-
-    import trio
     from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
-    from pydantic import Field
-
-    from hive.client import ConnectionLost, HiveError
 
     server: MCPServer[Any] = MCPServer(
         "hive",
@@ -81,6 +74,32 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
         version="1",
         log_level="WARNING",
     )
+
+    def tool(fn: _ToolFn) -> _ToolFn:
+        # Plain text results: the model reads them; no structured-output schema to carry.
+        server.add_tool(fn, structured_output=False)
+        return fn
+
+    call = _forwarder(hive)
+    _add_message_tools(tool, call)
+    _add_operator_tools(tool, call)
+    if manager:
+        _add_spawn_tools(tool, call)
+        _add_fleet_tools(tool, call)
+    return server
+
+
+_Tool = Callable[[_ToolFn], _ToolFn]
+_Call = Callable[..., Awaitable[Any]]
+
+
+def _forwarder(hive: HiveCaller) -> _Call:
+    """``call(op, **args)``: one request to the agent socket (unset optional arguments left
+    out); a lost connection or a refusal becomes a ToolError the model can read."""
+    import trio
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from hive.client import ConnectionLost, HiveError
 
     async def call(op: str, **args: Any) -> Any:
         try:
@@ -93,10 +112,14 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
         except HiveError as exc:
             raise ToolError(f"{exc.message} [{exc.code}]") from exc
 
-    def tool(fn: _ToolFn) -> _ToolFn:
-        # Plain text results: the model reads them; no structured-output schema to carry.
-        server.add_tool(fn, structured_output=False)
-        return fn
+    return call
+
+
+def _add_message_tools(tool: _Tool, call: _Call) -> None:
+    """Every agent's messaging: ``send`` and ``recv``."""
+    from typing import Annotated
+
+    from pydantic import Field
 
     # Annotated aliases keep the signatures readable; pydantic turns them into JSON schema.
     AgentName = Annotated[str, Field(description="agent name, or 'manager' / 'operator'")]
@@ -130,6 +153,13 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
             return f"no new messages (waited {wait_seconds} s)"
         return format_messages(messages)
 
+
+def _add_operator_tools(tool: _Tool, call: _Call) -> None:
+    """Every agent's line to the human: ``ask_operator``, ``cancel_question``, ``set_status``."""
+    from typing import Annotated
+
+    from pydantic import Field
+
     @tool
     async def ask_operator(
         question: Annotated[str, Field(description="one clear question for the human")],
@@ -150,18 +180,7 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
         result = await call(
             "ask_operator", question=question, options=options, ttl_seconds=ttl_seconds
         )
-        qid = result.get("id")
-        status = result.get("status")
-        if status == "answered":
-            return f"the operator answered question #{qid}: {result.get('answer', '')}"
-        if status == "cancelled":
-            return f"the operator cancelled question #{qid} without answering; do not wait for it"
-        if status == "expired":
-            return (
-                f"question #{qid} expired after {ttl_seconds} s with no answer. This is not a "
-                "refusal: decide with what you know, or ask again later"
-            )
-        return f"question #{qid}: {json.dumps(result)}"
+        return _answer_text(result, ttl_seconds)
 
     @tool
     async def cancel_question(
@@ -182,14 +201,32 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
         await call("set_status", text=text)
         return "status set"
 
-    if manager:
-        _add_manager_tools(tool, call)
-    return server
+
+def _answer_text(result: dict[str, Any], ttl_seconds: int | None) -> str:
+    """How a question ended, told to the model."""
+    qid = result.get("id")
+    status = result.get("status")
+    if status == "answered":
+        return f"the operator answered question #{qid}: {result.get('answer', '')}"
+    if status == "cancelled":
+        return f"the operator cancelled question #{qid} without answering; do not wait for it"
+    if status == "expired":
+        return (
+            f"question #{qid} expired after {ttl_seconds} s with no answer. This is not a "
+            "refusal: decide with what you know, or ask again later"
+        )
+    return f"question #{qid}: {json.dumps(result)}"
 
 
-def _add_manager_tools(
-    tool: Callable[[_ToolFn], _ToolFn], call: Callable[..., Awaitable[Any]]
-) -> None:
+def _done(what: str, result: Any) -> str:
+    """A manager tool's reply: what happened, plus the supervisor's details if any."""
+    if isinstance(result, dict) and result:
+        return f"{what}: {json.dumps(result, sort_keys=True)}"
+    return what
+
+
+def _add_spawn_tools(tool: _Tool, call: _Call) -> None:
+    """The manager's requests for new agents: in one step, or as a draft then its commit."""
     from typing import Annotated
 
     from pydantic import Field
@@ -197,13 +234,7 @@ def _add_manager_tools(
     NewName = Annotated[
         str, Field(description="the new agent's name: a-z, 0-9 and '-', starting with a letter")
     ]
-    AgentName = Annotated[str, Field(description="an existing agent's name")]
     Ref = Annotated[str, Field(description="a git commit ref in that agent's config repo")]
-
-    def done(what: str, result: Any) -> str:
-        if isinstance(result, dict) and result:
-            return f"{what}: {json.dumps(result, sort_keys=True)}"
-        return what
 
     @tool
     async def request_spawn(
@@ -219,7 +250,7 @@ def _add_manager_tools(
         config, use request_spawn_draft and request_spawn_commit instead.
         """
         result = await call("request_spawn", name=name, model=model, prompt=prompt)
-        return done(f"spawn of '{name}' requested; waiting for the operator's approval", result)
+        return _done(f"spawn of '{name}' requested; waiting for the operator's approval", result)
 
     @tool
     async def request_spawn_draft(name: NewName) -> str:
@@ -228,7 +259,7 @@ def _add_manager_tools(
         Edit and commit its config, then call request_spawn_commit with the commit ref.
         """
         result = await call("request_spawn_draft", name=name)
-        return done(f"draft '{name}' created", result)
+        return _done(f"draft '{name}' created", result)
 
     @tool
     async def request_spawn_commit(name: NewName, ref: Ref) -> str:
@@ -237,7 +268,17 @@ def _add_manager_tools(
         The operator sees the diff of that commit.
         """
         result = await call("request_spawn_commit", name=name, ref=ref)
-        return done(f"spawn of draft '{name}' at {ref} submitted for approval", result)
+        return _done(f"spawn of draft '{name}' at {ref} submitted for approval", result)
+
+
+def _add_fleet_tools(tool: _Tool, call: _Call) -> None:
+    """The manager's hold on existing agents: config changes, kicks, scheduled prompts."""
+    from typing import Annotated
+
+    from pydantic import Field
+
+    AgentName = Annotated[str, Field(description="an existing agent's name")]
+    Ref = Annotated[str, Field(description="a git commit ref in that agent's config repo")]
 
     @tool
     async def request_apply_commit(agent: AgentName, ref: Ref) -> str:
@@ -246,7 +287,7 @@ def _add_manager_tools(
         On approval the agent is rebuilt from that commit; the operator sees the diff.
         """
         result = await call("request_apply_commit", agent=agent, ref=ref)
-        return done(f"config {ref} for '{agent}' submitted for approval", result)
+        return _done(f"config {ref} for '{agent}' submitted for approval", result)
 
     @tool
     async def kick_agent(
@@ -267,7 +308,7 @@ def _add_manager_tools(
     ) -> str:
         """Ask the operator to approve a prompt that is delivered to an agent at a given time."""
         result = await call("schedule_prompt", agent=agent, at=at, text=text)
-        return done(f"prompt for '{agent}' at {at} submitted for approval", result)
+        return _done(f"prompt for '{agent}' at {at} submitted for approval", result)
 
 
 async def serve(socket_path: str) -> None:

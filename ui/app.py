@@ -51,6 +51,7 @@ COOKIE_MAX_AGE = 365 * 86400
 
 
 def create_app(board: Dashboard) -> QuartTrio:
+    """The dashboard app for ``board``: the gate, the API blueprint and the routes below."""
     app = QuartTrio(
         __name__,
         static_folder=str(UI_DIR / "static"),
@@ -62,6 +63,15 @@ def create_app(board: Dashboard) -> QuartTrio:
     app.before_request(_gate)
     app.before_websocket(_gate_websocket)
     app.after_request(_security_headers)
+    _add_public_routes(app)
+    _add_login_routes(app)
+    _add_pages(app)
+    _add_terminal(app)
+    return app
+
+
+def _add_public_routes(app: QuartTrio) -> None:
+    """What answers without a login: the health check, the API document, vendored libraries."""
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -80,6 +90,10 @@ def create_app(board: Dashboard) -> QuartTrio:
         path = Path(rel)
         response = await send_from_directory(NODE_MODULES / path.parent, path.name)
         return response
+
+
+def _add_login_routes(app: QuartTrio) -> None:
+    """The login form, the token check that sets the cookie, and logout."""
 
     @app.get("/login")
     async def login_form() -> str:
@@ -108,6 +122,10 @@ def create_app(board: Dashboard) -> QuartTrio:
         response.delete_cookie(COOKIE, path="/")
         return response
 
+
+def _add_pages(app: QuartTrio) -> None:
+    """The HTML pages: the overview and one page per agent."""
+
     @app.get("/")
     async def overview() -> str:
         return await render_template("overview.html", csrf=dashboard().auth.csrf, page="overview")
@@ -121,6 +139,10 @@ def create_app(board: Dashboard) -> QuartTrio:
         return await render_template(
             "agent.html", csrf=dashboard().auth.csrf, agent=name, page="agent"
         )
+
+
+def _add_terminal(app: QuartTrio) -> None:
+    """The terminal websocket: a shell in an agent's sandbox."""
 
     @app.websocket("/api/agents/<name>/terminal")
     async def terminal(name: str) -> None:
@@ -138,8 +160,6 @@ def create_app(board: Dashboard) -> QuartTrio:
             await session.run()
         finally:
             board.closers.discard(session.close)
-
-    return app
 
 
 async def _agent_config(board: Dashboard, name: str) -> AgentConfig | None:

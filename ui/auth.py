@@ -34,6 +34,8 @@ CSRF_HEADER = "X-CSRF-Token"
 
 @dataclass(frozen=True)
 class OperatorAuth:
+    """The operator's token (kept in the state dir) and the CSRF token derived from it."""
+
     token: str
     path: Path
 

@@ -19,6 +19,8 @@ CONFIG_KEY = "HIVE_DASHBOARD"
 
 @dataclass
 class Dashboard:
+    """What the dashboard's handlers share: the hive context, auth, streams and shutdown hooks."""
+
     ctx: HiveContext
     auth: OperatorAuth
     streams: StreamRegistry = field(default_factory=StreamRegistry)

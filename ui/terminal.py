@@ -57,6 +57,8 @@ def shell_spec(agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
 
 
 class TerminalSession:
+    """One operator shell on a PTY in an agent's sandbox, tied to a websocket."""
+
     def __init__(self, agent: AgentConfig, paths: AgentPaths) -> None:
         self.agent = agent
         self.paths = paths

@@ -26,6 +26,8 @@ from hive.systemd import ADMIN_GROUP, UNIT_NAME, UnitSettings, render_unit
 
 @dataclass(frozen=True)
 class Step:
+    """One step of the install: what it says it does, and the action (None: advice only)."""
+
     says: str
     run: Callable[[], None] | None = None  # None: advice only
 

@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 class StartRefused(Exception):
+    """The pre-flight checks refused to start the daemon; ``lines`` says why, one problem each."""
+
     def __init__(self, lines: list[str]) -> None:
         super().__init__("; ".join(lines))
         self.lines = lines

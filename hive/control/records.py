@@ -206,6 +206,8 @@ def insert_system_message(q: Queries, env: Envelope) -> bool:
 
 @dataclass
 class DraftRecord:
+    """A draft agent: its config repo exists, it does not run until its spawn is approved."""
+
     name: str
     requested_by: str
     created_at: float
@@ -250,6 +252,8 @@ def delete_draft(q: Queries, name: str) -> bool:
 
 @dataclass
 class ScheduledPrompt:
+    """A prompt the operator approved for delivery to ``agent`` at time ``at``."""
+
     id: int  # the id of the approval that allowed it
     agent: str
     at: float

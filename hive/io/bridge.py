@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class IoBridge:
+    """The door from actor threads into the trio loop: calls, tasks and timers, all non-blocking."""
+
     def __init__(self, token: trio.lowlevel.TrioToken, nursery: trio.Nursery) -> None:
         self.token = token
         self.nursery = nursery

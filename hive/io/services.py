@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class IoServices:
+    """The trio thread's services (bridge, reader, turns, sockets), as the actors reach them."""
+
     def __init__(self, bridge: IoBridge, reader: Reader) -> None:
         self.bridge = bridge
         self.reader = reader

@@ -80,6 +80,8 @@ class Cancellable(Protocol):
 
 @dataclass(eq=False)
 class Session:
+    """One agent's long-lived runtime process and the turn it is playing."""
+
     agent: str
     key: str
     process: trio.Process

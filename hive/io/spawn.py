@@ -105,6 +105,8 @@ async def open_process(
 
 @dataclass(frozen=True)
 class Finished:
+    """A finished process: its exit code and what it wrote."""
+
     returncode: int
     stdout: bytes
     stderr: bytes

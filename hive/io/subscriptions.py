@@ -21,6 +21,8 @@ def next_sub_id() -> int:
 
 
 class Feed:
+    """One consumer's live feed of hub updates: drops past ``limit`` behind, then marks the gap."""
+
     def __init__(
         self,
         bridge: IoBridge,

@@ -62,6 +62,8 @@ class _Running:
 
 
 class TurnRunner:
+    """Starts, streams, cancels and reports the turn processes (and persistent sessions)."""
+
     def __init__(self, bridge: IoBridge) -> None:
         from hive.notes import compact_notes_after_turn
 

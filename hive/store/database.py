@@ -21,7 +21,7 @@ from hive.wire import Envelope, packb, unpackb
 
 
 class StoreError(RuntimeError):
-    pass
+    """The store refused a request: a schema newer than this hive, an unknown field or table."""
 
 
 def connect(path: Path, *, readonly: bool = False, synchronous: str = "FULL") -> apsw.Connection:
@@ -68,6 +68,8 @@ class IdAllocator:
 
 @dataclass
 class AgentRow:
+    """One row of the ``agents`` table: an agent's config and its lifecycle flags."""
+
     name: str
     parent: str
     config: dict[str, Any]

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 
 class Reader:
+    """Read-only queries for the trio side, run on worker threads (one connection each)."""
+
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         self._local = threading.local()

@@ -147,9 +147,15 @@ def _cutoff(now: float, days: float) -> float | None:
 def prune(q: Queries, cfg: HiveConfig, now: float) -> Pruned:
     """One retention pass: at most ``cfg.prune_batch`` rows per rule."""
     out = Pruned()
-    batch = cfg.prune_batch
+    for table, select, cutoff in _rules(q, cfg, now):
+        if cutoff is not None:
+            _prune_rule(q, out, table, select, cutoff, cfg.prune_batch)
+    return out
+
+
+def _rules(q: Queries, cfg: HiveConfig, now: float) -> list[tuple[str, str, float | None]]:
+    """Each rule: (table, the rowids to delete given a cutoff, the cutoff; None = keep all)."""
     rules: list[tuple[str, str, float | None]] = [
-        # (table, the rowids to delete given a cutoff, the cutoff)
         (
             "messages",
             "SELECT id FROM messages WHERE state = 'delivered' AND delivered_at < ? "
@@ -196,19 +202,23 @@ def prune(q: Queries, cfg: HiveConfig, now: float) -> Pruned:
                 float(newest - cfg.message_retention_rows),
             )
         )
-    for table, select, cutoff in rules:
-        if cutoff is None:
-            continue
-        ids = [r[0] for r in q.conn.execute(select, (cutoff, batch))]
-        if not ids:
-            continue
-        out.more = out.more or len(ids) >= batch
-        key = "rowid" if table == "turn_events" else "id"
-        marks = ", ".join("?" * len(ids))
-        if table == "messages":
-            gone = operator_mail(q, f"id IN ({marks})", tuple(ids))
-            out.operator_mail.messages.update(gone.messages)
-            out.operator_mail.size.update(gone.size)
-        q.conn.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", ids)
-        out.rows[table] += q.conn.changes()
-    return out
+    return rules
+
+
+def _prune_rule(
+    q: Queries, out: Pruned, table: str, select: str, cutoff: float, batch: int
+) -> None:
+    """Delete one batch of the rows ``select`` names, counting them (and operator mail) in
+    ``out``."""
+    ids = [r[0] for r in q.conn.execute(select, (cutoff, batch))]
+    if not ids:
+        return
+    out.more = out.more or len(ids) >= batch
+    key = "rowid" if table == "turn_events" else "id"
+    marks = ", ".join("?" * len(ids))
+    if table == "messages":
+        gone = operator_mail(q, f"id IN ({marks})", tuple(ids))
+        out.operator_mail.messages.update(gone.messages)
+        out.operator_mail.size.update(gone.size)
+    q.conn.execute(f"DELETE FROM {table} WHERE {key} IN ({marks})", ids)
+    out.rows[table] += q.conn.changes()
