@@ -37,7 +37,9 @@ from hive.actors.bus import InboxDepth, Send
 from hive.actors.hub import Publish
 from hive.actors.store import Write
 from hive.config import AgentConfig
+from hive.notes import past_limit
 from hive.process import AgentPaths
+from hive.runtimes import get_runtime
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
 from hive.status import AgentStatus, LastTurn
 from hive.store import AgentRow, Queries
@@ -158,6 +160,21 @@ class SessionIdle:
     """The idle timer of a persistent agent's session process (``_arm_idle_timer``)."""
 
     timer: object
+
+
+@dataclass(frozen=True)
+class NotesMeasured:
+    """The size of the agent's notes after a clean turn (``NotesCompactor.measure``)."""
+
+    size: int
+    turn: TurnInput
+
+
+@dataclass(frozen=True)
+class NotesCompactionEnded:
+    """The rewrite this actor started has ended (``NotesCompactor.compact``)."""
+
+    compacted: bool
 
 
 RESTART_NOTE = "restarted by the operator"  # the kick a restart carries
@@ -337,6 +354,8 @@ class AgentActor(SupervisedActor):
         self.compact_next = False
         self.last_turn_ok = True  # a failed turn's successor starts a fresh session process
         self.idle_timer: Timer | None = None  # closes a persistent session left idle
+        self.notes_compacting = False  # a rewrite of the notes this actor started is running
+        self.last_input: TurnInput | None = None  # what the running turn was given
         self.retry_generation = 0
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
@@ -494,6 +513,10 @@ class AgentActor(SupervisedActor):
                     self.idle_timer = None
                     idle = self.ctx.config.session_idle_seconds
                     self.ctx.services.turns.close_session(self.name, f"idle for {idle:g} s")
+            case NotesMeasured(size=size, turn=turn):
+                self._notes_measured(size, turn)
+            case NotesCompactionEnded():
+                self.notes_compacting = False
             case RetryDue(generation=gen):
                 if gen == self.retry_generation and self.retry_at is not None:
                     self.retry_at = None
@@ -741,6 +764,7 @@ class AgentActor(SupervisedActor):
             compact=self.compact_next,
         )
         fresh_process = self._why_fresh_process()
+        self.last_input = turn
         self._disarm_idle_timer()
         self.compact_next = False
         self.last_turn_ok = True  # said once, to this turn
@@ -750,6 +774,7 @@ class AgentActor(SupervisedActor):
             on_event=lambda ev: tell_quietly(me, TurnEventMsg(turn_id, ev)),
             on_end=lambda outcome: tell_quietly(me, TurnEnded(turn_id, outcome)),
             fresh_process=fresh_process,
+            close_session=self._why_close_session(),
         )
         self._set_turn_state("starting")
         self._publish_turn("turn_started", self.turn)
@@ -784,6 +809,41 @@ class AgentActor(SupervisedActor):
         if self.compact_next:
             return "the context is being reset (compact retry)"
         return ""
+
+    def _why_close_session(self) -> str:
+        """Why a session process this agent may have left must be closed before its turn
+        ("": none to close). An agent that is not persistent (any more: its config changed)
+        plays in a process of its own, which must not run beside a session resuming the
+        same conversation; the runner closes one if there is one."""
+        return "" if self.cfg.persistent else "the agent left persistent mode"
+
+    # --- notes compaction: decided here, carried out by hive.notes.NotesCompactor ---------
+
+    def _notes_after_clean_turn(self, turn: TurnInput | None) -> None:
+        """After a clean turn, have the notes measured (answered as NotesMeasured), when
+        this agent's runtime can rewrite them and no rewrite it started is running."""
+        if turn is None or self.ctx.config.notes_compact_bytes <= 0:
+            return
+        if get_runtime(self.cfg.runtime).oneshot() is None:
+            return
+        if self.notes_compacting:
+            self._event("notes_compaction_skipped", {"reason": "a rewrite is still running"})
+            return
+        me = self.actor_ref
+        self.ctx.services.notes.measure(
+            self.paths, lambda size: tell_quietly(me, NotesMeasured(size, turn))
+        )
+
+    def _notes_measured(self, size: int, turn: TurnInput) -> None:
+        """Start a rewrite when the notes are past ``notes_compact_bytes``: one at a time."""
+        limit = self.ctx.config.notes_compact_bytes
+        if self.notes_compacting or not past_limit(size, limit):
+            return
+        self.notes_compacting = True
+        me = self.actor_ref
+        self.ctx.services.notes.compact(
+            turn, limit, lambda compacted: tell_quietly(me, NotesCompactionEnded(compacted))
+        )
 
     def _turn_event(self, event: TurnEvent) -> None:
         assert self.turn is not None
@@ -831,6 +891,8 @@ class AgentActor(SupervisedActor):
         if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
             self.kick_note = turn.kick_note  # the kick was not served; keep it
         _END_HANDLERS[cls](self, outcome, now)
+        if cls == ExitClass.OK:
+            self._notes_after_clean_turn(self.last_input)
         self._arm_idle_timer()
         self.restarting = False
         for waiter, result in self.turn_waiters:

@@ -4,8 +4,9 @@ An agent keeps what must survive a context reset in its notes, and notes only gr
 they pass ``HiveConfig.notes_compact_bytes``, a short secondary session of the agent's
 runtime rewrites them: no tools, no hive, no saved session, the agent's own credentials and
 sandbox. Only a runtime that can answer one question (``Runtime.oneshot()``, claude) has its
-notes compacted. It runs on the IO side after a turn has ended and the agent has been told,
-never inside a turn:
+notes compacted. The agent's actor decides when (after a clean turn, from the size
+``NotesCompactor.measure`` tells it, never while a rewrite it started is still running); the
+IO side carries it out (``NotesCompactor.compact``), never inside a turn:
 
 1. read the notes and remember exactly what was read;
 2. ask the model for a shorter version (``OneShot.build_oneshot``, ``oneshot_answer``);
@@ -27,18 +28,19 @@ import os
 import re
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
 from hive import safefs
+from hive.io.bridge import IoBridge
 from hive.io.spawn import Finished, run_captured
 from hive.io.streams import agent_log, signal_group
 from hive.process import AgentPaths
 from hive.runtimes import get_runtime
-from hive.runtimes.base import ExitClass, OneShot, OneShotError, TurnInput, TurnOutcome
+from hive.runtimes.base import OneShot, OneShotError, TurnInput
 from hive.sandboxes import get_sandbox
 
 log = logging.getLogger(__name__)
@@ -74,14 +76,22 @@ def _relative(paths: AgentPaths) -> Path:
     return notes_path(paths).relative_to(paths.root)
 
 
+def notes_size(paths: AgentPaths) -> int:
+    """How many bytes the agent's notes hold (0: none, or they cannot be read)."""
+    try:
+        return safefs.size_of(paths.root, _relative(paths))
+    except OSError:
+        return 0
+
+
 def needs_compaction(paths: AgentPaths, limit: int) -> bool:
     """Whether the agent's notes are past ``limit`` bytes (``limit`` 0: never)."""
-    if limit <= 0:
-        return False
-    try:
-        return safefs.size_of(paths.root, _relative(paths)) > limit
-    except OSError:
-        return False
+    return past_limit(notes_size(paths), limit)
+
+
+def past_limit(size: int, limit: int) -> bool:
+    """The rule the Agent applies to the size it is told (``limit`` 0: never)."""
+    return limit > 0 and size > limit
 
 
 def read_notes(paths: AgentPaths) -> str:
@@ -98,7 +108,7 @@ def compaction_prompt(notes: str, limit: int) -> str:
 
 class Reporter(Protocol):
     """Where the outcome goes: the turn runner's agent events (typed here, so that this
-    module does not import the turn runner that calls it)."""
+    module does not import the turn runner)."""
 
     def report(self, name: str, kind: str, data: dict[str, Any]) -> None: ...
 
@@ -215,38 +225,53 @@ async def _ask_model(oneshot: OneShot, turn: TurnInput, prompt: str, timeout: fl
     return done
 
 
-_compacting: set[Path] = set()  # notes being rewritten now (trio thread only)
+class NotesCompactor:
+    """Carries out what an agent decided about its notes (``AgentActor._notes_*``): it
+    measures them and rewrites them when told to, and reports back; it decides nothing
+    (not when, not whether one is already running: the Agent keeps that as its state).
 
+    Called from actor threads; the work runs as tasks on the trio thread."""
 
-async def compact_notes_after_turn(runner: Reporter, turn: TurnInput, outcome: TurnOutcome) -> None:
-    """The TurnRunner hook: compact an agent's notes after a turn that ended ok, when its
-    runtime can rewrite them."""
-    limit = turn.hive.notes_compact_bytes
-    if outcome.exit_class is not ExitClass.OK:
-        return
-    if get_runtime(turn.agent.runtime).oneshot() is None:
-        return
-    path = notes_path(turn.paths)
-    if path in _compacting:
-        return
-    if not await trio.to_thread.run_sync(needs_compaction, turn.paths, limit):
-        return
-    _compacting.add(path)
-    name = turn.agent.name
-    try:
-        result = await compact_notes(turn, limit)
-    except (CompactionError, OSError) as exc:
-        agent_log(turn.paths.log, f"notes compaction failed: {exc}")
-        runner.report(name, "notes_compaction_failed", {"reason": str(exc)})
-    else:
+    def __init__(self, bridge: IoBridge, reporter: Reporter) -> None:
+        self.bridge = bridge
+        self.reporter = reporter
+
+    def measure(self, paths: AgentPaths, on_size: Callable[[int], None]) -> None:
+        """Tell ``on_size`` how many bytes the agent's notes hold (0: none, unreadable)."""
+        self.bridge.spawn(self._measure, paths, on_size)
+
+    def compact(self, turn: TurnInput, limit: int, on_done: Callable[[bool], None]) -> None:
+        """Rewrite ``turn``'s agent's notes once; ``on_done(compacted)`` after it ended,
+        whatever the outcome (the outcome itself is reported as an agent event)."""
+        self.bridge.spawn(self._compact, turn, limit, on_done)
+
+    async def _measure(self, paths: AgentPaths, on_size: Callable[[int], None]) -> None:
+        on_size(await trio.to_thread.run_sync(notes_size, paths))
+
+    async def _compact(self, turn: TurnInput, limit: int, on_done: Callable[[bool], None]) -> None:
+        compacted = False
+        try:
+            compacted = await self._rewrite(turn, limit)
+        except Exception:
+            log.exception("notes compaction for %s failed", turn.agent.name)
+        finally:
+            on_done(compacted)
+
+    async def _rewrite(self, turn: TurnInput, limit: int) -> bool:
+        name = turn.agent.name
+        try:
+            result = await compact_notes(turn, limit)
+        except (CompactionError, OSError) as exc:
+            agent_log(turn.paths.log, f"notes compaction failed: {exc}")
+            self.reporter.report(name, "notes_compaction_failed", {"reason": str(exc)})
+            return False
         agent_log(
             turn.paths.log,
             f"notes compacted from {result['bytes_before']} to {result['bytes_after']} bytes "
             f"(backup: {result['backup']})",
         )
-        runner.report(name, "notes_compacted", result)
-    finally:
-        _compacting.discard(path)
+        self.reporter.report(name, "notes_compacted", result)
+        return True
 
 
 def backups(paths: AgentPaths) -> Sequence[Path]:
@@ -257,12 +282,14 @@ def backups(paths: AgentPaths) -> Sequence[Path]:
 
 __all__ = [
     "CompactionError",
+    "NotesCompactor",
     "backups",
     "compact_notes",
-    "compact_notes_after_turn",
     "extract_notes",
     "install",
     "needs_compaction",
     "notes_path",
+    "notes_size",
+    "past_limit",
     "read_answer",
 ]

@@ -224,3 +224,16 @@ def test_when_a_session_idles_out_is_the_agent_s_decision() -> None:
     assert "session_idle_seconds" in inspect.getsource(AgentActor._arm_idle_timer)
     assert "close_session" in inspect.getsource(AgentActor)
     assert SessionIdle(None).timer is None
+
+
+def test_leaving_persistent_mode_is_the_agent_s_decision() -> None:
+    """The Agent, which knows its config, says when a leftover session process must be
+    closed before a turn; the runner closes one only when told."""
+    import inspect
+
+    from hive.actors.agent import AgentActor
+    from hive.io.turns import TurnRunner
+
+    assert "persistent" in inspect.getsource(AgentActor._why_close_session)
+    assert "close_session" in inspect.signature(TurnRunner.start).parameters
+    assert "close_session" in inspect.getsource(TurnRunner._play)

@@ -198,3 +198,38 @@ def test_a_failed_rewrite_leaves_the_notes_as_they_were(
     assert notes.read_text() == LONG_NOTES
     assert hive.ended_turns("alice")[0]["exit_class"] == "ok"  # the agent is not affected
     assert hive.status("alice")["failed"] is False
+
+
+def test_a_clean_turn_while_a_rewrite_runs_starts_no_second_one(
+    make_hive: Callable[..., RunningHive], api: FakeAnthropic
+) -> None:
+    """When to compact is the Agent's decision, and the rewrite it started is its state:
+    a second clean turn while that rewrite runs is refused by the actor (an event says so),
+    and only one rewrite ever reaches the model."""
+    api.default = answer_compaction_with(Hang(Text(SHORT_NOTES)))
+    hive, notes = start_with_long_notes(make_hive, api)
+    hive.admin("send", to="alice", body="first")
+    hive.wait_until(lambda: compaction_requests(api), what="the rewrite request")
+
+    hive.admin("send", to="alice", body="second")
+    assert [t["exit_class"] for t in hive.wait_turns("alice", 2)] == ["ok", "ok"]
+    skipped = event_of(hive, "notes_compaction_skipped")
+    assert "still running" in str(skipped["reason"])
+    assert len(compaction_requests(api)) == 1
+    api.release()
+
+    event_of(hive, "notes_compacted")
+    assert notes.read_text() == SHORT_NOTES
+    assert len(compaction_requests(api)) == 1
+
+
+def test_the_io_side_keeps_no_compaction_state() -> None:
+    """No module-global set of notes being rewritten: the Agent actor tracks its own."""
+    import inspect
+
+    from hive import notes as notes_module
+    from hive.actors.agent import AgentActor
+
+    assert not hasattr(notes_module, "_compacting")
+    assert not hasattr(notes_module, "compact_notes_after_turn")
+    assert "notes_compacting" in inspect.getsource(AgentActor._notes_measured)

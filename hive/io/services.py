@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from hive.io.bridge import IoBridge
 from hive.io.turns import TurnRunner
+from hive.notes import NotesCompactor
 from hive.store import Reader
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class IoServices:
         self.bridge = bridge
         self.reader = reader
         self.turns = TurnRunner(bridge)
+        self.notes = NotesCompactor(bridge, self.turns)  # reports through the runner
         self.agent_sockets: AgentSockets
         self.admin: AdminSocket
 

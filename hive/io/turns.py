@@ -5,8 +5,8 @@ return at once. Each turn's process runs in its own process group so that a canc
 its children (MCP servers, tools) down with it.
 
 An agent with ``persistent = true`` plays its turns in one long-lived process instead
-(hive.io.sessions). After a turn has ended and its agent has been told, the ``after_turn``
-hooks run as their own tasks, outside any turn: notes compaction (hive.notes) is one.
+(hive.io.sessions). What happens between turns (notes compaction, hive.notes; closing a
+session process) is the Agent's decision; this module only carries out what it is told.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import signal
 import subprocess
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,6 @@ CANCEL_GRACE_SECONDS = 5.0
 DEFAULT_MAX_TURN_EVENTS = 10_000
 DEFAULT_MAX_TURN_EVENT_BYTES = 8 << 20
 
-# Work for the IO side after a turn has ended: hook(runner, turn, outcome), one task each.
-AfterTurn = Callable[["TurnRunner", TurnInput, TurnOutcome], Awaitable[None]]
 # Where the IO side reports what it did for an agent: report(agent, kind, data).
 Report = Callable[[str, str, dict[str, Any]], None]
 
@@ -65,14 +63,11 @@ class TurnRunner:
     """Starts, streams, cancels and reports the turn processes (and persistent sessions)."""
 
     def __init__(self, bridge: IoBridge) -> None:
-        from hive.notes import compact_notes_after_turn
-
         self.bridge = bridge
         self.running: dict[str, _Running] = {}
         self.max_turn_events = DEFAULT_MAX_TURN_EVENTS
         self.max_turn_event_bytes = DEFAULT_MAX_TURN_EVENT_BYTES
         self.sessions = Sessions(bridge)
-        self.after_turn: list[AfterTurn] = [compact_notes_after_turn]
         self.report: Report = _log_report
 
     def attach(self, ctx: HiveContext) -> None:
@@ -89,10 +84,14 @@ class TurnRunner:
         on_event: Callable[[TurnEvent], None],
         on_end: Callable[[TurnOutcome], None],
         fresh_process: str = "",
+        close_session: str = "",
     ) -> None:
         """Run ``turn`` (from an actor thread). ``fresh_process``: why a persistent agent
-        must not reuse its session process for it, as the Agent decided ("": it may)."""
-        self.bridge.spawn(self._run, turn, on_event, on_end, fresh_process)
+        must not reuse its session process for it, as the Agent decided ("": it may).
+        ``close_session``: why a session process the agent may have left must be closed
+        before the turn plays in a process of its own (the Agent decided: it is no longer
+        persistent; "": none is closed)."""
+        self.bridge.spawn(self._run, turn, on_event, on_end, fresh_process, close_session)
 
     def cancel(self, agent: str) -> None:
         self.bridge.call_soon(self._cancel, agent)
@@ -124,13 +123,14 @@ class TurnRunner:
         on_event: Callable[[TurnEvent], None],
         on_end: Callable[[TurnOutcome], None],
         fresh_process: str,
+        close_session: str,
     ) -> None:
         agent = turn.agent.name
         state = _Running(turn.turn_id)
         self.running[agent] = state
         capped = EventCap(on_event, self.max_turn_events, self.max_turn_event_bytes)
         try:
-            outcome = await self._play(turn, state, capped, fresh_process)
+            outcome = await self._play(turn, state, capped, fresh_process, close_session)
         except Exception as exc:
             log.exception("turn %s of %s could not run", turn.turn_id, agent)
             outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
@@ -143,14 +143,6 @@ class TurnRunner:
                          "cap": self.max_turn_events,
                          "byte_cap": self.max_turn_event_bytes})  # fmt: skip
         on_end(outcome)
-        for hook in self.after_turn:
-            self.bridge.spawn(self._after_turn, hook, turn, outcome)
-
-    async def _after_turn(self, hook: AfterTurn, turn: TurnInput, outcome: TurnOutcome) -> None:
-        try:
-            await hook(self, turn, outcome)
-        except Exception:
-            log.exception("after-turn work for %s failed", turn.agent.name)
 
     async def _play(
         self,
@@ -158,6 +150,7 @@ class TurnRunner:
         state: _Running,
         on_event: Callable[[TurnEvent], None],
         fresh_process: str,
+        close_session: str,
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
@@ -168,9 +161,8 @@ class TurnRunner:
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
             return await self.sessions.play(turn, state, runtime, sandbox, on_event, fresh_process)
         leftover = self.sessions.by_agent.get(turn.agent.name)
-        if leftover is not None:
-            # The agent left persistent mode: its session must not run beside a turn
-            # that resumes the same conversation.
+        if close_session and leftover is not None:
+            # A session must not run beside a turn that resumes the same conversation.
             await self.sessions.close(leftover)
         return await self._play_process(turn, state, runtime, sandbox, on_event)
 
