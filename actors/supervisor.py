@@ -23,7 +23,15 @@ from typing import Any, Literal
 import pykka
 
 from hive.actors.agent import AgentActor, AgentState
-from hive.actors.base import Alive, ChildFailed, HiveContext, Registered, Reply, Republish
+from hive.actors.base import (
+    Alive,
+    ChildFailed,
+    HiveContext,
+    Registered,
+    Reply,
+    Republish,
+    tell_quietly,
+)
 from hive.actors.bus import AgentGone, AgentKnown
 from hive.actors.hub import Publish
 from hive.actors.store import Write
@@ -86,6 +94,15 @@ class AddAgent:
 @dataclass(frozen=True)
 class RemoveAgent:
     """Stop an agent and take it out of the tree (``hivectl destroy``)."""
+
+    name: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True)
+class DestroyAgent:
+    """Destroy an agent (``hivectl destroy``, the dashboard): its askers are answered, then
+    it is removed (``RemoveAgent``). Replies as ``RemoveAgent`` does."""
 
     name: str
     reply: Reply | None = None
@@ -198,6 +215,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._add_agent(cfg, reply)
             case RemoveAgent(name=name, reply=reply):
                 self._remove_agent(name, reply)
+            case DestroyAgent(name=name, reply=reply):
+                self._destroy_agent(name, reply)
             case Ping(reply=reply):
                 reply()
             case _:
@@ -248,6 +267,31 @@ class SupervisorActor(pykka.ThreadingActor):
         self._add_child(self.agent_spec(cfg, None))
         if reply is not None:
             reply({"agent": cfg.name})
+
+    def _destroy_agent(self, name: str, reply: Reply | None) -> None:
+        """The order of a destroy: the agent's pending questions are withdrawn and their
+        askers answered while its socket is open; the socket goes only after that."""
+        from hive.actors.approvals import AgentDestroyed
+
+        if self.ctx.agent_ref_name(name) not in self.specs:
+            if reply is not None:
+                reply(WireError("unknown_agent", f"no agent named '{name}'"))
+            return
+        me = self.actor_ref
+        io = self.ctx.io
+
+        def remove() -> None:  # trio thread
+            tell_quietly(me, RemoveAgent(name, reply))
+
+        def askers_answered(_: Any) -> None:  # approvals thread
+            # The askers' replies were handed to the trio thread before this call: once
+            # ``remove`` runs there (calls run in order), they sit in their connections'
+            # queues, and the socket's removal writes queued replies before it closes.
+            io.call_soon(remove)
+
+        told = self.ctx.refs.tell("approvals", AgentDestroyed(name, askers_answered))
+        if not told and reply is not None:
+            reply(WireError("unavailable", "approvals is not running right now; try again"))
 
     def _remove_agent(self, name: str, reply: Reply | None) -> None:
         child = self.ctx.agent_ref_name(name)

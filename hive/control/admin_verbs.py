@@ -389,8 +389,8 @@ async def spawn(ctx: HiveContext, req: Request) -> Any:
 
 async def destroy(ctx: HiveContext, req: Request) -> Any:
     """Remove agents (or discard drafts). Their state dirs are kept unless ``purge``."""
-    from hive.actors.approvals import AgentDestroyed, DiscardDraft
-    from hive.actors.supervisor import RemoveAgent
+    from hive.actors.approvals import DiscardDraft
+    from hive.actors.supervisor import DestroyAgent
 
     names = scope_names(req)
     purge = arg(req.args, "purge", bool, False)
@@ -403,9 +403,8 @@ async def destroy(ctx: HiveContext, req: Request) -> Any:
     out: dict[str, Any] = {}
     for name in names:
         if ctx.refs.get(ctx.agent_ref_name(name)) is not None:
-            # Its askers are answered first, while their connections are still open.
-            await ask_actor(ctx, "approvals", partial(_remove, AgentDestroyed, name))
-            await ask_actor(ctx, "supervisor", partial(_remove, RemoveAgent, name))
+            # The Supervisor orders it (askers answered, then the agent removed).
+            await ask_actor(ctx, "supervisor", partial(_remove, DestroyAgent, name))
             out[name] = {"destroyed": True}
         else:
             await ask_actor(ctx, "approvals", partial(_remove, DiscardDraft, name))

@@ -65,6 +65,7 @@ class AgentSockets:
         self.ctx = ctx
         self.handlers = self._table(ops)
         self.scopes: dict[str, trio.CancelScope] = {}
+        self.connections: dict[str, set[AgentConnection]] = {}
         self._waiter_ids = itertools.count(1)
         self._holder_ids = itertools.count(1)  # one per connection (Recv.holder)
 
@@ -79,10 +80,22 @@ class AgentSockets:
         self.ctx.io.call_soon(self._remove, name)
 
     def _remove(self, name: str) -> None:
+        # No one new connects (the path goes); the open connections are closed by _close.
+        self.socket_path(name).unlink(missing_ok=True)
         scope = self.scopes.pop(name, None)
         if scope is not None:
-            scope.cancel()
-        self.socket_path(name).unlink(missing_ok=True)
+            self.ctx.io.spawn(self._close, scope, self.connections.pop(name, set()))
+
+    async def _close(self, scope: trio.CancelScope, conns: set[AgentConnection]) -> None:
+        # Each connection stops reading and writes what is queued for it first (for a
+        # second at most): a reply queued before the removal (the answer to a destroyed
+        # asker) reaches its reader. Only then does the socket's task end.
+        open_now = list(conns)  # the set shrinks as they end
+        for conn in open_now:
+            conn.finish()
+        for conn in open_now:
+            await conn.ended.wait()
+        scope.cancel()
 
     async def serve(self, name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         if name in self.scopes:
@@ -99,7 +112,14 @@ class AgentSockets:
                 conn = AgentConnection(
                     stream, name, self.ctx.io, cfg.max_frame_bytes, cfg.max_queued_reply_bytes
                 )
-                await self._serve_conn(conn)
+                if self.scopes.get(name) is not scope:
+                    conn.finish()  # accepted while the socket is being removed
+                conns = self.connections.setdefault(name, set())
+                conns.add(conn)
+                try:
+                    await self._serve_conn(conn)
+                finally:
+                    conns.discard(conn)
 
             limit = self.ctx.config.max_agent_connections
             async with listener:

@@ -79,6 +79,10 @@ class Connection:
         # Called after each chunk of frames read at once has been handled: lets a
         # handler pass a whole chunk of pipelined requests on as one batch.
         self.on_chunk_end: Callable[[], None] | None = None
+        # Cancelled by ``finish``: stops reading requests but not writing replies.
+        self.reader_scope: trio.CancelScope | None = None
+        self.finishing = False
+        self.ended = trio.Event()  # set once the connection is closed
 
     # --- replies: from the trio thread or any other --------------------------------
 
@@ -117,6 +121,14 @@ class Connection:
         log.warning("%s connection dropped: %s", self.peer, reason)
         if self.scope is not None:
             self.scope.cancel()
+
+    def finish(self) -> None:
+        """Stop reading this client's requests and close, after what is queued for it has
+        been written (for a second at most: see ``_serve``). Trio thread only. Unlike a
+        cancel of the whole connection, a reply queued just before still reaches its reader."""
+        self.finishing = True
+        if self.reader_scope is not None:
+            self.reader_scope.cancel()
 
     def reply(self, req_id: int, result: Any) -> bool:
         """Complete a request (trio thread only). ``result`` may be a WireError. False if
@@ -173,47 +185,19 @@ async def serve_connection(conn: Connection, handler: Handler, label: str) -> No
         await _serve(conn, handler, label)
     except Exception:
         log.exception("%s: connection failed", label)
+    finally:
+        conn.ended.set()
 
 
 async def _serve(conn: Connection, handler: Handler, label: str) -> None:
-    decoder = FrameDecoder(conn.max_frame_bytes)
     async with trio.open_nursery() as nursery:
         conn.scope = nursery.cancel_scope
         nursery.start_soon(conn._writer)
         try:
-            while True:
-                try:
-                    data = await conn.stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    break
-                if not data:
-                    err = decoder.eof()
-                    if err is not None:
-                        log.warning("%s: %s", label, err.message)
-                    break
-                for item in decoder.feed(data):
-                    await conn.in_flight.acquire()
-                    if isinstance(item, FrameError):
-                        log.info("%s: %s", label, item.message)
-                        conn.reply(0, item)
-                        continue
-                    try:
-                        req = Request.from_frame(item)
-                    except WireError as exc:
-                        rid = item.get("id") if isinstance(item.get("id"), int) else 0
-                        conn.reply(rid, exc)
-                        continue
-                    try:
-                        res = handler(conn, req)
-                        if res is not None:
-                            await res
-                    except WireError as exc:
-                        conn.reply(req.id, exc)
-                    except Exception as exc:  # never let one request kill the server
-                        log.exception("%s: %s failed", label, req.op)
-                        conn.reply(req.id, WireError("internal", f"{req.op} failed: {exc}"))
-                if conn.on_chunk_end is not None:
-                    conn.on_chunk_end()
+            with trio.CancelScope() as conn.reader_scope:
+                if conn.finishing:
+                    conn.reader_scope.cancel()
+                await _read_requests(conn, handler, label)
         finally:
             conn.closed = True
             for cb in conn.on_close:
@@ -228,6 +212,43 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
                     await conn.writer_done.wait()
                 nursery.cancel_scope.cancel()
                 await conn.stream.aclose()
+
+
+async def _read_requests(conn: Connection, handler: Handler, label: str) -> None:
+    decoder = FrameDecoder(conn.max_frame_bytes)
+    while True:
+        try:
+            data = await conn.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if not data:
+            err = decoder.eof()
+            if err is not None:
+                log.warning("%s: %s", label, err.message)
+            return
+        for item in decoder.feed(data):
+            await conn.in_flight.acquire()
+            if isinstance(item, FrameError):
+                log.info("%s: %s", label, item.message)
+                conn.reply(0, item)
+                continue
+            try:
+                req = Request.from_frame(item)
+            except WireError as exc:
+                rid = item.get("id") if isinstance(item.get("id"), int) else 0
+                conn.reply(rid, exc)
+                continue
+            try:
+                res = handler(conn, req)
+                if res is not None:
+                    await res
+            except WireError as exc:
+                conn.reply(req.id, exc)
+            except Exception as exc:  # never let one request kill the server
+                log.exception("%s: %s failed", label, req.op)
+                conn.reply(req.id, WireError("internal", f"{req.op} failed: {exc}"))
+        if conn.on_chunk_end is not None:
+            conn.on_chunk_end()
 
 
 async def accept_connections(
