@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -247,3 +247,57 @@ def remove_tree(root: Path, relative: str | Path) -> None:
     if done.returncode != 0:
         why = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise OSError(errno.EIO, f"{root / relative} not fully removed: {why[-1] if why else ''}")
+
+
+# How deep walk_tree goes below the directory it was given. An agent can make its tree as
+# deep as it likes; each level holds two descriptors and two stack frames of the walk, and
+# past Python's recursion limit every prepare() (so every turn) failed. What lies deeper was
+# made by the agent as its own uid (root writes only near the top), so it is left as is.
+MAX_WALK_DEPTH = 128
+_TREE_FLAGS = _DIR_FLAGS | os.O_NONBLOCK
+
+# walk_tree's callbacks: on_entry(dir_fd, name, lstat) for each entry that is not a
+# directory, on_dir(fd) for each directory reached (the walk's own first).
+OnEntry = Callable[[int, str, os.stat_result], None]
+OnDir = Callable[[int], None]
+
+
+def _no_dir_visit(fd: int) -> None:
+    pass
+
+
+def walk_tree(
+    dir_fd: int, on_entry: OnEntry, on_dir: OnDir = _no_dir_visit, depth: int = 0
+) -> None:
+    """Visit the directory ``dir_fd`` and everything below it, down to MAX_WALK_DEPTH, by
+    descriptor only: each subdirectory is opened relative to its parent with O_NOFOLLOW, so
+    an entry swapped for a link is skipped, never followed; entries gone meanwhile are
+    skipped too. A directory at the depth cap is visited, what it holds is not."""
+    on_dir(dir_fd)
+    if depth >= MAX_WALK_DEPTH:
+        return
+    for entry in os.scandir(dir_fd):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # removed meanwhile
+        if stat.S_ISDIR(st.st_mode):
+            # If it was swapped for a link since scandir saw it, O_NOFOLLOW refuses it.
+            walk_subtree(dir_fd, entry.name, on_entry, on_dir, depth + 1)
+        else:
+            on_entry(dir_fd, entry.name, st)
+
+
+def walk_subtree(
+    parent_fd: int, name: str, on_entry: OnEntry, on_dir: OnDir = _no_dir_visit, depth: int = 1
+) -> None:
+    """walk_tree over the directory ``name`` of ``parent_fd`` (``depth`` levels below the
+    walk's start); nothing if it is gone, a link or not a directory."""
+    try:
+        fd = os.open(name, _TREE_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return
+    try:
+        walk_tree(fd, on_entry, on_dir, depth)
+    finally:
+        os.close(fd)

@@ -69,7 +69,7 @@ def test_the_chown_walk_stops_at_its_depth_cap_and_says_nothing_of_deeper(
         uid = uids.UID_BASE + 7 * uids.BLOCK
         uids.give_to(root, uid, uid)
         path = root / "state"
-        for level in range(uids.MAX_WALK_DEPTH - 1):
+        for level in range(safefs.MAX_WALK_DEPTH - 1):
             assert os.lstat(path).st_uid == uid, level
             path = path / "d"
     finally:

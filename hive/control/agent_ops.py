@@ -18,6 +18,7 @@ decides and records.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,30 +199,53 @@ def _commit_details(
     return details
 
 
+async def _propose_commit(
+    ctx: HiveContext,
+    kind: str,
+    target: str,
+    agent: str,
+    commit: tuple[Path, str],
+    before: dict[str, Any] | None,
+    base_of: Callable[[], Awaitable[str]],
+    describe: Callable[[str], str],
+) -> Any:
+    """Read the config commit (repo, ref) and propose it to the Approvals actor as ``kind``
+    for ``target``: its details diffed against ``before`` from the base ``base_of`` gives
+    (asked after the commit is read), described by ``describe(short sha)``."""
+    from hive.actors.approvals import Propose
+
+    repo, ref = commit
+    sha, cfg = await _read_commit(repo, ref, target)
+    details = _commit_details(repo, ref, sha, cfg, await base_of(), before)
+    description = describe(sha[:12])
+    return await ask_actor(
+        ctx,
+        "approvals",
+        lambda r: Propose(kind, target, agent, description, details, r),
+    )
+
+
 def request_spawn_commit(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
-    from hive.actors.approvals import GetDraft, Propose
+    from hive.actors.approvals import GetDraft
 
     name = validate_agent_name(arg(req.args, "name", str))
     ref = gitrepo.check_ref(arg(req.args, "ref", str))
 
     async def work() -> Any:
         draft = await ask_actor(ctx, "approvals", lambda r: GetDraft(name, r))
-        repo = Path(draft["config_dir"])
-        sha, cfg = await _read_commit(repo, ref, name)
-        details = _commit_details(repo, ref, sha, cfg, draft["base_sha"], None)
-        description = f"spawn agent '{name}' from draft commit {sha[:12]}"
-        return await ask_actor(
-            ctx,
-            "approvals",
-            lambda r: Propose("spawn_commit", name, agent, description, details, r),
-        )
+
+        async def draft_base() -> str:
+            return str(draft["base_sha"])
+
+        return await _propose_commit(
+            ctx, "spawn_commit", name, agent, (Path(draft["config_dir"]), ref), None, draft_base,
+            lambda sha: f"spawn agent '{name}' from draft commit {sha}",
+        )  # fmt: skip
 
     run_request(ctx, conn, req, work)
 
 
 def request_apply_commit(ctx: HiveContext, agent: str, conn: AgentConnection, req: Request) -> None:
-    from hive.actors.approvals import Propose
-
     target = validate_agent_name(arg(req.args, "agent", str))
     ref = gitrepo.check_ref(arg(req.args, "ref", str))
 
@@ -237,16 +261,16 @@ def request_apply_commit(ctx: HiveContext, agent: str, conn: AgentConnection, re
                 f"agent '{target}' has no config repo at {repo}: agents declared in hive.toml "
                 "are configured there; spawned agents get one",
             )
-        sha, cfg = await _read_commit(repo, ref, target)
-        base = deployed if await gitrepo.has_commit(repo, deployed) else None
-        base = base or await gitrepo.root_commit(repo)
-        details = _commit_details(repo, ref, sha, cfg, base, before)
-        description = f"apply config commit {sha[:12]} to '{target}'"
-        return await ask_actor(
-            ctx,
-            "approvals",
-            lambda r: Propose("apply_commit", target, agent, description, details, r),
-        )
+
+        async def deployed_base() -> str:
+            # The deployed commit, unless the repo no longer has it: then its first.
+            base = deployed if await gitrepo.has_commit(repo, deployed) else None
+            return base or await gitrepo.root_commit(repo)
+
+        return await _propose_commit(
+            ctx, "apply_commit", target, agent, (repo, ref), before, deployed_base,
+            lambda sha: f"apply config commit {sha} to '{target}'",
+        )  # fmt: skip
 
     run_request(ctx, conn, req, work)
 

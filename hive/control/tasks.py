@@ -29,7 +29,7 @@ from hive.config import AgentConfig
 from hive.control import gitrepo
 from hive.control.spawn import agent_toml
 from hive.process import AgentPaths
-from hive.sandboxes.uids import MAX_WALK_DEPTH, give_subtree
+from hive.sandboxes.uids import give_subtree
 from hive.wire import WireError
 
 if TYPE_CHECKING:
@@ -154,35 +154,22 @@ def adopt_draft(manager_root: Path, name: str, agent_root: Path) -> bool:
 
 # A hard-linked file of a draft bigger than this is dropped rather than copied.
 MAX_LINKED_COPY_BYTES = 64 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def _break_hard_links(dir_fd: int, depth: int = 0) -> None:
+def _break_hard_links(dir_fd: int) -> None:
     """Give every file below ``dir_fd`` that has other hard links a name of its own.
 
     The tree came from the manager, who may have hard-linked a file there from its own
     directory: after the move, the same inode would sit in the new agent's directory and
     stay writable through the manager's name (and the chown walk leaves multi-link files
     alone). Each such file is replaced by a copy (dropped past MAX_LINKED_COPY_BYTES, or
-    if it is not a regular file). By descriptor, never following a link."""
-    if depth >= MAX_WALK_DEPTH:
-        return
-    for entry in os.scandir(dir_fd):
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError:
-                continue
-            try:
-                _break_hard_links(sub, depth + 1)
-            finally:
-                os.close(sub)
-        elif not stat.S_ISLNK(st.st_mode) and st.st_nlink > 1:
-            _own_copy(dir_fd, entry.name, st)
+    if it is not a regular file). By descriptor, never following a link (safefs.walk_tree)."""
+    safefs.walk_tree(dir_fd, _own_copy_if_linked)
+
+
+def _own_copy_if_linked(dir_fd: int, name: str, seen: os.stat_result) -> None:
+    if not stat.S_ISLNK(seen.st_mode) and seen.st_nlink > 1:
+        _own_copy(dir_fd, name, seen)
 
 
 def _own_copy(dir_fd: int, name: str, seen: os.stat_result) -> None:

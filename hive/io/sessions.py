@@ -29,17 +29,17 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import subprocess
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import trio
 
 from hive.io.bridge import IoBridge
-from hive.io.spawn import open_process
+from hive.io.group import open_group, run_group
 from hive.io.streams import (
     STDERR_TAIL_LINES,
     EventLog,
@@ -232,15 +232,7 @@ class Sessions:
         task_status: Any = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Own one session process from start to exit, and its output readers."""
-        process = await open_process(
-            list(spec.argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(spec.cwd) if spec.cwd else None,
-            env=spec.env,
-            start_new_session=True,
-        )
+        process = await open_group(spec, stdin_pipe=True)
         assert process.stdin is not None and process.stdout is not None
         assert process.stderr is not None
         send, receive = trio.open_memory_channel[TurnEvent](math.inf)
@@ -251,25 +243,14 @@ class Sessions:
             self.bridge.nursery.start_soon(self.close, previous)
         self.by_agent[agent] = session
         task_status.started(session)
+        stdout, stderr = process.stdout, process.stderr
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    _pump_events, process.stdout, runtime.parse_line, send, lambda: session.busy
-                )
-                nursery.start_soon(
-                    log_stderr, process.stderr, session.stderr_tail, log_path,
-                    lambda: session.turn_id,
-                )  # fmt: skip
-                await process.wait()
-                # What the session started and left running (an MCP server slow to exit, a
-                # background command) ends with it, and lets go of the output pipes.
-                signal_group(process, signal.SIGKILL)
+            await run_group(process, [
+                partial(_pump_events, stdout, runtime.parse_line, send, lambda: session.busy),
+                partial(log_stderr, stderr, session.stderr_tail, log_path,
+                        lambda: session.turn_id),
+            ])  # fmt: skip
         finally:
-            if process.returncode is None:
-                # Shutdown: leave no session process behind.
-                signal_group(process, signal.SIGKILL)
-                with trio.CancelScope(shield=True):
-                    await process.wait()
             if self.by_agent.get(agent) is session:
                 del self.by_agent[agent]
             session.exited.set()

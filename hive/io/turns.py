@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import logging
 import signal
-import subprocess
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from hive.io.bridge import IoBridge
+from hive.io.group import open_group, run_group
 from hive.io.sessions import SessionRuntime, Sessions
-from hive.io.spawn import open_process
 from hive.io.streams import (
     STDERR_TAIL_LINES,
     EventLog,
@@ -178,18 +178,9 @@ class TurnRunner:
         # build reads and writes the agent's session file: off the trio thread.
         built = await trio.to_thread.run_sync(runtime.build, turn)
         spec = sandbox.wrap(built, turn.agent, turn.paths)
-        env = spec.env  # complete: the runtime chose it (see ProcessSpec)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
-        process = await open_process(
-            list(spec.argv),
-            stdin=subprocess.PIPE if spec.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(spec.cwd) if spec.cwd else None,
-            env=env,
-            start_new_session=True,
-        )
+        process = await open_group(spec, stdin_pipe=spec.stdin is not None)
         state.process = process
         if state.cancelled:  # the cancel came while the process was starting
             signal_group(process, signal.SIGTERM)
@@ -216,26 +207,14 @@ async def _watch(
     on_event: Callable[[TurnEvent], None],
 ) -> None:
     """Feed the turn process its stdin, read its events and stderr, until it exits."""
-    try:
-        async with trio.open_nursery() as nursery:
-            if spec.stdin is not None and process.stdin is not None:
-                nursery.start_soon(_feed_stdin, process.stdin, spec.stdin)
-            assert process.stdout is not None and process.stderr is not None
-            nursery.start_soon(_read_events, process.stdout, runtime.parse_line, events, on_event)
-            nursery.start_soon(
-                log_stderr, process.stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id
-            )
-            await process.wait()
-            # The turn is over: what it started and left running (a background command, an
-            # MCP server slow to exit) ends with it, as in a sandbox's pid namespace, and
-            # lets go of the output pipes the readers wait on.
-            signal_group(process, signal.SIGKILL)
-    finally:
-        if process.returncode is None:
-            # Shutdown or an error here: leave no turn process behind.
-            signal_group(process, signal.SIGKILL)
-            with trio.CancelScope(shield=True):
-                await process.wait()
+    assert process.stdout is not None and process.stderr is not None
+    stdout, stderr = process.stdout, process.stderr
+    tasks: list[Callable[[], Awaitable[None]]] = []
+    if spec.stdin is not None and process.stdin is not None:
+        tasks.append(partial(_feed_stdin, process.stdin, spec.stdin))
+    tasks.append(partial(_read_events, stdout, runtime.parse_line, events, on_event))
+    tasks.append(partial(log_stderr, stderr, stderr_tail, turn.paths.log, lambda: turn.turn_id))
+    await run_group(process, tasks)
 
 
 class EventCap:

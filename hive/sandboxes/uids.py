@@ -26,8 +26,10 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
+from hive import safefs
 from hive.sandboxes.base import SandboxError
 
 # 0x60000000-0x6FFFFFFF: inside systemd's range for container uids, far above any uid a
@@ -158,46 +160,22 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_
 
 def give_subtree(root: Path, relative: Path, uid: int, gid: int) -> None:
     """Re-own root/relative and everything below it, walked by descriptor (see give_to)."""
-    from hive import safefs
-
     with safefs.directory(root, relative) as fd:
         _own_tree(fd, uid, gid)
 
 
-# How deep the walk goes below the tree it was given. The agent can make its tree as deep
-# as it likes; each level holds two descriptors and two stack frames of the walk, and past
-# Python's recursion limit every prepare() (so every turn) failed. What lies deeper was
-# made by the agent as its own uid (root writes only near the top), so it is left as is.
-MAX_WALK_DEPTH = 128
+def _own_subtree(parent_fd: int, name: str, uid: int, gid: int) -> None:
+    """Re-own the directory ``name`` of ``parent_fd`` and everything below it, if it is
+    one (gone, a link or not a directory: nothing of ours to re-own)."""
+    visit = partial(_own_entry, uid=uid, gid=gid)
+    safefs.walk_subtree(parent_fd, name, visit, partial(_own_fd, uid=uid, gid=gid))
 
 
-def _own_subtree(parent_fd: int, name: str, uid: int, gid: int, depth: int = 1) -> None:
-    try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except OSError:
-        return  # gone, a link or not a directory: nothing of ours to re-own
-    try:
-        _own_tree(fd, uid, gid, depth)
-    finally:
-        os.close(fd)
-
-
-def _own_tree(dir_fd: int, uid: int, gid: int, depth: int = 0) -> None:
-    """Re-own the directory ``dir_fd`` and everything below it (down to MAX_WALK_DEPTH),
-    by descriptor only."""
-    _own_fd(dir_fd, uid, gid)
-    if depth >= MAX_WALK_DEPTH:
-        return
-    for entry in os.scandir(dir_fd):
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue  # removed meanwhile
-        if stat.S_ISDIR(st.st_mode):
-            # If it was swapped for a link since scandir saw it, O_NOFOLLOW refuses it.
-            _own_subtree(dir_fd, entry.name, uid, gid, depth + 1)
-        else:
-            _own_entry(dir_fd, entry.name, st, uid, gid)
+def _own_tree(dir_fd: int, uid: int, gid: int) -> None:
+    """Re-own the directory ``dir_fd`` and everything below it (down to
+    safefs.MAX_WALK_DEPTH), by descriptor only."""
+    visit = partial(_own_entry, uid=uid, gid=gid)
+    safefs.walk_tree(dir_fd, visit, partial(_own_fd, uid=uid, gid=gid))
 
 
 def _own_fd(fd: int, uid: int, gid: int) -> None:
