@@ -204,14 +204,15 @@ async def kick(name: str, body: KickBody) -> Result:
 
 
 @api.post("/agents/<name>/<op>")
-async def control(name: str, op: str) -> Response:
+@typed
+async def control(name: str, op: str) -> Result:
     """pause, resume, cancel, reset, start, stop and restart: the admin verbs of those
     names, for this one agent."""
     if op not in CONTROL_OPS:
         raise ApiError(404, "not_found", f"unknown agent operation '{op}'")
     name = _known_agent(name)
-    result = await call_verb(dashboard().ctx, op, {"names": [name]})
-    return jsonify(one_agent(result, name))
+    result: Result = one_agent(await call_verb(dashboard().ctx, op, {"names": [name]}), name)
+    return result
 
 
 @api.get("/agents/<name>/turns")
