@@ -377,6 +377,15 @@ class HiveConfig(BaseModel):
     dashboard_port: Int = 8417
     dashboard: Bool = True
     admin_group: Str = ""
+    # The sandboxes a caller who is not root may put an agent in (the dashboard, hivectl of
+    # a hive-admin member: spawn, and approving a spawn or config change), and the only ones
+    # the dashboard's terminal opens in. "process" runs an agent as the supervisor's own user
+    # (root under systemd), so it is not here unless hive.toml says so
+    # (hive.control.privilege; docs/security.md, "Root and the operator").
+    operator_sandboxes: tuple[Annotated[Str, AfterValidator(_one_of(lambda: SANDBOXES))], ...] = (
+        "bwrap",
+        "nspawn",
+    )
     claude_bin: Str = "claude"
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
     # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the

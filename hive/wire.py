@@ -200,6 +200,9 @@ class Request:
     id: int
     op: str
     args: dict[str, Any]
+    # Who sent it: the uid the admin socket read with SO_PEERCRED, never from the frame.
+    # None: a caller in the daemon's own process (the dashboard, for its token holder).
+    peer_uid: int | None = None
 
     @classmethod
     def from_frame(cls, frame: dict[str, Any]) -> Request:

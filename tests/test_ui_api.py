@@ -28,6 +28,9 @@ CONFIG = """
 [hive]
 backoff_initial = 0.2
 restart_intensity = 50
+# These scripted agents run in the process sandbox, and the dashboard (the operator, not
+# root) approves their spawns and opens their terminal: this hive allows it to.
+operator_sandboxes = ["process", "bwrap"]
 
 [[agent]]
 name = "manager"

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.skipif(
 CONFIG = """
 [hive]
 backoff_initial = 0.2
+# These scripted agents run in the process sandbox, and the dashboard (the operator, not
+# root) approves their spawns and opens their terminal: this hive allows it to.
+operator_sandboxes = ["process", "bwrap"]
 
 [[agent]]
 name = "manager"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import trio
 from quart import (
     Response,
     abort,
@@ -26,6 +27,7 @@ from quart_trio import QuartTrio
 
 from hive import __version__
 from hive.config import AgentConfig
+from hive.control.privilege import NEEDS_ROOT, terminal_refusal
 from hive.process import AgentPaths
 from hive.ui.api import api
 from hive.ui.auth import COOKIE, CSRF_HEADER, safe_next_path
@@ -152,6 +154,17 @@ def _add_terminal(app: QuartTrio) -> None:
         if agent_cfg is None:
             abort(404)
         cfg = board.ctx.config
+        # The dashboard is the operator, never root: no shell as the supervisor's user.
+        refused = await trio.to_thread.run_sync(terminal_refusal, agent_cfg, cfg)
+        if refused is not None:
+            await websocket.accept()
+            await websocket.send(f"cannot open a terminal for {name}: {refused}\r\n")
+            await websocket.close(1008, NEEDS_ROOT)  # 1008: policy violation
+            # Until the browser answers the close (which ends this handler), or it would
+            # see the connection drop (1006) instead of the reason.
+            with trio.move_on_after(5):
+                await trio.sleep_forever()
+            return
         paths = AgentPaths.for_agent(name, cfg.state_dir, cfg.sockets_dir)
         session = TerminalSession(agent_cfg, paths)
         board.closers.add(session.close)

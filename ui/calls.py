@@ -35,6 +35,7 @@ _STATUS = {
     "unknown_op": 501,
     "not_allowed": 403,
     "forbidden": 403,
+    "needs_root": 403,
     "rate_limited": 429,
     "unavailable": 503,
     "store_failed": 503,

@@ -38,7 +38,7 @@ import trio
 
 from hive import __version__, safefs
 from hive.actors import agent as agent_msgs
-from hive.control import records
+from hive.control import privilege, records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
 from hive.control.tasks import paths_of, remove_draft_repo
@@ -274,6 +274,23 @@ def _resolver(action: str, text_key: str | None, required: bool = False) -> Verb
     return run
 
 
+_resolve_approve = _resolver("approve", None)
+
+
+async def approve(ctx: HiveContext, req: Request) -> Any:
+    """Approve an item. A spawn or config change puts an agent in a sandbox: a caller who
+    is not root may approve only the sandboxes ``operator_sandboxes`` allows."""
+    item_id = id_arg(req.args, "id")
+    rec = await ctx.services.reader.run(lambda q: records.get_approval(q, item_id))
+    if rec is None:  # not committed: the Approvals actor could not resolve it either
+        raise WireError("not_found", f"no approval or question #{item_id}")
+    config = rec.details.get("config") if rec.status == "pending" else None
+    if isinstance(config, dict):
+        doing = f"approving {rec.kind} #{item_id}"
+        await privilege.check_stored_config(ctx.config, config, req.peer_uid, doing)
+    return await _resolve_approve(ctx, req)
+
+
 _cancel_turns = _control_verb(agent_msgs.CancelTurn)
 _cancel_item = _resolver("cancel", "reason")
 
@@ -383,6 +400,7 @@ async def spawn(ctx: HiveContext, req: Request) -> Any:
         await ctx.services.reader.run(lambda q: records.agent_config(q, parent)) if parent else None
     )
     cfg = spawn_config(name, parent, overrides, template)
+    await privilege.check_config(ctx.config, cfg, req.peer_uid, f"spawn of '{name}'")
     result = await ask_actor(ctx, "approvals", lambda r: SpawnNow(cfg, r))
     return {**result, "config": cfg.to_dict()}
 
@@ -487,7 +505,7 @@ def verb_table(fault_injection: bool = False) -> dict[str, Verb]:
         "login_info": login_info,
         "clear_mail": clear_mail,
         "pending": pending,
-        "approve": _resolver("approve", None),
+        "approve": approve,
         "deny": _resolver("deny", "reason"),
         "answer": _resolver("answer", "answer", required=True),
         "approvals": approvals,

@@ -10,9 +10,12 @@ connection for as long as it is open.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import logging
 import os
+import socket
+import struct
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -54,7 +57,13 @@ class AdminSocket:
                 ADMIN_MAX_FRAME_BYTES,
                 self.ctx.config.max_queued_reply_bytes,
             )
-            await serve_connection(conn, self.handle, "admin socket")
+            uid = peer_uid(stream)
+
+            async def handle(conn: Connection, req: Request) -> None:
+                # Who asked, for the verbs that only root may do (hive.control.privilege).
+                await self.handle(conn, dataclasses.replace(req, peer_uid=uid))
+
+            await serve_connection(conn, handle, "admin socket")
 
         limit = self.ctx.config.max_admin_connections
         try:
@@ -113,3 +122,16 @@ class AdminSocket:
             self.ctx.refs.tell("hub", Unsubscribe(sub_id))
 
         conn.on_close.append(closed)
+
+
+def peer_uid(stream: trio.SocketStream) -> int | None:
+    """The uid of the process on the other end (SO_PEERCRED: set by the kernel at
+    connect, not by the client); None if the kernel will not say."""
+    try:
+        creds = stream.socket.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
