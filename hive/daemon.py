@@ -24,6 +24,7 @@ from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
+from hive.store.database import backup_before_migrating, schema_version
 from hive.store.retention import MailCount, OperatorMailbox, operator_mail
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def prepare_state(cfg: HiveConfig) -> Boot:
     (cfg.sockets_dir / "agents").mkdir(parents=True, exist_ok=True)
     conn = connect(cfg.db_path, synchronous=cfg.sqlite_synchronous.upper())
     try:
-        migrate(conn)
+        _upgrade(conn, cfg)
         q = Queries(conn)
         with conn:
             for a in cfg.agents:
@@ -77,6 +78,19 @@ def prepare_state(cfg: HiveConfig) -> Boot:
         return Boot(state, q.max_id("messages"), q.max_id("turns"), operator_mail(q))
     finally:
         conn.close()
+
+
+def _upgrade(conn: Any, cfg: HiveConfig) -> None:
+    """Migrate a database written by an earlier hive, after a backup next to it (a newer
+    one is refused by the pre-flight, and by ``migrate`` here too)."""
+    before = schema_version(conn)
+    backup = backup_before_migrating(conn, cfg.db_path)
+    after = migrate(conn)
+    if backup is not None:
+        log.warning(
+            "upgraded %s from schema v%d to v%d; the database as it was is kept at %s",
+            cfg.db_path, before, after, backup,
+        )  # fmt: skip
 
 
 def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildSpec]:

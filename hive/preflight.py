@@ -9,9 +9,11 @@ what is missing and how to fix it, and nothing is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
+from hive import reachable
 from hive.config import AgentConfig, HiveConfig, stored_agent_config
 
 
@@ -19,16 +21,35 @@ def all_agents(cfg: HiveConfig) -> list[AgentConfig]:
     """hive.toml's agents, and those the store holds (spawned by the manager)."""
     agents = {a.name: a for a in cfg.agents}
     if cfg.db_path.exists():
-        from hive.store import Queries, connect
+        from hive.store import connect
 
         conn = connect(cfg.db_path, readonly=True)
         try:
-            for row in Queries(conn).agents():
-                if row.name not in agents:
-                    agents[row.name] = stored_agent_config(row.name, row.config)[0]
+            # Only columns every schema version has: the start migrates the db after this
+            # check, so it may still be an earlier hive's.
+            rows = conn.execute("SELECT name, config FROM agents WHERE destroyed = 0").fetchall()
         finally:
             conn.close()
+        for name, config in rows:
+            if str(name) not in agents and isinstance(config, str | bytes):
+                agents[str(name)] = stored_agent_config(str(name), json.loads(config))[0]
     return list(agents.values())
+
+
+def newer_schema(cfg: HiveConfig) -> list[str]:
+    """One line if the database was written by a newer hive (it is left untouched)."""
+    if not cfg.db_path.exists():
+        return []
+    from hive.store import connect
+    from hive.store.database import newer_schema_problem, schema_version
+
+    conn = connect(cfg.db_path, readonly=True)
+    try:
+        version = schema_version(conn)
+    finally:
+        conn.close()
+    line = newer_schema_problem(cfg.db_path, version)
+    return [line] if line else []
 
 
 def problems(cfg: HiveConfig, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -38,9 +59,13 @@ def problems(cfg: HiveConfig, environ: Mapping[str, str] | None = None) -> list[
     from hive.plugins import UnknownPlugin
     from hive.runtimes import get_runtime
 
+    newer = newer_schema(cfg)
+    if newer:  # nothing else is read from a schema this hive does not know
+        return newer
     env = os.environ if environ is None else environ
     by_runtime: dict[str, list[AgentConfig]] = {}
-    for agent in all_agents(cfg):
+    everyone = all_agents(cfg)
+    for agent in everyone:
         by_runtime.setdefault(agent.runtime, []).append(agent)
     out: list[str] = []
     for name, agents in by_runtime.items():
@@ -51,4 +76,5 @@ def problems(cfg: HiveConfig, environ: Mapping[str, str] | None = None) -> list[
             out.append(f"agents {names}: {exc} (is the package that provides it installed?)")
             continue
         out.extend(runtime.preflight(cfg, agents, env))
+    out.extend(reachable.problems(cfg, everyone))  # sandboxed uids reach their tools
     return out

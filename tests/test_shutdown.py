@@ -1,14 +1,17 @@
-"""SIGTERM mid-turn: the daemon stops at once, leaves no turn process and a sound database,
-keeps the turn's message pending, and delivers it after a restart."""
+"""SIGTERM mid-turn (and SIGINT, Ctrl-C, just as cleanly): the daemon stops at once with exit
+code 0, leaves no turn process, no socket and a sound database, keeps the turn's message
+pending, and delivers it after a restart."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 
 import psutil
+import pytest
 
 from tests.hive_harness import RunningHive, wait_until
 
@@ -56,8 +59,9 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_sigterm_mid_turn_stops_cleanly_and_the_message_survives(
-    make_hive: Callable[..., RunningHive],
+    make_hive: Callable[..., RunningHive], stop_signal: signal.Signals
 ) -> None:
     hive = make_hive(CONFIG)
     hive.wait_until(
@@ -78,14 +82,21 @@ def test_sigterm_mid_turn_stops_cleanly_and_the_message_survives(
     [first_turn] = hive.turns("sleeper")
     assert first_turn["ended_at"] is None and first_turn["message_ids"] == [message_id]
 
-    hive.process.send_signal(signal.SIGTERM)
+    hive.process.send_signal(stop_signal)
     try:
         code = hive.process.wait(timeout=SLEEP / 3)
     except subprocess.TimeoutExpired:
         raise AssertionError(
-            f"supervisor still running {SLEEP / 3:g}s after SIGTERM; log:\n{hive.log_tail()}"
+            f"supervisor still running {SLEEP / 3:g}s after {stop_signal.name}; log:\n"
+            f"{hive.log_tail()}"
         ) from None
     assert code == 0, hive.log_tail()
+    assert "Traceback" not in hive.log_tail(200), hive.log_tail()
+    # The admin socket is gone, and nothing listens on the agents' socket files.
+    assert not hive.admin_path.exists()
+    for path in hive.agent_socket("sleeper").parent.glob("*.sock"):
+        with socket.socket(socket.AF_UNIX) as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(str(path))
 
     # Nothing of the turn is left running.
     wait_until(lambda: not group_members(pgid), timeout=10, what="the turn's process group")

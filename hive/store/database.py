@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,50 @@ def connect(path: Path, *, readonly: bool = False, synchronous: str = "FULL") ->
     return conn
 
 
+def schema_version(conn: apsw.Connection) -> int:
+    """The schema version a database file holds (0: a new, empty one)."""
+    return int(str(conn.execute("PRAGMA user_version").fetchall()[0][0]))
+
+
+def newer_schema_problem(path: Path, version: int) -> str | None:
+    """The one line that refuses a database written by a newer hive (None: not newer)."""
+    if version <= len(MIGRATIONS):
+        return None
+    return (
+        f"{path} has schema v{version}, written by a newer hive; this hive knows schemas up to "
+        f"v{len(MIGRATIONS)} and will not touch it: run the newer hive, or restore the backup "
+        "an upgrade left next to it (hive.db.v*.bak)"
+    )
+
+
+def backup_before_migrating(conn: apsw.Connection, path: Path) -> Path | None:
+    """A copy of the database next to it, before a migration changes it: ``hive.db.vN-
+    <time>.bak`` (mode 0600), made with SQLite's backup API (a consistent copy, WAL
+    included) and fsynced. None when there is nothing to migrate (new or current)."""
+    version = schema_version(conn)
+    if version == 0 or version >= len(MIGRATIONS):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    dest = apsw.Connection(str(target))
+    try:
+        with dest.backup("main", conn, "main") as copy:
+            copy.step()
+    finally:
+        dest.close()
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return target
+
+
 def migrate(conn: apsw.Connection) -> int:
     """Bring the schema to the newest version; return that version."""
-    version = int(str(conn.execute("PRAGMA user_version").fetchall()[0][0]))
+    version = schema_version(conn)
     if version > len(MIGRATIONS):
         raise StoreError(
             f"database schema v{version} is newer than this hive (v{len(MIGRATIONS)}); "
