@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Install the real Claude Code CLI into <repo>/.cache/claude for the e2e tests and demos.
 #
-# Idempotent: when the binary is already there and runs, it returns at once. The npm package
-# ships a native binary (optional dependency @anthropic-ai/claude-code-linux-x64); node is only
-# needed for the install itself. Set HIVE_CLAUDE_VERSION to pin a version.
+# Idempotent: when the pinned version is already there and runs, it returns at once. The npm
+# package ships a native binary (optional dependency @anthropic-ai/claude-code-linux-x64); node
+# is only needed for the install itself. The version is pinned in one place,
+# hive/runtimes/claude_version.py (CLAUDE_CLI_VERSION), read from there.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="$repo/.cache/claude"
 bin="$prefix/node_modules/.bin/claude"
-spec="@anthropic-ai/claude-code${HIVE_CLAUDE_VERSION:+@$HIVE_CLAUDE_VERSION}"
+version="$(sed -n 's/^CLAUDE_CLI_VERSION = "\(.*\)"$/\1/p' "$repo/hive/runtimes/claude_version.py")"
+if [[ -z "$version" ]]; then
+    echo "no CLAUDE_CLI_VERSION in $repo/hive/runtimes/claude_version.py" >&2
+    exit 1
+fi
+spec="@anthropic-ai/claude-code@$version"
+if [[ "${1:-}" == --print-version ]]; then
+    echo "$version"
+    exit 0
+fi
 
-if [[ -x "$bin" ]] && "$bin" --version >/dev/null 2>&1; then
-    echo "claude CLI present: $bin ($("$bin" --version 2>/dev/null))"
+installed="$("$bin" --version 2>/dev/null || true)"
+if [[ "$installed" == "$version "* || "$installed" == "$version" ]]; then
+    echo "claude CLI present: $bin ($installed)"
     exit 0
 fi
 
@@ -27,8 +38,9 @@ mkdir -p "$prefix"
 
 npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$spec"
 
-if ! "$bin" --version >/dev/null 2>&1; then
-    echo "installed $spec but $bin does not run" >&2
+installed="$("$bin" --version 2>/dev/null || true)"
+if [[ "$installed" != "$version "* && "$installed" != "$version" ]]; then
+    echo "installed $spec but $bin says '$installed'" >&2
     exit 1
 fi
 echo "claude CLI installed: $bin ($("$bin" --version 2>/dev/null))"

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hive.runtimes.claude_version import CLAUDE_CLI_VERSION
 from tests.control_support import hivectl
 from tests.hive_harness import RunningHive
 
@@ -73,8 +74,9 @@ def test_no_claude_cli_stops_the_start_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "hive-supervisor: agents 'manager', 'alice' (runtime claude): the claude CLI 'claude' "
-        "is not on PATH; install Claude Code (npm install -g @anthropic-ai/claude-code) or set "
-        "[hive] claude_bin to its full path"
+        "is not on PATH; install Claude Code (npm install -g "
+        f"@anthropic-ai/claude-code@{CLAUDE_CLI_VERSION}) or set [hive] claude_bin to its full "
+        "path"
     ]
     assert_nothing_left(tmp_path)
 

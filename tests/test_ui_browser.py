@@ -506,6 +506,9 @@ def test_draft_commit_diff_and_approval_on_the_page(dash: DashboardHive) -> None
 
 
 BOXED = """
+[hive]
+agent_python = "/usr/bin/python3"  # the venv's is under /root, closed to the agent's uid
+
 [[agent]]
 name = "boxed"
 sandbox = "bwrap"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hive.config import AgentConfig, HiveConfig
 from hive.process import AgentPaths
+from hive.runtimes.claude_version import CLAUDE_CLI_PACKAGE, CLAUDE_CLI_VERSION
 
 # Where the claude CLI finds a credential (besides a token stored by `hivectl login`).
 CREDENTIAL_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
@@ -31,8 +32,9 @@ def problems(
         out.append(
             f"{_who(agents)} (runtime claude): the claude CLI '{claude_bin}' is not "
             + ("an executable file" if os.sep in claude_bin else "on PATH")
-            + "; install Claude Code (npm install -g @anthropic-ai/claude-code) or set "
-            "[hive] claude_bin to its full path"
+            + "; install Claude Code (npm install -g "
+            f"{CLAUDE_CLI_PACKAGE}@{CLAUDE_CLI_VERSION}) or set [hive] claude_bin to its full "
+            "path"
         )
     lacking = [a for a in agents if not _has_credential(cfg, a, env)]
     if lacking:
