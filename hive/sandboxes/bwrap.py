@@ -32,7 +32,7 @@ from pathlib import Path
 
 from hive.config import AgentConfig
 from hive.process import AgentPaths, ProcessSpec
-from hive.sandboxes.base import SandboxError
+from hive.sandboxes.base import SandboxError, package_path
 from hive.sandboxes.uids import UID_BASE, allocate_uid, allow_traverse, give_to, uid_slot
 
 INSTALL_HINT = "install it with `apt-get install bubblewrap` (NixOS: add pkgs.bubblewrap)"
@@ -175,6 +175,8 @@ class BwrapSandbox:
             argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
         program = spec.argv[0] if spec.argv else ""
         pythonpath = tuple(p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p)
+        # The agent's packages must be visible inside too, like the helper's import path.
+        pythonpath += agent.packages
         # A group SIGTERM (the runner's graceful stop) reaches every process of the turn,
         # bwrap's own two included. bwrap does not handle it: the outer one would die at
         # once and --die-with-parent would SIGKILL the sandbox while the agent is still
@@ -274,11 +276,14 @@ def split_agent_env(
     env: dict[str, str], agent: AgentConfig
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``env`` as (what root's wrapper processes may get, what only the sandboxed program
-    gets): every variable the agent's config names goes to the second, whatever its value."""
+    gets): every variable the agent's config names goes to the second, whatever its value,
+    and so does PATH with the bin/ of the agent's packages ahead."""
     inner = {k: env[k] for k in agent.env if k in env}
     outer = {k: v for k, v in env.items() if k not in inner}
     if "PATH" in inner:
         outer["PATH"] = os.defpath  # root's tools never search the agent's PATH
+    if agent.packages:  # on the sandboxed program's PATH alone, for the same reason
+        inner["PATH"] = package_path(agent, inner.get("PATH") or env.get("PATH") or os.defpath)
     return outer, inner
 
 
