@@ -19,7 +19,7 @@ import pytest
 
 from hive.config import ConfigError, HiveConfig
 from hive.process import ProcessSpec
-from hive.sandboxes import BwrapSandbox, NspawnSandbox, ProcessSandbox
+from hive.sandboxes import BwrapSandbox, NspawnSandbox, ProcessSandbox, SandboxError
 from hive.sandboxes.uids import preferred_slot, slot_uid
 from tests.sandbox_env import HiveLayout, agent, make_layout, run
 from tests.test_sandbox_nspawn import StandInContainer, write_conf
@@ -68,19 +68,32 @@ def test_the_process_sandbox_puts_packages_on_path(layout: HiveLayout, store_pac
 def test_bwrap_puts_packages_on_the_agents_path_only(
     layout: HiveLayout, store_package: str
 ) -> None:
-    # A package under /tmp, which bwrap replaces by a private tmpfs: brought back read-only.
+    sandbox = BwrapSandbox()
+    bob = agent("bob", sandbox="bwrap", packages=[store_package])
+    sandbox.prepare(bob, layout.bob)
+    wrapped = sandbox.wrap(SAY_HELLO, bob, layout.bob)
+    # Root's wrappers (prlimit, setpriv) keep the supervisor's PATH.
+    assert wrapped.env["PATH"] == "/usr/bin:/bin"
+    says_hello(run(wrapped), store_package)
+
+
+def test_bwrap_refuses_a_package_it_hides_rather_than_binding_it_in(layout: HiveLayout) -> None:
+    """A package path comes from the agent's config: binding a hidden one back would let a
+    config choose what of the host (another agent's dir, a home) the agent sees."""
     hidden = Path(tempfile.mkdtemp(prefix="hive-pkg-", dir="/tmp"))
     try:
-        hidden.chmod(0o755)
         local = make_package(hidden, "local-tool")
         sandbox = BwrapSandbox()
-        for package in (store_package, str(local)):
-            bob = agent("bob", sandbox="bwrap", packages=[package])
-            sandbox.prepare(bob, layout.bob)
-            wrapped = sandbox.wrap(SAY_HELLO, bob, layout.bob)
-            # Root's wrappers (prlimit, setpriv) keep the supervisor's PATH.
-            assert wrapped.env["PATH"] == "/usr/bin:/bin"
-            says_hello(run(wrapped), package)
+        for package, where in [
+            (local, "/tmp"), (layout.alice.root, str(layout.state)), (Path("/root/x"), "/root"),
+        ]:  # fmt: skip
+            bob = agent("bob", sandbox="bwrap", packages=[str(package)])
+            with pytest.raises(SandboxError) as refused:
+                sandbox.wrap(SAY_HELLO, bob, layout.bob)
+            assert str(refused.value) == (
+                f"agent 'bob': package {package} is under {where}, which the bwrap sandbox "
+                "hides; install it elsewhere (e.g. /opt or the Nix store)"
+            )
     finally:
         shutil.rmtree(hidden)
 

@@ -164,6 +164,7 @@ class BwrapSandbox:
         return uid
 
     def wrap(self, spec: ProcessSpec, agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
+        self._check_packages(agent, paths)
         cwd = spec.cwd or paths.work
         # prlimit and setpriv run as root: they get hive's own environment only. Every
         # variable the agent's config names is set by bwrap, after the drop, for the
@@ -175,8 +176,6 @@ class BwrapSandbox:
             argv += [self._setpriv, "--reuid", uid, "--regid", uid, "--clear-groups", "--"]
         program = spec.argv[0] if spec.argv else ""
         pythonpath = tuple(p for p in spec.env.get("PYTHONPATH", "").split(os.pathsep) if p)
-        # The agent's packages must be visible inside too, like the helper's import path.
-        pythonpath += agent.packages
         # A group SIGTERM (the runner's graceful stop) reaches every process of the turn,
         # bwrap's own two included. bwrap does not handle it: the outer one would die at
         # once and --die-with-parent would SIGKILL the sandbox while the agent is still
@@ -192,6 +191,18 @@ class BwrapSandbox:
             argv += ["--setenv", key, value]
         argv += ["--", self._env, "--default-signal=TERM", *spec.argv]
         return replace(spec, argv=tuple(argv), env=outer_env, cwd=cwd)
+
+    def _check_packages(self, agent: AgentConfig, paths: AgentPaths) -> None:
+        """Refuse a package the sandbox hides. Never bind one back in: a package path comes
+        from the agent's config, which would then choose what of the host the agent sees."""
+        for package in agent.packages:
+            real = Path(os.path.realpath(package))
+            for hidden in [*self._masks(paths), Path("/tmp")]:
+                if real.is_relative_to(hidden):
+                    raise SandboxError(
+                        f"agent '{agent.name}': package {package} is under {hidden}, which the "
+                        "bwrap sandbox hides; install it elsewhere (e.g. /opt or the Nix store)"
+                    )
 
     def bwrap_args(
         self,
