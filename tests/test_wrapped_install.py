@@ -3,21 +3,24 @@
 There, ``sys.executable`` is a bare interpreter that cannot import hive: each console script
 adds hive's and its dependencies' directories to ``sys.path`` itself, and nothing else
 (no PYTHONPATH, no virtualenv). This test builds such an install from this checkout
-(``pip install --no-deps --target``, the dependencies taken from the dev venv by path, all
-offline), wraps the console scripts as Nix does, and then runs a real supervisor from it:
-a scripted agent plays a turn, and the hive-mcp command a claude agent would get starts and
-serves an agent over MCP. hive.runtimes.base.helper_python is what makes both work.
+(``pip install --no-deps --target``; each dependency a directory of its own, linked from
+the dev venv, all offline), wraps the console scripts as Nix does, and then runs a real
+supervisor from it: a scripted agent plays a turn, and the hive-mcp command a claude agent
+would get starts and serves an agent over MCP. hive.runtimes.base.helper_python is what
+makes both work.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -93,16 +96,23 @@ def build_site(root: Path) -> Path:
     return site
 
 
-def link_dependencies(root: Path) -> Path:
-    """The dev venv's packages, by symlink, minus hive's own (editable) install."""
-    deps = root / "deps"
-    deps.mkdir()
+def link_dependencies(root: Path) -> list[Path]:
+    """The dev venv's distributions, one directory each (as each is a store path under
+    Nix), made of symlinks to its top-level files; hive's own (editable) install left out."""
     venv_site = Path(sysconfig.get_paths()["purelib"])
-    for entry in venv_site.iterdir():
-        if entry.name.startswith(("hive-", "__editable__", "hive.", "__pycache__")):
+    dirs = []
+    for dist in metadata.distributions(path=[str(venv_site)]):
+        name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+        if name == "hive":
             continue
-        (deps / entry.name).symlink_to(entry)
-    return deps
+        tops = {Path(f).parts[0] for f in dist.files or ()} - {"..", "__pycache__"}
+        own = root / "deps" / name
+        own.mkdir(parents=True, exist_ok=True)
+        for top in tops:
+            if (venv_site / top).exists() and not (own / top).exists():
+                (own / top).symlink_to(venv_site / top)
+        dirs.append(own)
+    return dirs
 
 
 def bare_env() -> dict[str, str]:
@@ -115,6 +125,7 @@ def bare_env() -> dict[str, str]:
 def wrapped(tmp_path_factory: pytest.TempPathFactory) -> WrappedInstall:
     root = tmp_path_factory.mktemp("wrapped")
     site, deps = build_site(root), link_dependencies(root)
+    assert len(deps) > 20  # hive's closure, and the dev tools: each one a directory
     python = os.path.realpath(sys.executable)  # the venv's base interpreter: no hive
     probe = subprocess.run(
         [python, "-c", "import hive"], cwd=root, env=bare_env(), capture_output=True, check=False
@@ -124,7 +135,7 @@ def wrapped(tmp_path_factory: pytest.TempPathFactory) -> WrappedInstall:
     bin_dir.mkdir()
     for name, body in [("hive-supervisor", SUPERVISOR), ("print-mcp-server", PRINT_MCP_SERVER)]:
         script = bin_dir / name
-        dirs = [str(site), str(deps)]
+        dirs = [str(site), *map(str, deps)]
         script.write_text(WRAPPER.format(python=python, argv0=str(script), dirs=dirs, body=body))
         script.chmod(0o755)
     return WrappedInstall(bin_dir, site, python)
@@ -176,6 +187,11 @@ def test_the_hive_mcp_command_a_claude_agent_gets_serves_it(
         assert Path(printed["hive"]).is_relative_to(wrapped.site)
         server = printed["server"]
         assert server["command"] == wrapped.python  # the bare interpreter, as under Nix
+        # hive and its dependencies' closure, each its own directory; no dev tools.
+        path = server["env"]["PYTHONPATH"].split(os.pathsep)
+        assert path[0] == str(wrapped.site)
+        assert {Path(p).name for p in path} >= {"mcp", "pykka", "trio", "msgpack", "pydantic"}
+        assert not {Path(p).name for p in path} & {"pytest", "mypy", "ruff"}
         params = StdioServerParameters(
             command=server["command"], args=server["args"], env=server["env"], cwd=tmp_path
         )
