@@ -404,7 +404,8 @@ class HiveConfig(BaseModel):
     claude_bin: Str = "claude"
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
     # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
-    # agents' uids (e.g. a Python under /root with bwrap sandboxes).
+    # agents' uids (e.g. a Python under /root with bwrap sandboxes). Either way hive's
+    # packages reach it through PYTHONPATH (hive.runtimes.base.helper_python).
     agent_python: Str = ""
     session_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = (
         1800.0  # persistent mode: close a session idle this long
