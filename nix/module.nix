@@ -49,6 +49,15 @@ let
       config.allowUnfreePredicate = isClaude;
     }).claude-code;
 
+  # The first host uid of a 65536-uid block: never 0, which would make a container's root
+  # the host's (hive refuses such a container at its first turn; this refuses the build).
+  uidBlockStart =
+    types.addCheck types.ints.positive (u: lib.mod u hiveLib.uidBlock == 0)
+    // {
+      name = "uidBlockStart";
+      description = "positive multiple of ${toString hiveLib.uidBlock}";
+    };
+
   mcpServerModule = {
     options = {
       command = mkOption {
@@ -157,7 +166,7 @@ let
           default = { };
         };
         uid = mkOption {
-          type = types.nullOr types.int;
+          type = types.nullOr uidBlockStart;
           default = null;
           description = ''
             First host uid of the agent's container (uid 0 inside). Default:
@@ -300,7 +309,7 @@ in
     };
 
     uidBase = mkOption {
-      type = types.int;
+      type = uidBlockStart;
       default = hiveLib.uidBase;
       description = "Start of the host uid range for agents (a multiple of 65536).";
     };

@@ -228,10 +228,25 @@ def test_the_defaults_are_hives_own(nixpkgs: str) -> None:
         ({"agents": {"bob": {"runtime": "gpt"}}}, "`services.hive.agents.bob.runtime' is not of"),
         ({"agents": {"bob": {"packages": ["git"]}}}, '`services.hive.agents.bob.packages."[defi'),
         ({"agents": {"bob": {"uid": "x"}}}, "`services.hive.agents.bob.uid' is not of type `null"),
+        (
+            {"agents": {"bob": {"uid": 0}}},
+            "bob.uid' is not of type `null or (positive multiple of 65536)",
+        ),
+        ({"uidBase": 1610612737}, "`services.hive.uidBase' is not of type `positive multiple of"),
         ({"agents": {"bob": {"colour": "red"}}}, "`services.hive.agents.bob.colour' does not ex"),
         ({"agents": {"bob": {"mcpServers": {"t": {}}}}}, "`services.hive.agents.bob.mcpServers.t"),
     ],
-    ids=["port", "sandbox", "runtime", "packages", "uid", "unknown", "mcp-command"],
+    ids=[
+        "port",
+        "sandbox",
+        "runtime",
+        "packages",
+        "uid",
+        "uid-0",
+        "uid-base",
+        "unknown",
+        "mcp-command",
+    ],
 )
 def test_a_value_of_the_wrong_type_is_refused(
     nixpkgs: str, hive: dict[str, object], message: str
@@ -253,7 +268,7 @@ def test_module_assertions_stop_the_build_and_say_what_to_change(nixpkgs: str) -
             pair[0]: {},
             pair[1]: {},
             "orphan": {"parent": "nobody"},
-            "fine": {"sandbox": "bwrap", "uid": 0},
+            "fine": {"sandbox": "bwrap", "uid": 7 * uids.BLOCK},
         }
     }
     out = evaluate(nixpkgs, hive)
