@@ -5,8 +5,9 @@ adds hive's and its dependencies' directories to ``sys.path`` itself, and nothin
 (no PYTHONPATH, no virtualenv). This test builds such an install from this checkout
 (``pip install --no-deps --target``; each dependency a directory of its own, linked from
 the dev venv, all offline), wraps the console scripts as Nix does, and then runs a real
-supervisor from it: a scripted agent plays a turn, and the hive-mcp command a claude agent
-would get starts and serves an agent over MCP. hive.runtimes.base.helper_python is what
+supervisor from it: a scripted agent plays a turn, the hive-mcp command a claude agent
+would get starts and serves an agent over MCP, and a claude agent (the real CLI against the
+fake API) plays a turn whose tool call goes through that hive-mcp. hive.runtimes.base.helper_python is what
 makes both work.
 """
 
@@ -28,6 +29,8 @@ import trio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from tests.claude_hive import ClaudeHive, claude_agent, hive_toml
+from tests.fake_anthropic import FakeAnthropic, ToolUse
 from tests.hive_harness import START_TIMEOUT, RunningHive
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,15 +144,19 @@ def wrapped(tmp_path_factory: pytest.TempPathFactory) -> WrappedInstall:
     return WrappedInstall(bin_dir, site, python)
 
 
-def start_hive(wrapped: WrappedInstall, root: Path) -> RunningHive:
+def start_hive(
+    wrapped: WrappedInstall, root: Path, config: str = CONFIG, env: dict[str, str] | None = None
+) -> RunningHive:
     root.mkdir()
-    (root / "hive.toml").write_text(CONFIG)
+    (root / "hive.toml").write_text(config)
     argv = [str(wrapped.bin / "hive-supervisor"), "--config", str(root / "hive.toml")]
     argv += ["--state-dir", str(root / "state"), "--no-dashboard"]
     with open(root / "supervisor.log", "ab") as log:
         # cwd: not this checkout, whose hive a stray '' on sys.path would import.
-        proc = subprocess.Popen(argv, cwd=root, env=bare_env(), stdout=log, stderr=log)
-    hive = RunningHive(root, CONFIG, proc)
+        proc = subprocess.Popen(
+            argv, cwd=root, env={**bare_env(), **(env or {})}, stdout=log, stderr=log
+        )
+    hive = RunningHive(root, config, proc)
     hive.wait_until(lambda: hive.admin("version"), START_TIMEOUT, "the wrapped supervisor")
     return hive
 
@@ -214,3 +221,21 @@ async def use_hive_mcp(params: StdioServerParameters) -> tuple[set[str], str]:
         assert not result.is_error, result
         text = "".join(getattr(block, "text", "") for block in result.content)
         return tools, text
+
+
+def test_a_claude_agent_plays_a_turn_through_hive_mcp_from_the_wrapped_install(
+    wrapped: WrappedInstall, tmp_path: Path, api: FakeAnthropic
+) -> None:
+    """The real claude CLI (against the fake API) starts hive-mcp as the wrapped
+    supervisor told it to, and the model's tool call goes through it."""
+    api.script(ToolUse("mcp__hive__send", {"to": "operator", "body": "hi via hive-mcp"}))
+    config = hive_toml(claude_agent("alice"))
+    hive = ClaudeHive(start_hive(wrapped, tmp_path / "hive", config, api.env()), api)
+    try:
+        hive.admin("send", to="alice", body="say hi")
+        [turn] = hive.wait_turns("alice", 1)
+        assert turn["exit_class"] == "ok", hive.diagnosis("alice")
+        [mail] = [m for m in hive.messages("operator") if m["body"] == "hi via hive-mcp"]
+        assert mail["from"] == "alice"
+    finally:
+        assert hive.terminate() == 0
