@@ -7,8 +7,8 @@ adds hive's and its dependencies' directories to ``sys.path`` itself, and nothin
 the dev venv, all offline), wraps the console scripts as Nix does, and then runs a real
 supervisor from it: a scripted agent plays a turn, the hive-mcp command a claude agent
 would get starts and serves an agent over MCP, and a claude agent (the real CLI against the
-fake API) plays a turn whose tool call goes through that hive-mcp. hive.runtimes.base.helper_python is what
-makes both work.
+fake API) plays a turn whose tool call goes through that hive-mcp.
+hive.runtimes.base.helper_python is what makes all three work.
 """
 
 from __future__ import annotations
