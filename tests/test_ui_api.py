@@ -550,12 +550,16 @@ def test_bind_retries_until_the_port_is_free_then_gives_up_clearly() -> None:
 
 
 def test_journald_lines_are_read_from_json() -> None:
-    from hive.ui.logs import _journal_line, tail_lines
+    from hive.logtail import entry_lines, tail_lines
 
-    assert _journal_line(b'{"MESSAGE": "hello", "AGENT": "bob"}') == "hello"
-    assert _journal_line(b'{"MESSAGE": [104, 105, 255]}') == "hi\ufffd"
-    assert _journal_line(b"not json") is None
-    assert _journal_line(b'{"OTHER": 1}') is None
+    def shown(entry: dict[str, Any]) -> list[str]:
+        return [line.split(" ", 1)[1] for line in entry_lines(entry)]  # without the time
+
+    assert shown({"MESSAGE": "hello", "AGENT": "bob"}) == ["hive: hello"]
+    assert shown({"MESSAGE": [104, 105, 255], "HIVE_STREAM": "stderr", "TURN": "4"}) == [
+        "turn=4 hi\ufffd"
+    ]
+    assert shown({"OTHER": 1}) == ["hive: "]
     assert tail_lines(Path("/nonexistent/agent.log"), 10) == ([], 0)
 
 
