@@ -307,15 +307,19 @@ def test_events_and_log_after_a_crash(dash: DashboardHive) -> None:
 
 def test_log_follow_streams_new_lines(dash: DashboardHive) -> None:
     got: list[dict[str, Any]] = []
+    cursor = dash.ok("GET", "/api/agents/bob/log")["cursor"]  # following starts after it
 
     def follow() -> None:
         got.extend(
-            sse_events(dash, "/api/agents/bob/log/stream", lambda evs: bool(evs), timeout=30)
-        )
+            sse_events(
+                dash, f"/api/agents/bob/log/stream?after={cursor}",
+                lambda evs: any("exploded" in line for ev in evs for line in ev["lines"]),
+                timeout=30,
+            )
+        )  # fmt: skip
 
     reader = threading.Thread(target=follow)
     reader.start()
-    time.sleep(1.0)  # the follower starts at the current end of the file
     dash.ok("POST", "/api/agents/bob/messages", json={"body": "boom"})
     reader.join(timeout=40)
     assert any("exploded on purpose" in line for ev in got for line in ev["lines"])

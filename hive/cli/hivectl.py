@@ -465,6 +465,7 @@ def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
     r = c.call("logs", name=a.name, lines=a.lines)
     print_result(a, r, lambda r: "\n".join(terminal_safe(line, keep="\t") for line in r["lines"]))
     cursor = r["cursor"]
+    sys.stdout.flush()  # the first page shows before the wait for more
     while a.follow:  # the daemon reads the log (journald or agent.log): ask what came after
         if not r.get("more"):
             time.sleep(FOLLOW_POLL_SECONDS)
