@@ -36,6 +36,7 @@ from typing import Any
 import trio
 
 from hive import agentlog, safefs
+from hive.io import streams
 from hive.journal import journalctl_argv
 
 MAX_LINE_BYTES = 64 << 10
@@ -239,11 +240,9 @@ async def _read_journal(agent: str, lines: int, after: str) -> dict[str, Any]:
 async def _entries(process: trio.Process, page: _Page, cursor: str) -> str:
     """Each entry journalctl prints, rendered into ``page``; the cursor of the last one
     that fit."""
-    from hive.io.streams import TruncatedLine, lines
-
     assert process.stdout is not None
-    async for raw in lines(process.stdout, MAX_ENTRY_BYTES):
-        if isinstance(raw, TruncatedLine):
+    async for raw in streams.lines(process.stdout, MAX_ENTRY_BYTES):
+        if isinstance(raw, streams.TruncatedLine):
             page.add(f"[hive: a journal entry of {len(raw) + raw.dropped} bytes skipped]")
             continue
         try:
