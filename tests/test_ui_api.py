@@ -568,7 +568,7 @@ def test_journald_lines_are_read_from_json() -> None:
 
 
 def test_tail_lines_reads_only_the_end(tmp_path: Path) -> None:
-    from hive.ui.logs import tail_lines
+    from hive.logtail import tail_lines
 
     log = tmp_path / "agent.log"
     log.write_text("".join(f"line {i}\n" for i in range(100_000)))
