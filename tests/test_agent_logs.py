@@ -345,3 +345,35 @@ def test_the_log_endpoints_refuse_bad_input(make_dashboard: Any) -> None:
     with pytest.raises(HiveError) as info:
         dash.hive.admin("logs", name="bob", after="s=1;i=2")
     assert info.value.code == "bad_request"
+
+
+FAILING = """
+[hive]
+restart_intensity = 1
+backoff_initial = 0.05
+
+[[agent]]
+name = "carl"
+[[agent.script]]
+match = "*"
+do = [{op = "crash", code = 3, message = "out of {body}"}]
+"""
+
+
+def test_the_crash_and_the_failure_reason_are_in_the_agents_log(make_dashboard: Any) -> None:
+    dash = make_dashboard(FAILING)
+    dash.hive.admin("send", to="carl", body="coffee")
+
+    def failed() -> list[str] | None:
+        lines = dash.ok("GET", "/api/agents/carl/log")["lines"]
+        return lines if any("carl failed:" in line for line in lines) else None
+
+    lines = [text_of(line) for line in wait_until(failed, timeout=60, what="carl's failure")]
+    assert "scripted crash of carl: out of coffee" in lines  # its stderr
+    ended = [t for t in lines if re.fullmatch(r"turn \d+ of carl ended: crash .*", t)]
+    assert ended and ended[0].endswith("exit code 3: scripted crash of carl: out of coffee")
+    assert lines[-1].startswith("carl failed: 2 crashes in")
+    assert (
+        hivectl(dash.hive, "logs", "carl").json()["lines"]
+        == dash.ok("GET", "/api/agents/carl/log?lines=100")["lines"]
+    )
