@@ -176,7 +176,10 @@ class JournalSender:
         return self._socket.fileno()
 
     def send(self, fields: dict[str, str]) -> bool:
-        payload = encode_entry(fields)
+        return self.send_encoded(encode_entry(fields))
+
+    def send_encoded(self, payload: bytes) -> bool:
+        """``send`` of an entry already encoded (``encode_entry``, ``encode_field``)."""
         try:
             self._socket.send(payload)
         except BlockingIOError:
