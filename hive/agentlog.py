@@ -55,7 +55,7 @@ MAX_AGENT_LOG_BYTES = 64 << 20
 # A note longer than this many lines keeps its first ones (a crash detail holds at most the
 # 40 lines of stderr tail; a traceback some 50).
 MAX_NOTE_LINES = 100
-MAX_NOTE_BYTES = 64 << 10
+MAX_NOTE_BYTES = 32 << 10
 # How long a stderr reader waits for room in journald's queue before it writes the line to
 # agent.log instead (the agent's writes to stderr block meanwhile: back-pressure, not loss).
 JOURNAL_WAIT_SECONDS = 5.0
