@@ -6,8 +6,11 @@ show the same lines as agent.log holds)."""
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import logging
+import os
 import re
 import socket
 import struct
@@ -166,6 +169,27 @@ def test_lines_journald_does_not_take_go_to_agent_log_none_lost(
     assert sorted(sent + kept, key=lambda s: int(s.split()[1])) == [
         f"line {i}" for i in range(count)
     ]
+
+
+def test_an_entry_too_big_for_a_datagram_goes_in_a_sealed_memfd(tmp_path: Path) -> None:
+    path = tmp_path / "journal.socket"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    sender = JournalSender(path)
+    big = "x" * (4 << 20)
+    assert sender.send({"MESSAGE": big, "AGENT": "bob"})
+    int_size = array.array("i").itemsize
+    data, ancdata, _, _ = server.recvmsg(16, socket.CMSG_SPACE(int_size))
+    ((_, _, raw),) = ancdata
+    fd = array.array("i", raw[:int_size])[0]
+    try:
+        assert data == b"" and fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE
+        fields = dict(parse_native(os.pread(fd, os.fstat(fd).st_size, 0)))
+    finally:
+        os.close(fd)
+        sender.close()
+        server.close()
+    assert fields == {"MESSAGE": big.encode(), "AGENT": b"bob"}
 
 
 def test_a_log_sender_on_a_gone_journald_says_so(tmp_path: Path) -> None:
