@@ -177,7 +177,7 @@ def namespace_main(share: str, host_ns: str) -> None:
     env = {"container": "hive-test", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     os.execve(
         SYSTEMD,
-        [SYSTEMD, "--system", f"--unit={BOOT_TARGET}", "--log-target=console"],
+        [SYSTEMD, "--system", f"--unit={BOOT_TARGET}"],
         env,
     )
 
@@ -267,10 +267,18 @@ class BootedSystemd:
         out = self.systemctl("show", unit, *(f"--property={p}" for p in props)).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    def journal(self, *args: str) -> str:
-        """journalctl's output (after a sync, so everything logged so far is in it)."""
+    def journal(self, *args: str, after: str | None = None) -> str:
+        """journalctl's output (after a sync, so everything logged so far is in it), only
+        the entries after the cursor ``after`` (from ``cursor``) if given."""
         self.run("journalctl", "--sync", check=False)
-        return self.run("journalctl", "--no-pager", "-o", "cat", *args).stdout
+        since = [f"--after-cursor={after}"] if after else []
+        return self.run("journalctl", "--no-pager", "-o", "cat", *since, *args).stdout
+
+    def cursor(self) -> str:
+        """The journal's position now: ``journal(after=...)`` shows only what follows."""
+        self.run("journalctl", "--sync", check=False)
+        out = self.run("journalctl", "--no-pager", "-n", "1", "--show-cursor", "-q").stdout
+        return out.rsplit("-- cursor: ", 1)[1].strip()
 
     def write(self, inside: str, text: str, mode: int = 0o644) -> None:
         target = self.path(inside)

@@ -47,6 +47,7 @@ def test_the_unit_is_a_watched_notify_service_with_a_start_limit() -> None:
     assert service["NotifyAccess"] == "main"
     assert service["WatchdogSec"] == "30"
     assert service["Restart"] == "on-failure"
+    assert service["RestartPreventExitStatus"] == "78"  # a refused hive.toml: no restarts
     assert service["ExecStart"] == (
         "/opt/hive/bin/hive-supervisor --config /etc/hive/hive.toml "
         "--state-dir /var/lib/hive --run-dir /run/hive"

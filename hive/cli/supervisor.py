@@ -13,6 +13,7 @@ from pathlib import Path
 import trio
 
 from hive.config import ConfigError, HiveConfig
+from hive.systemd import EXIT_CONFIG
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(args)
     except ConfigError as exc:
         print(f"hive-supervisor: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)  # not restarted by systemd: a config does not fix itself
     try:
         preflight(cfg)
     except StartRefused as exc:

@@ -17,7 +17,7 @@ socket) and the dashboard (in process) call, through ``hive.control.admin_api.Ad
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
     logs{name, lines?, after?}  stats{agent, since?}
-    inject_fault{target}                 only with HIVE_FAULT_INJECTION=1 (tests)
+    inject_fault{target, hang_seconds?}  only with HIVE_FAULT_INJECTION=1 (tests)
 
 (``subscribe`` pushes on its connection, so it lives with the socket: hive.io.admin_socket.)
 Each verb takes the hive context and the request and returns the reply or raises a
@@ -238,14 +238,21 @@ async def clear_mail(ctx: HiveContext, req: Request) -> Any:
     return await ask_actor(ctx, "store", write, math.inf)
 
 
+MAX_INJECTED_HANG = 600.0  # a test's hang ends by itself, even if nothing kills the daemon
+
+
 async def inject_fault(ctx: HiveContext, req: Request) -> Any:
-    """Make the named actor ('store', 'bus', 'hub', 'agent:NAME') raise in its thread."""
+    """Make the named actor ('store', 'bus', 'hub', 'agent:NAME') raise in its thread, or
+    with ``hang_seconds`` block its thread that long (the watchdog's test)."""
     from hive.actors.base import InjectFault
 
     target = arg(req.args, "target", str)
-    if not ctx.refs.tell(target, InjectFault()):
+    hang = arg(req.args, "hang_seconds", float, 0.0)
+    if not 0 <= hang <= MAX_INJECTED_HANG:
+        raise WireError("bad_request", f"hang_seconds must be 0..{MAX_INJECTED_HANG:g}")
+    if not ctx.refs.tell(target, InjectFault(hang_seconds=hang)):
         raise WireError("unavailable", f"{target} is not running")
-    return {"injected": target}
+    return {"injected": target, "hang_seconds": hang}
 
 
 # --- approvals and questions --------------------------------------------------------------
