@@ -132,8 +132,7 @@ class StderrLog:
         self.agent = log_path.parent.name
         self.max_bytes = max_bytes
         self.journal = journal()
-        # The fields every line of this stream shares, encoded once (encoding is most of
-        # what a line costs).
+        # The fields every line of this stream shares, encoded once, not per line.
         self._fixed = encode_entry({"PRIORITY": "6", "SYSLOG_IDENTIFIER": f"hive/{self.agent}",
                                     "AGENT": self.agent, "HIVE_STREAM": "stderr"})  # fmt: skip
         self.journal_stuck = False  # it refused a line: no more waiting until it takes one
