@@ -75,6 +75,10 @@ def test_sigterm_mid_turn_stops_cleanly_and_the_message_survives(
         lambda: hive.status("sleeper")["status_text"].startswith("in turn"),
         what="the sleeper's turn to start",
     )
+    # ... and has counted its one sleep (else the turn after the restart sleeps 60 s too:
+    # a signal sent between the status and that count made this test flaky under load).
+    counters = hive.state_dir / "agents" / "sleeper" / "state" / "script-state.json"
+    hive.wait_until(counters.exists, what="the sleep step to be counted")
     [turn_proc] = hive.wait_until(lambda: turn_processes(hive), what="the turn process")
     pgid = os.getpgid(turn_proc.pid)
     assert pgid == turn_proc.pid, "a turn runs in its own process group"
