@@ -22,7 +22,7 @@ import pytest
 
 from hive.config import ConfigError, HiveConfig
 from hive.wire import PROTOCOL_VERSION, FrameDecoder, encode_frame
-from tests.control_support import as_agent, wait_pending
+from tests.control_support import as_agent, git, wait_pending
 from tests.hive_harness import RunningHive
 from tests.ui_harness import DashboardHive, make_dashboard
 
@@ -155,6 +155,25 @@ def test_approving_a_spawn_into_the_process_sandbox_needs_root(
     assert error_of(as_nobody(hive, "approve", id=request["id"] + 100))[0] == "not_found"
     assert hive.admin("approve", id=request["id"])["status"] == "approved"
     hive.wait_until(lambda: "scout" in agent_names(hive), what="scout to be spawned")
+
+
+def test_approving_a_config_change_of_an_agent_that_runs_as_root_needs_root(
+    start: Callable[[str], RunningHive],
+) -> None:
+    hive = start("")
+    hive.admin("spawn", name="scout")  # root's choice: the process sandbox
+    repo = hive.state_dir / "agents" / "scout" / "config"
+    (repo / "agent.toml").write_text('name = "scout"\nmodel = "changed"\n')
+    git(repo, "commit", "-qam", "a new model, still the process sandbox")
+    request = as_agent(hive, "manager", "request_apply_commit", agent="scout", ref="HEAD")
+    hive.wait_until(lambda: hive.status("scout")["needs_update"], what="needs_update")
+    code, message = error_of(as_nobody(hive, "approve", id=request["id"]))
+    assert code == "needs_root"
+    assert f"approving apply_commit #{request['id']} refused" in message
+    assert hive.status("scout")["active_model"] != "changed"
+    # Denying gives nobody anything: the group may.
+    assert as_nobody(hive, "deny", id=request["id"])["ok"] is True
+    hive.wait_until(lambda: not hive.status("scout")["needs_update"], what="needs_update gone")
 
 
 def test_hive_toml_may_give_the_operator_the_process_sandbox(
