@@ -95,7 +95,11 @@ def problems(cfg: HiveConfig, agents: Sequence[AgentConfig]) -> list[str]:
     if not boxed:
         return []
     names = ", ".join(f"'{a.name}'" for a in boxed)
-    who = f"the bwrap agent{'s' if len(boxed) > 1 else ''} {names}, each running as its own uid,"
+    who = (
+        f"the bwrap agents {names}, each running as its own uid,"
+        if len(boxed) > 1
+        else f"the bwrap agent {names}, which runs as its own uid,"
+    )
     return [describe(d, behind, who) for d, behind in closed_dirs(needed(cfg, boxed)).items()]
 
 
