@@ -34,6 +34,7 @@ def fixture_dirs() -> list[Path]:
 
 
 def rows(db: Path) -> tuple[int, list[tuple[Any, ...]]]:
+    # Read-only; on a committed fixture (not in WAL mode) this leaves no file beside it.
     """The schema version and every message (id, sender, recipient, body, state)."""
     conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
     try:
@@ -63,6 +64,8 @@ def test_there_is_a_fixture_for_every_past_schema_version() -> None:
     for d in fixture_dirs():
         meta = json.loads((d / "fixture.json").read_text())
         assert meta["schema_version"] == int(d.name[1:]) == rows(d / "hive.db")[0]
+        # One file, not in WAL mode: reading it leaves nothing beside it in the tree.
+        assert sorted(p.name for p in d.iterdir()) == ["fixture.json", "hive.db", "hive.toml"]
 
 
 @pytest.mark.parametrize("fixture", fixture_dirs(), ids=lambda d: d.name)
