@@ -104,6 +104,9 @@ def check_backup(db: Path, old_version: int, old_messages: list[tuple[Any, ...]]
         return
     [backup] = backups
     assert backup.name.startswith(f"hive.db.v{old_version}-")
+    log = (db.parent.parent / "supervisor.log").read_text()
+    assert f"upgraded {db} from schema v{old_version} to v{CURRENT}" in log
+    assert f"kept at {backup}" in log
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     assert rows(backup) == (old_version, old_messages)
 
