@@ -1,6 +1,6 @@
 """The claude runtime, end to end: the REAL claude CLI, started from the ProcessSpec that
 ClaudeRuntime builds, against the fake Anthropic API and a real agent socket served by
-AgentSocketStub (so hive-mcp runs for real inside each turn)."""
+AgentSocketStub (so the MCP relay and the hive's MCP session run for real in each turn)."""
 
 from __future__ import annotations
 
@@ -334,7 +334,9 @@ def test_command_line_carries_model_mcp_config_and_allow_list(
         "Write",
     ]
     config = json.loads(argv[argv.index("--mcp-config") + 1])["mcpServers"]
-    assert config["hive"]["args"] == ["-m", "hive.mcp_server"]
+    # The relay, run by path with the standard library only (no SDK in the agent's sandbox).
+    assert config["hive"]["args"][:2] == ["-I", "-S"]
+    assert config["hive"]["args"][2].endswith("hive/mcp_relay.py")
     assert config["hive"]["env"]["HIVE_SOCKET"] == str(agent.paths.socket)
     assert config["db"] == {
         "type": "stdio",
@@ -455,8 +457,8 @@ async def test_persistent_session_plays_several_turns_in_one_process(
         ["answer two"],
         ["answer three"],
     ]
-    assert agent.stub.status_text == "busy"  # hive-mcp lived through the turns
-    assert agent.stub.connections == 1  # one hive-mcp for the whole session
+    assert agent.stub.status_text == "busy"  # the relay lived through the turns
+    assert agent.stub.connections == 1  # one relay for the whole session
     history = api.requests[-1].all_text()
     assert all(q in history for q in ("question one", "answer one", "question three"))
     # A changed model needs a new process (which resumes the same session).

@@ -4,7 +4,7 @@
 that run the real CLI, tests/test_claude_runtime.py and tests/test_claude_e2e.py)::
 
     claude -p --model M --output-format stream-json --verbose
-           --mcp-config '{"mcpServers": {"hive": <hive-mcp on this agent's socket>, ...}}'
+           --mcp-config '{"mcpServers": {"hive": <the MCP relay on this agent's socket>, ...}}'
            --strict-mcp-config --setting-sources "" --allowedTools mcp__hive Bash(git *) ...
            --append-system-prompt <what a hive agent is + the agent's prompt>
            --session-id S | --resume S            (prompt on stdin)
@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,12 +52,14 @@ from hive.runtimes.base import (
     TurnInput,
     TurnOutcome,
     format_turn_prompt,
+    helper_python,
 )
 
 SESSION_FILE = "claude-session"
 LOGIN_TOKEN_FILE = "hive-oauth-token"  # written by hive.cli.login after `claude setup-token`
 CONFIG_SUBDIR = "claude"
 HIVE_SERVER = "hive"
+RELAY = Path(__file__).resolve().parents[1] / "mcp_relay.py"
 
 # The supervisor's environment reaches a turn only through these names and prefixes, so an
 # agent never sees the operator token or other secrets of the host.
@@ -168,7 +169,8 @@ class ClaudeRuntime:
     """The Runtime for the real ``claude`` CLI (see the module docstring).
 
     ``claude_bin`` overrides ``HiveConfig.claude_bin``; ``environ`` is the supervisor's
-    environment to pass through (default ``os.environ``); ``python`` runs hive-mcp.
+    environment to pass through (default ``os.environ``); ``python`` runs the MCP relay
+    (default: ``hive.runtimes.base.helper_python``).
     """
 
     name = "claude"
@@ -177,7 +179,7 @@ class ClaudeRuntime:
         self,
         claude_bin: str | None = None,
         environ: Mapping[str, str] | None = None,
-        python: str = sys.executable,
+        python: str | None = None,
     ) -> None:
         self.claude_bin = claude_bin
         self.environ = os.environ if environ is None else environ
@@ -265,17 +267,11 @@ class ClaudeRuntime:
         ]
 
     def mcp_config(self, turn: TurnInput) -> dict[str, Any]:
-        """The ``--mcp-config`` map: hive-mcp on this agent's socket, then its extra servers."""
-        hive_env = {"HIVE_SOCKET": str(turn.paths.socket)}
-        if self.environ.get("PYTHONPATH"):
-            hive_env["PYTHONPATH"] = self.environ["PYTHONPATH"]
+        """The ``--mcp-config`` map: the relay to the hive's MCP server on this agent's
+        socket, then its extra servers (pooled ones through the same relay)."""
+        relay = self.relay_command(turn)
         servers: dict[str, Any] = {
-            HIVE_SERVER: {
-                "type": "stdio",
-                "command": self.python,
-                "args": ["-m", "hive.mcp_server"],
-                "env": hive_env,
-            }
+            HIVE_SERVER: {**relay, "env": {"HIVE_SOCKET": str(turn.paths.socket)}}
         }
         for server in turn.agent.mcp_servers:
             servers[server.name] = {
@@ -285,6 +281,12 @@ class ClaudeRuntime:
                 "env": dict(server.env),
             }
         return {"mcpServers": servers}
+
+    def relay_command(self, turn: TurnInput) -> dict[str, Any]:
+        """The relay (``hive/mcp_relay.py``, standard library only) run by path: ``-I -S``
+        because it needs no site-packages, which saves most of an interpreter's start."""
+        python = self.python or helper_python(turn.hive)[0]
+        return {"type": "stdio", "command": python, "args": ["-I", "-S", str(RELAY)]}
 
     def allowed_tools(self, turn: TurnInput) -> list[str]:
         """``--allowedTools``: hive's tools, extra servers' tools, Bash patterns, the rest."""
