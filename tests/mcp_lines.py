@@ -28,12 +28,21 @@ def relay_argv() -> list[str]:
 
 
 class RelayClient:
-    def __init__(self, socket: Path, server: str = "", timeout: float = 60) -> None:
-        env = {"HIVE_SOCKET": str(socket), "PATH": os.environ.get("PATH", "")}
+    def __init__(
+        self,
+        socket: Path | None,
+        server: str = "",
+        timeout: float = 60,
+        argv: list[str] | None = None,
+    ) -> None:
+        """The relay on ``socket`` (or any stdio MCP server: ``argv`` and no socket)."""
+        env = {"PATH": os.environ.get("PATH", "")}
+        if socket is not None:
+            env["HIVE_SOCKET"] = str(socket)
         if server:
             env["HIVE_MCP_SERVER"] = server
         self.proc = subprocess.Popen(
-            relay_argv(),
+            argv or relay_argv(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
