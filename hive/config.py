@@ -264,6 +264,9 @@ class McpServerConfig(BaseModel):
     args: Strs = ()
     env: Env = Field(default_factory=dict)
     allowed_tools: Strs = ()  # empty: the whole server (mcp__<name>)
+    # One process for every agent that declares the same command, args and env (the MCP
+    # pool, hive.io.mcp_pool); false for a server that keeps per-client state.
+    shared: Bool = True
 
 
 class AgentConfig(BaseModel):

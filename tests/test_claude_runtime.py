@@ -182,8 +182,14 @@ async def test_refusal_by_the_hive_reaches_the_model_as_a_tool_error(
 async def test_extra_mcp_server_from_config_is_started_and_allowed(
     api: FakeAnthropic, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
+    # Not shared: started by the CLI itself (a shared one goes through the supervisor's pool,
+    # which this stub socket does not have: tests/test_mcp_pool.py).
     extra = McpServerConfig(
-        name="tools", command=sys.executable, args=(str(ECHO_SERVER),), allowed_tools=("echo",)
+        name="tools",
+        command=sys.executable,
+        args=(str(ECHO_SERVER),),
+        allowed_tools=("echo",),
+        shared=False,
     )
     agent = await start_agent(api, tmp_path, nursery, mcp_servers=(extra,))
     api.script(ToolUse("mcp__tools__echo", {"text": "ping"}), Text("echoed"))
@@ -338,12 +344,9 @@ def test_command_line_carries_model_mcp_config_and_allow_list(
     assert config["hive"]["args"][:2] == ["-I", "-S"]
     assert config["hive"]["args"][2].endswith("hive/mcp_relay.py")
     assert config["hive"]["env"]["HIVE_SOCKET"] == str(agent.paths.socket)
-    assert config["db"] == {
-        "type": "stdio",
-        "command": "db-mcp",
-        "args": ["--ro"],
-        "env": {"DB": "x"},
-    }
+    # Shared (the default): the same relay, attached to the supervisor's MCP pool.
+    assert config["db"]["args"] == config["hive"]["args"]
+    assert config["db"]["env"] == {"HIVE_SOCKET": str(agent.paths.socket), "HIVE_MCP_SERVER": "db"}
     assert "--strict-mcp-config" in argv
     assert "Review PRs." in argv[argv.index("--append-system-prompt") + 1]
     assert spec.env["CLAUDE_CONFIG_DIR"] == str(agent.paths.state / "claude")

@@ -31,6 +31,7 @@ from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name, val
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.io.mcp_pool import McpPool
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ MAX_ACK_IDS = 10_000
 # The control plane's ops (hive.control.agent_ops.op_table), given by the daemon:
 # op -> handler(ctx, agent, conn, req). With the core ops, one table: ``AgentSockets._table``.
 AgentOp = Callable[["HiveContext", str, "AgentConnection", Request], None]
-Handler = Callable[["AgentConnection", Request], None]
+Handler = Callable[["AgentConnection", Request], Awaitable[None] | None]
 
 
 def _reply_to(conn: Connection, req: Request) -> Callable[[Any], None]:
@@ -121,6 +122,7 @@ class AgentSockets:
         self._waiter_ids = itertools.count(1)
         self._holder_ids = itertools.count(1)  # one per connection (Recv.holder)
         self._mcp_ready: trio.Event | None = None
+        self.mcp_pool: McpPool | None = None  # made when an agent first attaches to it
 
     async def mcp_loaded(self) -> None:
         """The MCP SDK imported and the hive's servers built: once per process, in a worker
@@ -135,8 +137,36 @@ class AgentSockets:
                 self._mcp_ready.set()  # a failure shows again in the session that waits
         await self._mcp_ready.wait()
 
-    def _pool_attach(self, conn: AgentConnection, server: str) -> Callable[[], Awaitable[None]]:
-        raise WireError("unknown_server", f"no pooled MCP server '{server}' for this agent")
+    async def _pool_attach(self, conn: AgentConnection, req: Request, name: str) -> None:
+        """``mcp {server}``: attach this connection to the agent's pooled extra MCP server
+        ``name``, which its stored config must declare, shared (hive.policy.mcp_pooled)."""
+        from hive.config import AgentConfig
+        from hive.control.records import agent_config
+        from hive.io.mcp_pool import McpPool
+        from hive.policy import mcp_pooled
+
+        stored = await self.ctx.services.reader.run(lambda q: agent_config(q, conn.peer))
+        agent = AgentConfig.from_dict(stored) if stored is not None else None
+        found = [s for s in agent.mcp_servers if s.name == name] if agent is not None else []
+        if agent is None or not found:
+            raise WireError("unknown_server", f"no MCP server '{name}' in this agent's config")
+        server = found[0]
+        if not mcp_pooled(agent, server):
+            raise WireError(
+                "not_shared",
+                f"MCP server '{name}' is not shared for this agent (shared = false, or a "
+                "sandboxed agent): its claude starts it itself",
+            )
+        if self.mcp_pool is None:
+            workdir = self.ctx.config.state_dir.resolve() / "mcp-pool"
+            self.mcp_pool = McpPool(workdir, self.ctx.io.nursery)
+        pool = self.mcp_pool
+
+        async def attach() -> None:
+            await pool.attach(conn.peer, server, conn.stream)
+
+        conn.takeover = attach
+        conn.reply(req.id, {"mode": "mcp"})
 
     def socket_path(self, name: str) -> Path:
         path: Path = self.ctx.config.sockets_dir / "agents" / f"{name}.sock"
@@ -245,13 +275,13 @@ class AgentSockets:
             release = Release(tuple(sorted(ids)), conn.holder)
             self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), release)
 
-    def handle(self, conn: AgentConnection, req: Request) -> None:
+    def handle(self, conn: AgentConnection, req: Request) -> Awaitable[None] | None:
         check_manager_only(conn.peer, req.op)
         handler = self.handlers.get(req.op)
         if handler is None:
             known = ", ".join(self.handlers)
             raise WireError("unknown_op", f"unknown op '{req.op}' (known: {known})")
-        handler(conn, req)
+        return handler(conn, req)
 
     def _table(self, control_ops: Mapping[str, AgentOp]) -> dict[str, Handler]:
         """Every op of an agent socket: the core ones here, the control plane's given."""
@@ -330,14 +360,14 @@ class AgentSockets:
     def _whoami(self, conn: AgentConnection, req: Request) -> None:
         conn.reply(req.id, {"name": conn.peer, "manager": conn.peer == MANAGER})
 
-    def _mcp(self, conn: AgentConnection, req: Request) -> None:
+    def _mcp(self, conn: AgentConnection, req: Request) -> Awaitable[None] | None:
         """Switch to MCP mode: answer, then serve the hive's MCP session (or attach the
         agent's pooled extra server ``server``) on this connection."""
         from hive.io.mcp_transport import serve_mcp
 
         server = arg(req.args, "server", str, "")
         if server:
-            attach = self._pool_attach(conn, server)  # raises for a server it may not use
+            return self._pool_attach(conn, req, server)
 
         async def serve_hive() -> None:
             from hive.mcp_server import McpSession
@@ -347,5 +377,6 @@ class AgentSockets:
             session = McpSession(conn.caller, conn.peer, conn.peer == MANAGER)
             await serve_mcp(conn.stream, session)
 
-        conn.takeover = attach if server else serve_hive
+        conn.takeover = serve_hive
         conn.reply(req.id, {"mode": "mcp"})
+        return None

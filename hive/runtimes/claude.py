@@ -42,6 +42,7 @@ from typing import Any
 
 from hive import safefs
 from hive.config import AgentConfig, HiveConfig
+from hive.policy import mcp_pooled
 from hive.process import AgentPaths, ProcessSpec
 from hive.runtimes.base import (
     ExitClass,
@@ -274,6 +275,10 @@ class ClaudeRuntime:
             HIVE_SERVER: {**relay, "env": {"HIVE_SOCKET": str(turn.paths.socket)}}
         }
         for server in turn.agent.mcp_servers:
+            if mcp_pooled(turn.agent, server):  # one process in the supervisor's pool
+                env = {"HIVE_SOCKET": str(turn.paths.socket), "HIVE_MCP_SERVER": server.name}
+                servers[server.name] = {**relay, "env": env}
+                continue
             servers[server.name] = {
                 "type": "stdio",
                 "command": server.command,
