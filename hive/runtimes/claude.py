@@ -492,9 +492,10 @@ class ClaudeRuntime:
         if HIVE_SERVER in broken:
             return TurnOutcome(
                 ExitClass.CRASH,
-                f"the hive MCP server (hive-mcp) did not start ({broken[HIVE_SERVER]}): the "
-                "turn ran without hive tools; check the agent socket and hive-mcp on stderr "
-                "(pending: not connected within MCP_CONNECT_TIMEOUT_MS)",
+                f"the hive MCP server (hive-mcp, the relay to the agent socket) did not start "
+                f"({broken[HIVE_SERVER]}): the turn ran without hive tools; check the agent "
+                "socket and the relay's reason on stderr (pending: not connected within "
+                "MCP_CONNECT_TIMEOUT_MS)",
                 returncode,
             )
         if not failed:
