@@ -27,6 +27,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from bench.common import ROOT, RunningHive, percentile
+from hive.client import SyncClient
 from tests.mcp_lines import RelayClient, relay_argv
 
 ECHO = ROOT / "tests" / "echo_mcp_server.py"
@@ -88,16 +89,29 @@ def handshake_ms(socket: Path, n: int) -> float:
         return statistics.median(times)
 
 
-async def call_ms(params: StdioServerParameters, tool: str, n: int) -> list[float]:
+async def call_ms(
+    params: StdioServerParameters, tool: str, args: dict[str, object], n: int
+) -> list[float]:
     async with Client(params) as client:
         for _ in range(20):  # warm up
-            await client.call_tool(tool, {"text": "x"})
+            await client.call_tool(tool, args)
         out = []
         for _ in range(n):
             t0 = time.perf_counter()
-            result = await client.call_tool(tool, {"text": "x"})
+            result = await client.call_tool(tool, args)
             out.append((time.perf_counter() - t0) * 1000)
             assert not result.is_error, result
+        return out
+
+
+def op_ms(socket: Path, op: str, args: dict[str, object], n: int) -> list[float]:
+    """The same op as one msgpack frame on the agent socket: what the tool forwards to."""
+    with SyncClient(socket) as client:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.call(op, **args)
+            out.append((time.perf_counter() - t0) * 1000)
         return out
 
 
@@ -141,27 +155,45 @@ def print_start_ratios(figures: dict[str, float], handshake: float) -> None:
 async def calls_table(socket: Path, c_relay: list[str] | None, calls: int) -> None:
     env = {"HIVE_SOCKET": str(socket)}
     argv = relay_argv()
+    bare = StdioServerParameters(command=sys.executable, args=[str(ECHO)])
+    relay = StdioServerParameters(command=argv[0], args=argv[1:], env=env)
+    recv: dict[str, object] = {"wait_seconds": 0}
+    status: dict[str, object] = {"text": "x"}
     runs = [
-        ("bare SDK server: echo", StdioServerParameters(command=sys.executable, args=[str(ECHO)]),
-         "echo"),
-        ("python relay: set_status", StdioServerParameters(command=argv[0], args=argv[1:],
-                                                           env=env), "set_status"),
-    ]  # fmt: skip
+        ("bare SDK server: echo", bare, "echo", {"text": "x"}),
+        ("python relay: recv(0) (an actor hop)", relay, "recv", recv),
+        ("python relay: set_status (a store write)", relay, "set_status", status),
+    ]
     if c_relay:
-        runs.append(("C relay: set_status", StdioServerParameters(command=c_relay[0], env=env),
-                     "set_status"))  # fmt: skip
+        c = StdioServerParameters(command=c_relay[0], env=env)
+        runs.append(("C relay: recv(0)", c, "recv", recv))
     print(f"\ntool call round trip, {calls} calls, SDK client over stdio (ms): median / p99")
     medians: dict[str, float] = {}
-    for label, params, tool in runs:
-        xs = await call_ms(params, tool, calls)
+    for label, params, tool, args in runs:
+        xs = await call_ms(params, tool, args, calls)
         medians[label] = statistics.median(xs)
         print(f"  {label:44s} {medians[label]:8.3f} / {percentile(xs, 99):.3f}")
-    ratio = medians["python relay: set_status"] / medians["bare SDK server: echo"]
-    print(f"  python relay / bare server call              {ratio:8.2f}x"
-          f"  ({ratio / CALL_GOAL:.2f}x the {CALL_GOAL:g}x goal)")  # fmt: skip
-    if c_relay:
-        c_ratio = medians["python relay: set_status"] / medians["C relay: set_status"]
-        print(f"  python relay / C relay call                  {c_ratio:8.2f}x")
+    for label, op, args in (("recv(0)", "recv", recv), ("set_status", "set_status", status)):
+        xs = op_ms(socket, op, args, calls)
+        medians[f"op {label}"] = statistics.median(xs)
+        print(f"  {'the op alone, one frame: ' + label:44s} {medians[f'op {label}']:8.3f}"
+              f" / {percentile(xs, 99):.3f}")  # fmt: skip
+    print_call_ratios(medians)
+
+
+def print_call_ratios(medians: dict[str, float]) -> None:
+    bare = medians["bare SDK server: echo"]
+    recv = medians["python relay: recv(0) (an actor hop)"]
+    status = medians["python relay: set_status (a store write)"]
+    layer = recv - medians["op recv(0)"]  # relay + MCP session + in-process call
+    print(f"  python relay recv(0) / bare server call      {recv / bare:8.2f}x"
+          f"  ({recv / bare / CALL_GOAL:.2f}x the {CALL_GOAL:g}x goal)")  # fmt: skip
+    print(f"  python relay set_status / bare server call   {status / bare:8.2f}x")
+    print(f"  MCP layer (recv(0) call - the op alone)      {layer:8.3f} ms"
+          f"  {layer / bare:.2f}x a bare server's whole call")  # fmt: skip
+    c = medians.get("C relay: recv(0)")
+    if c:
+        print(f"  python relay / C relay, recv(0)              {recv / c:8.2f}x")
 
 
 def main(starts: int, calls: int) -> None:
