@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hive.client import HiveError, SyncClient
-from hive.config import AgentConfig, HiveConfig, McpServerConfig
+from hive.config import AgentConfig, ConfigError, HiveConfig, McpServerConfig
 from hive.policy import mcp_pooled
 from hive.process import AgentPaths
 from hive.runtimes.base import TurnInput
@@ -175,3 +175,9 @@ def test_two_claude_agents_with_the_same_server(
         assert alive(pid)
     else:
         wait_until(lambda: not any(alive(p) for p in starts(pids)), what="per-turn servers")
+
+
+def test_shared_must_be_a_boolean() -> None:
+    server = {"name": "tools", "command": "x", "shared": "yes"}
+    with pytest.raises(ConfigError, match=r"mcp_servers\[0\]\.shared"):
+        AgentConfig.from_dict({"name": "bob", "mcp_servers": [server]})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -175,5 +174,4 @@ def closed_by_peer(sock: socket.socket) -> bool:
         sock.sendall(b'{"jsonrpc":"2.0","method":"notifications/progress"}\n')
     except (BrokenPipeError, ConnectionResetError):
         return True
-    time.sleep(0.02)  # a poll interval, not a synchronisation: the check above decides
     return False
