@@ -382,12 +382,14 @@ class HiveConfig(BaseModel):
     admin_group: Str = ""
     claude_bin: Str = "claude"
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
-    # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
+    # the MCP relay). Empty: the supervisor's own. Set it when that one is not visible to the
     # agents' uids (e.g. a Python under /root with bwrap sandboxes).
     agent_python: Str = ""
     session_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = (
         1800.0  # persistent mode: close a session idle this long
     )
+    # A shared MCP server (the MCP pool) with no agent attached this long is stopped.
+    mcp_pool_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = 300.0
     notes_compact_bytes: Limit = 32_768  # rewrite state/notes.md past this size (0: never)
     notes_compact_model: Str = ""  # model for that rewrite ("": the agent's own)
     # The operator's mailbox (see hive.store.retention): 0 turns a cap off.

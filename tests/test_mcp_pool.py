@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,10 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+def gone(pid: int) -> bool:
+    return not alive(pid)
+
+
 def paused_hive(make_hive: MakeHive, config: str) -> RunningHive:
     hive = make_hive(config)
     hive.admin("pause", names=[a for a in ("alice", "bob") if f'"{a}"' in config])
@@ -70,7 +75,7 @@ def test_two_agents_share_one_process_and_each_gets_its_own_answers(
         tools = {t["name"] for t in alice.request("tools/list")["result"]["tools"]}
         assert tools == {"echo", "exit_now"}
     [pid] = starts(pids)  # one process served both agents
-    assert alive(pid)  # and stays for the next turns (IDLE_SECONDS)
+    assert alive(pid)  # and stays for the next turns (mcp_pool_idle_seconds)
 
 
 def test_a_crashing_pooled_server_errors_clearly_and_is_started_again(
@@ -88,6 +93,20 @@ def test_a_crashing_pooled_server_errors_clearly_and_is_started_again(
         assert text_of(mcp.call_tool("echo", {"text": "two"})) == "two"  # a new process
     first, second = starts(pids)
     assert not alive(first) and alive(second)
+
+
+def test_an_idle_pooled_server_is_stopped_and_started_again_when_needed(
+    make_hive: MakeHive, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    hive = paused_hive(make_hive, "[hive]\nmcp_pool_idle_seconds = 0.5\n" + scripted("alice", pids))
+    for text in ("one", "two"):
+        with RelayClient(hive.agent_socket("alice"), server="tools") as mcp:
+            mcp.initialize()
+            assert text_of(mcp.call_tool("echo", {"text": text})) == text
+        last = starts(pids)[-1]
+        wait_until(partial(gone, last), what="the idle server to be stopped")
+    assert len(starts(pids)) == 2
 
 
 def test_a_pooled_server_that_cannot_start_is_a_clear_error(

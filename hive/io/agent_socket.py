@@ -159,7 +159,8 @@ class AgentSockets:
             )
         if self.mcp_pool is None:
             workdir = self.ctx.config.state_dir.resolve() / "mcp-pool"
-            self.mcp_pool = McpPool(workdir, self.ctx.io.nursery)
+            idle = self.ctx.config.mcp_pool_idle_seconds
+            self.mcp_pool = McpPool(workdir, self.ctx.io.nursery, idle)
         pool = self.mcp_pool
 
         async def attach() -> None:

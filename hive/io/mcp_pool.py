@@ -19,7 +19,8 @@ multiplexes:
 
 A pooled process that exits fails the requests it had with a JSON-RPC error naming its exit
 code and the end of its stderr; the next request starts it again. With no client attached
-for ``IDLE_SECONDS`` it is stopped. Which agents may share is ``hive.policy.mcp_pooled``.
+for ``[hive] mcp_pool_idle_seconds`` it is stopped. Which agents may share is
+``hive.policy.mcp_pooled``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from hive.process import ProcessSpec
 
 log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 300.0  # a pooled process with no client for this long is stopped
 START_SECONDS = 60.0  # for a pooled process to answer initialize
 MAX_LINE_BYTES = 8 << 20
 STDERR_LINES = 20  # kept for the error a crash is reported with
@@ -63,9 +63,10 @@ class PoolError(Exception):
 class McpPool:
     """Every pooled process of one supervisor (trio thread only)."""
 
-    def __init__(self, workdir: Path, nursery: trio.Nursery) -> None:
+    def __init__(self, workdir: Path, nursery: trio.Nursery, idle_seconds: float) -> None:
         self.workdir = workdir
         self.nursery = nursery
+        self.idle_seconds = idle_seconds
         self.servers: dict[Key, PooledServer] = {}
 
     async def attach(self, agent: str, server: McpServerConfig, stream: trio.abc.Stream) -> None:
@@ -80,7 +81,8 @@ class McpPool:
                 env={**env, **server.env},
                 cwd=self.workdir,
             )
-            pooled = self.servers[key] = PooledServer(server.name, spec, self.nursery)
+            pooled = PooledServer(server.name, spec, self.nursery, self.idle_seconds)
+            self.servers[key] = pooled
         await pooled.serve(PoolClient(agent, stream))
 
     def pids(self) -> list[int]:
@@ -113,8 +115,11 @@ class PoolClient:
 class PooledServer:
     """One pooled process and the clients it serves, multiplexed (module docstring)."""
 
-    def __init__(self, name: str, spec: ProcessSpec, nursery: trio.Nursery) -> None:
+    def __init__(
+        self, name: str, spec: ProcessSpec, nursery: trio.Nursery, idle_seconds: float
+    ) -> None:
         self.name = name
+        self.idle_seconds = idle_seconds
         self.spec = spec
         self.nursery = nursery
         self.clients: set[PoolClient] = set()
@@ -206,9 +211,12 @@ class PooledServer:
 
     async def _stop_when_idle(self) -> None:
         with trio.CancelScope() as self.idle:
-            await trio.sleep(IDLE_SECONDS)
+            await trio.sleep(self.idle_seconds)
             if not self.clients and self.scope is not None:
-                log.info("MCP pool: stopping idle server '%s'", self.name)
+                self.error = (
+                    f"the shared MCP server '{self.name}' was stopped after "
+                    f"{self.idle_seconds:g} s without clients"
+                )
                 self.scope.cancel()
 
     # -- the process's side ---------------------------------------------------------------
