@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import trio
 
+from hive import agentlog
 from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
@@ -113,6 +114,7 @@ async def run_hive(
     from hive.ui.server import start_dashboard, stop_dashboard
 
     boot = prepare_state(cfg)
+    agentlog.attach(cfg)  # hive's notes on an agent in its agent.log (where no journald)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
     threading.stack_size(ACTOR_STACK_BYTES)
@@ -142,12 +144,12 @@ async def run_hive(
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
             await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
-            notify("READY=1")
+            notify(f"READY=1\nSTATUS={ready_status(cfg, len(boot.state.agents))}")
             nursery.start_soon(_watchdog, ctx)
             task_status.started(ctx)
             await _until_stopped(stop)
             log.info("shutting down")
-            notify("STOPPING=1")
+            notify("STOPPING=1\nSTATUS=stopping: cancelling turns")
             await stop_dashboard(ctx)
         finally:
             with trio.CancelScope(shield=True):
@@ -156,6 +158,7 @@ async def run_hive(
                 await trio.to_thread.run_sync(_stop_actors, supervisor)
             bridge.closed = True
             nursery.cancel_scope.cancel()
+            agentlog.detach()
     return exit_code
 
 
@@ -205,7 +208,7 @@ async def _first_signal(signals: Any, stop: trio.Event) -> None:
 
 
 def _wait_started(supervisor: pykka.ActorRef[Any]) -> None:
-    from hive.actors.supervisor import Ping
+    from hive.actors.base import Ping
 
     done = threading.Event()
     supervisor.tell(Ping(done.set))
@@ -223,18 +226,51 @@ def _stop_actors(supervisor: pykka.ActorRef[Any] | None) -> None:
         pykka.ActorRegistry.stop_all(block=True, timeout=30)
 
 
-async def _watchdog(ctx: Any) -> None:
-    """Ping systemd's watchdog only while the loop and the actor tree both answer, so a hung
-    daemon is restarted rather than kept alive by a timer."""
-    from hive.actors.supervisor import Ping
+def ready_status(cfg: HiveConfig, agents: int) -> str:
+    """What `systemctl status` shows once the daemon serves."""
+    admin = cfg.sockets_dir / "admin.sock"
+    return f"serving {agents} agent{'s' if agents != 1 else ''}; admin socket {admin}"
 
+
+async def _watchdog(ctx: Any) -> None:
+    """Ping systemd's watchdog only while the trio loop and every actor of the tree answer
+    (the Supervisor, the Store, the Bus, ..., each Agent), so a daemon with a hung loop or
+    a hung actor is killed and restarted by systemd rather than kept alive by a timer."""
     interval = watchdog_interval()
     if interval is None:
         return
+    silent_before: set[str] = set()
     while True:
-        answered = trio.Event()
-        ctx.refs.tell("supervisor", Ping(partial(ctx.io.call_soon, answered.set)))
-        with trio.move_on_after(interval):
-            await answered.wait()
+        silent = await _unanswered(ctx, interval)
+        if not silent:
             notify("WATCHDOG=1")
+        elif silent != silent_before:
+            names = ", ".join(sorted(silent))
+            log.error(
+                "watchdog: %s did not answer within %g s; not pinging systemd", names, interval
+            )
+            notify(f"STATUS=hung: {names} not answering")
+        silent_before = silent
         await trio.sleep(interval)
+
+
+async def _unanswered(ctx: Any, within: float) -> set[str]:
+    """Ping every actor in the directory; the names of those that did not answer in time."""
+    from hive.actors.base import Ping
+
+    waiting: set[str] = set()
+    all_answered = trio.Event()
+
+    def answered(name: str) -> None:  # on the trio thread, like this function
+        waiting.discard(name)
+        if not waiting:
+            all_answered.set()
+
+    for name in ctx.refs.names():
+        # Answers come through call_soon, so none can arrive before this loop awaits.
+        if ctx.refs.tell(name, Ping(partial(ctx.io.call_soon, answered, name))):
+            waiting.add(name)
+    if waiting:
+        with trio.move_on_after(within):
+            await all_answered.wait()
+    return set(waiting)

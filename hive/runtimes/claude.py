@@ -170,8 +170,8 @@ class ClaudeRuntime:
     """The Runtime for the real ``claude`` CLI (see the module docstring).
 
     ``claude_bin`` overrides ``HiveConfig.claude_bin``; ``environ`` is the supervisor's
-    environment to pass through (default ``os.environ``); ``python`` runs the MCP relay
-    (default: ``hive.runtimes.base.helper_python``).
+    environment to pass through (default ``os.environ``). The MCP relay starts with the
+    interpreter ``hive.runtimes.base.helper_python`` says.
     """
 
     name = "claude"
@@ -180,11 +180,9 @@ class ClaudeRuntime:
         self,
         claude_bin: str | None = None,
         environ: Mapping[str, str] | None = None,
-        python: str | None = None,
     ) -> None:
         self.claude_bin = claude_bin
         self.environ = os.environ if environ is None else environ
-        self.python = python
 
     # -- build ---------------------------------------------------------------------------
 
@@ -290,7 +288,7 @@ class ClaudeRuntime:
     def relay_command(self, turn: TurnInput) -> dict[str, Any]:
         """The relay (``hive/mcp_relay.py``, standard library only) run by path: ``-I -S``
         because it needs no site-packages, which saves most of an interpreter's start."""
-        python = self.python or helper_python(turn.hive)[0]
+        python, _ = helper_python(turn.hive)  # its env is for -m helpers; -I ignores it
         return {"type": "stdio", "command": python, "args": ["-I", "-S", str(RELAY)]}
 
     def allowed_tools(self, turn: TurnInput) -> list[str]:
