@@ -107,7 +107,7 @@ _QUIET_DEFAULTS = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     # In -p mode the CLI waits for MCP servers only briefly, then sends its first request
     # without the tools of those still starting ("pending" in the init event): a slow
-    # hive-mcp start on a loaded host would make a turn without hive tools. Wait for them.
+    # MCP server start on a loaded host would make a turn without its tools. Wait for them.
     "MCP_CONNECTION_NONBLOCKING": "false",
     "MCP_CONNECT_TIMEOUT_MS": "60000",
 }
