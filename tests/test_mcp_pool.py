@@ -95,6 +95,20 @@ def test_a_crashing_pooled_server_errors_clearly_and_is_started_again(
     assert not alive(first) and alive(second)
 
 
+def test_bad_lines_to_a_pooled_server_get_errors_and_the_session_goes_on(
+    make_hive: MakeHive, tmp_path: Path
+) -> None:
+    hive = paused_hive(make_hive, scripted("alice", tmp_path / "pids"))
+    with RelayClient(hive.agent_socket("alice"), server="tools") as mcp:
+        mcp.initialize()
+        mcp.write(b"not json at all\n")
+        assert mcp.read()["error"]["code"] == -32700
+        mcp.write({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": [1, 2]})
+        bad = mcp.read()
+        assert bad["id"] == 9 and bad["error"]["code"] == -32600
+        assert text_of(mcp.call_tool("echo", {"text": "still here"})) == "still here"
+
+
 def test_an_idle_pooled_server_is_stopped_and_started_again_when_needed(
     make_hive: MakeHive, tmp_path: Path
 ) -> None:

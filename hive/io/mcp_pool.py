@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 START_SECONDS = 60.0  # for a pooled process to answer initialize
 MAX_LINE_BYTES = 8 << 20
 STDERR_LINES = 20  # kept for the error a crash is reported with
+SEND_SECONDS = 10.0  # for a client to take one answer
 POOL_ERROR = -32000
 # The supervisor's environment reaches a pooled process only through these names.
 PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
@@ -103,13 +104,21 @@ class PoolClient:
         self.gone = False
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Write one message; a client that does not take it within ``SEND_SECONDS`` is
+        dropped (it would hold up the server's answers to every other client)."""
         if self.gone:
             return
         try:
-            async with self.lock:
-                await self.stream.send_all(json.dumps(message).encode() + b"\n")
+            with trio.move_on_after(SEND_SECONDS) as timer:
+                async with self.lock:
+                    await self.stream.send_all(json.dumps(message).encode() + b"\n")
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.gone = True
+        if timer.cancelled_caught:
+            log.warning("MCP pool: %s does not read its answers; dropping it", self.agent)
+            self.gone = True
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
 
 
 class PooledServer:
@@ -131,6 +140,7 @@ class PooledServer:
         # pool id -> (client, its id); client None: the pool's own initialize
         self.routes: dict[int, tuple[PoolClient | None, Any]] = {}
         self.tokens: dict[str, tuple[PoolClient, Any]] = {}  # progress token -> client
+        self.token_of: dict[int, str] = {}  # pool id -> the progress token its request set
         self.ids = itertools.count(1)
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self.idle = trio.CancelScope()
@@ -150,14 +160,17 @@ class PooledServer:
             client.gone = True
             self.clients.discard(client)
             for pool_id in [i for i, (c, _) in self.routes.items() if c is client]:
-                del self.routes[pool_id]
+                self._forget(pool_id)
             if not self.clients:
                 self.nursery.start_soon(self._stop_when_idle)
 
     async def _from_client(self, client: PoolClient, message: Any) -> None:
-        if not isinstance(message, dict):
-            error = {"code": -32700, "message": "not a JSON-RPC message"}
-            await client.send({"jsonrpc": "2.0", "id": None, "error": error})
+        params = message.get("params", {}) if isinstance(message, dict) else None
+        if not isinstance(params, dict):  # not JSON (-32700), or params not a map (-32600)
+            code = -32600 if isinstance(message, dict) else -32700
+            error = {"code": code, "message": "not a JSON-RPC message with map params"}
+            answer_id = message.get("id") if isinstance(message, dict) else None
+            await client.send({"jsonrpc": "2.0", "id": answer_id, "error": error})
             return
         method, request_id = message.get("method"), message.get("id")
         if not isinstance(method, str):
@@ -175,27 +188,37 @@ class PooledServer:
             return
         pool_id = next(self.ids)
         self.routes[pool_id] = (client, request_id)
-        self._map_progress(client, message)
+        self._map_progress(pool_id, client, params)
         sent = await self._to_server({**message, "id": pool_id})
-        if not sent and self.routes.pop(pool_id, None) is not None:  # not answered by _exited
+        if not sent and self._forget(pool_id) is not None:  # not answered by _exited
             reason = f"the shared MCP server '{self.name}' exited; try again"
             await client.send(_error(request_id, reason))
 
     async def _client_notification(self, client: PoolClient, message: dict[str, Any]) -> None:
         if message.get("method") != "notifications/cancelled" or self.process is None:
             return  # initialized: the pool's own was sent; others name no pooled state
-        params = dict(message.get("params") or {})
+        params = message.get("params")
+        if not isinstance(params, dict):
+            return
         for pool_id, (owner, their_id) in self.routes.items():
             if owner is client and their_id == params.get("requestId"):
                 await self._to_server({**message, "params": {**params, "requestId": pool_id}})
                 return
 
-    def _map_progress(self, client: PoolClient, message: dict[str, Any]) -> None:
-        meta = (message.get("params") or {}).get("_meta")
+    def _map_progress(self, pool_id: int, client: PoolClient, params: dict[str, Any]) -> None:
+        meta = params.get("_meta")
         if isinstance(meta, dict) and "progressToken" in meta:
-            token = f"pool-{next(self.ids)}"
+            token = f"pool-{pool_id}"
             self.tokens[token] = (client, meta["progressToken"])
+            self.token_of[pool_id] = token
             meta["progressToken"] = token
+
+    def _forget(self, pool_id: int) -> tuple[PoolClient | None, Any] | None:
+        """A request answered or abandoned: its route and progress token go."""
+        token = self.token_of.pop(pool_id, None)
+        if token is not None:
+            self.tokens.pop(token, None)
+        return self.routes.pop(pool_id, None)
 
     async def _to_server(self, message: dict[str, Any]) -> bool:
         """False if the process is gone (then ``_exited`` answers the routes it had)."""
@@ -295,7 +318,7 @@ class PooledServer:
         elif isinstance(method, str):
             await self._server_notification(method, message)
         elif isinstance(message.get("id"), int):
-            route = self.routes.pop(message["id"], None)
+            route = self._forget(message["id"])
             if route is None:
                 return  # its client hung up
             client, their_id = route
@@ -351,6 +374,7 @@ class PooledServer:
             if client is not None:
                 self.nursery.start_soon(client.send, _error(their_id, reason))
         self.tokens.clear()
+        self.token_of.clear()
         self.process = None
         self.scope = None
         self.init_result = None
