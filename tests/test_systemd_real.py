@@ -119,15 +119,21 @@ def turns(sd: BootedSystemd, agent: str) -> list[dict[str, Any]]:
     return result
 
 
-def wait_worker_idle(sd: BootedSystemd) -> None:
-    def idle() -> bool:
-        try:
-            status = admin(sd, "status", name="worker")
-        except (HiveError, OSError):
-            return False
-        return bool(status["inbox_depth"] == 0 and status["turn_state"] == "idle")
+def undelivered(sd: BootedSystemd, agent: str, ids: list[int]) -> list[int]:
+    try:
+        states = {m["id"]: m["state"] for m in messages(sd, agent)}
+    except (HiveError, OSError):
+        return list(ids)  # between two daemons: ask again
+    return [i for i in ids if states.get(i) != "delivered"]
 
-    wait_until(idle, 120, "the worker to work through its inbox")
+
+def wait_delivered(sd: BootedSystemd, ids: list[int], agent: str = "worker") -> None:
+    """Until every message in ``ids`` is delivered (its turn ended cleanly)."""
+    try:
+        wait_until(lambda: not undelivered(sd, agent, ids), 120, f"{agent} to get them all")
+    except AssertionError:
+        left = undelivered(sd, agent, ids)
+        raise AssertionError(f"{len(left)} of {len(ids)} not delivered: {left[:10]}") from None
 
 
 # --- load: two sources sending acknowledged messages through restarts ---------------------
@@ -190,9 +196,7 @@ class Retries:
 def assert_all_delivered(sd: BootedSystemd, acked: list[int]) -> None:
     assert len(acked) == 2 * SENDS_PER_SOURCE
     assert len(set(acked)) == len(acked)
-    states = {m["id"]: m["state"] for m in messages(sd, "worker")}
-    lost = [i for i in acked if states.get(i) != "delivered"]
-    assert not lost, f"{len(lost)} acknowledged messages not delivered: {lost[:10]}"
+    wait_delivered(sd, acked)
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -224,7 +228,6 @@ def test_kill_9_of_the_main_pid_restarts_it_and_loses_no_acknowledged_message(
     after = restarted(systemd, before["MainPID"])
     assert after["NRestarts"] == "1"
     load.join()
-    wait_worker_idle(systemd)
     assert_all_delivered(systemd, load.acked)
     # The agents resumed: the worker ran turns after the restart, and they ended cleanly.
     worker_turns = turns(systemd, "worker")
@@ -232,7 +235,7 @@ def test_kill_9_of_the_main_pid_restarts_it_and_loses_no_acknowledged_message(
     assert "Main process exited, code=killed, status=9/KILL" in unit_journal(systemd)
 
 
-WATCHDOG_DROPIN = "WatchdogSec=2\nTimeoutStopSec=10\nEnvironment=HIVE_FAULT_INJECTION=1\n"
+WATCHDOG_DROPIN = "WatchdogSec=3\nTimeoutStopSec=10\nEnvironment=HIVE_FAULT_INJECTION=1\n"
 
 
 def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
@@ -247,8 +250,7 @@ def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
     assert "Failed with result 'watchdog'" in journal
     # The new daemon serves: a message to the worker makes a turn that ends cleanly.
     msg_id = admin(systemd, "send", to="worker", body="after the watchdog")["id"]
-    wait_worker_idle(systemd)
-    assert {m["id"]: m["state"] for m in messages(systemd, "worker")}[msg_id] == "delivered"
+    wait_delivered(systemd, [msg_id])
 
 
 def test_a_hung_actor_is_killed_by_the_watchdog_and_nothing_acknowledged_is_lost(
@@ -269,7 +271,6 @@ def test_a_hung_actor_is_killed_by_the_watchdog_and_nothing_acknowledged_is_lost
     assert silent and "store" in silent[0].split(", "), journal
     assert "Failed with result 'watchdog'" in journal
     load.join()
-    wait_worker_idle(systemd)
     assert_all_delivered(systemd, load.acked)
 
 
@@ -406,3 +407,22 @@ def test_the_admin_group_may_use_hivectl_and_others_are_refused_by_the_socket(
     sock = systemd.path("/run/hive/admin.sock").stat()
     assert oct(sock.st_mode & 0o777) == "0o660"
     assert systemd.run("stat", "-c", "%G", "/run/hive/admin.sock").stdout.strip() == "hive-admin"
+
+
+def test_the_nix_units_kept_runtime_dir_serves_again_after_stop_and_kill(
+    systemd: BootedSystemd,
+) -> None:
+    # The NixOS module's unit is this one plus RuntimeDirectoryPreserve=yes (its containers
+    # bind /run/hive/agents), so a restarted daemon finds last run's sockets in place.
+    before = start_hive(systemd, "RuntimeDirectoryPreserve=yes\n")
+    systemd.systemctl("stop", HIVE_UNIT)
+    assert systemd.path("/run/hive/agents").is_dir()
+    systemd.systemctl("start", HIVE_UNIT)
+    pid = systemd.show(HIVE_UNIT, "MainPID")["MainPID"]
+    systemd.run("kill", "-9", pid)
+    restarted(systemd, pid)
+    # Both times the new daemon took over the sockets: agents talk, turns run.
+    with SyncClient(agent_socket(systemd, "src1"), timeout=30) as c:
+        msg_id = c.call("send", to="worker", body="through a kept socket dir")["id"]
+    wait_delivered(systemd, [msg_id])
+    assert before["MainPID"] != pid
