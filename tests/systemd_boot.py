@@ -114,13 +114,20 @@ def mounts_by_point(mountinfo: str) -> dict[str, str]:
     return top
 
 
-def guard(mountinfo: str, unit_dir: str, pid: int, own_ns: str, host_ns: str) -> list[str]:
-    """Everything that must hold before systemd may boot; one line per problem (none: boot)."""
+def namespace_problems(pid: int, own_ns: str, host_ns: str) -> list[str]:
+    """Checked before any mount: mounting tmpfs on /run or /tmp in the host's own mount
+    namespace would hide the host's files from everything running there."""
     problems = []
     if pid != 1:
         problems.append(f"not PID 1 of a new PID namespace (pid {pid})")
     if own_ns == host_ns:
         problems.append("still in the host's mount namespace")
+    return problems
+
+
+def guard(mountinfo: str, unit_dir: str, pid: int, own_ns: str, host_ns: str) -> list[str]:
+    """Everything that must hold before systemd may boot; one line per problem (none: boot)."""
+    problems = namespace_problems(pid, own_ns, host_ns)
     top = mounts_by_point(mountinfo)
     for path in TMPFS_PATHS:
         if top.get(path) != "tmpfs":
@@ -162,16 +169,20 @@ def prepare_namespace(share: str) -> None:
         f.write(BOOT_TARGET_TEXT)
 
 
-def namespace_main(share: str, host_ns: str) -> None:
-    prepare_namespace(share)
-    with open("/proc/self/mountinfo") as f:
-        mountinfo = f.read()
-    own_ns = os.readlink("/proc/self/ns/mnt")
-    problems = guard(mountinfo, UNIT_DIR, os.getpid(), own_ns, host_ns)
+def refuse(problems: list[str]) -> None:
     if problems:
         for line in problems:
             print(f"systemd_boot: refusing to boot systemd: {line}", file=sys.stderr)
         sys.exit(REFUSED_EXIT)
+
+
+def namespace_main(share: str, host_ns: str) -> None:
+    own_ns = os.readlink("/proc/self/ns/mnt")
+    refuse(namespace_problems(os.getpid(), own_ns, host_ns))
+    prepare_namespace(share)
+    with open("/proc/self/mountinfo") as f:
+        mountinfo = f.read()
+    refuse(guard(mountinfo, UNIT_DIR, os.getpid(), own_ns, host_ns))
     # container=: systemd skips what only a machine's own init should do (clock, hostname
     # from hardware, udev-ish units conditioned on !container).
     env = {"container": "hive-test", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}

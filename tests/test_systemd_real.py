@@ -310,8 +310,11 @@ def test_a_taken_port_ends_in_failed_after_the_start_limit_not_a_restart_storm(
     config = CONFIG.replace("dashboard = false", f"dashboard = true\ndashboard_port = {PORT}")
     systemd.run("systemd-run", "--unit=port-holder", "--collect", "python3", "-c", HOLD_PORT)
     try:
+        connect = f"import socket; socket.create_connection(('127.0.0.1', {PORT}), 5)"
         wait_until(
-            lambda: f"127.0.0.1:{PORT}" in systemd.run("ss", "-ltn").stdout, 30, "the holder"
+            lambda: systemd.run("python3", "-c", connect, check=False).returncode == 0,
+            30,
+            "the port holder to listen",
         )
         systemd.install_hive(
             config,
