@@ -979,7 +979,7 @@ class AgentActor(SupervisedActor):
             self.name,
             cls,
             outcome.detail,
-            extra={"agent": self.name},  # journald field AGENT: the log viewer filters on it
+            extra={"agent": self.name, "turn": turn.id},  # in the agent's log (hive.agentlog)
         )
 
     # --- one handler per exit class -------------------------------------------------------
@@ -1041,6 +1041,7 @@ class AgentActor(SupervisedActor):
             reason = self.failed_reason
             self._write(lambda q: q.set_agent_fields(self.name, failed=1, failed_reason=reason))
             self._event("failed", {"reason": reason})
+            log.warning("%s failed: %s", self.name, reason, extra={"agent": self.name})
             self._notify(
                 MANAGER,
                 f"agent '{self.name}' FAILED: {reason}. It will not be restarted until the "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import trio
 
+from hive import agentlog
 from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
@@ -113,6 +114,7 @@ async def run_hive(
     from hive.ui.server import start_dashboard, stop_dashboard
 
     boot = prepare_state(cfg)
+    agentlog.attach(cfg)  # hive's notes on an agent in its agent.log (where no journald)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
     threading.stack_size(ACTOR_STACK_BYTES)
@@ -157,6 +159,7 @@ async def run_hive(
                 await trio.to_thread.run_sync(_stop_actors, supervisor)
             bridge.closed = True
             nursery.cancel_scope.cancel()
+            agentlog.detach()
     return exit_code
 
 

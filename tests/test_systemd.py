@@ -240,7 +240,7 @@ def test_a_full_journal_drops_records_instead_of_blocking(
 
 
 def test_journalctl_reads_one_agent_back() -> None:
-    assert journalctl_argv("bob", 50) == [
-        "journalctl", "--no-pager", "--output=json", "--lines=50", "AGENT=bob",
-    ]  # fmt: skip
-    assert journalctl_argv("bob", follow=True)[-1] == "--follow"
+    argv = journalctl_argv("bob", 50, uid=0)
+    assert argv[0] == "journalctl" and "--output=json" in argv and "--all" in argv
+    assert argv[-3:] == ["--lines=50", "AGENT=bob", "_UID=0"]  # only what root sent
+    assert "--after-cursor=s=1;i=2" in journalctl_argv("bob", uid=0, after="s=1;i=2")

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,6 +52,7 @@ from hive.runtimes.base import (
     TurnInput,
     TurnOutcome,
     format_turn_prompt,
+    helper_python,
 )
 
 SESSION_FILE = "claude-session"
@@ -168,7 +168,8 @@ class ClaudeRuntime:
     """The Runtime for the real ``claude`` CLI (see the module docstring).
 
     ``claude_bin`` overrides ``HiveConfig.claude_bin``; ``environ`` is the supervisor's
-    environment to pass through (default ``os.environ``); ``python`` runs hive-mcp.
+    environment to pass through (default ``os.environ``). hive-mcp starts as
+    ``hive.runtimes.base.helper_python`` says.
     """
 
     name = "claude"
@@ -177,11 +178,9 @@ class ClaudeRuntime:
         self,
         claude_bin: str | None = None,
         environ: Mapping[str, str] | None = None,
-        python: str = sys.executable,
     ) -> None:
         self.claude_bin = claude_bin
         self.environ = os.environ if environ is None else environ
-        self.python = python
 
     # -- build ---------------------------------------------------------------------------
 
@@ -266,13 +265,12 @@ class ClaudeRuntime:
 
     def mcp_config(self, turn: TurnInput) -> dict[str, Any]:
         """The ``--mcp-config`` map: hive-mcp on this agent's socket, then its extra servers."""
-        hive_env = {"HIVE_SOCKET": str(turn.paths.socket)}
-        if self.environ.get("PYTHONPATH"):
-            hive_env["PYTHONPATH"] = self.environ["PYTHONPATH"]
+        python, python_env = helper_python(turn.hive)
+        hive_env = {**python_env, "HIVE_SOCKET": str(turn.paths.socket)}
         servers: dict[str, Any] = {
             HIVE_SERVER: {
                 "type": "stdio",
-                "command": self.python,
+                "command": python,
                 "args": ["-m", "hive.mcp_server"],
                 "env": hive_env,
             }
