@@ -286,6 +286,7 @@ class BootedSystemd:
     process: subprocess.Popen[bytes]  # unshare
     pid: int = 0
     users: list[str] = field(default_factory=list)
+    mark: str = ""  # a journal cursor a test may keep (e.g. where the current test began)
 
     @property
     def share(self) -> Path:

@@ -8,6 +8,7 @@ systemd and the hive report (ActiveState, Result, NRestarts, journal lines, mess
 from __future__ import annotations
 
 import re
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -60,19 +61,16 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BootedSystemd]:
 
 @pytest.fixture
 def systemd(booted: BootedSystemd) -> Iterator[BootedSystemd]:
-    """The module's systemd, with the hive's unit, state and drop-in gone after each test."""
-    global journal_start
-    journal_start = booted.cursor()
+    """The module's systemd, with the hive's unit, state and drop-in gone after each test;
+    its ``mark`` is where this test's journal begins."""
+    booted.mark = booted.cursor()
     yield booted
     booted.reset_hive()
 
 
-journal_start = ""  # this test's first journal entry follows it
-
-
 def unit_journal(sd: BootedSystemd) -> str:
     """The hive unit's journal lines (systemd's and the daemon's) of this test."""
-    return sd.journal("-u", HIVE_UNIT, after=journal_start)
+    return sd.journal("-u", HIVE_UNIT, after=sd.mark)
 
 
 # --- talking to the hive in the namespace -------------------------------------------------
@@ -387,7 +385,7 @@ def test_systemctl_stop_is_clean_cancels_turns_and_keeps_messages(
 def hivectl_as(sd: BootedSystemd, user: str, *args: str) -> Any:
     """hivectl run by ``user`` in the namespace, with Debian's python3 (the tests' own
     interpreter lives under /root, which other users cannot enter) and this checkout."""
-    site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    site = sysconfig.get_paths()["purelib"]  # the running venv's: hive's dependencies
     return sd.run(
         "/usr/bin/python3", "-m", "hive.cli.hivectl", "--socket", "/run/hive/admin.sock", *args,
         user=user, check=False, env={"PYTHONPATH": f"{REPO}:{site}"},
