@@ -407,6 +407,8 @@ in
         WatchdogSec = cfg.watchdogSec;
         Restart = "on-failure";
         RestartSec = 5;
+        # hive-supervisor exits 78 when it refuses its hive.toml: retrying cannot help.
+        RestartPreventExitStatus = 78;
         ExecStart = lib.escapeShellArgs command;
         # Root, to switch each sandbox to its agent's uid and to enter containers; the
         # agents never run as root on the host.
