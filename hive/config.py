@@ -275,6 +275,9 @@ class McpServerConfig(BaseModel):
     args: Strs = ()
     env: Env = Field(default_factory=dict)
     allowed_tools: Strs = ()  # empty: the whole server (mcp__<name>)
+    # One process for every agent that declares the same command, args and env (the MCP
+    # pool, hive.io.mcp_pool); false for a server that keeps per-client state.
+    shared: Bool = True
 
 
 class AgentConfig(BaseModel):
@@ -412,13 +415,15 @@ class HiveConfig(BaseModel):
     )
     claude_bin: Str = "claude"
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
-    # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
+    # the MCP relay). Empty: the supervisor's own. Set it when that one is not visible to the
     # agents' uids (e.g. a Python under /root with bwrap sandboxes). Either way hive's
     # packages reach it through PYTHONPATH (hive.runtimes.base.helper_python).
     agent_python: Str = ""
     session_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = (
         1800.0  # persistent mode: close a session idle this long
     )
+    # A shared MCP server (the MCP pool) with no agent attached this long is stopped.
+    mcp_pool_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = 300.0
     notes_compact_bytes: Limit = 32_768  # rewrite state/notes.md past this size (0: never)
     notes_compact_model: Str = ""  # model for that rewrite ("": the agent's own)
     # The operator's mailbox (see hive.store.retention): 0 turns a cap off.

@@ -158,8 +158,9 @@ async def run_hive(
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
             await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
-            notify(f"READY=1\nSTATUS={ready_status(cfg, len(boot.state.agents))}")
-            nursery.start_soon(_watchdog, ctx)
+            status = ready_status(cfg, len(boot.state.agents))
+            notify(f"READY=1\nSTATUS={status}")
+            nursery.start_soon(_watchdog, ctx, status)
             task_status.started(ctx)
             await _until_stopped(stop)
             log.info("shutting down")
@@ -246,26 +247,32 @@ def ready_status(cfg: HiveConfig, agents: int) -> str:
     return f"serving {agents} agent{'s' if agents != 1 else ''}; admin socket {admin}"
 
 
-async def _watchdog(ctx: Any) -> None:
+async def _watchdog(ctx: Any, status: str) -> None:
     """Ping systemd's watchdog only while the trio loop and every actor of the tree answer
     (the Supervisor, the Store, the Bus, ..., each Agent), so a daemon with a hung loop or
-    a hung actor is killed and restarted by systemd rather than kept alive by a timer."""
-    interval = watchdog_interval()
-    if interval is None:
+    a hung actor is killed and restarted by systemd rather than kept alive by a timer.
+
+    A round every quarter of WatchdogSec: ping every actor, WATCHDOG=1 if all answered
+    within the round. A stuck actor is reported (log and status) within half of
+    WatchdogSec, before systemd acts; one busy for less than half of it costs nothing."""
+    half = watchdog_interval()
+    if half is None:
         return
+    period = half / 2
     silent_before: set[str] = set()
     while True:
-        silent = await _unanswered(ctx, interval)
+        started = trio.current_time()
+        silent = await _unanswered(ctx, period)
         if not silent:
-            notify("WATCHDOG=1")
+            notify(f"WATCHDOG=1\nSTATUS={status}" if silent_before else "WATCHDOG=1")
+            if silent_before:
+                log.warning("watchdog: every actor answers again")
         elif silent != silent_before:
             names = ", ".join(sorted(silent))
-            log.error(
-                "watchdog: %s did not answer within %g s; not pinging systemd", names, interval
-            )
+            log.error("watchdog: %s did not answer within %g s; not pinging systemd", names, period)
             notify(f"STATUS=hung: {names} not answering")
         silent_before = silent
-        await trio.sleep(interval)
+        await trio.sleep_until(started + period)
 
 
 async def _unanswered(ctx: Any, within: float) -> set[str]:

@@ -15,9 +15,9 @@
 # watched notify service, and declares one NixOS container h-<name> per agent whose sandbox
 # is "nspawn", with uid 0 inside mapped to the agent's own unprivileged uid block.
 #
-# The package needs no wrapping for its agents: hive starts its helpers (the scripted agent,
-# hive-mcp) on the supervisor's interpreter with PYTHONPATH set to hive's store paths, which
-# bwrap and every container see. tests/test_nix.py evaluates this module with nixpkgs' own
+# The package needs no wrapping for its agents: hive starts its helpers on the supervisor's
+# interpreter (the scripted agent with PYTHONPATH set to hive's store paths; the MCP relay,
+# hive-mcp, by path, standard library only), which bwrap and every container see. tests/test_nix.py evaluates this module with nixpkgs' own
 # lib.evalModules (docs/deploy.md says what is proven and how to reproduce it).
 {
   config,
@@ -407,6 +407,8 @@ in
         WatchdogSec = cfg.watchdogSec;
         Restart = "on-failure";
         RestartSec = 5;
+        # hive-supervisor exits 78 when it refuses its hive.toml: retrying cannot help.
+        RestartPreventExitStatus = 78;
         ExecStart = lib.escapeShellArgs command;
         # Root, to switch each sandbox to its agent's uid and to enter containers; the
         # agents never run as root on the host.

@@ -34,6 +34,7 @@ python3Packages.buildPythonApplication {
     "hive.sandboxes"
     "hive.journal"
     "hive.mcp_server"
+    "hive.mcp_relay"
     "hive.runtimes.scripted_agent"
   ];
 

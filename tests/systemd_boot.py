@@ -114,13 +114,20 @@ def mounts_by_point(mountinfo: str) -> dict[str, str]:
     return top
 
 
-def guard(mountinfo: str, unit_dir: str, pid: int, own_ns: str, host_ns: str) -> list[str]:
-    """Everything that must hold before systemd may boot; one line per problem (none: boot)."""
+def namespace_problems(pid: int, own_ns: str, host_ns: str) -> list[str]:
+    """Checked before any mount: mounting tmpfs on /run or /tmp in the host's own mount
+    namespace would hide the host's files from everything running there."""
     problems = []
     if pid != 1:
         problems.append(f"not PID 1 of a new PID namespace (pid {pid})")
     if own_ns == host_ns:
         problems.append("still in the host's mount namespace")
+    return problems
+
+
+def guard(mountinfo: str, unit_dir: str, pid: int, own_ns: str, host_ns: str) -> list[str]:
+    """Everything that must hold before systemd may boot; one line per problem (none: boot)."""
+    problems = namespace_problems(pid, own_ns, host_ns)
     top = mounts_by_point(mountinfo)
     for path in TMPFS_PATHS:
         if top.get(path) != "tmpfs":
@@ -162,16 +169,20 @@ def prepare_namespace(share: str) -> None:
         f.write(BOOT_TARGET_TEXT)
 
 
-def namespace_main(share: str, host_ns: str) -> None:
-    prepare_namespace(share)
-    with open("/proc/self/mountinfo") as f:
-        mountinfo = f.read()
-    own_ns = os.readlink("/proc/self/ns/mnt")
-    problems = guard(mountinfo, UNIT_DIR, os.getpid(), own_ns, host_ns)
+def refuse(problems: list[str]) -> None:
     if problems:
         for line in problems:
             print(f"systemd_boot: refusing to boot systemd: {line}", file=sys.stderr)
         sys.exit(REFUSED_EXIT)
+
+
+def namespace_main(share: str, host_ns: str) -> None:
+    own_ns = os.readlink("/proc/self/ns/mnt")
+    refuse(namespace_problems(os.getpid(), own_ns, host_ns))
+    prepare_namespace(share)
+    with open("/proc/self/mountinfo") as f:
+        mountinfo = f.read()
+    refuse(guard(mountinfo, UNIT_DIR, os.getpid(), own_ns, host_ns))
     # container=: systemd skips what only a machine's own init should do (clock, hostname
     # from hardware, udev-ish units conditioned on !container).
     env = {"container": "hive-test", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -204,6 +215,69 @@ def _set_parent_death_signal() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+def own_cgroups() -> list[Path]:
+    """This process's cgroup in every hierarchy systemd uses (cgroup v2, name=systemd and
+    the v1 controllers but cpuset, which systemd leaves alone and which needs its cpus and
+    mems set before it takes a process)."""
+    paths = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            paths[controllers] = path
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            fstype, _, options = rest.split()[:3]
+            point = fields.split()[4]
+            if fstype == "cgroup2":
+                key = ""
+            elif fstype == "cgroup":
+                opts = set(options.split(","))
+                keys = [k for k in paths if k and set(k.split(",")) <= opts]
+                if not keys or "cpuset" in opts:
+                    continue
+                key = keys[0]
+            else:
+                continue
+            if key in paths:
+                found.append(Path(point) / paths[key].lstrip("/"))
+    return found
+
+
+@dataclass
+class CgroupHome:
+    """A cgroup of its own, in every hierarchy, for one booted systemd: with --cgroup it
+    becomes that systemd's root, so two test systemds (or a test and its host) never
+    manage the same cgroups. Removed, bottom up, after the systemd is gone."""
+
+    dirs: list[Path]
+
+    @classmethod
+    def create(cls, name: str) -> CgroupHome:
+        home = cls([base / name for base in own_cgroups()])
+        for d in home.dirs:
+            d.mkdir()
+        return home
+
+    def enter(self) -> None:
+        """In the child, before exec: move this process in (then its children start there)."""
+        pid = str(os.getpid())
+        for d in self.dirs:
+            with open(d / "cgroup.procs", "w") as f:
+                f.write(pid)
+
+    def remove(self) -> list[str]:
+        left = []
+        for top in self.dirs:
+            for here, _, _ in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(here)
+                except OSError as exc:
+                    left.append(f"{here}: {exc.strerror}")
+        return left
+
+
 @dataclass
 class BootedSystemd:
     """A running systemd in its namespaces; ``pid`` is its PID on the host."""
@@ -212,6 +286,7 @@ class BootedSystemd:
     process: subprocess.Popen[bytes]  # unshare
     pid: int = 0
     users: list[str] = field(default_factory=list)
+    mark: str = ""  # a journal cursor a test may keep (e.g. where the current test began)
 
     @property
     def share(self) -> Path:
@@ -401,6 +476,12 @@ def boot_systemd(work: Path) -> Iterator[BootedSystemd]:
     # A canary in the host's /tmp: if it is gone afterwards, the host's /tmp was emptied.
     canary = tempfile.NamedTemporaryFile(prefix="hive-systemd-canary-", dir="/tmp")  # noqa: SIM115
     host_ns = os.readlink("/proc/self/ns/mnt")
+    cgroups = CgroupHome.create(f"hive-test-systemd-{os.getpid()}-{work.name}")
+
+    def in_child() -> None:
+        _set_parent_death_signal()
+        cgroups.enter()
+
     unshare = [
         "unshare", "--pid", "--fork", "--kill-child=SIGKILL", "--mount", "--cgroup",
         "--uts", "--ipc", "--net", "--propagation", "private", "--mount-proc",
@@ -411,7 +492,7 @@ def boot_systemd(work: Path) -> Iterator[BootedSystemd]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_set_parent_death_signal,
+            preexec_fn=in_child,  # runs between fork and exec: prctl and cgroup writes only
             start_new_session=True,
         )
     sd = BootedSystemd(work, process)
@@ -420,10 +501,13 @@ def boot_systemd(work: Path) -> Iterator[BootedSystemd]:
         yield sd
     finally:
         sd.poweroff()
+        left = cgroups.remove()
         intact = os.path.exists(canary.name)
         canary.close() if intact else None
         if not intact:
             raise AssertionError("DANGER: the host's /tmp lost a file while systemd ran")
+        if left:
+            raise AssertionError(f"cgroups of the test systemd left behind: {left}")
 
 
 if __name__ == "__main__":

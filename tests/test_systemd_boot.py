@@ -4,14 +4,19 @@ protections, boots with them, keeps the host's /tmp and /etc untouched, and is g
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import systemd_boot
 from tests.systemd_boot import (
     MUST_MASK,
     OVERLAY_PATHS,
+    REFUSED_EXIT,
+    SHARE_IN_NS,
     TMPFS_PATHS,
     UNIT_DIR,
     BootedSystemd,
@@ -36,6 +41,23 @@ def test_the_guard_refuses_the_hosts_namespace() -> None:
     # The host's /tmp is no private tmpfs, and nothing is masked here.
     assert "/tmp is not a private tmpfs (found None)" in problems
     assert sum("is not masked" in p for p in problems) == len(MUST_MASK)
+
+
+def test_the_namespace_program_refuses_before_mounting_anything(tmp_path: Path) -> None:
+    # Not PID 1 (no new PID namespace): refused before any mount. Run in a private mount
+    # namespace all the same, so that a regression could not cover the host's /run.
+    script = (
+        f"{sys.executable} {systemd_boot.__file__} {tmp_path} {os.readlink('/proc/self/ns/mnt')}"
+        f"; echo exit=$?; grep -c ' {SHARE_IN_NS} ' /proc/self/mountinfo || true"
+    )
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == [f"exit={REFUSED_EXIT}", "0"], out
+    assert "systemd_boot: refusing to boot systemd: not PID 1" in out.stderr
 
 
 def test_the_guard_accepts_only_the_full_set_of_mounts() -> None:

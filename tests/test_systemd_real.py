@@ -8,6 +8,7 @@ systemd and the hive report (ActiveState, Result, NRestarts, journal lines, mess
 from __future__ import annotations
 
 import re
+import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -60,19 +61,16 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BootedSystemd]:
 
 @pytest.fixture
 def systemd(booted: BootedSystemd) -> Iterator[BootedSystemd]:
-    """The module's systemd, with the hive's unit, state and drop-in gone after each test."""
-    global journal_start
-    journal_start = booted.cursor()
+    """The module's systemd, with the hive's unit, state and drop-in gone after each test;
+    its ``mark`` is where this test's journal begins."""
+    booted.mark = booted.cursor()
     yield booted
     booted.reset_hive()
 
 
-journal_start = ""  # this test's first journal entry follows it
-
-
 def unit_journal(sd: BootedSystemd) -> str:
     """The hive unit's journal lines (systemd's and the daemon's) of this test."""
-    return sd.journal("-u", HIVE_UNIT, after=journal_start)
+    return sd.journal("-u", HIVE_UNIT, after=sd.mark)
 
 
 # --- talking to the hive in the namespace -------------------------------------------------
@@ -119,15 +117,21 @@ def turns(sd: BootedSystemd, agent: str) -> list[dict[str, Any]]:
     return result
 
 
-def wait_worker_idle(sd: BootedSystemd) -> None:
-    def idle() -> bool:
-        try:
-            status = admin(sd, "status", name="worker")
-        except (HiveError, OSError):
-            return False
-        return bool(status["inbox_depth"] == 0 and status["turn_state"] == "idle")
+def undelivered(sd: BootedSystemd, agent: str, ids: list[int]) -> list[int]:
+    try:
+        states = {m["id"]: m["state"] for m in messages(sd, agent)}
+    except (HiveError, OSError):
+        return list(ids)  # between two daemons: ask again
+    return [i for i in ids if states.get(i) != "delivered"]
 
-    wait_until(idle, 120, "the worker to work through its inbox")
+
+def wait_delivered(sd: BootedSystemd, ids: list[int], agent: str = "worker") -> None:
+    """Until every message in ``ids`` is delivered (its turn ended cleanly)."""
+    try:
+        wait_until(lambda: not undelivered(sd, agent, ids), 120, f"{agent} to get them all")
+    except AssertionError:
+        left = undelivered(sd, agent, ids)
+        raise AssertionError(f"{len(left)} of {len(ids)} not delivered: {left[:10]}") from None
 
 
 # --- load: two sources sending acknowledged messages through restarts ---------------------
@@ -190,9 +194,7 @@ class Retries:
 def assert_all_delivered(sd: BootedSystemd, acked: list[int]) -> None:
     assert len(acked) == 2 * SENDS_PER_SOURCE
     assert len(set(acked)) == len(acked)
-    states = {m["id"]: m["state"] for m in messages(sd, "worker")}
-    lost = [i for i in acked if states.get(i) != "delivered"]
-    assert not lost, f"{len(lost)} acknowledged messages not delivered: {lost[:10]}"
+    wait_delivered(sd, acked)
 
 
 # --- the tests ------------------------------------------------------------------------------
@@ -224,7 +226,6 @@ def test_kill_9_of_the_main_pid_restarts_it_and_loses_no_acknowledged_message(
     after = restarted(systemd, before["MainPID"])
     assert after["NRestarts"] == "1"
     load.join()
-    wait_worker_idle(systemd)
     assert_all_delivered(systemd, load.acked)
     # The agents resumed: the worker ran turns after the restart, and they ended cleanly.
     worker_turns = turns(systemd, "worker")
@@ -232,7 +233,7 @@ def test_kill_9_of_the_main_pid_restarts_it_and_loses_no_acknowledged_message(
     assert "Main process exited, code=killed, status=9/KILL" in unit_journal(systemd)
 
 
-WATCHDOG_DROPIN = "WatchdogSec=2\nTimeoutStopSec=10\nEnvironment=HIVE_FAULT_INJECTION=1\n"
+WATCHDOG_DROPIN = "WatchdogSec=3\nTimeoutStopSec=10\nEnvironment=HIVE_FAULT_INJECTION=1\n"
 
 
 def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
@@ -247,8 +248,7 @@ def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
     assert "Failed with result 'watchdog'" in journal
     # The new daemon serves: a message to the worker makes a turn that ends cleanly.
     msg_id = admin(systemd, "send", to="worker", body="after the watchdog")["id"]
-    wait_worker_idle(systemd)
-    assert {m["id"]: m["state"] for m in messages(systemd, "worker")}[msg_id] == "delivered"
+    wait_delivered(systemd, [msg_id])
 
 
 def test_a_hung_actor_is_killed_by_the_watchdog_and_nothing_acknowledged_is_lost(
@@ -269,7 +269,6 @@ def test_a_hung_actor_is_killed_by_the_watchdog_and_nothing_acknowledged_is_lost
     assert silent and "store" in silent[0].split(", "), journal
     assert "Failed with result 'watchdog'" in journal
     load.join()
-    wait_worker_idle(systemd)
     assert_all_delivered(systemd, load.acked)
 
 
@@ -309,8 +308,11 @@ def test_a_taken_port_ends_in_failed_after_the_start_limit_not_a_restart_storm(
     config = CONFIG.replace("dashboard = false", f"dashboard = true\ndashboard_port = {PORT}")
     systemd.run("systemd-run", "--unit=port-holder", "--collect", "python3", "-c", HOLD_PORT)
     try:
+        connect = f"import socket; socket.create_connection(('127.0.0.1', {PORT}), 5)"
         wait_until(
-            lambda: f"127.0.0.1:{PORT}" in systemd.run("ss", "-ltn").stdout, 30, "the holder"
+            lambda: systemd.run("python3", "-c", connect, check=False).returncode == 0,
+            30,
+            "the port holder to listen",
         )
         systemd.install_hive(
             config,
@@ -383,7 +385,7 @@ def test_systemctl_stop_is_clean_cancels_turns_and_keeps_messages(
 def hivectl_as(sd: BootedSystemd, user: str, *args: str) -> Any:
     """hivectl run by ``user`` in the namespace, with Debian's python3 (the tests' own
     interpreter lives under /root, which other users cannot enter) and this checkout."""
-    site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+    site = sysconfig.get_paths()["purelib"]  # the running venv's: hive's dependencies
     return sd.run(
         "/usr/bin/python3", "-m", "hive.cli.hivectl", "--socket", "/run/hive/admin.sock", *args,
         user=user, check=False, env={"PYTHONPATH": f"{REPO}:{site}"},
@@ -406,3 +408,22 @@ def test_the_admin_group_may_use_hivectl_and_others_are_refused_by_the_socket(
     sock = systemd.path("/run/hive/admin.sock").stat()
     assert oct(sock.st_mode & 0o777) == "0o660"
     assert systemd.run("stat", "-c", "%G", "/run/hive/admin.sock").stdout.strip() == "hive-admin"
+
+
+def test_the_nix_units_kept_runtime_dir_serves_again_after_stop_and_kill(
+    systemd: BootedSystemd,
+) -> None:
+    # The NixOS module's unit is this one plus RuntimeDirectoryPreserve=yes (its containers
+    # bind /run/hive/agents), so a restarted daemon finds last run's sockets in place.
+    before = start_hive(systemd, "RuntimeDirectoryPreserve=yes\n")
+    systemd.systemctl("stop", HIVE_UNIT)
+    assert systemd.path("/run/hive/agents").is_dir()
+    systemd.systemctl("start", HIVE_UNIT)
+    pid = systemd.show(HIVE_UNIT, "MainPID")["MainPID"]
+    systemd.run("kill", "-9", pid)
+    restarted(systemd, pid)
+    # Both times the new daemon took over the sockets: agents talk, turns run.
+    with SyncClient(agent_socket(systemd, "src1"), timeout=30) as c:
+        msg_id = c.call("send", to="worker", body="through a kept socket dir")["id"]
+    wait_delivered(systemd, [msg_id])
+    assert before["MainPID"] != pid
