@@ -98,6 +98,21 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
         ChildSpec("bus", lambda: BusActor.start(ctx, known_agents())),
         ChildSpec("stats", lambda: StatsActor.start(ctx)),
         ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
+        *_federation_children(ctx),
+    ]
+
+
+def _federation_children(ctx: HiveContext) -> list[ChildSpec]:
+    """With [federation]: the Forwarder (outbox -> JetStream) and the receiving actor."""
+    if ctx.config.federation is None:
+        return []
+    from hive.actors.fed_inbox import FederationInboxActor
+    from hive.actors.forwarder import ForwarderActor
+    from hive.actors.supervisor import ChildSpec
+
+    return [
+        ChildSpec("forwarder", lambda: ForwarderActor.start(ctx)),
+        ChildSpec("fed_inbox", lambda: FederationInboxActor.start(ctx)),
     ]
 
 
@@ -154,6 +169,8 @@ async def run_hive(
                 # Actors stop on a worker thread: stopping waits for their threads, and
                 # the trio loop must keep running to take their last calls meanwhile.
                 await trio.to_thread.run_sync(_stop_actors, supervisor)
+            if ctx.federation is not None:
+                await trio.to_thread.run_sync(ctx.federation.stop)
             bridge.closed = True
             nursery.cancel_scope.cancel()
     return exit_code
@@ -182,10 +199,26 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
             boot.operator_mail,
         ),
     )
+    if cfg.federation is not None:
+        ctx.federation = _federation_link(ctx)
     # The fault-injection verb exists only in a daemon started for supervision tests.
     verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
     services.attach(ctx, AdminApi(ctx, verbs), op_table())
     return ctx
+
+
+def _federation_link(ctx: HiveContext) -> Any:
+    """The NATS link (its own thread; nats is imported only here): fetched messages go
+    to the receiving actor, or back to JetStream while it is not running."""
+    from hive.actors.fed_inbox import IncomingBatch
+    from hive.federation.link import NatsLink
+
+    assert ctx.config.federation is not None
+    link = NatsLink(
+        ctx.config.federation, lambda items: ctx.refs.tell("fed_inbox", IncomingBatch(tuple(items)))
+    )
+    link.start()
+    return link
 
 
 async def _until_stopped(stop: trio.Event) -> None:

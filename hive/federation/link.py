@@ -1,0 +1,272 @@
+"""The hive's one connection to NATS: nats-py on an asyncio loop in a thread of its own.
+
+hive's IO thread runs trio and nats-py is asyncio; rather than bridge the two loops
+(trio-asyncio), the link owns a plain asyncio loop in its own thread, and the actors talk
+to it as they talk to the trio side: ``publish`` and ``settle`` hop onto its loop, and
+results come back as plain callbacks (the actors turn them into tells). The link decides
+nothing: what to publish, when to retry, what to ack are the actors' (see
+hive.actors.forwarder and hive.actors.fed_inbox). docs/federation.md says why a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hive.federation.address import inbound_subject, stream_name
+from hive.federation.settings import FederationConfig
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 256
+NAK_DELAY = 0.2  # an early message (an earlier one is coming again) waits this long
+ACK_WAIT = 30.0  # JetStream redelivers a message not settled within this
+CONSUMER = "hive-in"  # the durable consumer of a hive's own inbound stream
+
+PublishDone = Callable[[bool, str], None]  # (stored by JetStream, why not)
+
+
+@dataclass
+class _Batch:
+    """A fetched batch: the link fetches the next one when every message is settled."""
+
+    left: int
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settled(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message from another hive as NATS delivered it; ``settle`` it once decided."""
+
+    subject: str
+    data: bytes
+    msg: Any  # nats.aio.msg.Msg
+    batch: _Batch
+
+
+class NatsLink:
+    """Connection, this hive's stream and durable consumer, publishes and acks."""
+
+    def __init__(self, fed: FederationConfig, deliver: Callable[[list[Incoming]], bool]) -> None:
+        self.fed = fed
+        self._deliver = deliver  # to the receiving actor; False: it is not running
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="hive-nats", daemon=True)
+        self._main: asyncio.Task[None] | None = None
+        self._nc: Any = None
+        self._js: Any = None
+        self.connected = False
+        self.rtt: float | None = None  # seconds, last measured
+
+    # --- called from any thread ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        def cancel() -> None:
+            if self._main is not None:
+                self._main.cancel()
+
+        try:
+            self._loop.call_soon_threadsafe(cancel)
+        except RuntimeError:
+            return  # the loop is already closed
+        self._thread.join(timeout)
+
+    def publish(self, subject: str, payload: bytes, msg_id: str, done: PublishDone) -> None:
+        """Publish to JetStream with ``Nats-Msg-Id`` (JetStream drops a second copy within
+        its duplicate window); ``done`` is called on the link's thread."""
+        self._soon(done, self._publish(subject, payload, msg_id, done))
+
+    def settle(self, item: Incoming, stored: bool) -> None:
+        """Ack a message the receiver committed (or need never store); nak one to see
+        again later."""
+        self._soon(None, self._settle(item, stored))
+
+    def _soon(self, done: PublishDone | None, coro: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._loop.create_task, coro)
+        except RuntimeError:
+            coro.close()
+            if done is not None:
+                done(False, "the NATS link is closed")
+
+    # --- the link's own thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._main = self._loop.create_task(self._serve())
+        try:
+            self._loop.run_until_complete(self._main)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._loop.run_until_complete(self._close())
+            self._loop.close()
+
+    async def _close(self) -> None:
+        if self._nc is not None:
+            try:
+                await asyncio.wait_for(self._nc.close(), 5)
+            except Exception as exc:
+                log.warning("federation: closing the NATS connection: %r", exc)
+
+    async def _serve(self) -> None:
+        self._nc = await self._connect()
+        self._js = self._nc.jetstream()
+        await self._ensure_stream()
+        psub = await self._retry("the durable consumer", self._subscribe)
+        await self._consume(psub)
+
+    async def _retry(self, what: str, attempt: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                log.warning("federation: %s: %r; trying again", what, exc)
+                await asyncio.sleep(1.0)
+
+    async def _connect(self) -> Any:
+        import nats
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("federation: NATS: %r", exc)
+
+        async def on_disconnected() -> None:
+            self.connected = False
+            log.warning("federation: disconnected from NATS")
+
+        async def on_reconnected() -> None:
+            self.connected = True
+            log.info("federation: reconnected to NATS")
+
+        async def attempt() -> Any:
+            nc = await nats.connect(
+                servers=self.fed.servers,
+                name=f"hive-{self.fed.name}",
+                connect_timeout=2,
+                reconnect_time_wait=0.5,
+                max_reconnect_attempts=-1,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                **self._credentials(),
+            )
+            self.connected = True
+            return nc
+
+        return await self._retry("connecting to NATS", attempt)
+
+    def _credentials(self) -> dict[str, Any]:
+        fed, out = self.fed, dict[str, Any]()
+        if fed.user:
+            out.update(user=fed.user, password=fed.password)
+        if fed.token:
+            out["token"] = fed.token
+        if fed.creds:
+            out["user_credentials"] = fed.creds
+        if fed.nkey_seed:
+            out["nkeys_seed"] = fed.nkey_seed
+        if fed.tls_ca or fed.tls_cert:
+            ctx = ssl.create_default_context(cafile=fed.tls_ca or None)
+            if fed.tls_cert:
+                ctx.load_cert_chain(fed.tls_cert, fed.tls_key or None)
+            out["tls"] = ctx
+        return out
+
+    async def _ensure_stream(self) -> None:
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
+
+        config = StreamConfig(
+            name=stream_name(self.fed.name),
+            subjects=[inbound_subject(self.fed.name, "*")],
+            num_replicas=self.fed.replicas,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+        )
+
+        async def attempt() -> None:
+            try:
+                await self._js.add_stream(config)
+            except BadRequestError:  # it exists with other settings (replicas changed)
+                await self._js.update_stream(config)
+
+        await self._retry("this hive's stream", attempt)
+
+    async def _subscribe(self) -> Any:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=ACK_WAIT,
+            max_ack_pending=FETCH_BATCH * 4,
+        )
+        return await self._js.pull_subscribe(
+            inbound_subject(self.fed.name, "*"),
+            durable=CONSUMER,
+            stream=stream_name(self.fed.name),
+            config=config,
+        )
+
+    async def _consume(self, psub: Any) -> None:
+        import nats.errors
+
+        while True:
+            try:
+                msgs = await psub.fetch(FETCH_BATCH, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("federation: fetch: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            batch = _Batch(len(msgs))
+            items = [Incoming(m.subject, m.data, m, batch) for m in msgs]
+            if not self._deliver(items):
+                for item in items:
+                    await self._settle(item, stored=False)
+                continue
+            try:
+                await asyncio.wait_for(batch.done.wait(), ACK_WAIT)
+            except TimeoutError:
+                log.warning("federation: a fetched batch was not settled in %gs", ACK_WAIT)
+
+    async def _settle(self, item: Incoming, stored: bool) -> None:
+        try:
+            if stored:
+                await item.msg.ack()
+            else:
+                await item.msg.nak(delay=NAK_DELAY)
+        except Exception as exc:  # JetStream redelivers it: the store keeps one copy
+            log.debug("federation: settling a message: %r", exc)
+        finally:
+            item.batch.settled()
+
+    async def _publish(self, subject: str, payload: bytes, msg_id: str, done: PublishDone) -> None:
+        if self._js is None:
+            done(False, "not connected to NATS yet")
+            return
+        started = time.monotonic()
+        try:
+            await self._js.publish(
+                subject, payload, timeout=self.fed.publish_timeout, headers={"Nats-Msg-Id": msg_id}
+            )
+        except Exception as exc:
+            done(False, f"{type(exc).__name__}: {exc}")
+            return
+        self.rtt = time.monotonic() - started
+        done(True, "")
