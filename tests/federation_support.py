@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from hive.client import HiveError
-
 from tests.hive_harness import RunningHive
 from tests.nats_harness import NatsServer
 
