@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hive.federation.address import inbound_subject, stream_name
+from hive.federation.permissions import CONSUMER, inbox_prefix
 from hive.federation.settings import FederationConfig
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 FETCH_BATCH = 256
 NAK_DELAY = 0.2  # an early message (an earlier one is coming again) waits this long
 ACK_WAIT = 30.0  # JetStream redelivers a message not settled within this
-CONSUMER = "hive-in"  # the durable consumer of a hive's own inbound stream
 
 PublishDone = Callable[[bool, str], None]  # (stored by JetStream, why not)
 
@@ -157,6 +157,7 @@ class NatsLink:
                 servers=self.fed.servers,
                 name=f"hive-{self.fed.name}",
                 connect_timeout=2,
+                inbox_prefix=inbox_prefix(self.fed.name),
                 reconnect_time_wait=0.5,
                 max_reconnect_attempts=-1,
                 error_cb=on_error,
