@@ -72,9 +72,9 @@ def test_three_hives_survive_a_cluster_node_killed_mid_stream(
     for (src, dst), s in senders.items():
         s.join(150)
         assert not s.is_alive() and s.unsure == 0
-        hives[dst].wait_until(
-            lambda dst=dst, src=src, n=len(s.acked): len(received(hives[dst], src)) >= n,
-            120,
-            f"{src}'s mail at {dst}",
-        )
+        _wait_for(hives[dst], src, len(s.acked))
         assert_exactly_once_in_order(received(hives[dst], src), s.acked)
+
+
+def _wait_for(hive: RunningHive, origin: str, count: int) -> None:
+    hive.wait_until(lambda: len(received(hive, origin)) >= count, 120, f"{origin}'s mail")
