@@ -42,6 +42,13 @@ class PubResult:
 
 
 @dataclass(frozen=True)
+class Depths:
+    """Ask for the outbox depth per destination hive (``reply(dict)``)."""
+
+    reply: Any
+
+
+@dataclass(frozen=True)
 class _Retry:
     dest: str
 
@@ -102,6 +109,8 @@ class ForwarderActor(SupervisedActor):
                 self._retry(dest)
             case _FlushForwarded():
                 self._flush_forwarded()
+            case Depths(reply=reply):
+                reply(self.depths())
             case Registered():
                 self._load()  # rows committed while this actor was starting
             case _:

@@ -29,6 +29,7 @@ from hive.store.retention import MailCount, OperatorMailbox, operator_mail
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
     from hive.actors.supervisor import ChildSpec, KnownAgents
+    from hive.control.admin_api import AdminApi
     from hive.io.bridge import IoBridge
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ async def run_hive(
             await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
             notify("READY=1")
             nursery.start_soon(_watchdog, ctx)
+            _federation_tasks(ctx, nursery)
             task_status.started(ctx)
             await _until_stopped(stop)
             log.info("shutting down")
@@ -169,7 +171,7 @@ async def run_hive(
                 # Actors stop on a worker thread: stopping waits for their threads, and
                 # the trio loop must keep running to take their last calls meanwhile.
                 await trio.to_thread.run_sync(_stop_actors, supervisor)
-            if ctx.federation is not None:
+            if ctx.federation is not None:  # after the actors: nothing publishes now
                 await trio.to_thread.run_sync(ctx.federation.stop)
             bridge.closed = True
             nursery.cancel_scope.cancel()
@@ -199,26 +201,42 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
             boot.operator_mail,
         ),
     )
-    if cfg.federation is not None:
-        ctx.federation = _federation_link(ctx)
     # The fault-injection verb exists only in a daemon started for supervision tests.
     verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
-    services.attach(ctx, AdminApi(ctx, verbs), op_table())
+    if cfg.federation is not None:  # list shows the fleet; verbs reach other hives
+        from hive.federation.fleet import remote_verb_table
+
+        verbs = remote_verb_table(verbs)
+    api = AdminApi(ctx, verbs)
+    services.attach(ctx, api, op_table())
+    if cfg.federation is not None:
+        ctx.federation = _federation_link(ctx, api)
     return ctx
 
 
-def _federation_link(ctx: HiveContext) -> Any:
+def _federation_link(ctx: HiveContext, api: AdminApi) -> Any:
     """The NATS link (its own thread; nats is imported only here): fetched messages go
-    to the receiving actor, or back to JetStream while it is not running."""
+    to the receiving actor, or back to JetStream while it is not running; other hives'
+    operator requests to the admin verbs."""
     from hive.actors.fed_inbox import IncomingBatch
+    from hive.federation.fleet import control_handler
     from hive.federation.link import NatsLink
 
     assert ctx.config.federation is not None
     link = NatsLink(
         ctx.config.federation, lambda items: ctx.refs.tell("fed_inbox", IncomingBatch(tuple(items)))
     )
+    link.serve_control(control_handler(ctx, api))
     link.start()
     return link
+
+
+def _federation_tasks(ctx: HiveContext, nursery: trio.Nursery) -> None:
+    """With [federation]: keep this hive's row of the fleet view fresh."""
+    if ctx.federation is not None:
+        from hive.federation.fleet import publish_status
+
+        nursery.start_soon(publish_status, ctx)
 
 
 async def _until_stopped(stop: trio.Event) -> None:

@@ -64,3 +64,8 @@ def inbound_subject(dest: str, origin: str) -> str:
     """Where ``origin`` publishes messages for ``dest``: NATS lets each hive's user
     publish only on subjects ending in its own name (docs/federation.md, "Security")."""
     return f"hive.{dest}.in.{origin}"
+
+
+def control_subject(dest: str, origin: str) -> str:
+    """Where ``origin``'s operator asks ``dest`` to act on one of its agents."""
+    return f"hive.{dest}.ctl.{origin}"

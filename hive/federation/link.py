@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hive.federation.address import inbound_subject, stream_name
+from hive.federation.address import control_subject, inbound_subject, stream_name
 from hive.federation.permissions import CONSUMER, inbox_prefix
 from hive.federation.settings import FederationConfig
 
@@ -30,6 +30,10 @@ NAK_DELAY = 0.2  # an early message (an earlier one is coming again) waits this 
 ACK_WAIT = 30.0  # JetStream redelivers a message not settled within this
 
 PublishDone = Callable[[bool, str], None]  # (stored by JetStream, why not)
+# (origin hive, request data, respond(reply data)); respond may be called from any thread
+ControlHandler = Callable[[str, bytes, Callable[[bytes], None]], None]
+FLEET_BUCKET = "hive_fleet"
+FLEET_INTERVAL = 1.0
 
 
 @dataclass
@@ -68,6 +72,12 @@ class NatsLink:
         self._js: Any = None
         self.connected = False
         self.rtt: float | None = None  # seconds, last measured
+        self.lag = 0  # messages in this hive's stream not yet settled by its consumer
+        # The fleet view (hive.federation.fleet): this hive's row, put into the KV bucket
+        # every FLEET_INTERVAL, and every hive's row as last read from it.
+        self.local_status: dict[str, Any] | None = None
+        self.fleet: dict[str, dict[str, Any]] = {}
+        self._on_control: ControlHandler | None = None
 
     # --- called from any thread ----------------------------------------------------------
 
@@ -89,6 +99,20 @@ class NatsLink:
         """Publish to JetStream with ``Nats-Msg-Id`` (JetStream drops a second copy within
         its duplicate window); ``done`` is called on the link's thread."""
         self._soon(done, self._publish(subject, payload, msg_id, done))
+
+    def serve_control(self, handler: ControlHandler) -> None:
+        """Requests from other hives' operators (``hive.<self>.ctl.<origin>``) go to
+        ``handler(origin, data, respond)``; set before ``start``."""
+        self._on_control = handler
+
+    def request(self, subject: str, data: bytes, timeout: float) -> bytes:
+        """A NATS request from a thread that may block (not the link's, not trio's)."""
+        if self._nc is None:
+            raise ConnectionError("not connected to NATS yet")
+        future = asyncio.run_coroutine_threadsafe(
+            self._nc.request(subject, data, timeout=timeout), self._loop
+        )
+        return bytes(future.result(timeout + 1).data)
 
     def settle(self, item: Incoming, stored: bool) -> None:
         """Ack a message the receiver committed (or need never store); nak one to see
@@ -128,7 +152,13 @@ class NatsLink:
         self._js = self._nc.jetstream()
         await self._ensure_stream()
         psub = await self._retry("the durable consumer", self._subscribe)
-        await self._consume(psub)
+        if self._on_control is not None:
+            await self._retry("operator requests", self._subscribe_control)
+        fleet = asyncio.get_running_loop().create_task(self._fleet())
+        try:
+            await self._consume(psub)
+        finally:
+            fleet.cancel()
 
     async def _retry(self, what: str, attempt: Callable[[], Any]) -> Any:
         while True:
@@ -271,3 +301,56 @@ class NatsLink:
             return
         self.rtt = time.monotonic() - started
         done(True, "")
+
+    # --- the fleet view and operator requests ----------------------------------------------
+
+    async def _subscribe_control(self) -> None:
+        loop = asyncio.get_running_loop()
+        handler = self._on_control
+        assert handler is not None
+
+        async def on_request(msg: Any) -> None:
+            origin = msg.subject.rsplit(".", 1)[-1]
+
+            def respond(data: bytes) -> None:
+                loop.call_soon_threadsafe(loop.create_task, msg.respond(data))
+
+            handler(origin, bytes(msg.data), respond)
+
+        await self._nc.subscribe(control_subject(self.fed.name, "*"), cb=on_request)
+
+    async def _fleet(self) -> None:
+        from nats.js.api import KeyValueConfig
+
+        async def bucket() -> Any:
+            try:
+                return await self._js.key_value(FLEET_BUCKET)
+            except Exception:
+                config = KeyValueConfig(bucket=FLEET_BUCKET, history=1, replicas=self.fed.replicas)
+                return await self._js.create_key_value(config)
+
+        kv = await self._retry("the fleet bucket", bucket)
+        while True:
+            try:
+                await self._fleet_round(kv)
+            except Exception as exc:
+                log.debug("federation: fleet view: %r", exc)
+            await asyncio.sleep(FLEET_INTERVAL)
+
+    async def _fleet_round(self, kv: Any) -> None:
+        from hive.wire import packb, unpackb
+
+        started = time.monotonic()
+        await self._nc.flush(2)
+        self.rtt = time.monotonic() - started
+        info = await self._js.consumer_info(stream_name(self.fed.name), CONSUMER)
+        self.lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        if self.local_status is not None:
+            row = {**self.local_status, "rtt": self.rtt, "lag": self.lag, "ts": time.time()}
+            await kv.put(self.fed.name, packb(row))
+        fleet = {}
+        for key in await kv.keys():
+            entry = await kv.get(key)
+            if entry.value:
+                fleet[key] = unpackb(entry.value)
+        self.fleet = fleet

@@ -51,6 +51,13 @@ def _accept(value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     return value
 
 
+def _hives(value: tuple[str, ...]) -> tuple[str, ...]:
+    for hive in value:
+        if hive != "*":
+            _hive_name(hive)
+    return value
+
+
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError(f"must be > 0, got {value}")
@@ -79,6 +86,8 @@ class FederationConfig(BaseModel):
     accept: Annotated[dict[StrictStr, tuple[StrictStr, ...]], AfterValidator(_accept)] = Field(
         default_factory=dict
     )
+    # Hives whose operators may act on this hive's agents ("*": every hive).
+    operators: Annotated[tuple[StrictStr, ...], AfterValidator(_hives)] = ()
     publish_timeout: Annotated[StrictFloat | StrictInt, AfterValidator(_positive)] = 5.0
     max_in_flight: Annotated[StrictInt, Field(ge=1, le=65536)] = 512  # per destination hive
     retry_seconds: Annotated[StrictFloat | StrictInt, AfterValidator(_positive)] = 0.5
