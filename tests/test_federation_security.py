@@ -27,7 +27,7 @@ PASSWORDS = {"alpha": "alpha-secret", "beta": "beta-secret"}
 
 
 def _hive(make_hive: Callable[..., RunningHive], name: str, url: str, agent: str) -> RunningHive:
-    creds = f'user = "{name}"\npassword = "{PASSWORDS[name]}"\n'
+    creds = f'user = "{name}"\npassword = "{PASSWORDS[name]}"\noperators = ["alpha"]\n'
     return make_hive(hive_config(name, url, [agent], federation_extra=creds), name=name)
 
 
@@ -102,3 +102,34 @@ def test_hive_users_exchange_mail_and_cannot_forge_an_origin(
     beta.wait_until(lambda: len(received(beta, "alpha")) == 11, what="alpha's own publish")
     assert received(beta, "alpha")[-1][1] == "mallory@alpha"
     assert not received(beta, "gamma")
+
+
+def test_fleet_view_and_operator_verbs_within_the_permissions(
+    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
+) -> None:
+    server = nats(extra=authorization(PASSWORDS))
+    alpha = _hive(make_hive, "alpha", server.url, "alice")
+    beta = _hive(make_hive, "beta", server.url, "bob")
+    alpha.wait_until(
+        lambda: {r["hive"] for r in alpha.admin("list")["fleet"]} == {"alpha", "beta"},
+        what="beta's row in alpha's fleet view",
+    )
+    alpha.admin("pause", names=["bob@beta"])
+    assert beta.status("bob")["paused"] is True
+
+    async def overwrite_betas_row(nc: Any, js: Any) -> Any:
+        kv = await js.key_value("hive_fleet")
+        return await kv.put("beta", b"forged")
+
+    async def ask_beta_as_gamma(nc: Any, js: Any) -> Any:
+        return await nc.request("hive.beta.ctl.gamma", b"", timeout=2)
+
+    url = server.url
+    assert 'permissions violation for publish to "$kv.hive_fleet.beta"' in asyncio.run(
+        _as_alpha(url, overwrite_betas_row)
+    )
+    assert 'permissions violation for publish to "hive.beta.ctl.gamma"' in asyncio.run(
+        _as_alpha(url, ask_beta_as_gamma)
+    )
+    rows = {r["hive"]: r for r in alpha.admin("list")["fleet"]}
+    assert [a["name"] for a in rows["beta"]["agents"]] == ["bob"]

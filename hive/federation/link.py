@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hive.federation.address import control_subject, inbound_subject, stream_name
-from hive.federation.permissions import CONSUMER, inbox_prefix
+from hive.federation.permissions import CONSUMER, FLEET_BUCKET, inbox_prefix
 from hive.federation.settings import FederationConfig
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ ACK_WAIT = 30.0  # JetStream redelivers a message not settled within this
 PublishDone = Callable[[bool, str], None]  # (stored by JetStream, why not)
 # (origin hive, request data, respond(reply data)); respond may be called from any thread
 ControlHandler = Callable[[str, bytes, Callable[[bytes], None]], None]
-FLEET_BUCKET = "hive_fleet"
 FLEET_INTERVAL = 1.0
 
 
@@ -348,9 +347,13 @@ class NatsLink:
         if self.local_status is not None:
             row = {**self.local_status, "rtt": self.rtt, "lag": self.lag, "ts": time.time()}
             await kv.put(self.fed.name, packb(row))
+        # The keys, from the stream's subjects (no consumer: a hive's NATS user may not
+        # make one on the bucket), then each hive's latest row.
+        prefix = f"$KV.{FLEET_BUCKET}."
+        info = await self._js.stream_info(f"KV_{FLEET_BUCKET}", subjects_filter=prefix + ">")
         fleet = {}
-        for key in await kv.keys():
-            entry = await kv.get(key)
+        for subject in info.state.subjects or {}:
+            entry = await kv.get(subject.removeprefix(prefix))
             if entry.value:
-                fleet[key] = unpackb(entry.value)
+                fleet[subject.removeprefix(prefix)] = unpackb(entry.value)
         self.fleet = fleet

@@ -4,21 +4,22 @@ A hive may publish messages only on subjects whose last token is its own name
 (``hive.*.in.<self>``), so the origin a receiver reads from the subject is proven by NATS,
 not claimed by the sender. It may use the JetStream API of its own stream and consumer
 only, and receives replies only on its own inbox prefix (``_INBOX_<self>``), so it can
-neither read another hive's stream nor listen to another hive's replies.
+neither read another hive's stream nor listen to another hive's replies. Operator
+requests follow the same rule (``hive.<dest>.ctl.<self>``), and in the fleet bucket a
+hive writes only its own key.
 
->>> print(user_block("alpha", "secret"))  # doctest: +NORMALIZE_WHITESPACE
-{ user: "alpha", password: "secret", permissions: {
-  publish: { allow: ["hive.*.in.alpha", "$JS.API.INFO", "$JS.API.STREAM.INFO.HIVE_alpha",
-    "$JS.API.STREAM.CREATE.HIVE_alpha", "$JS.API.STREAM.UPDATE.HIVE_alpha",
-    "$JS.API.CONSUMER.INFO.HIVE_alpha.hive-in", "$JS.API.CONSUMER.CREATE.HIVE_alpha.>",
-    "$JS.API.CONSUMER.DURABLE.CREATE.HIVE_alpha.hive-in",
-    "$JS.API.CONSUMER.MSG.NEXT.HIVE_alpha.hive-in", "$JS.ACK.HIVE_alpha.hive-in.>"] },
-  subscribe: { allow: ["_INBOX_alpha.>"] } } }
+>>> allow = publish_allow("alpha")
+>>> allow[:2], "$KV.hive_fleet.alpha" in allow, "$KV.hive_fleet.beta" in allow
+(['hive.*.in.alpha', 'hive.*.ctl.alpha'], True, False)
+>>> subscribe_allow("alpha")
+['_INBOX_alpha.>', 'hive.alpha.ctl.*']
 """
 
 from __future__ import annotations
 
-from hive.federation.address import inbound_subject, stream_name
+from hive.federation.address import control_subject, inbound_subject, stream_name
+
+FLEET_BUCKET = "hive_fleet"
 
 CONSUMER = "hive-in"  # the durable consumer of a hive's own inbound stream
 
@@ -29,9 +30,12 @@ def inbox_prefix(hive: str) -> str:
 
 
 def publish_allow(hive: str) -> list[str]:
-    stream = stream_name(hive)
+    """Messages and operator requests as ``hive`` only; its own stream's API; its own key
+    of the fleet bucket (reading every key)."""
+    stream, kv = stream_name(hive), f"KV_{FLEET_BUCKET}"
     return [
         inbound_subject("*", hive),
+        control_subject("*", hive),
         "$JS.API.INFO",
         f"$JS.API.STREAM.INFO.{stream}",
         f"$JS.API.STREAM.CREATE.{stream}",
@@ -41,16 +45,29 @@ def publish_allow(hive: str) -> list[str]:
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{CONSUMER}",
         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{CONSUMER}",
         f"$JS.ACK.{stream}.{CONSUMER}.>",
+        f"$KV.{FLEET_BUCKET}.{hive}",
+        f"$JS.API.STREAM.INFO.{kv}",
+        f"$JS.API.STREAM.CREATE.{kv}",
+        f"$JS.API.STREAM.MSG.GET.{kv}",
+        f"$JS.API.DIRECT.GET.{kv}.>",
     ]
 
 
+def subscribe_allow(hive: str) -> list[str]:
+    """Replies on its own inbox prefix; operator requests addressed to it."""
+    return [f"{inbox_prefix(hive)}.>", control_subject(hive, "*")]
+
+
 def user_block(hive: str, password: str) -> str:
-    """One entry of a nats-server ``authorization { users = [...] }`` list."""
-    allow = ", ".join(f'"{s}"' for s in publish_allow(hive))
+    """One entry of a nats-server ``authorization { users = [...] }`` list
+    (``allow_responses``: it may answer the requests it receives, and only those)."""
+    pub = ", ".join(f'"{s}"' for s in publish_allow(hive))
+    sub = ", ".join(f'"{s}"' for s in subscribe_allow(hive))
     return (
         f'{{ user: "{hive}", password: "{password}", permissions: {{\n'
-        f"  publish: {{ allow: [{allow}] }},\n"
-        f'  subscribe: {{ allow: ["{inbox_prefix(hive)}.>"] }} }} }}'
+        f"  publish: {{ allow: [{pub}] }},\n"
+        f"  subscribe: {{ allow: [{sub}] }},\n"
+        f"  allow_responses: true }} }}"
     )
 
 
