@@ -5,7 +5,9 @@ can neither publish as another hive nor read another hive's stream: NATS refuses
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hive.federation.permissions import authorization, inbox_prefix
@@ -27,7 +29,13 @@ PASSWORDS = {"alpha": "alpha-secret", "beta": "beta-secret"}
 
 
 def _hive(make_hive: Callable[..., RunningHive], name: str, url: str, agent: str) -> RunningHive:
-    creds = f'user = "{name}"\npassword = "{PASSWORDS[name]}"\noperators = ["alpha"]\n'
+    """alpha's password is in hive.toml; beta's in a file (``password_file``)."""
+    secret = Path(tempfile.mkdtemp()) / "nats-password"
+    secret.write_text(PASSWORDS[name] + "\n")
+    password = (
+        f'password = "{PASSWORDS[name]}"' if name == "alpha" else f'password_file = "{secret}"'
+    )
+    creds = f'user = "{name}"\n{password}\noperators = ["alpha"]\n'
     return make_hive(hive_config(name, url, [agent], federation_extra=creds), name=name)
 
 

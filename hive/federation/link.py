@@ -202,7 +202,11 @@ class NatsLink:
     def _credentials(self) -> dict[str, Any]:
         fed, out = self.fed, dict[str, Any]()
         if fed.user:
-            out.update(user=fed.user, password=fed.password)
+            password = fed.password
+            if fed.password_file:  # a secret kept out of hive.toml (and the Nix store)
+                with open(fed.password_file) as f:
+                    password = f.read().strip()
+            out.update(user=fed.user, password=password)
         if fed.token:
             out["token"] = fed.token
         if fed.creds:

@@ -76,6 +76,7 @@ class FederationConfig(BaseModel):
     )
     user: StrictStr = ""
     password: StrictStr = ""
+    password_file: StrictStr = ""  # the password, read from this file at start
     token: StrictStr = ""
     creds: StrictStr = ""  # a .creds file (JWT + nkey seed)
     nkey_seed: StrictStr = ""  # a file holding an nkey seed
