@@ -21,7 +21,7 @@ from hive.actors.store import Write
 from hive.federation.address import validate_hive_name
 from hive.federation.store import Inbound, decode, store_inbound
 from hive.store import Queries
-from hive.wire import SYSTEM, WireError, validate_agent_name
+from hive.wire import SYSTEM, Envelope, WireError, validate_agent_name
 
 if TYPE_CHECKING:
     from hive.federation.link import Incoming
@@ -57,12 +57,15 @@ class FederationInboxActor(SupervisedActor):
     def _receive(self, items: tuple[Incoming, ...]) -> None:
         link = self.ctx.federation
         checked: list[tuple[Incoming, Inbound]] = []
+        unreadable = []
         for item in items:
             inbound = self._check(item)
             if inbound is None:
-                link.settle(item, stored=True)  # unreadable: redelivering it helps nobody
+                unreadable.append((item, True))  # redelivering it helps nobody
             else:
                 checked.append((item, inbound))
+        if unreadable:
+            link.settle(unreadable)
         if not checked:
             return
         ids = self.ctx.message_ids
@@ -76,8 +79,7 @@ class FederationInboxActor(SupervisedActor):
             self._committed(checked, error, commit or 0)
 
         if not self.ctx.refs.tell("store", Write(op, done)):
-            for item, _ in checked:
-                link.settle(item, stored=False)
+            link.settle([(item, False) for item, _ in checked])
 
     def _check(self, item: Incoming) -> Inbound | None:
         parts = item.subject.split(".")
@@ -116,17 +118,17 @@ class FederationInboxActor(SupervisedActor):
         link = self.ctx.federation
         if error is not None:
             log.error("fed_inbox: storing %d messages failed: %s", len(checked), error)
-            for item, _ in checked:
-                link.settle(item, stored=False)
+            link.settle([(item, False) for item, _ in checked])
             return
         from hive.actors.agent import Arrived  # the agent module imports the bus
 
         refusals = tuple(i.row for _, i in checked if i.row is not None)
         if refusals:
             self.ctx.refs.tell("forwarder", Queued(refusals))
+        by_recipient: dict[str, list[Envelope]] = {}
         for _, inbound in checked:
             if inbound.outcome == "stored" and inbound.env is not None:
-                env = inbound.env
-                self.ctx.refs.tell(self.ctx.agent_ref_name(env.to), Arrived((env,), commit))
-        for item, inbound in checked:
-            link.settle(item, stored=inbound.outcome != "gap")
+                by_recipient.setdefault(inbound.env.to, []).append(inbound.env)
+        for to, envs in by_recipient.items():
+            self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs), commit))
+        link.settle([(item, inbound.outcome != "gap") for item, inbound in checked])

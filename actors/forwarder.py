@@ -33,12 +33,10 @@ class Queued:
 
 
 @dataclass(frozen=True)
-class PubResult:
-    """The link's answer to one publish."""
+class PubResults:
+    """The link's answers to publishes: (row, stored by JetStream, why not)."""
 
-    row: OutboxRow
-    ok: bool
-    error: str = ""
+    results: list[tuple[OutboxRow, bool, str]]
 
 
 @dataclass(frozen=True)
@@ -87,6 +85,12 @@ class ForwarderActor(SupervisedActor):
         self.flush_queued = False
 
     def on_start(self) -> None:
+        me = self.actor_ref
+
+        def done(results: list[tuple[Any, bool, str]]) -> None:  # on the link's thread
+            tell_quietly(me, PubResults(results))
+
+        self._done = done
         self._load()
 
     def _load(self) -> None:
@@ -103,8 +107,8 @@ class ForwarderActor(SupervisedActor):
         match message:
             case Queued(rows=rows):
                 self._add(rows)
-            case PubResult():
-                self._result(message)
+            case PubResults(results=results):
+                self._results(results)
             case _Retry(dest=dest):
                 self._retry(dest)
             case _FlushForwarded():
@@ -133,39 +137,50 @@ class ForwarderActor(SupervisedActor):
             self._pump(dest)
 
     def _pump(self, dest: str) -> None:
+        from hive.federation.link import Publication
+
         q = self.links[dest]
-        link = self.ctx.federation
-        me = self.actor_ref
+        batch = []
+        subject = inbound_subject(dest, self.fed.name)
         while not q.stopped and q.waiting and len(q.in_flight) < self.fed.max_in_flight:
             row = q.waiting.popleft()
             q.in_flight[row.seq] = row
+            batch.append(Publication(subject, row.payload, f"{self.fed.name}:{row.id}", row))
+        if batch:
+            self.ctx.federation.publish(batch, self._done)
 
-            def done(ok: bool, error: str, row: OutboxRow = row) -> None:
-                tell_quietly(me, PubResult(row, ok, error))
+    def _results(self, results: list[tuple[OutboxRow, bool, str]]) -> None:
+        touched: set[str] = set()
+        for row, ok, error in results:
+            if self._result(row, ok, error):
+                touched.add(row.dest)
+        for dest in touched:
+            q = self.links[dest]
+            if q.stopped and not q.in_flight:
+                self._retry_later(dest)
+            elif not q.stopped:
+                self._pump(dest)
+        if self.done_ids and not self.flush_queued:
+            self.flush_queued = True
+            self.actor_ref.tell(_FlushForwarded())
 
-            link.publish(
-                inbound_subject(dest, self.fed.name), row.payload, f"{self.fed.name}:{row.id}", done
-            )
+    def _retry_later(self, dest: str) -> None:
+        me = self.actor_ref
+        self.ctx.io.call_later(self.fed.retry_seconds, lambda: tell_quietly(me, _Retry(dest)))
 
-    def _result(self, r: PubResult) -> None:
-        q = self.links[r.row.dest]
-        if q.in_flight.pop(r.row.seq, None) is None:
-            return
-        if r.ok:
-            self.done_ids.append(r.row.id)
-            if not self.flush_queued:
-                self.flush_queued = True
-                self.actor_ref.tell(_FlushForwarded())
+    def _result(self, row: OutboxRow, ok: bool, error: str) -> bool:
+        """Settle one publish; False if it was not in flight (a stale answer)."""
+        q = self.links[row.dest]
+        if q.in_flight.pop(row.seq, None) is None:
+            return False
+        if ok:
+            self.done_ids.append(row.id)
         else:
-            q.failed.append(r.row)
+            q.failed.append(row)
             if not q.stopped:
-                log.warning("forwarder: publish to %s failed: %s", r.row.dest, r.error)
-            q.stopped, q.last_error = True, r.error
-        if q.stopped and not q.in_flight:
-            me, dest = self.actor_ref, r.row.dest
-            self.ctx.io.call_later(self.fed.retry_seconds, lambda: tell_quietly(me, _Retry(dest)))
-        elif not q.stopped:
-            self._pump(r.row.dest)
+                log.warning("forwarder: publish to %s failed: %s", row.dest, error)
+            q.stopped, q.last_error = True, error
+        return True
 
     def _retry(self, dest: str) -> None:
         q = self.links[dest]

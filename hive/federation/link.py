@@ -29,7 +29,19 @@ FETCH_BATCH = 256
 NAK_DELAY = 0.2  # an early message (an earlier one is coming again) waits this long
 ACK_WAIT = 30.0  # JetStream redelivers a message not settled within this
 
-PublishDone = Callable[[bool, str], None]  # (stored by JetStream, why not)
+
+@dataclass(frozen=True)
+class Publication:
+    """One message to publish; ``token`` comes back with its result."""
+
+    subject: str
+    payload: bytes
+    msg_id: str
+    token: Any
+
+
+# Results of publishes: (token, stored by JetStream, why not)
+PublishedBatch = Callable[[list[tuple[Any, bool, str]]], None]
 # (origin hive, request data, respond(reply data)); respond may be called from any thread
 ControlHandler = Callable[[str, bytes, Callable[[bytes], None]], None]
 FLEET_INTERVAL = 1.0
@@ -77,6 +89,7 @@ class NatsLink:
         self.local_status: dict[str, Any] | None = None
         self.fleet: dict[str, dict[str, Any]] = {}
         self._on_control: ControlHandler | None = None
+        self._results: dict[PublishedBatch, list[tuple[Any, bool, str]]] = {}
 
     # --- called from any thread ----------------------------------------------------------
 
@@ -94,10 +107,15 @@ class NatsLink:
             return  # the loop is already closed
         self._thread.join(timeout)
 
-    def publish(self, subject: str, payload: bytes, msg_id: str, done: PublishDone) -> None:
-        """Publish to JetStream with ``Nats-Msg-Id`` (JetStream drops a second copy within
-        its duplicate window); ``done`` is called on the link's thread."""
-        self._soon(done, self._publish(subject, payload, msg_id, done))
+    def publish(self, items: list[Publication], done: PublishedBatch) -> None:
+        """Publish each to JetStream with its ``Nats-Msg-Id`` (JetStream drops a second
+        copy within its duplicate window). ``done`` gets the results in batches (whatever
+        came back in one turn of the link's loop), on the link's thread: one thread hop
+        per batch, not per message."""
+        try:
+            self._loop.call_soon_threadsafe(self._start_publishing, items, done)
+        except RuntimeError:
+            done([(p.token, False, "the NATS link is closed") for p in items])
 
     def serve_control(self, handler: ControlHandler) -> None:
         """Requests from other hives' operators (``hive.<self>.ctl.<origin>``) go to
@@ -113,18 +131,32 @@ class NatsLink:
         )
         return bytes(future.result(timeout + 1).data)
 
-    def settle(self, item: Incoming, stored: bool) -> None:
-        """Ack a message the receiver committed (or need never store); nak one to see
-        again later."""
-        self._soon(None, self._settle(item, stored))
-
-    def _soon(self, done: PublishDone | None, coro: Any) -> None:
+    def settle(self, items: list[tuple[Incoming, bool]]) -> None:
+        """Ack the messages the receiver committed (or need never store, True); nak the
+        others (False) to see them again later. One thread hop for the lot."""
         try:
-            self._loop.call_soon_threadsafe(self._loop.create_task, coro)
+            self._loop.call_soon_threadsafe(self._start_settling, items)
         except RuntimeError:
-            coro.close()
-            if done is not None:
-                done(False, "the NATS link is closed")
+            pass  # closed: JetStream redelivers them to the next run
+
+    def _start_publishing(self, items: list[Publication], done: PublishedBatch) -> None:
+        for p in items:
+            self._loop.create_task(self._publish(p, done))
+
+    def _start_settling(self, items: list[tuple[Incoming, bool]]) -> None:
+        for item, stored in items:
+            self._loop.create_task(self._settle(item, stored))
+
+    def _report(self, done: PublishedBatch, result: tuple[Any, bool, str]) -> None:
+        waiting = self._results.setdefault(done, [])
+        waiting.append(result)
+        if len(waiting) == 1:
+            self._loop.call_soon(self._flush_results, done)
+
+    def _flush_results(self, done: PublishedBatch) -> None:
+        results = self._results.pop(done, [])
+        if results:
+            done(results)
 
     # --- the link's own thread -----------------------------------------------------------
 
@@ -271,8 +303,7 @@ class NatsLink:
             batch = _Batch(len(msgs))
             items = [Incoming(m.subject, m.data, m, batch) for m in msgs]
             if not self._deliver(items):
-                for item in items:
-                    await self._settle(item, stored=False)
+                self._start_settling([(item, False) for item in items])
                 continue
             try:
                 await asyncio.wait_for(batch.done.wait(), ACK_WAIT)
@@ -290,20 +321,19 @@ class NatsLink:
         finally:
             item.batch.settled()
 
-    async def _publish(self, subject: str, payload: bytes, msg_id: str, done: PublishDone) -> None:
+    async def _publish(self, p: Publication, done: PublishedBatch) -> None:
         if self._js is None:
-            done(False, "not connected to NATS yet")
+            self._report(done, (p.token, False, "not connected to NATS yet"))
             return
-        started = time.monotonic()
         try:
             await self._js.publish(
-                subject, payload, timeout=self.fed.publish_timeout, headers={"Nats-Msg-Id": msg_id}
-            )
+                p.subject, p.payload, timeout=self.fed.publish_timeout,
+                headers={"Nats-Msg-Id": p.msg_id},
+            )  # fmt: skip
         except Exception as exc:
-            done(False, f"{type(exc).__name__}: {exc}")
+            self._report(done, (p.token, False, f"{type(exc).__name__}: {exc}"))
             return
-        self.rtt = time.monotonic() - started
-        done(True, "")
+        self._report(done, (p.token, True, ""))
 
     # --- the fleet view and operator requests ----------------------------------------------
 
