@@ -101,3 +101,24 @@ def test_remote_addresses_need_a_federation(make_hive: Callable[..., RunningHive
     with pytest.raises(HiveError) as exc:
         alone.admin("send", to="bob@", body="hi")
     assert exc.value.code == "invalid_name"
+
+
+def test_operator_sends_own_hive_names_and_allowed_recipients(
+    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
+) -> None:
+    """hivectl's send takes bob@beta (from operator@alpha); alice@alpha on alpha is alice;
+    allowed_recipients patterns apply to remote addresses before anything is stored."""
+    server = nats()
+    limited = '\n[[agent]]\nname = "lim"\nallowed_recipients = ["*@gamma", "alice"]\n'
+    alpha = make_hive(hive_config("alpha", server.url, ["alice"]) + limited, name="alpha")
+    beta = make_hive(hive_config("beta", server.url, ["bob"]), name="beta")
+    sent = alpha.admin("send", to="bob@beta", body="from the operator")
+    beta.wait_until(lambda: received(beta, "alpha"), what="the operator's message")
+    assert received(beta, "alpha") == [(sent["id"], "operator@alpha", "bob", "from the operator")]
+    with alpha.agent("lim") as c:
+        c.call("send", to="alice@alpha", body="local after all")
+        with pytest.raises(HiveError) as exc:
+            c.call("send", to="bob@beta", body="not allowed")
+        assert exc.value.code == "not_allowed" and "'bob@beta'" in exc.value.message
+    local = [m for m in alpha.messages("alice") if m["from"] == "lim"]
+    assert [(m["to"], m["body"]) for m in local] == [("alice", "local after all")]
