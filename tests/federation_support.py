@@ -120,3 +120,19 @@ class Sender(threading.Thread):
                 self.unsure += 1
                 i += 1  # that one may or may not have been stored
                 time.sleep(0.05)
+
+
+def stream_messages(url: str, stream: str) -> int:
+    """How many messages a hive's inbound stream still holds (acked ones leave it)."""
+    import asyncio
+
+    async def count() -> int:
+        import nats
+
+        nc = await nats.connect(url, max_reconnect_attempts=0)
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())

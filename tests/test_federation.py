@@ -15,8 +15,9 @@ from tests.federation_support import (
     nats,
     received,
     send_all,
+    stream_messages,
 )
-from tests.hive_harness import RunningHive
+from tests.hive_harness import RunningHive, wait_until
 from tests.nats_harness import NatsServer
 
 __all__ = ["nats"]  # the fixture
@@ -39,6 +40,9 @@ def test_two_hives_exchange_both_ways(
     assert_exactly_once_in_order(at_alpha, to_alpha)
     assert {(r[1], r[2]) for r in at_beta} == {("alice@alpha", "bob")}
     assert [r[3] for r in at_alpha] == [f"bob:{i}" for i in range(40)]
+    # Stored and acked: the streams keep nothing (work-queue retention).
+    wait_until(lambda: stream_messages(server.url, "HIVE_beta") == 0, 30, "beta's stream")
+    wait_until(lambda: stream_messages(server.url, "HIVE_alpha") == 0, 30, "alpha's stream")
     # The sender's own record: delivered to the outbox, which is empty once PubAcked.
     alpha.wait_until(lambda: alpha.admin("messages", agent="alice")["messages"], what="mail")
     sent = alpha.messages("alice")

@@ -253,7 +253,7 @@ class NatsLink:
         return out
 
     async def _ensure_stream(self) -> None:
-        from nats.js.api import StorageType, StreamConfig
+        from nats.js.api import RetentionPolicy, StorageType, StreamConfig
         from nats.js.errors import BadRequestError
 
         config = StreamConfig(
@@ -261,6 +261,9 @@ class NatsLink:
             subjects=[inbound_subject(self.fed.name, "*")],
             num_replicas=self.fed.replicas,
             storage=StorageType.FILE,
+            # A message leaves the stream once the receiver acked it (it is in the
+            # receiver's store then): the stream holds only what is still on its way.
+            retention=RetentionPolicy.WORK_QUEUE,
             duplicate_window=120.0,
         )
 
