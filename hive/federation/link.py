@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 FETCH_BATCH = 256
 NAK_DELAY = 0.2  # an early message (an earlier one is coming again) waits this long
-ACK_WAIT = 30.0  # JetStream redelivers a message not settled within this
+# JetStream redelivers a message not settled within this. Short, because a delivery lost
+# on the way (a reconnect) holds back every later message of its link until then; a
+# message delivered twice is stored once.
+ACK_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,11 @@ class NatsLink:
         import nats.errors
 
         while True:
+            if not self.connected:
+                # A pull request the client buffered while it reconnects would reach the
+                # server late, and what it delivered would wait out ACK_WAIT unread.
+                await asyncio.sleep(0.1)
+                continue
             try:
                 msgs = await psub.fetch(FETCH_BATCH, timeout=1.0)
             except nats.errors.TimeoutError:
@@ -325,8 +333,11 @@ class NatsLink:
             item.batch.settled()
 
     async def _publish(self, p: Publication, done: PublishedBatch) -> None:
-        if self._js is None:
-            self._report(done, (p.token, False, "not connected to NATS yet"))
+        if self._js is None or not self.connected:
+            # Not handed to the client to buffer while it reconnects: the outbox holds
+            # it, and the Forwarder tries again (a partition's worth of buffered
+            # repeats would only slow the drain when the link returns).
+            self._report(done, (p.token, False, "not connected to NATS"))
             return
         try:
             await self._js.publish(
