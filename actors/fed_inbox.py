@@ -131,4 +131,11 @@ class FederationInboxActor(SupervisedActor):
                 by_recipient.setdefault(inbound.env.to, []).append(inbound.env)
         for to, envs in by_recipient.items():
             self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs), commit))
+        early = [i for _, i in checked if i.outcome == "gap"]
+        if early:
+            log.info(
+                "fed_inbox: %d message(s) from %s came before an earlier one of their link "
+                "(first: seq %d); they come again",
+                len(early), early[0].origin, early[0].msg["seq"],
+            )  # fmt: skip
         link.settle([(item, inbound.outcome != "gap") for item, inbound in checked])

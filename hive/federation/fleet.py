@@ -47,8 +47,8 @@ async def publish_status(ctx: HiveContext) -> None:
             rows = (await list_agents(ctx, Request(0, "list", {})))["agents"]
             depths = await ask_actor(ctx, "forwarder", lambda r: Depths(r), 5)
             link.local_status = {"agents": rows, "outbox": depths, "connected": link.connected}
-        except WireError as exc:
-            log.debug("federation: fleet row: %s", exc)
+        except Exception as exc:  # a task of the daemon's nursery: the next round retries
+            log.warning("federation: this hive's fleet row: %r", exc)
         await trio.sleep(STATUS_INTERVAL)
 
 
@@ -159,6 +159,9 @@ async def _serve(
         reply = {"result": result}
     except WireError as exc:
         reply = {"error": {"code": exc.code, "message": exc.message}}
+    except Exception as exc:  # this task runs in the daemon's nursery: never let it out
+        log.exception("federation: operator request from %s failed", origin)
+        reply = {"error": {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}}
     respond(packb(reply))
 
 
