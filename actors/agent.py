@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, cast
 from hive.actors.base import (
     Alive,
     HiveContext,
-    InjectedFault,
     InjectFault,
+    Ping,
     Registered,
     Reply,
     Republish,
@@ -458,6 +458,17 @@ class AgentActor(SupervisedActor):
         self._disarm_idle_timer()
         if self.turn is not None:
             self.ctx.services.turns.cancel(self.name)
+            self._record_stopped_turn(self.turn.id)
+
+    def _record_stopped_turn(self, turn_id: int) -> None:
+        """Stopped mid-turn (the hive shuts down, the agent is removed or replaced): the
+        turn is on record as cancelled, not left running forever. Its messages stay
+        pending. The Store stops after the agents and takes this write before it does."""
+
+        def record(q: Queries) -> None:
+            q.end_turn(turn_id, str(ExitClass.CANCELLED), None, "stopped with its agent")
+
+        self.ctx.refs.tell("store", Write(record))
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -466,7 +477,11 @@ class AgentActor(SupervisedActor):
             case Alive():
                 return True
             case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
+                self.injected(message)
+                return None
+            case Ping(reply=reply):
+                reply()
+                return None
         handled = (
             self._on_mail(message)
             or self._on_turn(message)
@@ -964,7 +979,7 @@ class AgentActor(SupervisedActor):
             self.name,
             cls,
             outcome.detail,
-            extra={"agent": self.name},  # journald field AGENT: the log viewer filters on it
+            extra={"agent": self.name, "turn": turn.id},  # in the agent's log (hive.agentlog)
         )
 
     # --- one handler per exit class -------------------------------------------------------
@@ -1026,6 +1041,7 @@ class AgentActor(SupervisedActor):
             reason = self.failed_reason
             self._write(lambda q: q.set_agent_fields(self.name, failed=1, failed_reason=reason))
             self._event("failed", {"reason": reason})
+            log.warning("%s failed: %s", self.name, reason, extra={"agent": self.name})
             self._notify(
                 MANAGER,
                 f"agent '{self.name}' FAILED: {reason}. It will not be restarted until the "

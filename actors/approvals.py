@@ -67,7 +67,7 @@ from hive.actors.approval_requests import (
     apply_request,
     request_notice,
 )
-from hive.actors.base import InjectedFault, InjectFault, Republish
+from hive.actors.base import InjectFault, Ping, Republish
 from hive.actors.hub import Publish
 from hive.actors.scheduled_prompts import ListScheduled, PromptDue, ScheduledMixin, apply_schedule
 from hive.actors.store import Read
@@ -151,7 +151,9 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
     def on_receive(self, message: Any) -> Any:
         match message:
             case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
+                self.injected(message)
+            case Ping(reply=reply):
+                reply()
             case Done(then=then, value=value, error=error, commit=commit):
                 token = COMPLETING_COMMIT.set(commit)
                 try:

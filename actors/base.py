@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -44,6 +45,10 @@ class Directory:
     def get(self, name: str) -> pykka.ActorRef[Any] | None:
         with self._lock:
             return self._refs.get(name)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._refs)
 
     def tell(self, name: str, message: object) -> bool:
         """Tell the named actor; False if it is not running (the caller decides what then)."""
@@ -120,9 +125,20 @@ class Alive:
 
 
 @dataclass(frozen=True)
+class Ping:
+    """Call ``reply`` when the actor gets to it: its thread takes messages. The daemon's
+    watchdog pings every actor of the tree this way before it tells systemd all is well."""
+
+    reply: Callable[[], None]
+
+
+@dataclass(frozen=True)
 class InjectFault:
     """Makes the receiving actor raise (tests of supervision; see the inject_fault verb in
-    hive.control.admin_verbs)."""
+    hive.control.admin_verbs), or, with ``hang_seconds``, block its thread that long (tests
+    of the watchdog: a hung actor must cost the daemon its systemd watchdog pings)."""
+
+    hang_seconds: float = 0.0
 
 
 class InjectedFault(RuntimeError):
@@ -175,6 +191,14 @@ class SupervisedActor(pykka.ThreadingActor):
         self.ctx.refs.tell(
             "supervisor", ChildFailed(self.child_id, repr(exception_value), tuple(orphans))
         )
+
+    def injected(self, fault: InjectFault) -> None:
+        """What an InjectFault asks for: raise (the actor dies), or hang its thread."""
+        if fault.hang_seconds > 0:
+            log.warning("actor %s: hanging for %g s (injected)", self.child_id, fault.hang_seconds)
+            time.sleep(fault.hang_seconds)
+            return
+        raise InjectedFault(f"fault injected into {self.child_id}")
 
     def unfinished(self) -> list[object]:
         """Work accepted but not done when the actor died, as messages for its successor."""

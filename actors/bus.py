@@ -16,8 +16,8 @@ from typing import Any
 
 from hive.actors.base import (
     HiveContext,
-    InjectedFault,
     InjectFault,
+    Ping,
     Reply,
     SupervisedActor,
 )
@@ -130,7 +130,9 @@ class BusActor(SupervisedActor):
             case SendBatch():
                 self._send_batch(message)
             case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
+                self.injected(message)
+            case Ping(reply=reply):
+                reply()
             case _Flush():
                 self.flush_queued = False
                 self._flush()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hive.actors.base import HiveContext, InjectedFault, InjectFault, SupervisedActor
+from hive.actors.base import HiveContext, InjectFault, Ping, SupervisedActor
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ class StateHubActor(SupervisedActor):
                 if gone:
                     self._update_interest()
             case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
+                self.injected(message)
+            case Ping(reply=reply):
+                reply()
             case Subscribe():
                 self.subs[message.sub_id] = message
                 self._update_interest()

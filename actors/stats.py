@@ -27,7 +27,7 @@ from typing import Any
 
 import pykka
 
-from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
+from hive.actors.base import HiveContext, Ping, SupervisedActor, tell_quietly
 from hive.actors.hub import Subscribe, Unsubscribe
 from hive.actors.store import Write
 from hive.io.subscriptions import next_sub_id
@@ -180,6 +180,8 @@ class StatsActor(SupervisedActor):
             case _FlushQueues():
                 self.flush_queued = False
                 self._flush_queues()
+            case Ping(reply=reply):
+                reply()
             case _:
                 log.warning("stats: unexpected message %r", message)
         return None

@@ -18,8 +18,8 @@ import apsw
 
 from hive.actors.base import (
     HiveContext,
-    InjectedFault,
     InjectFault,
+    Ping,
     SupervisedActor,
     tell_quietly,
 )
@@ -99,7 +99,9 @@ class StoreActor(SupervisedActor):
                     self._flush_queued = True
                     self.actor_ref.tell(_Flush())
             case InjectFault():
-                raise InjectedFault(f"fault injected into {self.child_id}")
+                self.injected(message)
+            case Ping(reply=reply):
+                reply()
             case _Flush():
                 self._flush_queued = False
                 self._flush()

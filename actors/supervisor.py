@@ -27,6 +27,7 @@ from hive.actors.base import (
     Alive,
     ChildFailed,
     HiveContext,
+    Ping,
     Registered,
     Reply,
     Republish,
@@ -106,13 +107,6 @@ class DestroyAgent:
 
     name: str
     reply: Reply | None = None
-
-
-@dataclass(frozen=True)
-class Ping:
-    """Call ``reply`` when the supervisor gets to it: the tree has started and is not stuck."""
-
-    reply: Callable[[], None]
 
 
 class SupervisorActor(pykka.ThreadingActor):

@@ -1,7 +1,7 @@
 """Clients for hive's unix sockets (agent sockets and the admin socket).
 
 ``SyncClient`` is a plain blocking client (scripted agents, hivectl); ``TrioClient``
-pipelines many concurrent calls over one connection (hive-mcp, benchmarks, tests).
+pipelines many concurrent calls over one connection (benchmarks, tests).
 
 For example, as agent alice (its socket is its identity)::
 

@@ -89,6 +89,17 @@ def _parent_name(value: str) -> str:
     return _agent_name(value) if value else value
 
 
+def _package_dir(value: str) -> str:
+    # Its bin/ goes on PATH, where ':' would split it and a relative path would depend on
+    # the turn's working directory.
+    if not value.startswith("/") or ":" in value:
+        raise ValueError(f"must be an absolute directory without ':', got {value!r}")
+    return value
+
+
+NIX_STORE = "/nix/store/"
+
+
 def _env_table(value: Any) -> dict[str, str]:
     problem = env_problem(value)
     if problem:
@@ -265,6 +276,9 @@ class McpServerConfig(BaseModel):
     args: Strs = ()
     env: Env = Field(default_factory=dict)
     allowed_tools: Strs = ()  # empty: the whole server (mcp__<name>)
+    # One process for every agent that declares the same command, args and env (the MCP
+    # pool, hive.io.mcp_pool); false for a server that keeps per-client state.
+    shared: Bool = True
 
 
 class AgentConfig(BaseModel):
@@ -291,7 +305,8 @@ class AgentConfig(BaseModel):
     allowed_tools: Strs = ()
     bash_allow: Strs = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()
-    packages: Strs = ()
+    # Directories whose bin/ goes first on PATH in every process of the agent's sandbox.
+    packages: tuple[Annotated[Str, AfterValidator(_package_dir)], ...] = ()
     rate_limit_per_minute: Int = 600
     inbox_cap: Int = 10_000
     prompt: Str = ""  # system prompt addition for the claude runtime
@@ -306,6 +321,18 @@ class AgentConfig(BaseModel):
     @property
     def is_manager(self) -> bool:
         return self.name == "manager"
+
+    @model_validator(mode="after")
+    def _packages_reach_the_sandbox(self) -> AgentConfig:
+        # An nspawn container shares the host's /nix/store and nothing else of its files.
+        outside = [p for p in self.packages if not p.startswith(NIX_STORE)]
+        if self.sandbox == "nspawn" and outside:
+            raise ValueError(
+                f"packages {', '.join(outside)} are not in {NIX_STORE}, and the nspawn "
+                "sandbox's container sees no other host files: use Nix packages "
+                '(services.hive.agents.<name>.packages) or sandbox = "bwrap"'
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _lists(self.model_dump())
@@ -380,12 +407,15 @@ class HiveConfig(BaseModel):
     admin_group: Str = ""
     claude_bin: Str = "claude"
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
-    # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
-    # agents' uids (e.g. a Python under /root with bwrap sandboxes).
+    # the MCP relay). Empty: the supervisor's own. Set it when that one is not visible to the
+    # agents' uids (e.g. a Python under /root with bwrap sandboxes). Either way hive's
+    # packages reach it through PYTHONPATH (hive.runtimes.base.helper_python).
     agent_python: Str = ""
     session_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = (
         1800.0  # persistent mode: close a session idle this long
     )
+    # A shared MCP server (the MCP pool) with no agent attached this long is stopped.
+    mcp_pool_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = 300.0
     notes_compact_bytes: Limit = 32_768  # rewrite state/notes.md past this size (0: never)
     notes_compact_model: Str = ""  # model for that rewrite ("": the agent's own)
     # The operator's mailbox (see hive.store.retention): 0 turns a cap off.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import trio
 
+from hive import agentlog
 from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
@@ -129,6 +130,7 @@ async def run_hive(
     from hive.ui.server import start_dashboard, stop_dashboard
 
     boot = prepare_state(cfg)
+    agentlog.attach(cfg)  # hive's notes on an agent in its agent.log (where no journald)
     stop = stop if stop is not None else trio.Event()
     exit_code = 0
     threading.stack_size(ACTOR_STACK_BYTES)
@@ -158,23 +160,23 @@ async def run_hive(
             gc.freeze()
             gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
             await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
-            notify("READY=1")
-            nursery.start_soon(_watchdog, ctx)
-            _federation_tasks(ctx, nursery)
+            status = ready_status(cfg, len(boot.state.agents))
+            notify(f"READY=1\nSTATUS={status}")
+            nursery.start_soon(_watchdog, ctx, status)
             task_status.started(ctx)
             await _until_stopped(stop)
             log.info("shutting down")
-            notify("STOPPING=1")
+            notify("STOPPING=1\nSTATUS=stopping: cancelling turns")
             await stop_dashboard(ctx)
         finally:
             with trio.CancelScope(shield=True):
                 # Actors stop on a worker thread: stopping waits for their threads, and
                 # the trio loop must keep running to take their last calls meanwhile.
                 await trio.to_thread.run_sync(_stop_actors, supervisor)
-            if ctx.federation is not None:  # after the actors: nothing publishes now
-                await trio.to_thread.run_sync(ctx.federation.stop)
+                await trio.to_thread.run_sync(_stop_federation, ctx)  # nothing publishes now
             bridge.closed = True
             nursery.cancel_scope.cancel()
+            agentlog.detach()
     return exit_code
 
 
@@ -219,7 +221,7 @@ def _federation_link(ctx: HiveContext, api: AdminApi) -> Any:
     to the receiving actor, or back to JetStream while it is not running; other hives'
     operator requests to the admin verbs."""
     from hive.actors.fed_inbox import IncomingBatch
-    from hive.federation.fleet import control_handler
+    from hive.federation.fleet import control_handler, publish_status
     from hive.federation.link import NatsLink
 
     assert ctx.config.federation is not None
@@ -228,15 +230,13 @@ def _federation_link(ctx: HiveContext, api: AdminApi) -> Any:
     )
     link.serve_control(control_handler(ctx, api))
     link.start()
+    ctx.io.spawn(publish_status, ctx)  # this hive's row of the fleet view, every second
     return link
 
 
-def _federation_tasks(ctx: HiveContext, nursery: trio.Nursery) -> None:
-    """With [federation]: keep this hive's row of the fleet view fresh."""
+def _stop_federation(ctx: HiveContext) -> None:
     if ctx.federation is not None:
-        from hive.federation.fleet import publish_status
-
-        nursery.start_soon(publish_status, ctx)
+        ctx.federation.stop()
 
 
 async def _until_stopped(stop: trio.Event) -> None:
@@ -256,7 +256,7 @@ async def _first_signal(signals: Any, stop: trio.Event) -> None:
 
 
 def _wait_started(supervisor: pykka.ActorRef[Any]) -> None:
-    from hive.actors.supervisor import Ping
+    from hive.actors.base import Ping
 
     done = threading.Event()
     supervisor.tell(Ping(done.set))
@@ -274,18 +274,57 @@ def _stop_actors(supervisor: pykka.ActorRef[Any] | None) -> None:
         pykka.ActorRegistry.stop_all(block=True, timeout=30)
 
 
-async def _watchdog(ctx: Any) -> None:
-    """Ping systemd's watchdog only while the loop and the actor tree both answer, so a hung
-    daemon is restarted rather than kept alive by a timer."""
-    from hive.actors.supervisor import Ping
+def ready_status(cfg: HiveConfig, agents: int) -> str:
+    """What `systemctl status` shows once the daemon serves."""
+    admin = cfg.sockets_dir / "admin.sock"
+    return f"serving {agents} agent{'s' if agents != 1 else ''}; admin socket {admin}"
 
-    interval = watchdog_interval()
-    if interval is None:
+
+async def _watchdog(ctx: Any, status: str) -> None:
+    """Ping systemd's watchdog only while the trio loop and every actor of the tree answer
+    (the Supervisor, the Store, the Bus, ..., each Agent), so a daemon with a hung loop or
+    a hung actor is killed and restarted by systemd rather than kept alive by a timer.
+
+    A round every quarter of WatchdogSec: ping every actor, WATCHDOG=1 if all answered
+    within the round. A stuck actor is reported (log and status) within half of
+    WatchdogSec, before systemd acts; one busy for less than half of it costs nothing."""
+    half = watchdog_interval()
+    if half is None:
         return
+    period = half / 2
+    silent_before: set[str] = set()
     while True:
-        answered = trio.Event()
-        ctx.refs.tell("supervisor", Ping(partial(ctx.io.call_soon, answered.set)))
-        with trio.move_on_after(interval):
-            await answered.wait()
-            notify("WATCHDOG=1")
-        await trio.sleep(interval)
+        started = trio.current_time()
+        silent = await _unanswered(ctx, period)
+        if not silent:
+            notify(f"WATCHDOG=1\nSTATUS={status}" if silent_before else "WATCHDOG=1")
+            if silent_before:
+                log.warning("watchdog: every actor answers again")
+        elif silent != silent_before:
+            names = ", ".join(sorted(silent))
+            log.error("watchdog: %s did not answer within %g s; not pinging systemd", names, period)
+            notify(f"STATUS=hung: {names} not answering")
+        silent_before = silent
+        await trio.sleep_until(started + period)
+
+
+async def _unanswered(ctx: Any, within: float) -> set[str]:
+    """Ping every actor in the directory; the names of those that did not answer in time."""
+    from hive.actors.base import Ping
+
+    waiting: set[str] = set()
+    all_answered = trio.Event()
+
+    def answered(name: str) -> None:  # on the trio thread, like this function
+        waiting.discard(name)
+        if not waiting:
+            all_answered.set()
+
+    for name in ctx.refs.names():
+        # Answers come through call_soon, so none can arrive before this loop awaits.
+        if ctx.refs.tell(name, Ping(partial(ctx.io.call_soon, answered, name))):
+            waiting.add(name)
+    if waiting:
+        with trio.move_on_after(within):
+            await all_answered.wait()
+    return set(waiting)

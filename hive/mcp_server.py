@@ -1,25 +1,23 @@
-"""hive-mcp: the stdio MCP server that gives a claude agent its hive tools.
+"""The hive's MCP tools, served by one MCP server inside hive-supervisor.
 
-The claude CLI starts it inside the agent's sandbox (``--mcp-config``); it connects to the
-agent's own socket (``$HIVE_SOCKET``), asks ``whoami`` and serves one MCP tool per socket op.
-It decides nothing: every call is forwarded as one request frame, and a refusal by the
-supervisor comes back to the model as a tool error carrying the supervisor's message::
+Each claude process runs a thin relay (``hive/mcp_relay.py``, stdlib only) that connects to
+the agent's own socket and switches that connection to MCP mode; the session then runs here,
+over that connection (``hive.io.mcp_transport``), so the agent's identity is the socket it
+came in on. A tool decides nothing: it calls the socket's op of the same name in process
+(``McpSession.caller``), and a refusal by the supervisor comes back to the model as a tool
+error carrying the supervisor's message.
 
-    HIVE_SOCKET=/run/hive/agents/alice.sock hive-mcp      # speaks MCP on stdin/stdout
-
-Manager-only tools (spawn, apply_commit, kick, schedule) are listed only when ``whoami``
-says this agent is the manager; the supervisor enforces that rule again on its side.
-
-Start-up matters (one process per turn in per-turn mode), so this module imports only the
-standard library at the top: ``trio``, ``pydantic`` and the MCP SDK (most of the ~0.5 s) are
-imported inside ``main()``, with the garbage collector off while they load.
+Manager-only tools (spawn, apply_commit, kick, schedule) are listed only to the manager; the
+socket enforces that rule again on every call. Two servers are built, once per process
+(``server_for``): one with the manager's tools, one without; a session learns whose it is
+from a context variable (``SESSION``).
+The SDK (~0.5 s of imports) is imported when the first session starts, in a worker thread.
 """
 
-import gc
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -33,13 +31,40 @@ _ToolFn = Callable[..., Awaitable[str]]
 
 
 class HiveCaller(Protocol):
-    """What the tools need from a socket client: one request, one reply (hive.client)."""
+    """What the tools need: one op on the agent's socket, its result (or a HiveError)."""
 
     async def call(self, op: str, **args: Any) -> Any: ...
 
 
-def instructions(name: str, manager: bool) -> str:
-    """The server instructions: how to behave as a hive agent, shown to the model."""
+@dataclass
+class McpSession:
+    """One agent's MCP session: who it is, how its tools reach the socket's ops, and the
+    message ids each reply carries, acknowledged once that reply is written (``held``)."""
+
+    caller: HiveCaller
+    name: str
+    manager: bool
+    held: dict[str, list[int]] = field(default_factory=dict)  # JSON-RPC id -> message ids
+
+    def hold(self, ids: list[int]) -> None:
+        """Keep ``ids`` until the answer to the running request has been written."""
+        self.held.setdefault(request_key(REQUEST_ID.get()), []).extend(ids)
+
+
+# Set by the transport: the session of the connection, and (per incoming message, through
+# the SDK's per-message context) the JSON-RPC id of the request a tool is answering.
+SESSION: ContextVar[McpSession] = ContextVar("hive_mcp_session")
+REQUEST_ID: ContextVar[object] = ContextVar("hive_mcp_request_id", default=None)
+
+
+def request_key(request_id: object) -> str:
+    """A JSON-RPC id as a dict key: 1 and "1" are different ids."""
+    return json.dumps(request_id)
+
+
+def instructions(manager: bool) -> str:
+    """The server instructions: how to behave as a hive agent, shown to the model. They do
+    not name the agent (one server serves them all; the system prompt names it)."""
     role = (
         "You are the manager of this hive: you coordinate the other agents and may request "
         "new agents, config changes, kicks and scheduled prompts (each needs the operator's "
@@ -48,7 +73,7 @@ def instructions(name: str, manager: bool) -> str:
         else "Report to 'manager' when you finish a task or are blocked."
     )
     return (
-        f"You are agent '{name}' in a hive: a fleet of long-lived agents that talk through "
+        "You are an agent in a hive: a fleet of long-lived agents that talk through "
         "messages. Your turn started because messages arrived; they are in the prompt. "
         "Reply and delegate with `send`; wait for answers inside a turn with `recv`; ask a "
         "human with `ask_operator` only when you cannot decide alone; keep `set_status` "
@@ -64,15 +89,12 @@ def format_messages(messages: list[dict[str, Any]]) -> str:
     return format_turn_prompt([Envelope.from_wire(m) for m in messages], None)
 
 
-def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[Any]":
-    """An MCPServer whose tools forward to ``hive`` (a hive.client.TrioClient in production)."""
+def build_server(manager: bool) -> "MCPServer[Any]":
+    """An MCPServer whose tools forward to the socket ops of the session they run in."""
     from mcp.server.mcpserver import MCPServer
 
     server: MCPServer[Any] = MCPServer(
-        "hive",
-        instructions=instructions(name, manager),
-        version="1",
-        log_level="WARNING",
+        "hive", instructions=instructions(manager), version="1", log_level="WARNING"
     )
 
     def tool(fn: _ToolFn) -> _ToolFn:
@@ -80,7 +102,7 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
         server.add_tool(fn, structured_output=False)
         return fn
 
-    call = _forwarder(hive)
+    call = _forwarder()
     _add_message_tools(tool, call)
     _add_operator_tools(tool, call)
     if manager:
@@ -89,28 +111,52 @@ def build_server(hive: HiveCaller, *, name: str, manager: bool) -> "MCPServer[An
     return server
 
 
+_SERVERS: dict[bool, "MCPServer[Any]"] = {}
+
+
+def preload() -> None:
+    """Import the SDK and build both servers (run in a worker thread: it takes ~0.5 s)."""
+    for manager in (False, True):
+        if manager not in _SERVERS:
+            _SERVERS[manager] = build_server(manager)
+
+
+def server_for(manager: bool) -> "MCPServer[Any]":
+    """The server for an agent (with the manager's tools or without), built once."""
+    if manager not in _SERVERS:
+        preload()
+    return _SERVERS[manager]
+
+
 _Tool = Callable[[_ToolFn], _ToolFn]
 _Call = Callable[..., Awaitable[Any]]
 
 
-def _forwarder(hive: HiveCaller) -> _Call:
-    """``call(op, **args)``: one request to the agent socket (unset optional arguments left
-    out); a lost connection or a refusal becomes a ToolError the model can read."""
-    import trio
+def _forwarder() -> _Call:
+    """``call(op, **args)``: one op on the current session's socket (unset optional
+    arguments left out). Message ids the result carries are held until the answer is
+    written; a refusal becomes a ToolError the model can read."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from hive.client import ConnectionLost, HiveError
+    from hive.client import ConnectionLost, HiveError, ack_ids
 
     async def call(op: str, **args: Any) -> Any:
+        session = SESSION.get()
         try:
-            return await hive.call(op, **{k: v for k, v in args.items() if v is not None})
-        except (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            result = await session.caller.call(
+                op, **{k: v for k, v in args.items() if v is not None}
+            )
+        except ConnectionLost as exc:
             raise ToolError(
                 f"lost the connection to the hive supervisor ({exc}); it may be restarting. "
                 "The call may not have reached it; end your turn, you will be woken again."
             ) from exc
         except HiveError as exc:
             raise ToolError(f"{exc.message} [{exc.code}]") from exc
+        ids = ack_ids(result)
+        if ids:
+            session.hold(ids)
+        return result
 
     return call
 
@@ -309,44 +355,3 @@ def _add_fleet_tools(tool: _Tool, call: _Call) -> None:
         """Ask the operator to approve a prompt that is delivered to an agent at a given time."""
         result = await call("schedule_prompt", agent=agent, at=at, text=text)
         return _done(f"prompt for '{agent}' at {at} submitted for approval", result)
-
-
-async def serve(socket_path: str) -> None:
-    """Connect to the agent socket, learn who we are, serve MCP on stdio until EOF."""
-    from hive.client import TrioClient
-
-    async with TrioClient.connect(socket_path) as client:
-        me = await client.call("whoami")
-        server = build_server(client, name=str(me["name"]), manager=bool(me.get("manager")))
-        # Start-up objects live as long as the process: keep the collector off them.
-        gc.enable()
-        gc.freeze()
-        await server.run_stdio_async()
-
-
-def main() -> None:
-    """Console script ``hive-mcp``."""
-    socket_path = os.environ.get("HIVE_SOCKET", "")
-    if not socket_path:
-        sys.stderr.write(
-            "hive-mcp: HIVE_SOCKET is not set; the hive supervisor sets it when it "
-            "starts an agent's turn\n"
-        )
-        raise SystemExit(2)
-    # Importing the MCP SDK builds hundreds of pydantic models; collecting during that is waste.
-    gc.disable()
-    import trio
-
-    from hive.client import HiveError
-
-    try:
-        trio.run(serve, socket_path)
-    except HiveError as exc:
-        sys.stderr.write(f"hive-mcp: agent socket {socket_path}: {exc.message} [{exc.code}]\n")
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        pass
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from hive.config import AgentConfig
+from hive.config import AgentConfig, McpServerConfig
 from hive.federation.address import matches_any
 from hive.wire import MANAGER, OPERATOR, SYSTEM, WireError
 
@@ -41,6 +41,18 @@ def check_send(sender: AgentConfig | None, sender_name: str, to: str) -> None:
         f"agent '{sender_name}' may not send to '{to}': not in allowed_recipients "
         f"(allowed: {listed})",
     )
+
+
+def mcp_pooled(agent: AgentConfig, server: McpServerConfig) -> bool:
+    """Whether ``agent`` reaches its extra MCP server ``server`` through the MCP pool (one
+    process, run by the supervisor, shared with other agents) rather than starting its own.
+
+    Only agents in the ``process`` sandbox share: they already run as the supervisor's user
+    with no isolation, so a shared process gives none of them anything new. A sandboxed
+    agent's servers run inside its own sandbox, as its own user; so does a server declared
+    ``shared = false`` (docs/security.md).
+    """
+    return server.shared and agent.sandbox == "process"
 
 
 def check_manager_only(agent_name: str, op: str) -> None:

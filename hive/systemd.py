@@ -12,6 +12,9 @@ from pathlib import Path
 
 UNIT_NAME = "hive-supervisor.service"
 ADMIN_GROUP = "hive-admin"
+# hive-supervisor's exit status for a hive.toml it refuses (EX_CONFIG of sysexits.h).
+# Restarting cannot fix a config, so the unit does not restart on it: failed at once.
+EXIT_CONFIG = 78
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ def render_unit(s: UnitSettings) -> str:
         "NotifyAccess=main",
         f"WatchdogSec={s.watchdog_sec}",
         "Restart=on-failure",
+        f"RestartPreventExitStatus={EXIT_CONFIG}",
         f"RestartSec={s.restart_sec}",
         "ExecStart=" + " ".join(quote(a) for a in s.command()),
         # Root, because it switches each bwrap sandbox to the agent's own uid (setpriv) and

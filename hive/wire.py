@@ -170,6 +170,10 @@ class FrameDecoder:
         del buf[:pos]
         return out
 
+    def buffered(self) -> int:
+        """Bytes fed but not yet returned as a frame (a frame's start, or one being skipped)."""
+        return len(self._buf) + self._skip
+
     def eof(self) -> FrameError | None:
         """The error to report if the stream ended inside a frame, else None."""
         if self._buf or self._skip:

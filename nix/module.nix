@@ -14,6 +14,11 @@
 # renders /etc/hive/hive.toml (the schema of hive/config.py), runs hive-supervisor as a
 # watched notify service, and declares one NixOS container h-<name> per agent whose sandbox
 # is "nspawn", with uid 0 inside mapped to the agent's own unprivileged uid block.
+#
+# The package needs no wrapping for its agents: hive starts its helpers on the supervisor's
+# interpreter (the scripted agent with PYTHONPATH set to hive's store paths; the MCP relay,
+# hive-mcp, by path, standard library only), which bwrap and every container see. tests/test_nix.py evaluates this module with nixpkgs' own
+# lib.evalModules (docs/deploy.md says what is proven and how to reproduce it).
 {
   config,
   lib,
@@ -43,6 +48,15 @@ let
       inherit (pkgs.stdenv.hostPlatform) system;
       config.allowUnfreePredicate = isClaude;
     }).claude-code;
+
+  # The first host uid of a 65536-uid block: never 0, which would make a container's root
+  # the host's (hive refuses such a container at its first turn; this refuses the build).
+  uidBlockStart =
+    types.addCheck types.ints.positive (u: lib.mod u hiveLib.uidBlock == 0)
+    // {
+      name = "uidBlockStart";
+      description = "positive multiple of ${toString hiveLib.uidBlock}";
+    };
 
   mcpServerModule = {
     options = {
@@ -138,7 +152,10 @@ let
         packages = mkOption {
           type = types.listOf types.package;
           default = [ ];
-          description = "Packages on the agent's PATH (and in its container).";
+          description = ''
+            Packages whose bin/ comes first on PATH in every process of the agent's sandbox
+            (its turns, its terminal), whatever the sandbox; also installed in its container.
+          '';
         };
         prompt = mkOption {
           type = types.lines;
@@ -149,7 +166,7 @@ let
           default = { };
         };
         uid = mkOption {
-          type = types.nullOr types.int;
+          type = types.nullOr uidBlockStart;
           default = null;
           description = ''
             First host uid of the agent's container (uid 0 inside). Default:
@@ -169,6 +186,8 @@ let
   nspawnAgents = builtins.filter (a: sandboxOf a == "nspawn") agents;
   agentUid = a: if a.uid == null then hiveLib.agentUid cfg.uidBase a.name else a.uid;
 
+  # The [hive] table of hive.toml. Options for another part of hive (e.g. a
+  # services.hive.federation group) add their keys here, next to these.
   hiveTable = {
     state_dir = stateDir;
     run_dir = runDir;
@@ -216,12 +235,19 @@ let
       }
       + "\n[federation.accept]\n"
       + tomlLines fed.accept;
+  federationAssertions = [
+    {
+      assertion = !fed.enable || fed.name != "";
+      message = "services.hive.federation.name: set this hive's name (e.g. \"alpha\").";
+    }
+  ];
   federationOptions = {
     enable = mkEnableOption "federation of this hive with others over NATS JetStream";
     name = mkOption {
       type = types.str;
+      default = "";
       example = "alpha";
-      description = "This hive's name in the federation (agent-name rules).";
+      description = "This hive's name in the federation (agent-name rules); required.";
     };
     natsUrls = mkOption {
       type = types.listOf types.str;
@@ -387,7 +413,7 @@ in
     };
 
     uidBase = mkOption {
-      type = types.int;
+      type = uidBlockStart;
       default = hiveLib.uidBase;
       description = "Start of the host uid range for agents (a multiple of 65536).";
     };
@@ -442,7 +468,8 @@ in
       ++ map (a: {
         assertion = a.parent == "" || cfg.agents ? ${a.parent};
         message = "services.hive.agents.${a.name}: parent '${a.parent}' is not a declared agent.";
-      }) agents;
+      }) agents
+      ++ federationAssertions;
 
     users.groups.${cfg.adminGroup} = { };
 
@@ -487,6 +514,8 @@ in
         WatchdogSec = cfg.watchdogSec;
         Restart = "on-failure";
         RestartSec = 5;
+        # hive-supervisor exits 78 when it refuses its hive.toml: retrying cannot help.
+        RestartPreventExitStatus = 78;
         ExecStart = lib.escapeShellArgs command;
         # Root, to switch each sandbox to its agent's uid and to enter containers; the
         # agents never run as root on the host.

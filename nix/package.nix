@@ -26,12 +26,16 @@ python3Packages.buildPythonApplication {
   ];
 
   # The test suite needs root, bubblewrap and real sockets: CI runs it outside the build
-  # sandbox (.ci/run). Here we only check that the package imports.
+  # sandbox (.ci/run). Here we only check that the package imports, the helpers the agents
+  # run included (they start on the bare interpreter with PYTHONPATH set by hive itself).
   doCheck = false;
   pythonImportsCheck = [
     "hive"
     "hive.sandboxes"
     "hive.journal"
+    "hive.mcp_server"
+    "hive.mcp_relay"
+    "hive.runtimes.scripted_agent"
   ];
 
   meta = {

@@ -1,9 +1,11 @@
-"""A small real agent-socket server for tests of hive-mcp and the claude runtime.
+"""A small real agent-socket server for tests of hive's MCP tools and the claude runtime.
 
 It speaks the agent socket protocol (hive.wire frames on a real unix socket) with just
 enough behaviour to exercise every tool: an inbox that ``recv`` long-polls, operator
-questions the test answers or cancels, refusals, and a log of every request. The full
-supervisor replaces it in end-to-end tests.
+questions the test answers or cancels, refusals, and a log of every request. The ``mcp`` op
+runs the hive's real MCP session (hive.io.mcp_transport) on the connection, as the supervisor
+does, with the stub's ops behind the tools. The full supervisor replaces it in end-to-end
+tests.
 
     stub = AgentSocketStub(path, name="alice")
     async with trio.open_nursery() as nursery:
@@ -22,6 +24,7 @@ from typing import Any
 
 import trio
 
+from hive.client import HiveError
 from hive.wire import FrameDecoder, Request, WireError, arg, encode_frame, error_reply, ok_reply
 
 MANAGER_OPS = frozenset(
@@ -116,8 +119,20 @@ class AgentSocketStub:
                 for frame in decoder.feed(bytes(data)):
                     if isinstance(frame, Exception):
                         continue
+                    if frame.get("op") == "mcp":
+                        await self._serve_mcp(stream, frame)
+                        nursery.cancel_scope.cancel()
+                        return
                     nursery.start_soon(self._answer, stream, send_lock, frame)
             nursery.cancel_scope.cancel()
+
+    async def _serve_mcp(self, stream: trio.abc.Stream, frame: dict[str, Any]) -> None:
+        from hive.io.mcp_transport import serve_mcp
+        from hive.mcp_server import McpSession
+
+        self.calls.append(("mcp", frame.get("args") or {}))
+        await stream.send_all(encode_frame(ok_reply(frame.get("id"), {"mode": "mcp"})))
+        await serve_mcp(stream, McpSession(_StubCaller(self), self.name, self.manager))
 
     async def _answer(
         self, stream: trio.abc.Stream, lock: trio.Lock, frame: dict[str, Any]
@@ -191,3 +206,17 @@ class AgentSocketStub:
                 return {}
             return {"approval": next(self._ids)}
         raise WireError("unknown_op", f"unknown op '{op}'")
+
+
+class _StubCaller:
+    """The MCP tools' calls, handled by the stub's ops (as the supervisor's socket would)."""
+
+    def __init__(self, stub: AgentSocketStub) -> None:
+        self.stub = stub
+
+    async def call(self, op: str, **args: Any) -> Any:
+        self.stub.calls.append((op, args))
+        try:
+            return await self.stub._handle(op, args)
+        except WireError as exc:
+            raise HiveError(exc.code, exc.message) from None

@@ -2,7 +2,7 @@
 
 The supervisor runs in its own process (tests.hive_harness); its claude agents run the REAL
 claude CLI (tests.claude_cli), which talks to a FakeAnthropic server in the test process,
-and act through the real hive-mcp on their real agent sockets::
+and act through the real MCP relay on their real agent sockets::
 
     with FakeAnthropic() as api:
         hive = ClaudeHive(make_hive(hive_toml(claude_agent("alice")), env=api.env()), api)
@@ -53,11 +53,15 @@ def claude_agent(name: str, model: str = "claude-test-model", **fields: object) 
     return "\n".join(lines) + "\n"
 
 
-def mcp_server(name: str, command: str, args: list[str], allowed_tools: list[str]) -> str:
-    """An [[agent.mcp_servers]] block for the agent block just before it."""
+def mcp_server(
+    name: str, command: str, args: list[str], allowed_tools: list[str], **fields: object
+) -> str:
+    """An [[agent.mcp_servers]] block for the agent block just before it (``fields``: more
+    keys, e.g. ``env``, ``shared``)."""
     return (
         f"[[agent.mcp_servers]]\nname = {_toml(name)}\ncommand = {_toml(command)}\n"
         f"args = {_toml(args)}\nallowed_tools = {_toml(allowed_tools)}\n"
+        + "".join(f"{key} = {_toml(value)}\n" for key, value in fields.items())
     )
 
 

@@ -257,35 +257,20 @@ def test_the_log_readers_refuse_links_and_anything_but_a_regular_file(tmp_path: 
 
 
 def test_following_a_log_never_streams_the_file_its_link_points_at(tmp_path: Path) -> None:
-    from hive.ui.logs import Follower
-
     cfg = HiveConfig(state_dir=tmp_path / "state")
     log = cfg.agent_dir("bob") / "agent.log"
     log.parent.mkdir(parents=True)
     log.symlink_to(host_file(tmp_path, "operator-token-0123\n"))
-    got: list[bytes] = []
-
-    async def follow() -> None:
-        follower = Follower(cfg, "bob")
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(agent_replaces_the_link)
-                async for chunk in follower.events():
-                    if chunk.startswith(b"data:"):
-                        got.append(chunk)
-                        follower.close()
-
-    async def agent_replaces_the_link() -> None:
-        await trio.sleep(1.5)  # a few polls of the follower see the link first
-        await trio.to_thread.run_sync(replace_link)
-
-    def replace_link() -> None:
-        log.unlink()
-        log.write_text("a real line\n")
-
-    trio.run(follow)
-    assert b"operator-token" not in b"".join(got)
-    assert b"a real line" in got[0]
+    first = trio.run(logtail.read, "bob", log, 10)
+    assert first["lines"] == []
+    log.unlink()  # the agent puts a real file back: following shows it from its start
+    log.write_text("a real line\n")
+    after = trio.run(logtail.read, "bob", log, 10, first["cursor"])
+    assert after["lines"] == ["a real line"]
+    log.unlink()
+    log.symlink_to(host_file(tmp_path, "operator-token-0123\n" * 3))
+    again = trio.run(logtail.read, "bob", log, 10, after["cursor"])
+    assert again["lines"] == [] and "operator-token" not in json.dumps(again)
 
 
 def test_the_log_tail_reads_a_bounded_end_of_a_huge_sparse_log(tmp_path: Path) -> None:
@@ -300,43 +285,18 @@ def test_the_log_tail_reads_a_bounded_end_of_a_huge_sparse_log(tmp_path: Path) -
 def test_following_a_log_that_jumps_by_2_gib_skips_ahead_and_cuts_the_endless_line(
     tmp_path: Path,
 ) -> None:
-    from hive.ui.logs import Follower
-
     cfg = HiveConfig(state_dir=tmp_path / "state")
     log = cfg.agent_dir("bob") / "agent.log"
     log.parent.mkdir(parents=True)
-    log.write_text("")
-    got: list[bytes] = []
-
-    following = trio.Event()
-
-    async def write_until_followed() -> None:
-        # The follower starts at the end of the file: append until it shows a line.
-        while not following.is_set():
-            with open(log, "a") as f:
-                f.write("hello\n")
-            await trio.sleep(0.1)
-
-    async def follow() -> None:
-        follower = Follower(cfg, "bob")
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(write_until_followed)
-                async for chunk in follower.events():
-                    if not chunk.startswith(b"data:"):
-                        continue
-                    if not following.is_set():
-                        following.set()  # now the file jumps by 2 GiB of zeros
-                        with open(log, "r+b") as f:
-                            os.truncate(f.fileno(), SPARSE_BYTES)
-                        continue
-                    got.append(chunk)
-                    if b"line cut" in chunk:
-                        follower.close()
-
-    trio.run(follow)
-    assert b"skipped ahead" in got[0]
-    assert sum(len(c) for c in got) < 3 << 20  # 1 MiB behind at most, JSON-escaped
+    log.write_text("hello\n")
+    first = trio.run(logtail.read, "bob", log, 10)
+    assert first["lines"] == ["hello"]
+    with open(log, "r+b") as f:
+        os.truncate(f.fileno(), SPARSE_BYTES)  # 2 GiB of zeros, no newline
+    page = trio.run(logtail.read, "bob", log, 10, first["cursor"])
+    assert "skipped ahead" in page["lines"][0]
+    assert page["lines"][-1].endswith("[hive: line cut]")
+    assert sum(len(line) for line in page["lines"]) < 2 * logtail.MAX_LINE_BYTES
 
 
 # --- item 21: size caps, off the trio thread ---------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hive.client import HiveError, SyncClient
+from hive.systemd import EXIT_CONFIG
 from hive.wire import FrameDecoder, encode_frame, packb, request
 from tests.hive_harness import RunningHive
 
@@ -534,7 +535,7 @@ def test_a_bad_hive_toml_exits_2_naming_the_problem(tmp_path: Path, text: str, n
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == EXIT_CONFIG, proc.stderr
     assert named in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not state.exists(), "a config error must not touch the state dir"

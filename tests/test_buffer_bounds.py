@@ -21,7 +21,7 @@ import pytest
 import trio
 
 from hive.config import AgentConfig, HiveConfig
-from hive.io.streams import MAX_LINE_BYTES
+from hive.io.streams import MAX_LINE_BYTES, STDERR_LINE_BYTES
 from hive.process import AgentPaths
 from hive.runtimes.base import TurnInput, TurnOutcome
 from hive.sandboxes import ProcessSandbox
@@ -180,8 +180,8 @@ def test_a_huge_output_line_is_cut_with_a_marker_not_held(flooding: RunningHive)
     cut = [e["data"] for e in events if e["kind"] == "output_truncated"]
     assert cut == [{"kept": MAX_LINE_BYTES, "dropped": FLOOD_BYTES - MAX_LINE_BYTES}]
     log = hive.state_dir / "agents" / "liner" / "agent.log"
-    assert log.stat().st_size < MAX_LINE_BYTES + (1 << 20)
-    assert f"[hive: line cut at {MAX_LINE_BYTES} bytes" in log.read_text(errors="replace")
+    assert log.stat().st_size < STDERR_LINE_BYTES + (1 << 20)  # stderr is cut shorter
+    assert f"[hive: line cut at {STDERR_LINE_BYTES} bytes" in log.read_text(errors="replace")
 
 
 def test_events_past_the_cap_are_counted_not_kept(flooding: RunningHive) -> None:

@@ -1,6 +1,6 @@
 """The claude runtime, end to end: the REAL claude CLI, started from the ProcessSpec that
 ClaudeRuntime builds, against the fake Anthropic API and a real agent socket served by
-AgentSocketStub (so hive-mcp runs for real inside each turn)."""
+AgentSocketStub (so the MCP relay and the hive's MCP session run for real in each turn)."""
 
 from __future__ import annotations
 
@@ -182,8 +182,14 @@ async def test_refusal_by_the_hive_reaches_the_model_as_a_tool_error(
 async def test_extra_mcp_server_from_config_is_started_and_allowed(
     api: FakeAnthropic, tmp_path: Path, nursery: trio.Nursery
 ) -> None:
+    # Not shared: started by the CLI itself (a shared one goes through the supervisor's pool,
+    # which this stub socket does not have: tests/test_mcp_pool.py).
     extra = McpServerConfig(
-        name="tools", command=sys.executable, args=(str(ECHO_SERVER),), allowed_tools=("echo",)
+        name="tools",
+        command=sys.executable,
+        args=(str(ECHO_SERVER),),
+        allowed_tools=("echo",),
+        shared=False,
     )
     agent = await start_agent(api, tmp_path, nursery, mcp_servers=(extra,))
     api.script(ToolUse("mcp__tools__echo", {"text": "ping"}), Text("echoed"))
@@ -334,14 +340,13 @@ def test_command_line_carries_model_mcp_config_and_allow_list(
         "Write",
     ]
     config = json.loads(argv[argv.index("--mcp-config") + 1])["mcpServers"]
-    assert config["hive"]["args"] == ["-m", "hive.mcp_server"]
+    # The relay, run by path with the standard library only (no SDK in the agent's sandbox).
+    assert config["hive"]["args"][:2] == ["-I", "-S"]
+    assert config["hive"]["args"][2].endswith("hive/mcp_relay.py")
     assert config["hive"]["env"]["HIVE_SOCKET"] == str(agent.paths.socket)
-    assert config["db"] == {
-        "type": "stdio",
-        "command": "db-mcp",
-        "args": ["--ro"],
-        "env": {"DB": "x"},
-    }
+    # Shared (the default): the same relay, attached to the supervisor's MCP pool.
+    assert config["db"]["args"] == config["hive"]["args"]
+    assert config["db"]["env"] == {"HIVE_SOCKET": str(agent.paths.socket), "HIVE_MCP_SERVER": "db"}
     assert "--strict-mcp-config" in argv
     assert "Review PRs." in argv[argv.index("--append-system-prompt") + 1]
     assert spec.env["CLAUDE_CONFIG_DIR"] == str(agent.paths.state / "claude")
@@ -455,8 +460,8 @@ async def test_persistent_session_plays_several_turns_in_one_process(
         ["answer two"],
         ["answer three"],
     ]
-    assert agent.stub.status_text == "busy"  # hive-mcp lived through the turns
-    assert agent.stub.connections == 1  # one hive-mcp for the whole session
+    assert agent.stub.status_text == "busy"  # the relay lived through the turns
+    assert agent.stub.connections == 1  # one relay for the whole session
     history = api.requests[-1].all_text()
     assert all(q in history for q in ("question one", "answer one", "question three"))
     # A changed model needs a new process (which resumes the same session).

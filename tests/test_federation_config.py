@@ -68,3 +68,16 @@ def test_allowed_recipients_name_remote_agents() -> None:
         with pytest.raises(WireError) as exc:
             check_send(alice, "alice", to)
         assert exc.value.code == "not_allowed"
+
+
+def test_a_hive_without_federation_never_imports_nats() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hive.daemon, hive.actors.bus, hive.actors.forwarder, hive.cli.hivectl, "
+        "hive.control.admin_verbs; print(sorted(m for m in sys.modules if m.split('.')[0] "
+        "== 'nats' or m == 'hive.federation.link'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
-"""hive-mcp over real stdio (the mcp SDK's Client starts it) against a real agent socket."""
+"""The hive's MCP tools through the real relay over stdio (the mcp SDK's Client starts it),
+served on a real agent socket (tests/agent_socket_stub.py runs the hive's MCP session)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ MANAGER_TOOLS = {
 }
 
 
+RELAY = [sys.executable, "-I", "-S", str(Path(__file__).parents[1] / "hive" / "mcp_relay.py")]
+
+
 def hive_mcp(socket: Path) -> StdioServerParameters:
-    return StdioServerParameters(
-        command=sys.executable, args=["-m", "hive.mcp_server"], env={"HIVE_SOCKET": str(socket)}
-    )
+    return StdioServerParameters(command=RELAY[0], args=RELAY[1:], env={"HIVE_SOCKET": str(socket)})
 
 
 @asynccontextmanager
@@ -57,8 +59,9 @@ async def test_an_agent_gets_the_agent_tools_with_descriptions(tmp_path: Path) -
         assert all(len(t.description or "") > 40 for t in tools.values())
         wait = tools["recv"].input_schema["properties"]["wait_seconds"]
         assert (wait["minimum"], wait["maximum"]) == (0, 180)
-        assert "You are agent 'alice' in a hive" in (client.instructions or "")
-    assert stub.calls[0] == ("whoami", {})
+        assert "You are an agent in a hive" in (client.instructions or "")
+        assert "You are the manager" not in (client.instructions or "")
+    assert stub.calls[0] == ("mcp", {})
 
 
 async def test_the_manager_also_gets_the_manager_tools(tmp_path: Path) -> None:
@@ -91,7 +94,7 @@ async def test_manager_tools_are_not_there_for_an_agent(tmp_path: Path) -> None:
     async with connected(tmp_path) as (client, stub):
         result = await client.call_tool("kick_agent", {"name": "bob"})
         assert result.is_error
-    assert [op for op, _ in stub.calls] == ["whoami"]
+    assert [op for op, _ in stub.calls] == ["mcp"]
 
 
 async def test_send_forwards_and_a_refusal_is_a_tool_error_with_the_reason(
@@ -132,7 +135,7 @@ async def test_recv_refuses_waits_over_180_seconds_before_asking_the_hive(
     async with connected(tmp_path) as (client, stub):
         result = await client.call_tool("recv", {"wait_seconds": 181})
         assert result.is_error and "less than or equal to 180" in text(result)
-    assert [op for op, _ in stub.calls] == ["whoami"]
+    assert [op for op, _ in stub.calls] == ["mcp"]
 
 
 async def test_ask_operator_answered(tmp_path: Path) -> None:
@@ -203,7 +206,7 @@ async def test_lost_supervisor_is_a_tool_error_not_a_dead_server(tmp_path: Path)
 async def test_without_hive_socket_it_exits_with_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "HIVE_SOCKET"}
     proc = await trio.run_process(
-        [sys.executable, "-m", "hive.mcp_server"],
+        RELAY,
         env=env,
         capture_stdout=True,
         capture_stderr=True,
@@ -215,7 +218,7 @@ async def test_without_hive_socket_it_exits_with_a_clear_error(tmp_path: Path) -
 
     env["HIVE_SOCKET"] = str(tmp_path / "nobody.sock")
     proc = await trio.run_process(
-        [sys.executable, "-m", "hive.mcp_server"],
+        RELAY,
         env=env,
         capture_stdout=True,
         capture_stderr=True,

@@ -1,14 +1,18 @@
-"""services.hive.federation: the module renders a [federation] table that hive loads, and
-nothing of it when the option is off. (Evaluated like tests/test_nix.py.)"""
+"""services.hive.federation: the module (on nixpkgs' real module system, like
+tests/test_nix.py) renders a [federation] table that hive loads, and none when it is off;
+a wrong type is refused."""
 
 from __future__ import annotations
 
 from hive.config import HiveConfig
-from tests.test_nix import evaluate
+from tests.test_nix import evaluate, nixpkgs, refusal
+
+__all__ = ["nixpkgs"]  # the fixture
 
 
-def test_federation_options_render_a_table_hive_loads() -> None:
+def test_federation_options_render_a_table_hive_loads(nixpkgs: str) -> None:
     out = evaluate(
+        nixpkgs,
         {
             "agents": {"bob": {"sandbox": "bwrap"}},
             "federation": {
@@ -21,7 +25,7 @@ def test_federation_options_render_a_table_hive_loads() -> None:
                 "accept": {"*": ["*@beta"], "bob": ["carol@gamma"]},
                 "operators": ["beta"],
             },
-        }
+        },
     )
     fed = HiveConfig.from_toml_text(out["toml"]).federation
     assert fed is not None
@@ -32,7 +36,17 @@ def test_federation_options_render_a_table_hive_loads() -> None:
     assert not fed.accepts("x", "carol@gamma")
 
 
-def test_no_federation_table_unless_enabled() -> None:
-    out = evaluate({"agents": {"bob": {"sandbox": "bwrap"}}})
+def test_no_federation_table_unless_enabled(nixpkgs: str) -> None:
+    out = evaluate(nixpkgs, {"agents": {"bob": {"sandbox": "bwrap"}}})
     assert "federation" not in out["toml"]
     assert HiveConfig.from_toml_text(out["toml"]).federation is None
+
+
+def test_a_wrong_federation_value_is_refused(nixpkgs: str) -> None:
+    error = refusal(nixpkgs, {"federation": {"enable": True, "name": "a", "replicas": "3"}})
+    assert "services.hive.federation.replicas" in error
+
+
+def test_an_enabled_federation_needs_a_name(nixpkgs: str) -> None:
+    error = refusal(nixpkgs, {"federation": {"enable": True}})
+    assert "services.hive.federation.name: set this hive's name" in error

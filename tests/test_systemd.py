@@ -47,6 +47,7 @@ def test_the_unit_is_a_watched_notify_service_with_a_start_limit() -> None:
     assert service["NotifyAccess"] == "main"
     assert service["WatchdogSec"] == "30"
     assert service["Restart"] == "on-failure"
+    assert service["RestartPreventExitStatus"] == "78"  # a refused hive.toml: no restarts
     assert service["ExecStart"] == (
         "/opt/hive/bin/hive-supervisor --config /etc/hive/hive.toml "
         "--state-dir /var/lib/hive --run-dir /run/hive"
@@ -239,7 +240,7 @@ def test_a_full_journal_drops_records_instead_of_blocking(
 
 
 def test_journalctl_reads_one_agent_back() -> None:
-    assert journalctl_argv("bob", 50) == [
-        "journalctl", "--no-pager", "--output=json", "--lines=50", "AGENT=bob",
-    ]  # fmt: skip
-    assert journalctl_argv("bob", follow=True)[-1] == "--follow"
+    argv = journalctl_argv("bob", 50, uid=0)
+    assert argv[0] == "journalctl" and "--output=json" in argv and "--all" in argv
+    assert argv[-3:] == ["--lines=50", "AGENT=bob", "_UID=0"]  # only what root sent
+    assert "--after-cursor=s=1;i=2" in journalctl_argv("bob", uid=0, after="s=1;i=2")

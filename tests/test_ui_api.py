@@ -307,15 +307,19 @@ def test_events_and_log_after_a_crash(dash: DashboardHive) -> None:
 
 def test_log_follow_streams_new_lines(dash: DashboardHive) -> None:
     got: list[dict[str, Any]] = []
+    cursor = dash.ok("GET", "/api/agents/bob/log")["cursor"]  # following starts after it
 
     def follow() -> None:
         got.extend(
-            sse_events(dash, "/api/agents/bob/log/stream", lambda evs: bool(evs), timeout=30)
-        )
+            sse_events(
+                dash, f"/api/agents/bob/log/stream?after={cursor}",
+                lambda evs: any("exploded" in line for ev in evs for line in ev["lines"]),
+                timeout=30,
+            )
+        )  # fmt: skip
 
     reader = threading.Thread(target=follow)
     reader.start()
-    time.sleep(1.0)  # the follower starts at the current end of the file
     dash.ok("POST", "/api/agents/bob/messages", json={"body": "boom"})
     reader.join(timeout=40)
     assert any("exploded on purpose" in line for ev in got for line in ev["lines"])
@@ -550,17 +554,21 @@ def test_bind_retries_until_the_port_is_free_then_gives_up_clearly() -> None:
 
 
 def test_journald_lines_are_read_from_json() -> None:
-    from hive.ui.logs import _journal_line, tail_lines
+    from hive.logtail import entry_lines, tail_lines
 
-    assert _journal_line(b'{"MESSAGE": "hello", "AGENT": "bob"}') == "hello"
-    assert _journal_line(b'{"MESSAGE": [104, 105, 255]}') == "hi\ufffd"
-    assert _journal_line(b"not json") is None
-    assert _journal_line(b'{"OTHER": 1}') is None
+    def shown(entry: dict[str, Any]) -> list[str]:
+        return [line.split(" ", 1)[1] for line in entry_lines(entry)]  # without the time
+
+    assert shown({"MESSAGE": "hello", "AGENT": "bob"}) == ["hive: hello"]
+    assert shown({"MESSAGE": [104, 105, 255], "HIVE_STREAM": "stderr", "TURN": "4"}) == [
+        "turn=4 hi\ufffd"
+    ]
+    assert shown({"OTHER": 1}) == ["hive: "]
     assert tail_lines(Path("/nonexistent/agent.log"), 10) == ([], 0)
 
 
 def test_tail_lines_reads_only_the_end(tmp_path: Path) -> None:
-    from hive.ui.logs import tail_lines
+    from hive.logtail import tail_lines
 
     log = tmp_path / "agent.log"
     log.write_text("".join(f"line {i}\n" for i in range(100_000)))

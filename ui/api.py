@@ -15,8 +15,7 @@ from typing import Any, get_type_hints
 
 from quart import Blueprint, Response, jsonify, request
 
-from hive import __version__
-from hive.journal import journal_available
+from hive import __version__, agentlog, logtail
 from hive.status import AgentStatus
 from hive.telemetry import select_stats, summarize
 from hive.ui import logs
@@ -32,6 +31,7 @@ from hive.ui.schemas import (
     KickBody,
     LimitQuery,
     LogQuery,
+    LogStreamQuery,
     Messages,
     MessagesQuery,
     ModelBody,
@@ -142,7 +142,7 @@ async def session() -> SessionReply:
             "set_model": has_verb(board.ctx, "model"),
             "approvals": has_verb(board.ctx, "approve"),
             "questions": has_verb(board.ctx, "answer"),
-            "journald": journal_available(),
+            "journald": agentlog.source() == "journald",
         },
     }
 
@@ -378,18 +378,27 @@ async def stats(query: StatsQuery) -> Stats:
 @api.get("/agents/<name>/log")
 @typed
 async def agent_log(name: str, query: LogQuery) -> Result:
-    """The agent's log (journald, else its log file)"""
+    """The agent's log (journald, else its agent.log), as ``hivectl logs`` shows it: the
+    newest lines, or those after ``after`` (a cursor from an earlier page)"""
     name = _agent_name(name)
-    result: Result = await logs.read(dashboard().ctx.config, name, query.lines)
+    args = {"name": name, "lines": query.lines, "after": query.after}
+    result: Result = await call_verb(dashboard().ctx, "logs", args)
     return result
 
 
 @api.get("/agents/<name>/log/stream")
-async def agent_log_stream(name: str) -> Response:
-    """Follow the agent's log: new lines as server-sent events."""
+@typed
+async def agent_log_stream(name: str, query: LogStreamQuery) -> Response:
+    """Follow the agent's log: new lines (after ``after``, else from now on) as
+    server-sent events."""
     name = _agent_name(name)
     board = dashboard()
-    follower = logs.Follower(board.ctx.config, name)
+    after = request.headers.get("Last-Event-ID", "")[:512] or query.after  # a reconnect's
+    try:
+        logtail.check_cursor(after)
+    except logtail.LogError as exc:
+        raise ApiError(400, exc.code, str(exc)) from None
+    follower = logs.Follower(board.ctx, name, after)
     board.closers.add(follower.close)
 
     async def body() -> AsyncIterator[bytes]:

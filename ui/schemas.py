@@ -87,9 +87,16 @@ class StatsQuery(Shape):
 
 
 class LogQuery(Shape):
-    """How many of the log's last lines."""
+    """How many of the log's last lines (or of those after a cursor)."""
 
     lines: QueryInt = _limit(200, 1, 5000)
+    after: Annotated[str, Field(max_length=512)] = ""  # a cursor from an earlier page
+
+
+class LogStreamQuery(Shape):
+    """Where following the log starts: after a page's cursor ("": from now on)."""
+
+    after: Annotated[str, Field(max_length=512)] = ""
 
 
 class StreamQuery(Shape):

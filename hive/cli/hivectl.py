@@ -486,24 +486,25 @@ def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, describe)
 
 
+FOLLOW_POLL_SECONDS = 1.0
+FOLLOW_PAGE_LINES = 1000
+
+
 def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
     r = c.call("logs", name=a.name, lines=a.lines)
     print_result(a, r, lambda r: "\n".join(terminal_safe(line, keep="\t") for line in r["lines"]))
-    if not a.follow:
-        return
-    last = r["lines"][-1] if r["lines"] else None
-    while True:  # follow by polling: the log is a plain file the daemon appends to
-        time.sleep(1.0)
-        r = c.call("logs", name=a.name, lines=200)
-        lines = r["lines"]
-        new = lines[lines.index(last) + 1 :] if last in lines else lines
-        for line in new:
+    cursor = r["cursor"]
+    sys.stdout.flush()  # the first page shows before the wait for more
+    while a.follow:  # the daemon reads the log (journald or agent.log): ask what came after
+        if not r.get("more"):
+            time.sleep(FOLLOW_POLL_SECONDS)
+        r = c.call("logs", name=a.name, lines=FOLLOW_PAGE_LINES, after=cursor)
+        cursor = r["cursor"]
+        for line in r["lines"]:
             if a.json:
                 print(json.dumps(line), flush=True)
             else:
                 say(terminal_safe(line, keep="\t"))
-        if lines:
-            last = lines[-1]
 
 
 def v_raw(op: str, key: str) -> Handler:

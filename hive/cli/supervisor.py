@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import trio
 
 from hive.config import ConfigError, HiveConfig
+from hive.systemd import EXIT_CONFIG
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,17 +43,19 @@ def load_config(args: argparse.Namespace) -> HiveConfig:
 
 
 def setup_logging(level: str) -> None:
-    """stderr always; journald too when systemd started us (JOURNAL_STREAM is set), with
-    the agent's name as the AGENT field so `journalctl AGENT=bob` and the log viewer can
-    filter by agent."""
-    from hive.journal import JournalHandler, journal_available
+    """stderr, or journald when systemd started us with a journald to take it (the rule of
+    hive.journal.journald_wanted): then records that name an agent carry it as the AGENT
+    field, and agents' own logs go there too (hive.agentlog), for `journalctl AGENT=bob`
+    and the log viewers alike."""
+    from hive import agentlog
+    from hive.journal import JournalHandler, journald_wanted
 
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if os.environ.get("JOURNAL_STREAM") and journal_available():
+    if agentlog.choose(journald_wanted()) == "journald":
         root = logging.getLogger()
         # systemd already captures stderr into the journal: replace, don't duplicate.
         for handler in list(root.handlers):
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = load_config(args)
     except ConfigError as exc:
         print(f"hive-supervisor: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)  # not restarted by systemd: a config does not fix itself
     try:
         preflight(cfg)
     except StartRefused as exc:

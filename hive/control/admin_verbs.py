@@ -16,8 +16,8 @@ socket) and the dashboard (in process) call, through ``hive.control.admin_api.Ad
     model{names, model?}                 show or set (""/None to show; "default" resets)
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
-    logs{name, lines?}  stats{agent, since?}
-    inject_fault{target}                 only with HIVE_FAULT_INJECTION=1 (tests)
+    logs{name, lines?, after?}  stats{agent, since?}
+    inject_fault{target, hang_seconds?}  only with HIVE_FAULT_INJECTION=1 (tests)
 
 (``subscribe`` pushes on its connection, so it lives with the socket: hive.io.admin_socket.)
 Each verb takes the hive context and the request and returns the reply or raises a
@@ -36,13 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from hive import __version__, safefs
+from hive import __version__, logtail, safefs
 from hive.actors import agent as agent_msgs
 from hive.control import records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
 from hive.control.tasks import paths_of, remove_draft_repo
-from hive.logtail import tail_lines
 from hive.wire import (
     OPERATOR,
     PROTOCOL_VERSION,
@@ -239,14 +238,21 @@ async def clear_mail(ctx: HiveContext, req: Request) -> Any:
     return await ask_actor(ctx, "store", write, math.inf)
 
 
+MAX_INJECTED_HANG = 600.0  # a test's hang ends by itself, even if nothing kills the daemon
+
+
 async def inject_fault(ctx: HiveContext, req: Request) -> Any:
-    """Make the named actor ('store', 'bus', 'hub', 'agent:NAME') raise in its thread."""
+    """Make the named actor ('store', 'bus', 'hub', 'agent:NAME') raise in its thread, or
+    with ``hang_seconds`` block its thread that long (the watchdog's test)."""
     from hive.actors.base import InjectFault
 
     target = arg(req.args, "target", str)
-    if not ctx.refs.tell(target, InjectFault()):
+    hang = arg(req.args, "hang_seconds", float, 0.0)
+    if not 0 <= hang <= MAX_INJECTED_HANG:
+        raise WireError("bad_request", f"hang_seconds must be 0..{MAX_INJECTED_HANG:g}")
+    if not ctx.refs.tell(target, InjectFault(hang_seconds=hang)):
         raise WireError("unavailable", f"{target} is not running")
-    return {"injected": target}
+    return {"injected": target, "hang_seconds": hang}
 
 
 # --- approvals and questions --------------------------------------------------------------
@@ -438,15 +444,20 @@ def _purge(root: Path) -> None:
 
 
 async def logs(ctx: HiveContext, req: Request) -> Any:
-    """The last ``lines`` lines of the agent's log (its turns' stderr, as the supervisor
-    writes it to <state>/agents/<name>/agent.log)."""
+    """logs{name, lines?, after?}: the last ``lines`` lines of the agent's log, or the next
+    ``lines`` after the cursor ``after`` (to follow it), as hive.logtail reads them for
+    every viewer: ``{agent, source: journald|file, lines, cursor, more, path?}``."""
     name = validate_agent_name(arg(req.args, "name", str))
     lines = max(1, min(int(arg(req.args, "lines", int, 100)), MAX_LOG_LINES))
+    after = arg(req.args, "after", str, "")
     path = paths_of(ctx, name).log
     if not path.parent.exists():
         raise WireError("unknown_agent", f"no agent named '{name}' (no directory {path.parent})")
-    text, _ = await trio.to_thread.run_sync(tail_lines, path, lines)
-    return {"agent": name, "path": str(path), "lines": text}
+    try:
+        page = await logtail.read(name, path, lines, after)
+    except logtail.LogError as exc:
+        raise WireError(exc.code, str(exc)) from None
+    return {"agent": name, **page}
 
 
 async def stats(ctx: HiveContext, req: Request) -> Any:

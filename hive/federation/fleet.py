@@ -47,7 +47,9 @@ async def publish_status(ctx: HiveContext) -> None:
             rows = (await list_agents(ctx, Request(0, "list", {})))["agents"]
             depths = await ask_actor(ctx, "forwarder", lambda r: Depths(r), 5)
             link.local_status = {"agents": rows, "outbox": depths, "connected": link.connected}
-        except Exception as exc:  # a task of the daemon's nursery: the next round retries
+        except WireError as exc:  # an actor not (yet) running: the next round retries
+            log.debug("federation: this hive's fleet row: %s", exc)
+        except Exception as exc:  # a task of the daemon's nursery: never let it out
             log.warning("federation: this hive's fleet row: %r", exc)
         await trio.sleep(STATUS_INTERVAL)
 

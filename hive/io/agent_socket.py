@@ -4,6 +4,9 @@ token and no agent can speak as another.
 
 Ops: send, recv, ack, set_status, kick_agent (manager only), whoami. The control-plane
 ops (ask_operator, spawn requests, ...) are routed to the Approvals actor where it exists.
+``mcp`` switches the connection to MCP mode: the hive's MCP server session (hive.mcp_server,
+hive.io.mcp_transport) runs over it as that agent, and its tools call these same ops in
+process (``InProcessCaller``), on this connection.
 
 A reply that carries messages (recv; an answered ask_operator) lists their ids in
 ``ack_ids``. They are delivered only once the client sends ``ack {ids}``: a reply that
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,7 @@ from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name, val
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.io.mcp_pool import McpPool
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ MAX_ACK_IDS = 10_000
 # The control plane's ops (hive.control.agent_ops.op_table), given by the daemon:
 # op -> handler(ctx, agent, conn, req). With the core ops, one table: ``AgentSockets._table``.
 AgentOp = Callable[["HiveContext", str, "AgentConnection", Request], None]
-Handler = Callable[["AgentConnection", Request], None]
+Handler = Callable[["AgentConnection", Request], Awaitable[None] | None]
 
 
 def _reply_to(conn: Connection, req: Request) -> Callable[[Any], None]:
@@ -56,6 +60,55 @@ class AgentConnection(Connection):
         # Which connection holds a handed-over message (Recv/Ack/Release.holder): set by
         # the socket, one number per connection.
         self.holder = 0
+        # In MCP mode, replies go to the MCP tools that made the calls, not to the stream.
+        self.caller: InProcessCaller | None = None
+
+    def reply(self, req_id: int, result: Any) -> bool:
+        if self.caller is not None:
+            return self.caller.answer(req_id, result)
+        return super().reply(req_id, result)
+
+
+class InProcessCaller:
+    """The MCP tools' way to this socket's ops: a request handled as if it came in on
+    ``conn`` (same identity, same per-connection state: what it holds unacknowledged, its
+    parked recvs), its reply routed back here instead of onto the stream."""
+
+    def __init__(self, sockets: AgentSockets, conn: AgentConnection) -> None:
+        self.sockets = sockets
+        self.conn = conn
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, trio.MemorySendChannel[Any]] = {}
+
+    async def call(self, op: str, **args: Any) -> Any:
+        from hive.client import HiveError
+
+        req_id = next(self._ids)
+        send, receive = trio.open_memory_channel[Any](1)
+        self._waiting[req_id] = send
+        try:
+            try:
+                self.sockets.handle(self.conn, Request(req_id, op, args))
+            except WireError as exc:
+                raise HiveError(exc.code, exc.message) from None
+            if self.conn.on_chunk_end is not None:
+                self.conn.on_chunk_end()  # a send travels to the Bus now
+            result = await receive.receive()
+        finally:
+            # A call abandoned (its MCP request cancelled, the session over) gets no reply:
+            # ``answer`` then says so, and messages that reply carried go back.
+            self._waiting.pop(req_id, None)
+        if isinstance(result, WireError):
+            raise HiveError(result.code, result.message)
+        return result
+
+    def answer(self, req_id: int, result: Any) -> bool:
+        """A reply for call ``req_id`` (trio thread); False if nobody waits for it."""
+        waiting = self._waiting.pop(req_id, None)
+        if waiting is None:
+            return False
+        waiting.send_nowait(result)
+        return True
 
 
 class AgentSockets:
@@ -68,6 +121,53 @@ class AgentSockets:
         self.connections: dict[str, set[AgentConnection]] = {}
         self._waiter_ids = itertools.count(1)
         self._holder_ids = itertools.count(1)  # one per connection (Recv.holder)
+        self._mcp_ready: trio.Event | None = None
+        self.mcp_pool: McpPool | None = None  # made when an agent first attaches to it
+
+    async def mcp_loaded(self) -> None:
+        """The MCP SDK imported and the hive's servers built: once per process, in a worker
+        thread (about 0.5 s that must not stall the loop), when the first session starts."""
+        if self._mcp_ready is None:
+            self._mcp_ready = trio.Event()
+            from hive import mcp_server
+
+            try:
+                await trio.to_thread.run_sync(mcp_server.preload)
+            finally:
+                self._mcp_ready.set()  # a failure shows again in the session that waits
+        await self._mcp_ready.wait()
+
+    async def _pool_attach(self, conn: AgentConnection, req: Request, name: str) -> None:
+        """``mcp {server}``: attach this connection to the agent's pooled extra MCP server
+        ``name``, which its stored config must declare, shared (hive.policy.mcp_pooled)."""
+        from hive.config import AgentConfig
+        from hive.control.records import agent_config
+        from hive.io.mcp_pool import McpPool
+        from hive.policy import mcp_pooled
+
+        stored = await self.ctx.services.reader.run(lambda q: agent_config(q, conn.peer))
+        agent = AgentConfig.from_dict(stored) if stored is not None else None
+        found = [s for s in agent.mcp_servers if s.name == name] if agent is not None else []
+        if agent is None or not found:
+            raise WireError("unknown_server", f"no MCP server '{name}' in this agent's config")
+        server = found[0]
+        if not mcp_pooled(agent, server):
+            raise WireError(
+                "not_shared",
+                f"MCP server '{name}' is not shared for this agent (shared = false, or a "
+                "sandboxed agent): its claude starts it itself",
+            )
+        if self.mcp_pool is None:
+            workdir = self.ctx.config.state_dir.resolve() / "mcp-pool"
+            idle = self.ctx.config.mcp_pool_idle_seconds
+            self.mcp_pool = McpPool(workdir, self.ctx.io.nursery, idle)
+        pool = self.mcp_pool
+
+        async def attach() -> None:
+            await pool.attach(conn.peer, server, conn.stream)
+
+        conn.takeover = attach
+        conn.reply(req.id, {"mode": "mcp"})
 
     def socket_path(self, name: str) -> Path:
         path: Path = self.ctx.config.sockets_dir / "agents" / f"{name}.sock"
@@ -176,13 +276,13 @@ class AgentSockets:
             release = Release(tuple(sorted(ids)), conn.holder)
             self.ctx.refs.tell(self.ctx.agent_ref_name(conn.peer), release)
 
-    def handle(self, conn: AgentConnection, req: Request) -> None:
+    def handle(self, conn: AgentConnection, req: Request) -> Awaitable[None] | None:
         check_manager_only(conn.peer, req.op)
         handler = self.handlers.get(req.op)
         if handler is None:
             known = ", ".join(self.handlers)
             raise WireError("unknown_op", f"unknown op '{req.op}' (known: {known})")
-        handler(conn, req)
+        return handler(conn, req)
 
     def _table(self, control_ops: Mapping[str, AgentOp]) -> dict[str, Handler]:
         """Every op of an agent socket: the core ones here, the control plane's given."""
@@ -198,6 +298,7 @@ class AgentSockets:
             "set_status": self._set_status,
             "kick_agent": self._kick_agent,
             "whoami": self._whoami,
+            "mcp": self._mcp,
         }
         return {**core, **{name: control(op) for name, op in control_ops.items()}}
 
@@ -259,3 +360,24 @@ class AgentSockets:
 
     def _whoami(self, conn: AgentConnection, req: Request) -> None:
         conn.reply(req.id, {"name": conn.peer, "manager": conn.peer == MANAGER})
+
+    def _mcp(self, conn: AgentConnection, req: Request) -> Awaitable[None] | None:
+        """Switch to MCP mode: answer, then serve the hive's MCP session (or attach the
+        agent's pooled extra server ``server``) on this connection."""
+        from hive.io.mcp_transport import serve_mcp
+
+        server = arg(req.args, "server", str, "")
+        if server:
+            return self._pool_attach(conn, req, server)
+
+        async def serve_hive() -> None:
+            from hive.mcp_server import McpSession
+
+            await self.mcp_loaded()
+            conn.caller = InProcessCaller(self, conn)
+            session = McpSession(conn.caller, conn.peer, conn.peer == MANAGER)
+            await serve_mcp(conn.stream, session)
+
+        conn.takeover = serve_hive
+        conn.reply(req.id, {"mode": "mcp"})
+        return None

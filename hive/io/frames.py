@@ -83,6 +83,9 @@ class Connection:
         self.reader_scope: trio.CancelScope | None = None
         self.finishing = False
         self.ended = trio.Event()  # set once the connection is closed
+        # Set by a handler that switches this connection to another protocol (the agent
+        # socket's ``mcp`` op): once its request is answered, it gets the raw stream.
+        self.takeover: Callable[[], Awaitable[None]] | None = None
 
     # --- replies: from the trio thread or any other --------------------------------
 
@@ -226,7 +229,12 @@ async def _read_requests(conn: Connection, handler: Handler, label: str) -> None
             if err is not None:
                 log.warning("%s: %s", label, err.message)
             return
-        for item in decoder.feed(data):
+        items = decoder.feed(data)
+        extra = 0  # frames that came after a request that switched protocols
+        for index, item in enumerate(items):
+            if conn.takeover is not None:
+                extra = len(items) - index
+                break
             await conn.in_flight.acquire()
             if isinstance(item, FrameError):
                 log.info("%s: %s", label, item.message)
@@ -249,6 +257,25 @@ async def _read_requests(conn: Connection, handler: Handler, label: str) -> None
                 conn.reply(req.id, WireError("internal", f"{req.op} failed: {exc}"))
         if conn.on_chunk_end is not None:
             conn.on_chunk_end()
+        if conn.takeover is not None:
+            extra += decoder.buffered()
+            return await _hand_over(conn, extra)
+
+
+async def _hand_over(conn: Connection, extra: int) -> None:
+    """Give the stream to ``conn.takeover`` once every reply queued so far is written (the
+    frame writer ends, so nothing else writes to the stream). A client must wait for the
+    switching request's reply before it speaks the new protocol: anything it sent after that
+    request in the same write is a protocol error, and the connection is closed."""
+    takeover, conn.takeover = conn.takeover, None
+    conn._out_send.close()
+    await conn.writer_done.wait()
+    if extra:
+        log.warning("%s: data sent before the reply that switched protocols; closing",
+                    conn.peer)  # fmt: skip
+        return
+    assert takeover is not None
+    await takeover()
 
 
 async def accept_connections(

@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TextIO
 
 import trio
 
-from hive import safefs
+from hive.agentlog import MAX_AGENT_LOG_BYTES, StderrLog, note
 from hive.runtimes.base import TurnEvent
-from hive.safefs import open_append
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +24,9 @@ STDERR_TAIL_LINE_CHARS = 4000  # of each kept line: the tail is for classify and
 # discarded as it arrives, never held (a 100 MB line with no newline once took 100 s of the
 # trio thread and its size in memory).
 MAX_LINE_BYTES = 4 << 20
-# agent.log is rotated past this (one older file kept: agent.log.1), so an agent's stderr
-# takes at most about twice this much disk.
-MAX_AGENT_LOG_BYTES = 64 << 20
+# A line of stderr is cut here for the agent's log (journald's own cut for a service's
+# output is 48 KiB); the viewers read back bounded lines.
+STDERR_LINE_BYTES = 32 << 10
 FIRST_EVENTS_KEPT = 20
 LAST_EVENTS_KEPT = 500
 
@@ -133,48 +130,23 @@ async def log_stderr(
     turn_id: Callable[[], int],
     max_bytes: int = MAX_AGENT_LOG_BYTES,
 ) -> None:
-    """Append a process's stderr to the agent's own log (what the dashboard's log viewer shows
-    where journald is absent), each line stamped with the turn it belongs to.
+    """Send a process's stderr to the agent's log (journald or agent.log: hive.agentlog),
+    each line with the turn it belongs to; keep its tail for ``classify``.
 
-    A log that cannot be opened (the agent put a link there) is skipped, not fatal: stderr
-    is still drained and its tail kept, so the turn runs and is classified as usual."""
-    f = _open_log(log_path, max_bytes)
+    A log that cannot be written (the agent put a link in agent.log's place) is skipped,
+    not fatal: stderr is still drained and its tail kept, so the turn runs as usual."""
+    out = StderrLog(log_path, max_bytes)
     try:
-        async for raw in lines(stream):
+        async for raw in lines(stream, STDERR_LINE_BYTES):
             line = raw.decode("utf-8", "replace")
             if isinstance(raw, TruncatedLine):
                 line = f"{line} {raw.marker()}"
             tail.append(line[:STDERR_TAIL_LINE_CHARS])
-            if f is not None:
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-                f.write(f"{stamp} turn={turn_id()} {line}\n")
-                f.flush()
-                if f.tell() > max_bytes:
-                    f.close()
-                    f = _open_log(log_path, max_bytes)
+            await out.write(turn_id(), line)
     finally:
-        if f is not None:
-            f.close()
+        out.close()
 
 
 def agent_log(log_path: Path, line: str, max_bytes: int = MAX_AGENT_LOG_BYTES) -> None:
-    """One line from the supervisor itself in the agent's log."""
-    f = _open_log(log_path, max_bytes)
-    if f is not None:
-        with f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} hive: {line}\n")
-
-
-def _open_log(log_path: Path, max_bytes: int) -> TextIO | None:
-    """The agent's log for appending; past ``max_bytes`` it becomes ``agent.log.1`` (the one
-    before goes) and a new one starts. The root supervisor writes it, so the agent's own
-    file-size limits do not hold: without this an agent could fill the disk through its
-    stderr."""
-    root, name = log_path.parent, log_path.name
-    try:
-        if safefs.size_of(root, name) > max_bytes:
-            safefs.rename_within(root, name, f"{name}.1")
-        return open_append(root, name)
-    except OSError as exc:
-        log.warning("not writing %s: %s", log_path, exc, extra={"agent": log_path.parent.name})
-        return None
+    """One note from the supervisor itself in the agent's log (hive.agentlog.note)."""
+    note(log_path, line, max_bytes=max_bytes)

@@ -132,7 +132,8 @@ class TurnRunner:
         try:
             outcome = await self._play(turn, state, capped, fresh_process, close_session)
         except Exception as exc:
-            log.exception("turn %s of %s could not run", turn.turn_id, agent)
+            log.exception("turn %s of %s could not run", turn.turn_id, agent,
+                          extra={"agent": agent, "turn": turn.turn_id})  # fmt: skip
             outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
         finally:
             if self.running.get(agent) is state:
@@ -260,7 +261,9 @@ def _text_bytes(value: object) -> int:
 
 
 def _log_report(agent: str, kind: str, data: dict[str, Any]) -> None:
-    log.info("agent %s: %s %s", agent, kind, data)
+    # In the agent's log too (hive.agentlog): what the IO side did about its output.
+    extra = {"agent": agent, "turn": data.get("turn_id")}
+    log.info("agent %s: %s %s", agent, kind, data, extra=extra)
 
 
 def _context_report(ctx: HiveContext) -> Report:

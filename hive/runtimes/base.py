@@ -8,9 +8,11 @@ line to ``parse_line`` and, when the process exits, asks ``classify`` how the tu
 from __future__ import annotations
 
 import enum
+import functools
 import os
+import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -175,19 +177,56 @@ class RuntimeDefaults:
 
 
 def helper_python(hive: HiveConfig) -> tuple[str, dict[str, str]]:
-    """The interpreter for hive's in-sandbox helpers, and the environment it needs to
-    import hive (only when it is not the supervisor's own interpreter)."""
-    if not hive.agent_python:
-        return sys.executable, {}
-    import msgpack
+    """How hive's own helpers (the scripted agent, hive-mcp) start, decided here alone: the
+    interpreter that runs ``-m <module>``, and the environment it needs to import hive.
+
+    The interpreter is ``agent_python`` from hive.toml, else the supervisor's own. Either
+    way PYTHONPATH names where hive and every package it needs are installed, since the
+    interpreter alone may not know: Nix's buildPythonApplication runs hive-supervisor on a
+    bare python whose script adds those directories itself. PYTHONSAFEPATH keeps the
+    helper's working directory (the agent's own) off its import path.
+    """
+    extra = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    paths = _import_order([*install_dirs(tuple(sys.path)), *(p for p in extra if p)])
+    env = {"PYTHONPATH": os.pathsep.join(paths), "PYTHONSAFEPATH": "1"}
+    return hive.agent_python or sys.executable, env
+
+
+@functools.lru_cache(maxsize=4)
+def install_dirs(search_path: tuple[str, ...]) -> tuple[str, ...]:
+    """The directories that hold hive and every distribution it needs (its requirements,
+    recursively, as installed on ``search_path``), in import order."""
+    from importlib import metadata
 
     import hive as hive_pkg
 
-    paths = {
-        str(Path(hive_pkg.__file__).resolve().parents[1]),
-        str(Path(msgpack.__file__).parents[1]),
-    }
-    return hive.agent_python, {"PYTHONPATH": os.pathsep.join(sorted(paths))}
+    dirs = {os.path.dirname(os.path.dirname(os.path.abspath(hive_pkg.__file__)))}
+    todo, seen = ["hive"], set()
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement for another platform or Python, not installed here
+        dirs.add(os.path.abspath(str(dist.locate_file(""))))
+        for requirement in dist.requires or ():
+            found = _REQUIREMENT_NAME.match(requirement)
+            if found and "extra ==" not in requirement.partition(";")[2]:
+                todo.append(found.group())
+    return tuple(_import_order(dirs))
+
+
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _import_order(paths: Iterable[str]) -> list[str]:
+    """``paths`` without repeats, in the order ``sys.path`` searches them (others last)."""
+    rank = {os.path.abspath(p): i for i, p in reversed(list(enumerate(sys.path)))}
+    unique = dict.fromkeys(os.path.abspath(p) for p in paths)
+    return sorted(unique, key=lambda p: rank.get(p, len(rank)))
 
 
 QUOTE = ">"

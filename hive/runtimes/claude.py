@@ -4,7 +4,7 @@
 that run the real CLI, tests/test_claude_runtime.py and tests/test_claude_e2e.py)::
 
     claude -p --model M --output-format stream-json --verbose
-           --mcp-config '{"mcpServers": {"hive": <hive-mcp on this agent's socket>, ...}}'
+           --mcp-config '{"mcpServers": {"hive": <the MCP relay on this agent's socket>, ...}}'
            --strict-mcp-config --setting-sources "" --allowedTools mcp__hive Bash(git *) ...
            --append-system-prompt <what a hive agent is + the agent's prompt>
            --session-id S | --resume S            (prompt on stdin)
@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 
 from hive import safefs
 from hive.config import AgentConfig, HiveConfig
+from hive.policy import mcp_pooled
 from hive.process import AgentPaths, ProcessSpec
 from hive.runtimes.base import (
     ExitClass,
@@ -53,12 +53,14 @@ from hive.runtimes.base import (
     TurnInput,
     TurnOutcome,
     format_turn_prompt,
+    helper_python,
 )
 
 SESSION_FILE = "claude-session"
 LOGIN_TOKEN_FILE = "hive-oauth-token"  # written by hive.cli.login after `claude setup-token`
 CONFIG_SUBDIR = "claude"
 HIVE_SERVER = "hive"
+RELAY = Path(__file__).resolve().parents[1] / "mcp_relay.py"
 
 # The supervisor's environment reaches a turn only through these names and prefixes, so an
 # agent never sees the operator token or other secrets of the host.
@@ -105,7 +107,7 @@ _QUIET_DEFAULTS = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     # In -p mode the CLI waits for MCP servers only briefly, then sends its first request
     # without the tools of those still starting ("pending" in the init event): a slow
-    # hive-mcp start on a loaded host would make a turn without hive tools. Wait for them.
+    # MCP server start on a loaded host would make a turn without its tools. Wait for them.
     "MCP_CONNECTION_NONBLOCKING": "false",
     "MCP_CONNECT_TIMEOUT_MS": "60000",
 }
@@ -168,7 +170,8 @@ class ClaudeRuntime:
     """The Runtime for the real ``claude`` CLI (see the module docstring).
 
     ``claude_bin`` overrides ``HiveConfig.claude_bin``; ``environ`` is the supervisor's
-    environment to pass through (default ``os.environ``); ``python`` runs hive-mcp.
+    environment to pass through (default ``os.environ``). The MCP relay starts with the
+    interpreter ``hive.runtimes.base.helper_python`` says.
     """
 
     name = "claude"
@@ -177,11 +180,9 @@ class ClaudeRuntime:
         self,
         claude_bin: str | None = None,
         environ: Mapping[str, str] | None = None,
-        python: str = sys.executable,
     ) -> None:
         self.claude_bin = claude_bin
         self.environ = os.environ if environ is None else environ
-        self.python = python
 
     # -- build ---------------------------------------------------------------------------
 
@@ -265,19 +266,17 @@ class ClaudeRuntime:
         ]
 
     def mcp_config(self, turn: TurnInput) -> dict[str, Any]:
-        """The ``--mcp-config`` map: hive-mcp on this agent's socket, then its extra servers."""
-        hive_env = {"HIVE_SOCKET": str(turn.paths.socket)}
-        if self.environ.get("PYTHONPATH"):
-            hive_env["PYTHONPATH"] = self.environ["PYTHONPATH"]
+        """The ``--mcp-config`` map: the relay to the hive's MCP server on this agent's
+        socket, then its extra servers (pooled ones through the same relay)."""
+        relay = self.relay_command(turn)
         servers: dict[str, Any] = {
-            HIVE_SERVER: {
-                "type": "stdio",
-                "command": self.python,
-                "args": ["-m", "hive.mcp_server"],
-                "env": hive_env,
-            }
+            HIVE_SERVER: {**relay, "env": {"HIVE_SOCKET": str(turn.paths.socket)}}
         }
         for server in turn.agent.mcp_servers:
+            if mcp_pooled(turn.agent, server):  # one process in the supervisor's pool
+                env = {"HIVE_SOCKET": str(turn.paths.socket), "HIVE_MCP_SERVER": server.name}
+                servers[server.name] = {**relay, "env": env}
+                continue
             servers[server.name] = {
                 "type": "stdio",
                 "command": server.command,
@@ -285,6 +284,12 @@ class ClaudeRuntime:
                 "env": dict(server.env),
             }
         return {"mcpServers": servers}
+
+    def relay_command(self, turn: TurnInput) -> dict[str, Any]:
+        """The relay (``hive/mcp_relay.py``, standard library only) run by path: ``-I -S``
+        because it needs no site-packages, which saves most of an interpreter's start."""
+        python, _ = helper_python(turn.hive)  # its env is for -m helpers; -I ignores it
+        return {"type": "stdio", "command": python, "args": ["-I", "-S", str(RELAY)]}
 
     def allowed_tools(self, turn: TurnInput) -> list[str]:
         """``--allowedTools``: hive's tools, extra servers' tools, Bash patterns, the rest."""
@@ -485,9 +490,10 @@ class ClaudeRuntime:
         if HIVE_SERVER in broken:
             return TurnOutcome(
                 ExitClass.CRASH,
-                f"the hive MCP server (hive-mcp) did not start ({broken[HIVE_SERVER]}): the "
-                "turn ran without hive tools; check the agent socket and hive-mcp on stderr "
-                "(pending: not connected within MCP_CONNECT_TIMEOUT_MS)",
+                f"the hive MCP server (hive-mcp, the relay to the agent socket) did not start "
+                f"({broken[HIVE_SERVER]}): the turn ran without hive tools; check the agent "
+                "socket and the relay's reason on stderr (pending: not connected within "
+                "MCP_CONNECT_TIMEOUT_MS)",
                 returncode,
             )
         if not failed:

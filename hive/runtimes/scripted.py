@@ -11,7 +11,8 @@ It talks to its agent socket exactly as hive-mcp does, so it exercises the whole
     do = [{op = "reply", body = "pong: {body}"}]
 
 Steps (``op``): reply{body}, send{to, body}, forward{to}, set_status{text}, recv{wait},
-kick{name, note}, sleep{seconds}, crash{code}, exit{code, class}. Any step may carry
+kick{name, note}, sleep{seconds}, crash{code}, exit{code, class}, stderr{text | hex,
+repeat} (writes to stderr as is: no newline added). Any step may carry
 ``times = N``: it runs only the first N times (counted in the agent's state dir), which
 scripts "crash once, then work". Templates: {from} {body} {agent} {id} {turn} {count}.
 """

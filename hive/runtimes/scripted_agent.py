@@ -106,6 +106,11 @@ class Player:
             time.sleep(float(step.get("seconds", 0)))
         elif op == "text":
             emit("text", text=self.fmt(step.get("text", ""), ctx))
+        elif op == "stderr":  # raw bytes (hex) or a template; no newline is added
+            text = step.get("text", "")
+            data = bytes.fromhex(step["hex"]) if "hex" in step else self.fmt(text, ctx).encode()
+            sys.stderr.buffer.write(data * int(step.get("repeat", 1)))
+            sys.stderr.buffer.flush()
         elif op == "crash":
             code = int(step.get("code", 1))
             print(f"scripted crash of {self.agent}: {self.fmt(step.get('message', 'boom'), ctx)}",

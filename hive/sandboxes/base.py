@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 from hive.config import AgentConfig
@@ -10,6 +11,17 @@ from hive.process import AgentPaths, ProcessSpec
 
 class SandboxError(RuntimeError):
     """The sandbox cannot run on this host (say which tool is missing and how to get it)."""
+
+
+def package_path(agent: AgentConfig, path: str) -> str:
+    """``path`` with the bin/ of each of the agent's ``packages`` ahead of it: the PATH of
+    every process in the agent's sandbox (each backend sets it for the sandboxed program).
+
+    >>> package_path(AgentConfig("bob", packages=("/nix/store/abc-git",)), "/usr/bin")
+    '/nix/store/abc-git/bin:/usr/bin'
+    """
+    bins = [os.path.join(p, "bin") for p in agent.packages]
+    return os.pathsep.join([*bins, path]) if bins else path
 
 
 class Sandbox(Protocol):

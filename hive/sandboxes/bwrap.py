@@ -32,7 +32,7 @@ from pathlib import Path
 
 from hive.config import AgentConfig
 from hive.process import AgentPaths, ProcessSpec
-from hive.sandboxes.base import SandboxError
+from hive.sandboxes.base import SandboxError, package_path
 from hive.sandboxes.uids import UID_BASE, allocate_uid, allow_traverse, give_to, uid_slot
 
 INSTALL_HINT = "install it with `apt-get install bubblewrap` (NixOS: add pkgs.bubblewrap)"
@@ -164,6 +164,7 @@ class BwrapSandbox:
         return uid
 
     def wrap(self, spec: ProcessSpec, agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
+        self._check_packages(agent, paths)
         cwd = spec.cwd or paths.work
         # prlimit and setpriv run as root: they get hive's own environment only. Every
         # variable the agent's config names is set by bwrap, after the drop, for the
@@ -190,6 +191,18 @@ class BwrapSandbox:
             argv += ["--setenv", key, value]
         argv += ["--", self._env, "--default-signal=TERM", *spec.argv]
         return replace(spec, argv=tuple(argv), env=outer_env, cwd=cwd)
+
+    def _check_packages(self, agent: AgentConfig, paths: AgentPaths) -> None:
+        """Refuse a package the sandbox hides. Never bind one back in: a package path comes
+        from the agent's config, which would then choose what of the host the agent sees."""
+        for package in agent.packages:
+            real = Path(os.path.realpath(package))
+            for hidden in [*self._masks(paths), Path("/tmp")]:
+                if real.is_relative_to(hidden):
+                    raise SandboxError(
+                        f"agent '{agent.name}': package {package} is under {hidden}, which the "
+                        "bwrap sandbox hides; install it elsewhere (e.g. /opt or the Nix store)"
+                    )
 
     def bwrap_args(
         self,
@@ -274,11 +287,14 @@ def split_agent_env(
     env: dict[str, str], agent: AgentConfig
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``env`` as (what root's wrapper processes may get, what only the sandboxed program
-    gets): every variable the agent's config names goes to the second, whatever its value."""
+    gets): every variable the agent's config names goes to the second, whatever its value,
+    and so does PATH with the bin/ of the agent's packages ahead."""
     inner = {k: env[k] for k in agent.env if k in env}
     outer = {k: v for k, v in env.items() if k not in inner}
     if "PATH" in inner:
         outer["PATH"] = os.defpath  # root's tools never search the agent's PATH
+    if agent.packages:  # on the sandboxed program's PATH alone, for the same reason
+        inner["PATH"] = package_path(agent, inner.get("PATH") or env.get("PATH") or os.defpath)
     return outer, inner
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from hive.config import AgentConfig
 from hive.process import AgentPaths, ProcessSpec
+from hive.sandboxes.base import package_path
 
 
 class ProcessSandbox:
@@ -17,4 +19,7 @@ class ProcessSandbox:
         paths.ensure()
 
     def wrap(self, spec: ProcessSpec, agent: AgentConfig, paths: AgentPaths) -> ProcessSpec:
-        return replace(spec, cwd=spec.cwd or paths.work)
+        env = spec.env
+        if agent.packages:
+            env = {**env, "PATH": package_path(agent, env.get("PATH", os.defpath))}
+        return replace(spec, cwd=spec.cwd or paths.work, env=env)

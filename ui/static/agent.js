@@ -320,7 +320,7 @@
   }
 
   // --- log viewer -----------------------------------------------------------------------------
-  let follower = null;
+  let follower = null, logCursor = "";
   function appendLog(lines) {
     const pre = document.getElementById("log");
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
@@ -334,6 +334,7 @@
       const pre = document.getElementById("log");
       pre.textContent = "";
       appendLog(data.lines);
+      logCursor = data.cursor;  // following starts after the last line shown
     } catch (e) { /* */ }
   }
   function setupLog() {
@@ -341,8 +342,8 @@
     follow.addEventListener("change", () => {
       if (follower) { follower.close(); follower = null; }
       if (follow.checked) {
-        follower = new EventSource(`/api/agents/${NAME}/log/stream`);
-        follower.onmessage = (ev) => appendLog(JSON.parse(ev.data).lines);
+        follower = new EventSource(`/api/agents/${NAME}/log/stream?after=${encodeURIComponent(logCursor)}`);
+        follower.onmessage = (ev) => { const d = JSON.parse(ev.data); logCursor = d.cursor; appendLog(d.lines); };
       }
     });
   }
