@@ -90,3 +90,19 @@ def test_sending_hive_killed_with_its_outbox_full(
     beta.wait_until(lambda: len(received(beta, "alpha")) >= len(acked), 90, "the outbox")
     assert_exactly_once_in_order(received(beta, "alpha"), acked)
     alpha.wait_until(lambda: outbox_depth(alpha) == 0, 30, "the outbox to drain")
+
+
+def test_hives_that_start_while_nats_is_down(
+    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
+) -> None:
+    """Both hives start with no NATS to reach: they serve, acknowledge remote sends into
+    the outbox, and deliver once NATS is there."""
+    server = nats()
+    server.kill()
+    alpha = make_hive(hive_config("alpha", server.url, ["s1"]), name="alpha")
+    beta = make_hive(hive_config("beta", server.url, ["bob"]), name="beta")
+    acked = send_all(alpha, "s1", "bob@beta", 50)
+    assert outbox_depth(alpha) == 50 and alpha.admin("list")["fleet"] == []
+    server.launch()
+    beta.wait_until(lambda: len(received(beta, "alpha")) >= 50, 60, "the queued messages")
+    assert_exactly_once_in_order(received(beta, "alpha"), acked)
