@@ -126,3 +126,28 @@ def test_operator_sends_own_hive_names_and_allowed_recipients(
         assert exc.value.code == "not_allowed" and "'bob@beta'" in exc.value.message
     local = [m for m in alpha.messages("alice") if m["from"] == "lim"]
     assert [(m["to"], m["body"]) for m in local] == [("alice", "local after all")]
+
+
+def test_crash_notices_go_to_a_manager_on_another_hive(
+    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
+) -> None:
+    """[federation] manager = "manager@beta": alpha's crash notices reach beta's manager
+    (a system notice: beta's accept policy does not apply to it)."""
+    server = nats()
+    crasher = (
+        '\n[[agent]]\nname = "crasher"\n[[agent.script]]\nmatch = "*"\n'
+        'do = [{op = "crash", code = 3, message = "boom", times = 1}]\n'
+    )
+    alpha = make_hive(
+        hive_config("alpha", server.url, [], federation_extra='manager = "manager@beta"\n')
+        + crasher,
+        name="alpha",
+    )
+    beta = make_hive(
+        hive_config("beta", server.url, ["manager"], accept='"*" = ["nobody@alpha"]'), name="beta"
+    )
+    alpha.admin("send", to="crasher", body="go")
+    beta.wait_until(lambda: received(beta, "alpha"), 60, "the crash notice at beta")
+    [(_, sender, to, body)] = received(beta, "alpha")[:1]
+    assert (sender, to) == ("system@alpha", "manager")
+    assert "agent 'crasher' crashed" in body

@@ -81,3 +81,11 @@ def test_a_hive_without_federation_never_imports_nats() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_remote_manager_is_an_address() -> None:
+    cfg = HiveConfig.from_toml_text('[federation]\nname = "a"\nmanager = "manager@b"\n')
+    assert cfg.federation is not None and cfg.federation.manager == "manager@b"
+    with pytest.raises(ConfigError) as exc:
+        HiveConfig.from_toml_text('[federation]\nname = "a"\nmanager = "manager"\n')
+    assert "not a remote address" in str(exc.value)

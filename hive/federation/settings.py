@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from hive.federation.address import split, validate_hive_name
+from hive.federation.address import split, validate_address, validate_hive_name
 from hive.wire import WireError, validate_agent_name
 
 
@@ -58,6 +58,15 @@ def _hives(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+def _remote_address(value: str) -> str:
+    if value:
+        try:
+            validate_address(value)
+        except WireError as exc:
+            raise ValueError(exc.message) from None
+    return value
+
+
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError(f"must be > 0, got {value}")
@@ -87,6 +96,9 @@ class FederationConfig(BaseModel):
     accept: Annotated[dict[StrictStr, tuple[StrictStr, ...]], AfterValidator(_accept)] = Field(
         default_factory=dict
     )
+    # Where this hive's crash and failure notices go when its manager is on another hive
+    # ("manager@beta"; "": the local manager, as without federation).
+    manager: Annotated[StrictStr, AfterValidator(_remote_address)] = ""
     # Hives whose operators may act on this hive's agents ("*": every hive).
     operators: Annotated[tuple[StrictStr, ...], AfterValidator(_hives)] = ()
     publish_timeout: Annotated[StrictFloat | StrictInt, AfterValidator(_positive)] = 5.0
