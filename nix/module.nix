@@ -223,7 +223,7 @@ let
     else
       "\n[federation]\n"
       + tomlLines {
-        inherit (fed) name replicas operators;
+        inherit (fed) name replicas operators manager;
         nats_url = fed.natsUrls;
         user = fed.user;
         password_file = fed.passwordFile;
@@ -304,6 +304,12 @@ let
       type = types.listOf types.str;
       default = [ ];
       description = "Hives whose operators may act on this hive's agents.";
+    };
+    manager = mkOption {
+      type = types.str;
+      default = "";
+      example = "manager@beta";
+      description = "Where crash notices go when the manager is on another hive.";
     };
   };
   hiveToml = pkgs.writeText "hive.toml" hiveTomlText;

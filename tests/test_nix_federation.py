@@ -24,12 +24,14 @@ def test_federation_options_render_a_table_hive_loads(nixpkgs: str) -> None:
                 "replicas": 3,
                 "accept": {"*": ["*@beta"], "bob": ["carol@gamma"]},
                 "operators": ["beta"],
+                "manager": "manager@beta",
             },
         },
     )
     fed = HiveConfig.from_toml_text(out["toml"]).federation
     assert fed is not None
     assert fed.name == "alpha" and fed.replicas == 3 and fed.operators == ("beta",)
+    assert fed.manager == "manager@beta"
     assert fed.servers == ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
     assert (fed.user, fed.password, fed.password_file) == ("alpha", "", "/run/secrets/nats-alpha")
     assert fed.accepts("bob", "carol@gamma") and fed.accepts("x", "y@beta")
