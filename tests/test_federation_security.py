@@ -5,7 +5,6 @@ can neither publish as another hive nor read another hive's stream: NATS refuses
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,11 @@ __all__ = ["nats"]  # the fixture
 PASSWORDS = {"alpha": "alpha-secret", "beta": "beta-secret"}
 
 
-def _hive(make_hive: Callable[..., RunningHive], name: str, url: str, agent: str) -> RunningHive:
+def _hive(
+    make_hive: Callable[..., RunningHive], tmp: Path, name: str, url: str, agent: str
+) -> RunningHive:
     """alpha's password is in hive.toml; beta's in a file (``password_file``)."""
-    secret = Path(tempfile.mkdtemp()) / "nats-password"
+    secret = tmp / f"nats-password-{name}"
     secret.write_text(PASSWORDS[name] + "\n")
     password = (
         f'password = "{PASSWORDS[name]}"' if name == "alpha" else f'password_file = "{secret}"'
@@ -70,11 +71,11 @@ def _forged(seq: int, sender: str) -> bytes:
 
 
 def test_hive_users_exchange_mail_and_cannot_forge_an_origin(
-    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
+    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive], tmp_path: Path
 ) -> None:
     server = nats(extra=authorization(PASSWORDS))
-    alpha = _hive(make_hive, "alpha", server.url, "alice")
-    beta = _hive(make_hive, "beta", server.url, "bob")
+    alpha = _hive(make_hive, tmp_path, "alpha", server.url, "alice")
+    beta = _hive(make_hive, tmp_path, "beta", server.url, "bob")
     to_beta = send_all(alpha, "alice", "bob@beta", 10)
     to_alpha = send_all(beta, "bob", "alice@alpha", 10)
     beta.wait_until(lambda: len(received(beta, "alpha")) >= 10, what="alpha's mail")
@@ -113,11 +114,11 @@ def test_hive_users_exchange_mail_and_cannot_forge_an_origin(
 
 
 def test_fleet_view_and_operator_verbs_within_the_permissions(
-    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
+    nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive], tmp_path: Path
 ) -> None:
     server = nats(extra=authorization(PASSWORDS))
-    alpha = _hive(make_hive, "alpha", server.url, "alice")
-    beta = _hive(make_hive, "beta", server.url, "bob")
+    alpha = _hive(make_hive, tmp_path, "alpha", server.url, "alice")
+    beta = _hive(make_hive, tmp_path, "beta", server.url, "bob")
     alpha.wait_until(
         lambda: {r["hive"] for r in alpha.admin("list")["fleet"]} == {"alpha", "beta"},
         what="beta's row in alpha's fleet view",
