@@ -1222,8 +1222,12 @@ class AgentActor(SupervisedActor):
         self.ctx.io.call_later(WRITE_RETRY_SECONDS, lambda: tell_quietly(me, _RetryWrites()))
 
     def _notify(self, to: str, body: str, kind: str = "event") -> None:
-        """A system message about this agent, to the manager (or the operator)."""
-        if to == MANAGER and (
+        """A system message about this agent, to the manager (or the operator); with
+        [federation] manager = "agent@hive", the manager is on another hive."""
+        fed = self.ctx.config.federation
+        if to == MANAGER and fed is not None and fed.manager:
+            to = fed.manager  # through the outbox, like any send to another hive
+        elif to == MANAGER and (
             self.name == MANAGER or self.ctx.refs.get(f"agent:{MANAGER}") is None
         ):
             to = OPERATOR

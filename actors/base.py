@@ -112,6 +112,8 @@ class HiveContext:
     hub_subscribers: dict[int, Any] = field(default_factory=dict)
     # The operator mailbox's caps and what it holds (hive.store.retention); None: no caps.
     operator_mailbox: Any = None
+    # The NATS link (hive.federation.link.NatsLink) of a hive with [federation]; else None.
+    federation: Any = None
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -21,9 +21,12 @@ from hive.actors.base import (
     Reply,
     SupervisedActor,
 )
+from hive.actors.forwarder import Queued
 from hive.actors.hub import Publish
 from hive.actors.store import Write
 from hive.config import AgentConfig
+from hive.federation.address import split as split_address
+from hive.federation.store import queue_outbound
 from hive.policy import TokenBucket, check_send
 from hive.store import Queries
 from hive.wire import OPERATOR, SYSTEM, Envelope, WireError, validate_agent_name
@@ -172,7 +175,8 @@ class BusActor(SupervisedActor):
             self.actor_ref.tell(_Flush())
 
     def _accept(self, m: Send) -> Envelope:
-        if m.to != OPERATOR and m.to not in self.agents:
+        m, remote = self._route(m)
+        if not remote and m.to != OPERATOR and m.to not in self.agents:
             validate_agent_name(m.to)  # a malformed name says so, not just "unknown"
             raise WireError("unknown_agent", f"no agent named '{m.to}'")
         size = len(m.body.encode("utf-8", "surrogatepass"))
@@ -220,6 +224,19 @@ class BusActor(SupervisedActor):
             self.accepted.setdefault(m.to, deque()).append(env.id)
         return env
 
+    def _route(self, m: Send) -> tuple[Send, bool]:
+        """``agent@hive`` goes to the outbox (True), unless the hive is this one."""
+        agent, hive = split_address(m.to)
+        if hive is None:
+            return m, False
+        fed = self.ctx.config.federation
+        if fed is None:
+            raise WireError(
+                "not_federated",
+                f"'{m.to}' is on another hive, and this hive has no [federation] table",
+            )
+        return (replace(m, to=agent), False) if hive == fed.name else (m, True)
+
     def _flush(self) -> None:
         batch, self.batch = self.batch, []
         if not batch:
@@ -227,11 +244,17 @@ class BusActor(SupervisedActor):
         envs = [env for env, _ in batch]
 
         to_operator = [e.id for e in envs if e.to == OPERATOR]
+        remote = [e for e in envs if "@" in e.to]
+        if remote:
+            envs = [e for e in envs if "@" not in e.to]
+        outbox: list[Any] = []
 
         commits = self.ctx.commits
 
         def insert(q: Queries) -> int:
             q.insert_messages(envs)
+            if remote:  # for other hives: into the outbox, in this same transaction
+                outbox.extend(queue_outbound(q, remote))
             if to_operator:
                 # The operator has no turn loop: a message to them is delivered once it
                 # is stored and shown; it must not sit in the pending index forever.
@@ -242,6 +265,8 @@ class BusActor(SupervisedActor):
             # Runs on the Store's thread, straight after the commit: acks and hand-offs
             # are only tells and reply hops, and skipping a hop back through the Bus
             # takes a thread switch off every message's path. It reads no Bus state.
+            if outbox and error is None:
+                self.ctx.refs.tell("forwarder", Queued(tuple(outbox)))
             self._committed(batch, error, commit or 0)
 
         if not self.ctx.refs.tell("store", Write(insert, done)):
@@ -270,6 +295,8 @@ class BusActor(SupervisedActor):
         watched = "message" in interest or "*" in interest
 
         for to, envs in by_recipient.items():
+            if "@" in to:
+                continue  # told to the Forwarder (a restarted one reads the outbox)
             if to == OPERATOR:
                 for env in envs:
                     self.ctx.refs.tell(

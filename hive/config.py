@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from hive.federation.settings import FederationConfig
 from hive.plugins import RUNTIMES, SANDBOXES
 from hive.wire import MAX_BODY_BYTES, MAX_FRAME_BYTES, WireError, validate_agent_name
 
@@ -441,6 +442,7 @@ class HiveConfig(BaseModel):
     prune_interval: Annotated[Float, AfterValidator(_above(0))] = 60.0
     prune_batch: Count = 500
     agents: tuple[AgentConfig, ...] = ()
+    federation: FederationConfig | None = None  # [federation]; None: this hive stands alone
 
     @property
     def sockets_dir(self) -> Path:
@@ -482,6 +484,7 @@ class HiveConfig(BaseModel):
             raise ConfigError(f"hive.toml is not valid TOML: {exc}") from exc
         hive_table = raw.pop("hive", {})
         agents_raw = raw.pop("agent", [])
+        federation = raw.pop("federation", None)
         if not isinstance(hive_table, dict):
             raise ConfigError("'hive' must be a table: write [hive] on a line of its own")
         if not isinstance(agents_raw, list) or not all(isinstance(a, dict) for a in agents_raw):
@@ -497,7 +500,9 @@ class HiveConfig(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConfigError(f"agent(s) declared twice: {', '.join(dupes)}")
-        cfg = validated(cls, {**hive_table, "agents": agents}, "[hive]")
+        if federation is not None:
+            federation = validated(FederationConfig, federation, "[federation]")
+        cfg = validated(cls, {**hive_table, "agents": agents, "federation": federation}, "[hive]")
         if base_dir is not None:  # relative paths are relative to the file
             paths = {
                 k: base_dir / getattr(cfg, k) for k in ("state_dir", "run_dir") if k in hive_table

@@ -31,6 +31,7 @@ from hive.store.retention import MailCount, OperatorMailbox, operator_mail
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
     from hive.actors.supervisor import ChildSpec, KnownAgents
+    from hive.control.admin_api import AdminApi
     from hive.io.bridge import IoBridge
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,21 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
         ChildSpec("bus", lambda: BusActor.start(ctx, known_agents())),
         ChildSpec("stats", lambda: StatsActor.start(ctx)),
         ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
+        *_federation_children(ctx),
+    ]
+
+
+def _federation_children(ctx: HiveContext) -> list[ChildSpec]:
+    """With [federation]: the Forwarder (outbox -> JetStream) and the receiving actor."""
+    if ctx.config.federation is None:
+        return []
+    from hive.actors.fed_inbox import FederationInboxActor
+    from hive.actors.forwarder import ForwarderActor
+    from hive.actors.supervisor import ChildSpec
+
+    return [
+        ChildSpec("forwarder", lambda: ForwarderActor.start(ctx)),
+        ChildSpec("fed_inbox", lambda: FederationInboxActor.start(ctx)),
     ]
 
 
@@ -171,6 +187,7 @@ async def run_hive(
                 # Actors stop on a worker thread: stopping waits for their threads, and
                 # the trio loop must keep running to take their last calls meanwhile.
                 await trio.to_thread.run_sync(_stop_actors, supervisor)
+                await trio.to_thread.run_sync(_stop_federation, ctx)  # nothing publishes now
             bridge.closed = True
             nursery.cancel_scope.cancel()
             agentlog.detach()
@@ -202,8 +219,38 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
     )
     # The fault-injection verb exists only in a daemon started for supervision tests.
     verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")
-    services.attach(ctx, AdminApi(ctx, verbs), op_table())
+    if cfg.federation is not None:  # list shows the fleet; verbs reach other hives
+        from hive.federation.fleet import remote_verb_table
+
+        verbs = remote_verb_table(verbs)
+    api = AdminApi(ctx, verbs)
+    services.attach(ctx, api, op_table())
+    if cfg.federation is not None:
+        ctx.federation = _federation_link(ctx, api)
     return ctx
+
+
+def _federation_link(ctx: HiveContext, api: AdminApi) -> Any:
+    """The NATS link (its own thread; nats is imported only here): fetched messages go
+    to the receiving actor, or back to JetStream while it is not running; other hives'
+    operator requests to the admin verbs."""
+    from hive.actors.fed_inbox import IncomingBatch
+    from hive.federation.fleet import control_handler, publish_status
+    from hive.federation.link import NatsLink
+
+    assert ctx.config.federation is not None
+    link = NatsLink(
+        ctx.config.federation, lambda items: ctx.refs.tell("fed_inbox", IncomingBatch(tuple(items)))
+    )
+    link.serve_control(control_handler(ctx, api))
+    link.start()
+    ctx.io.spawn(publish_status, ctx)  # this hive's row of the fleet view, every second
+    return link
+
+
+def _stop_federation(ctx: HiveContext) -> None:
+    if ctx.federation is not None:
+        ctx.federation.stop()
 
 
 async def _until_stopped(stop: trio.Event) -> None:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from hive.config import AgentConfig, McpServerConfig
+from hive.federation.address import matches_any
 from hive.wire import MANAGER, OPERATOR, SYSTEM, WireError
 
 MANAGER_ONLY_OPS = frozenset(
@@ -32,8 +33,8 @@ def check_send(sender: AgentConfig | None, sender_name: str, to: str) -> None:
     if sender_name in (OPERATOR, SYSTEM, MANAGER) or sender is None:
         return
     allowed = sender.allowed_recipients
-    if allowed is None or to in allowed:
-        return
+    if allowed is None or to in allowed or ("@" in to and matches_any(allowed, to)):
+        return  # "bob@beta" and "*@beta" name agents of another hive
     listed = ", ".join(allowed) if allowed else "nobody"
     raise WireError(
         "not_allowed",

@@ -85,6 +85,10 @@ def validate_recipient(to: object) -> str:
     a WireError that says why: a malformed name is told apart from an unknown agent."""
     if to == OPERATOR:
         return OPERATOR
+    if isinstance(to, str) and "@" in to:  # agent@hive: an agent of another hive
+        from hive.federation.address import validate_address
+
+        return validate_address(to)
     return validate_agent_name(to)
 
 

@@ -198,9 +198,119 @@ let
     claude_bin = if cfg.claudePackage == null then "claude" else "${cfg.claudePackage}/bin/claude";
   }
   // cfg.settings;
-  hiveTomlText = hiveLib.toHiveToml {
-    hive = hiveTable;
-    agents = map (hiveLib.agentTable { inherit (cfg) defaultSandbox; }) agents;
+  hiveTomlText =
+    hiveLib.toHiveToml {
+      hive = hiveTable;
+      agents = map (hiveLib.agentTable { inherit (cfg) defaultSandbox; }) agents;
+    }
+    + federationToml;
+
+  # --- services.hive.federation: the [federation] table (docs/federation.md) -------------
+  # Self-contained: its options are federationOptions below, its TOML only this. Secrets
+  # are files read by the supervisor at start (passwordFile, credsFile, nkeySeedFile), so
+  # none of them lands in the world-readable store.
+  fed = cfg.federation;
+  tomlLines =
+    attrs:
+    builtins.concatStringsSep "" (
+      map (k: "${builtins.toJSON k} = ${builtins.toJSON attrs.${k}}\n") (
+        builtins.filter (k: attrs.${k} != null) (builtins.attrNames attrs)
+      )
+    );
+  federationToml =
+    if !fed.enable then
+      ""
+    else
+      "\n[federation]\n"
+      + tomlLines {
+        inherit (fed) name replicas operators manager;
+        nats_url = fed.natsUrls;
+        user = fed.user;
+        password_file = fed.passwordFile;
+        creds = fed.credsFile;
+        nkey_seed = fed.nkeySeedFile;
+        tls_ca = fed.tls.ca;
+        tls_cert = fed.tls.cert;
+        tls_key = fed.tls.key;
+      }
+      + "\n[federation.accept]\n"
+      + tomlLines fed.accept;
+  federationAssertions = [
+    {
+      assertion = !fed.enable || fed.name != "";
+      message = "services.hive.federation.name: set this hive's name (e.g. \"alpha\").";
+    }
+  ];
+  federationOptions = {
+    enable = mkEnableOption "federation of this hive with others over NATS JetStream";
+    name = mkOption {
+      type = types.str;
+      default = "";
+      example = "alpha";
+      description = "This hive's name in the federation (agent-name rules); required.";
+    };
+    natsUrls = mkOption {
+      type = types.listOf types.str;
+      default = [ "nats://127.0.0.1:4222" ];
+      description = "The NATS servers (every node of a cluster).";
+    };
+    user = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "This hive's NATS user (its permissions: docs/federation.md).";
+    };
+    passwordFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "A file holding the NATS user's password (read at start).";
+    };
+    credsFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+    };
+    nkeySeedFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+    };
+    tls = {
+      ca = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+      };
+      cert = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+      };
+      key = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+      };
+    };
+    replicas = mkOption {
+      type = types.int;
+      default = 1;
+      description = "Replicas of this hive's inbound stream (3 on a three-node cluster).";
+    };
+    accept = mkOption {
+      type = types.attrsOf (types.listOf types.str);
+      default = { };
+      example = {
+        "*" = [ "*@beta" ];
+        bob = [ "carol@gamma" ];
+      };
+      description = "Which remote agents (agent@hive) may write to which local agent.";
+    };
+    operators = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Hives whose operators may act on this hive's agents.";
+    };
+    manager = mkOption {
+      type = types.str;
+      default = "";
+      example = "manager@beta";
+      description = "Where crash notices go when the manager is on another hive.";
+    };
   };
   hiveToml = pkgs.writeText "hive.toml" hiveTomlText;
 
@@ -341,6 +451,8 @@ in
       type = types.attrsOf (types.submodule agentModule);
       default = { };
     };
+
+    federation = federationOptions;
   };
 
   config = mkIf cfg.enable {
@@ -362,7 +474,8 @@ in
       ++ map (a: {
         assertion = a.parent == "" || cfg.agents ? ${a.parent};
         message = "services.hive.agents.${a.name}: parent '${a.parent}' is not a declared agent.";
-      }) agents;
+      }) agents
+      ++ federationAssertions;
 
     users.groups.${cfg.adminGroup} = { };
 

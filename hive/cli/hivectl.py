@@ -222,7 +222,33 @@ def v_version(c: SyncClient, a: argparse.Namespace) -> None:
 
 def v_list(c: SyncClient, a: argparse.Namespace) -> None:
     r = c.call("list")
-    print_result(a, r, lambda r: agent_lines(r["agents"]))
+    print_result(a, r, lambda r: agent_lines(r["agents"]) + fleet_lines(r))
+
+
+def fleet_lines(r: dict[str, Any]) -> str:
+    """A federated hive's list: the other hives' agents, then every hive's links."""
+    if "fleet" not in r:
+        return ""
+    others = [h for h in r["fleet"] if h["hive"] != r.get("hive")]
+    remote = []
+    for h in others:
+        for row in h.get("agents", []):
+            last = row.get("last_turn") or {}
+            remote.append([f"{row.get('name')}@{h['hive']}", state_of(row),
+                           row.get("inbox_depth"), last.get("exit_class") or "-",
+                           clip(row.get("status_text"), 40)])  # fmt: skip
+    links = []
+    for h in r["fleet"]:
+        rtt = h.get("rtt")
+        outbox = ", ".join(f"{d}:{n}" for d, n in sorted((h.get("outbox") or {}).items()))
+        links.append([h["hive"], "yes" if h.get("connected") else "NO",
+                      f"{rtt * 1000:.1f} ms" if rtt is not None else "-",
+                      outbox or "0", h.get("lag", "-"), f"{h.get('age', 0):.0f}s ago"])  # fmt: skip
+    out = ""
+    if remote:
+        out += "\n\n" + table(remote, ["AGENT@HIVE", "STATE", "INBOX", "LAST TURN", "STATUS"])
+    header = ["HIVE", "CONNECTED", "RTT", "OUTBOX", "LAG", "SEEN"]
+    return out + "\n\n" + table(links, header)
 
 
 def v_status(c: SyncClient, a: argparse.Namespace) -> None:
@@ -368,7 +394,10 @@ def v_deny(c: SyncClient, a: argparse.Namespace) -> None:
 
 def v_answer(c: SyncClient, a: argparse.Namespace) -> None:
     text = sys.stdin.read().rstrip("\n") if a.answer == "-" else a.answer
-    print_result(a, c.call("answer", id=a.id, answer=text), _resolved_text)
+    args: dict[str, Any] = {"id": a.id, "answer": text}
+    if a.hive:
+        args["hive"] = a.hive  # the question of an agent on another hive
+    print_result(a, c.call("answer", **args), _resolved_text)
 
 
 def v_approvals(c: SyncClient, a: argparse.Namespace) -> None:
@@ -618,6 +647,7 @@ def _control_plane_verbs(add: Add) -> None:
     sp = add("answer", v_answer, "answer an agent's question")
     sp.add_argument("id", type=int)
     sp.add_argument("answer", help="the answer, or - to read it from stdin")
+    sp.add_argument("--hive", help="the hive whose question it is (federation)")
     sp = add("approvals", v_approvals, "approval history, newest first")
     sp.add_argument("--status")
     sp.add_argument("--agent")

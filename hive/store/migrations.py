@@ -119,4 +119,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_ts ON events (ts);
     CREATE INDEX approvals_resolved ON approvals (resolved_at) WHERE status != 'pending';
     """,
+    # v4 (federation, docs/federation.md): the outbox of messages for other hives, each
+    # link's sequence on both ends, and the (origin, origin id) key that keeps a message
+    # from another hive from being stored twice.
+    """
+    CREATE TABLE fed_outbox (
+        id INTEGER PRIMARY KEY,
+        dest TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX fed_outbox_dest_seq ON fed_outbox (dest, seq);
+    CREATE TABLE fed_links_out (dest TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+    CREATE TABLE fed_links_in (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+    ALTER TABLE messages ADD COLUMN origin TEXT;
+    ALTER TABLE messages ADD COLUMN origin_id INTEGER;
+    CREATE UNIQUE INDEX messages_origin ON messages (origin, origin_id)
+        WHERE origin IS NOT NULL;
+    """,
 ]
