@@ -85,6 +85,7 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
     tree_period seconds. The agents follow, one child each (SupervisorActor.agent_spec):
     they are added and removed while the hive runs."""
     from hive.actors.approvals import ApprovalsActor
+    from hive.actors.attention import AttentionActor
     from hive.actors.bus import BusActor
     from hive.actors.hub import StateHubActor
     from hive.actors.stats import StatsActor
@@ -98,6 +99,7 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
         ChildSpec("bus", lambda: BusActor.start(ctx, known_agents())),
         ChildSpec("stats", lambda: StatsActor.start(ctx)),
         ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
+        ChildSpec("attention", lambda: AttentionActor.start(ctx)),
     ]
 
 

@@ -29,6 +29,10 @@ from hive.ui.schemas import (
     DenyBody,
     Events,
     EventsQuery,
+    Inbox,
+    InboxMarkBody,
+    InboxMarked,
+    InboxQuery,
     KickBody,
     LimitQuery,
     LogQuery,
@@ -334,6 +338,30 @@ async def cancel_question(item_id: str) -> Result:
         raise ApiError(501, "not_available", "operator questions need the control plane")
     args = {"id": _item_id(item_id)}
     result: Result = await call_verb(dashboard().ctx, "cancel", args)
+    return result
+
+
+# --- the attention inbox (the admin verbs inbox and inbox_mark) --------------------------
+
+
+@api.get("/inbox")
+@typed
+async def inbox(query: InboxQuery) -> Inbox:
+    """What needs the operator, most severe first, and the open counts"""
+    args = query.model_dump(exclude_defaults=True)
+    args.setdefault("limit", query.limit)
+    result: Inbox = await call_verb(dashboard().ctx, "inbox", args)
+    return result
+
+
+@api.post("/inbox/mark")
+@typed
+async def inbox_mark(body: InboxMarkBody) -> InboxMarked:
+    """Move items to new, seen or done: by id, or ``all`` that match the filter"""
+    args = body.model_dump(exclude_none=True)
+    if not body.all:
+        args.pop("all")
+    result: InboxMarked = await call_verb(dashboard().ctx, "inbox_mark", args)
     return result
 
 

@@ -124,11 +124,15 @@ def _add_login_routes(app: QuartTrio) -> None:
 
 
 def _add_pages(app: QuartTrio) -> None:
-    """The HTML pages: the overview and one page per agent."""
+    """The HTML pages: the overview (the fleet), the attention inbox, one page per agent."""
 
     @app.get("/")
     async def overview() -> str:
         return await render_template("overview.html", csrf=dashboard().auth.csrf, page="overview")
+
+    @app.get("/inbox")
+    async def inbox_page() -> str:
+        return await render_template("inbox.html", csrf=dashboard().auth.csrf, page="inbox")
 
     @app.get("/agents/<name>")
     async def agent_page(name: str) -> str:

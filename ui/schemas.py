@@ -99,6 +99,17 @@ class StreamQuery(Shape):
     backlog: QueryInt = _limit(1000, 10, 100_000)
 
 
+class InboxQuery(Shape):
+    """Which attention items: a state (open = new + seen), a least severity, one agent or kind."""
+
+    state: Annotated[str, Field(pattern="^(open|new|seen|done|all)$")] = "open"
+    severity: Annotated[str, Field(pattern="^(info|high|critical)$")] = "info"
+    agent: str = ""
+    kind: str = ""
+    limit: QueryInt = _limit(100)
+    offset: QueryInt = Field(default=0, ge=0, le=10**9)
+
+
 # --- JSON bodies (strict: a number is not a string) ------------------------------------------
 
 
@@ -131,6 +142,20 @@ class ModelBody(Shape):
 
     agent: Str
     model: Str
+
+
+class InboxMarkBody(Shape):
+    """Move attention items to a state: the ``ids`` given, or ``all`` that match the filter."""
+
+    state: Annotated[str, Field(pattern="^(new|seen|done)$")]
+    ids: Annotated[list[Annotated[int, Field(ge=1, le=2**62)]], Field(max_length=10_000)] | None = (
+        None
+    )
+    all: bool = False
+    filter_state: Annotated[str, Field(pattern="^(open|new|seen|done|all)$")] = "open"
+    severity: Annotated[str, Field(pattern="^(info|high|critical)$")] = "info"
+    agent: str = ""
+    kind: str = ""
 
 
 # --- replies ---------------------------------------------------------------------------------
@@ -221,6 +246,49 @@ class Stats(TypedDict):
     now: float
     series: dict[str, list[list[float]]]
     summary: dict[str, Any]
+
+
+class InboxCounts(TypedDict):
+    """Open attention items: all, new, and by severity (critical, high, info)."""
+
+    open: int
+    new: int
+    by_severity: dict[str, int]
+
+
+class InboxItem(TypedDict):
+    """One thing that needs the operator (hive.attention)."""
+
+    id: int
+    key: str  # one open item per key: a repeat bumps ``count``
+    kind: str  # failed, needs_login, crash, over_budget, approval, question, mail
+    severity: str  # critical, high, info
+    agent: str
+    title: str
+    body: str
+    link: str
+    created_at: float
+    updated_at: float
+    count: int
+    state: str  # new, seen, done
+    expires_at: float | None
+    done_at: float | None
+
+
+class Inbox(TypedDict):
+    """A page of attention items, most severe first; ``total``: how many match."""
+
+    items: list[InboxItem]
+    total: int
+    counts: InboxCounts
+
+
+class InboxMarked(TypedDict):
+    """How many items changed state (0: nothing to do), and the open counts after."""
+
+    changed: int
+    state: str
+    counts: InboxCounts
 
 
 Result = dict[str, Any]  # an actor's or admin verb's reply, passed on as it is

@@ -457,6 +457,60 @@ def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, describe)
 
 
+def inbox_lines(r: dict[str, Any]) -> str:
+    counts = r["counts"]
+    sev = counts["by_severity"]
+    head = (
+        f"{counts['open']} open ({counts['new']} new): {sev['critical']} critical, "
+        f"{sev['high']} high, {sev['info']} info; {r['total']} match"
+    )
+    rows = [
+        (
+            i["id"],
+            i["severity"],
+            i["state"],
+            ago(i["updated_at"]),
+            i["count"] if i["count"] > 1 else "",
+            clip(i["title"], 40),
+            clip(i["body"], 60),
+        )
+        for i in r["items"]
+    ]
+    return head + (
+        "\n" + table(rows, ["ID", "SEVERITY", "STATE", "WHEN", "N", "WHAT", "DETAIL"])
+        if rows
+        else ""
+    )
+
+
+def v_inbox(c: SyncClient, a: argparse.Namespace) -> None:
+    """List the attention inbox, or move items (IDS, or --all matching the filter)."""
+    filters = {"severity": a.severity, "agent": a.agent, "kind": a.kind}
+    filters = {k: v for k, v in filters.items() if v}
+    if a.mark:
+        args: dict[str, Any] = {"state": a.mark, **filters}
+        if a.all:
+            args.update(all=True, filter_state=a.state)
+        else:
+            args["ids"] = a.ids
+        r = c.call("inbox_mark", **args)
+        print_result(
+            a,
+            r,
+            lambda r: (
+                f"{r['changed']} item(s) now {r['state']}"
+                if r["changed"]
+                else f"nothing to mark: no such item is not {r['state']} already"
+            ),
+        )
+        return
+    if a.ids or a.all:
+        print("hivectl: IDS and --all go with --mark new|seen|done", file=sys.stderr)
+        raise Failed
+    r = c.call("inbox", state=a.state, limit=a.limit, **filters)
+    print_result(a, r, inbox_lines)
+
+
 def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
     r = c.call("logs", name=a.name, lines=a.lines)
     print_result(a, r, lambda r: "\n".join(terminal_safe(line, keep="\t") for line in r["lines"]))
@@ -633,6 +687,17 @@ def _control_plane_verbs(add: Add) -> None:
     sp = add("stats", v_stats, "an agent's telemetry: turns, durations, exits, tools, mail")
     sp.add_argument("name")
     sp.add_argument("--window", type=float, default=3600, help="seconds back (default 3600)")
+    sp = add("inbox", v_inbox, "what needs you, most severe first; --mark seen|done to file it")
+    sp.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sp.add_argument("--mark", choices=("new", "seen", "done"), help="move the items to this state")
+    sp.add_argument("--all", action="store_true", help="with --mark: every item the filter matches")
+    sp.add_argument("--state", default="open", help="open (default), new, seen, done, all")
+    sp.add_argument("--severity", help="at least: info, high, critical")
+    sp.add_argument("--agent")
+    sp.add_argument(
+        "--kind", help="failed, needs_login, crash, over_budget, approval, question, mail"
+    )
+    sp.add_argument("--limit", type=int, default=50)
     sp = add("logs", v_logs, "the end of an agent's log")
     sp.add_argument("name")
     sp.add_argument("-n", "--lines", type=int, default=100)

@@ -17,6 +17,8 @@ socket) and the dashboard (in process) call, through ``hive.control.admin_api.Ad
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
     logs{name, lines?}  stats{agent, since?}
+    inbox{state?, severity?, agent?, kind?, limit?, offset?}   the attention inbox
+    inbox_mark{state, ids? | all, ...filter}                 move items to new/seen/done
     inject_fault{target}                 only with HIVE_FAULT_INJECTION=1 (tests)
 
 (``subscribe`` pushes on its connection, so it lives with the socket: hive.io.admin_socket.)
@@ -462,6 +464,72 @@ async def stats(ctx: HiveContext, req: Request) -> Any:
     return {"agent": name, "since": since, "summary": summarize(rows, since, now)}
 
 
+# --- the attention inbox ------------------------------------------------------------------
+
+
+async def inbox(ctx: HiveContext, req: Request) -> Any:
+    """inbox{state?, severity?, agent?, kind?, limit?, offset?}: items that need the
+    operator, most severe first, with the open counts (hive.attention)."""
+    from hive import attention
+
+    f = attention.check_filter(req.args)
+    limit = limit_arg(req.args, "limit", 100, 1000)
+    offset = arg(req.args, "offset", int, 0)
+    if not 0 <= offset <= 10**9:
+        raise WireError("bad_request", f"'offset' must be from 0 to 10^9, got {offset}")
+
+    def read(q: Any) -> dict[str, Any]:
+        return {
+            "items": attention.list_items(q, f, limit, offset),
+            "total": attention.total(q, f),
+            "counts": attention.counts(q),
+        }
+
+    return await ctx.services.reader.run(read)
+
+
+def _mark_ids(req: Request) -> list[int] | None:
+    if arg(req.args, "all", bool, False):
+        if "ids" in req.args:
+            raise WireError("bad_request", "give 'ids' or 'all', not both")
+        return None
+    ids = req.args.get("ids")
+    if not isinstance(ids, list) or not ids or len(ids) > 10_000:
+        raise WireError(
+            "empty_scope", "'inbox_mark' needs 'ids' (1 to 10000 item ids) or 'all': true"
+        )
+    return [id_arg({"id": i}, "id") for i in ids]
+
+
+async def inbox_mark(ctx: HiveContext, req: Request) -> Any:
+    """inbox_mark{state, ids | all, state/severity/agent/kind filter for all}: move items
+    to new, seen or done. Replies once committed: how many changed (0: nothing to do)."""
+    from hive import attention
+    from hive.actors.attention import publish_changes
+    from hive.actors.store import Write
+
+    state = arg(req.args, "state", str)
+    if state not in attention.STATES:
+        raise WireError("bad_request", f"state must be one of {', '.join(attention.STATES)}")
+    ids = _mark_ids(req)
+    f = attention.check_filter({**req.args, "state": req.args.get("filter_state")})
+
+    def op(q: Any) -> tuple[list[int], dict[str, Any]]:
+        return attention.mark(q, state, ids, f), attention.counts(q)
+
+    def done(reply: Any, result: Any, error: BaseException | None) -> None:
+        if error is not None:
+            reply(WireError("store_failed", f"nothing was marked: {error}"))
+            return
+        changed, counts = result
+        if changed:
+            rows = [{"id": i, "state": state} for i in changed[:5000]]
+            publish_changes(ctx, rows, counts)
+        reply({"changed": len(changed), "state": state, "counts": counts})
+
+    return await ask_actor(ctx, "store", lambda r: Write(op, partial(done, r)), math.inf)
+
+
 # --- the table ----------------------------------------------------------------------------
 
 
@@ -498,6 +566,8 @@ def verb_table(fault_injection: bool = False) -> dict[str, Verb]:
         "destroy": destroy,
         "logs": logs,
         "stats": stats,
+        "inbox": inbox,
+        "inbox_mark": inbox_mark,
     }
     if fault_injection:
         table["inject_fault"] = inject_fault

@@ -119,4 +119,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_ts ON events (ts);
     CREATE INDEX approvals_resolved ON approvals (resolved_at) WHERE status != 'pending';
     """,
+    # v4 (issue 14): the attention inbox (hive.attention): one open item per key, the
+    # operator's state of each; lists go by severity, then time.
+    """
+    CREATE TABLE attention (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        agent TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        link TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1,
+        state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'seen', 'done')),
+        expires_at REAL,
+        done_at REAL
+    );
+    CREATE UNIQUE INDEX attention_open_key ON attention (key) WHERE state != 'done';
+    CREATE INDEX attention_list ON attention (state, severity, updated_at);
+    CREATE INDEX attention_done ON attention (done_at) WHERE state = 'done';
+    """,
 ]

@@ -394,7 +394,6 @@
   }
 
   function update(u) {
-    Hive.operatorEvent(u);
     const d = u.data;
     if (!d) return;
     switch (u.kind) {

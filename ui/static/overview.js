@@ -293,7 +293,6 @@
   }
 
   function update(u) {
-    Hive.operatorEvent(u);
     if (u.kind === "agent") {
       if (u.data) upsertAgent(u.data); else removeAgent(u.key);
     } else if (KEYED[u.kind]) {
@@ -303,7 +302,7 @@
 
   document.addEventListener("DOMContentLoaded", async () => {
     try { features = (await api("GET", "/api/session")).features || {}; } catch (e) { /* */ }
-    Hive.stream(["agent", "approval", "question", "draft", "operator_message", "event"],
+    Hive.stream(["agent", "approval", "question", "draft"],
                 {snapshot, update});
     setInterval(tickTtl, 1000);
     setInterval(() => { for (const entry of rows.values()) renderRow(entry); }, 10000);
