@@ -193,7 +193,7 @@ def test_a_failure_stays_visible_under_a_flood_of_mail(make_dashboard: Make) -> 
         crash_bob_until_failed(dash)
         flood_operator(dash, 200)
         page.wait_for_function(
-            "() => Number(document.getElementById('inbox-count').textContent) >= 202"
+            "() => Number(document.getElementById('attention-count').textContent) >= 202"
         )
         # The strip's first item is the failure, and the header says critical.
         page.wait_for_function(
@@ -227,7 +227,7 @@ def test_inbox_state_survives_reload_and_is_shared_by_two_tabs(make_dashboard: M
         other.wait_for_function(
             "() => document.querySelectorAll('#inbox-items li.item').length === 2"
         )
-        other.wait_for_function("() => document.getElementById('inbox-count').textContent === '2'")
+        other.wait_for_function("() => document.getElementById('attention-count').textContent === '2'")
         other.click("#mark-all-done")
         other.wait_for_selector("#inbox-result:has-text('2 items done')")
         other.click("#mark-all-done")  # nothing left: the button says so
@@ -235,7 +235,7 @@ def test_inbox_state_survives_reload_and_is_shared_by_two_tabs(make_dashboard: M
         page.wait_for_selector("#inbox-empty:not([hidden])")
         page.reload()
         page.wait_for_selector("#inbox-empty:not([hidden])")
-        assert page.inner_text("#inbox-count") == "0"
+        assert page.inner_text("#attention-count") == "0"
         page.select_option("#f-state", "done")
         page.wait_for_function(
             "() => document.querySelectorAll('#inbox-items li.item[data-state=done]').length === 3"

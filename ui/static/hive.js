@@ -40,6 +40,22 @@ const Hive = (() => {
     el.textContent = text;
   }
 
+  // A dropped connection greys the live data and says since when, until a fresh snapshot.
+  let offlineSince = null;
+  function markOffline() {
+    if (offlineSince === null) offlineSince = new Date();
+    document.body.classList.add("stale");
+    setLive("down", `offline since ${offlineSince.toLocaleTimeString()} · reconnecting…`);
+    const live = document.getElementById("live");
+    if (live) live.title = `no live updates since ${offlineSince.toLocaleString()}: what you see may be out of date`;
+  }
+  function markOnline() {
+    offlineSince = null;
+    document.body.classList.remove("stale");
+    const live = document.getElementById("live");
+    if (live) live.title = "live updates";
+  }
+
   function stream(kinds, handlers) {
     kinds = kinds.includes("attention") ? kinds : [...kinds, "attention"];
     let source = null;
@@ -49,12 +65,14 @@ const Hive = (() => {
       clearTimeout(retry);
       if (source) source.close();
       source = new EventSource("/api/stream?kinds=" + encodeURIComponent(kinds.join(",")));
-      source.onopen = () => setLive("up", "live");
+      source.onopen = () => { if (offlineSince === null) setLive("up", "live"); };
       source.onmessage = (ev) => {
         let item;
         try { item = JSON.parse(ev.data); } catch (e) { return; }
         if (item.kind === "snapshot") {
           lastSeq = item.seq;
+          markOnline();
+          setLive("up", "live");
           refreshStripSoon();  // what changed while we were away
           handlers.snapshot && handlers.snapshot(item);
           return;
@@ -72,7 +90,7 @@ const Hive = (() => {
       };
       source.onerror = () => {
         // EventSource reconnects by itself; the new connection begins with a snapshot.
-        setLive("down", "reconnecting…");
+        markOffline();
         if (source.readyState === EventSource.CLOSED) retry = setTimeout(open, 2000);
       };
     }
@@ -216,7 +234,7 @@ const Hive = (() => {
   const inboxListeners = [];
   function setCounts(counts) {
     if (!counts) return;
-    const count = document.getElementById("inbox-count");
+    const count = document.getElementById("attention-count");
     const link = document.getElementById("inbox-link");
     setText(count, counts.open);
     const sev = counts.by_severity || {};

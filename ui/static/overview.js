@@ -10,6 +10,21 @@
   let features = {};
 
   // --- agents ---------------------------------------------------------------------------------
+  // Why an agent is not working, and what the operator can do about it: the last turn's
+  // detail ("Invalid API key", "429 rate limit", the crash line) and one action.
+  function why(d) {
+    const detail = d.last_turn && d.last_turn.detail ? d.last_turn.detail : "";
+    const waiting = d.retry_at && d.turn_state === "idle" && d.retry_at > Date.now() / 1000;
+    if (d.failed) return {text: d.failed_reason || detail, stuck: true, op: "reset", label: "reset"};
+    if (d.needs_login) {
+      return {text: detail || "the model API refused its credentials", stuck: true,
+              hint: `run: hivectl login ${d.name}`, op: "reset", label: "reset after login"};
+    }
+    if (waiting) return {text: detail || "backing off", stuck: true, op: "restart", label: "retry now"};
+    if (d.stopped) return {text: "stopped", op: "start", label: "start"};
+    return {text: d.status_text || "", stuck: false};
+  }
+
   function makeRow(name) {
     const cells = {
       name: el("a", {href: `/agents/${name}`, class: "agent-link", text: name}),
@@ -17,8 +32,11 @@
       model: el("span", {class: "chip model"}),
       turn: el("span", {class: "chip turn"}),
       status: el("span", {class: "status"}),
+      hint: el("code", {class: "hint action-hint"}),
       inbox: el("span", {class: "inbox-depth"}),
+      fix: el("button", {class: "primary fix", hidden: true}),
       pause: el("button", {"data-op": "pause", text: "pause"}),
+      result: el("span", {class: "outcome", role: "status"}),
     };
     const act = (op, confirm) => {
       const button = el("button", {"data-op": op, class: confirm ? "danger" : "", text: op});
@@ -32,24 +50,37 @@
       const row = rows.get(name);
       control(name, row && row.data.paused ? "resume" : "pause", cells.pause);
     });
+    cells.fix.addEventListener("click", () => control(name, cells.fix.dataset.op, cells.fix));
     cells.nameCell = el("td", {class: "name"}, cells.name);
     const tr = el("tr", {dataset: {agent: name}},
       cells.nameCell, el("td", {}, cells.badge), el("td", {}, cells.model),
-      el("td", {}, cells.turn), el("td", {}, cells.status), el("td", {}, cells.inbox),
-      el("td", {class: "actions"}, act("cancel", true), cells.pause, act("kick", false),
-         act("restart", true)));
+      el("td", {}, cells.turn), el("td", {class: "why"}, cells.status, " ", cells.hint),
+      el("td", {class: "num"}, cells.inbox),
+      el("td", {class: "actions"}, cells.fix, act("cancel", true), cells.pause, act("kick", false),
+         act("restart", true), cells.result));
     return {tr, cells, data: null};
   }
 
   async function control(name, op, button) {
+    const entry = rows.get(name);
     button.disabled = true;
     try {
       await api("POST", `/api/agents/${name}/${op}`, {});
+      if (entry) flash(entry.cells.result, `${op}: done`);
     } catch (e) {
-      Hive.notify(`error:${Date.now()}`, `${op} ${name} failed`, e.message);
+      if (entry) flash(entry.cells.result, `${op}: ${e.message}`, true);
     } finally {
       button.disabled = false;
     }
+  }
+
+  // An action's outcome, next to the buttons, for a few seconds.
+  function flash(node, text, error) {
+    setText(node, text);
+    setClass(node, error ? "outcome error" : "outcome");
+    setAttr(node, "title", text);
+    clearTimeout(node._timer);
+    node._timer = setTimeout(() => setText(node, ""), 6000);
   }
 
   function renderRow(entry) {
@@ -60,12 +91,24 @@
     setText(c.model, d.active_model || "");
     setText(c.turn, lastTurnText(d.last_turn));
     setClass(c.turn, `chip turn exit-${d.last_turn ? d.last_turn.exit_class : "none"}`);
-    setText(c.status, d.failed ? d.failed_reason : d.status_text);
-    setAttr(c.status, "title", d.status_set_at ? `set ${Hive.ago(d.status_set_at)}` : "");
+    const w = why(d);
+    setText(c.status, w.text);
+    setClass(c.status, w.stuck ? "status stuck" : "status");
+    setAttr(c.status, "title", w.stuck ? w.text : d.status_set_at ? `set ${Hive.ago(d.status_set_at)}` : w.text);
+    setText(c.hint, w.hint || "");
+    c.hint.hidden = !w.hint;
+    c.fix.hidden = !w.op;
+    if (w.op) { setText(c.fix, w.label); c.fix.dataset.op = w.op; }
     setText(c.inbox, d.inbox_depth);
     setText(c.pause, d.paused ? "resume" : "pause");
     setAttr(c.pause, "data-op", d.paused ? "resume" : "pause");
+    entry.state = b.state;
   }
+
+  // --- order, filter, counts ------------------------------------------------------------------
+  const STATE_ORDER = ["failed", "needs-login", "retrying", "needs-update", "waiting", "thinking",
+                       "running", "paused", "stopped", "idle"];
+  let stateFilter = "";
 
   // Depth-first by parent, siblings by name; an agent whose parent is unknown is a root.
   function treeOrder() {
@@ -90,13 +133,28 @@
     return out;
   }
 
+  function sortedOrder(key) {
+    const names = Array.from(rows.keys()).sort();
+    const data = (n) => rows.get(n).data;
+    const rank = (n) => { const i = STATE_ORDER.indexOf(rows.get(n).state); return i < 0 ? 99 : i; };
+    const ended = (n) => (data(n).last_turn ? data(n).last_turn.ended_at : 0);
+    if (key === "state") names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    if (key === "last_turn") names.sort((a, b) => ended(b) - ended(a) || a.localeCompare(b));
+    return names.map((n) => [n, 0]);
+  }
+
+  function currentOrder() {
+    const key = document.getElementById("fleet-sort").value;
+    return key === "tree" ? treeOrder() : sortedOrder(key);
+  }
+
   function placeRows() {
     const body = document.getElementById("agent-rows");
-    const order = treeOrder();
+    const order = currentOrder();
     const current = Array.from(body.children).map((tr) => tr.dataset.agent);
     order.forEach(([name, depth]) => {
       const entry = rows.get(name);
-      entry.cells.nameCell.style.paddingLeft = `${0.6 + depth * 1.4}em`;
+      entry.cells.nameCell.style.paddingLeft = `${0.4 + depth * 1.1}em`;
       setClass(entry.cells.nameCell, depth ? "name child" : "name");
     });
     // Move rows only when the order really changed: moving a node drops focus inside it.
@@ -104,6 +162,51 @@
       for (const [name] of order) body.append(rows.get(name).tr);
     }
     setText(document.getElementById("agents-count"), rows.size);
+    applyFilter();
+  }
+
+  function matches(entry, text) {
+    if (stateFilter && entry.state !== stateFilter) return false;
+    if (!text) return true;
+    const d = entry.data;
+    return [d.name, d.parent, d.active_model, d.status_text, d.failed_reason]
+      .some((v) => (v || "").toLowerCase().includes(text));
+  }
+
+  function applyFilter() {
+    const text = document.getElementById("fleet-filter").value.trim().toLowerCase();
+    let shown = 0;
+    for (const entry of rows.values()) {
+      const visible = matches(entry, text);
+      if (entry.tr.hidden === visible) entry.tr.hidden = !visible;
+      if (visible) shown++;
+    }
+    document.getElementById("fleet-none").hidden = shown > 0 || rows.size === 0;
+    renderStateCounts();
+  }
+
+  const stateButtons = new Map();
+  function renderStateCounts() {
+    const counts = new Map();
+    for (const entry of rows.values()) counts.set(entry.state, (counts.get(entry.state) || 0) + 1);
+    const box = document.getElementById("state-counts");
+    for (const state of STATE_ORDER) {
+      let button = stateButtons.get(state);
+      if (!button) {
+        button = el("button", {type: "button", class: `state-count state-${state}`,
+                               dataset: {state}, "aria-pressed": "false",
+                               onclick: () => {
+                                 stateFilter = stateFilter === state ? "" : state;
+                                 applyFilter();
+                               }});
+        stateButtons.set(state, button);
+        box.append(button);
+      }
+      const n = counts.get(state) || 0;
+      button.hidden = n === 0 && stateFilter !== state;
+      setText(button, `${state.replace("-", " ")} ${n}`);
+      setAttr(button, "aria-pressed", stateFilter === state ? "true" : "false");
+    }
   }
 
   function upsertAgent(data) {
@@ -113,10 +216,16 @@
       entry = makeRow(data.name);
       rows.set(data.name, entry);
     }
-    const moved = isNew || entry.data.parent !== data.parent;
+    const before = entry.data;
     entry.data = data;
+    const oldState = entry.state;
     renderRow(entry);
+    const sortKey = document.getElementById("fleet-sort").value;
+    const moved = isNew || before.parent !== data.parent ||
+      (sortKey === "state" && oldState !== entry.state) ||
+      (sortKey === "last_turn" && lastTurnText(before.last_turn) !== lastTurnText(data.last_turn));
     if (moved) placeRows();
+    else if (oldState !== entry.state) applyFilter();
   }
 
   function removeAgent(name) {
@@ -125,6 +234,18 @@
     entry.tr.remove();
     rows.delete(name);
     placeRows();
+  }
+
+  // Countdowns count down: rows backing off are re-rendered every second.
+  function tickRows() {
+    const now = Date.now() / 1000;
+    for (const entry of rows.values()) {
+      if (entry.data.retry_at && entry.data.retry_at > now - 2) {
+        const before = entry.state;
+        renderRow(entry);
+        if (before !== entry.state) applyFilter();
+      }
+    }
   }
 
   // --- approvals, questions, drafts ---------------------------------------------------------
@@ -256,6 +377,31 @@
     if (count) setText(count, open.length);
     const empty = document.getElementById(containerId + "-empty");
     if (empty) empty.hidden = map.size > 0;
+    renderPending();
+  }
+
+  // Approvals and questions: a count in the fleet bar and a side panel beside the table,
+  // never above it. The panel shows itself when something waits, unless the operator
+  // closed it; the button opens and closes it.
+  let pendingClosed = false;
+  function openCount(map) {
+    return Array.from(map.values()).filter((e) => (e.data.status || "pending") === "pending").length;
+  }
+  function renderPending() {
+    const a = openCount(approvals), q = openCount(questions);
+    const parts = [];
+    if (a) parts.push(`${a} ${a === 1 ? "approval" : "approvals"}`);
+    if (q) parts.push(`${q} ${q === 1 ? "question" : "questions"}`);
+    if (drafts.size) parts.push(`${drafts.size} ${drafts.size === 1 ? "draft" : "drafts"}`);
+    setText(document.getElementById("pending-summary"), parts.join(" · ") || "nothing waiting");
+    const any = approvals.size + questions.size + drafts.size > 0;
+    const panel = document.getElementById("pending-panel");
+    const show = any && !pendingClosed;
+    panel.hidden = !show;
+    setClass(document.getElementById("fleet-body"), show ? "fleet-body with-pending" : "fleet-body");
+    const toggle = document.getElementById("pending-toggle");
+    setAttr(toggle, "aria-expanded", show ? "true" : "false");
+    setClass(toggle, a + q ? "pending-toggle waiting" : "pending-toggle");
   }
 
   function draftCard(key, d) {
@@ -305,6 +451,14 @@
     Hive.stream(["agent", "approval", "question", "draft"],
                 {snapshot, update});
     setInterval(tickTtl, 1000);
+    setInterval(tickRows, 1000);
     setInterval(() => { for (const entry of rows.values()) renderRow(entry); }, 10000);
+    document.getElementById("fleet-filter").addEventListener("input", applyFilter);
+    document.getElementById("fleet-sort").addEventListener("change", placeRows);
+    document.getElementById("pending-toggle").addEventListener("click", () => {
+      pendingClosed = !pendingClosed;
+      renderPending();
+    });
+    renderPending();
   });
 })();
