@@ -227,7 +227,7 @@ def test_inbox_state_survives_reload_and_is_shared_by_two_tabs(make_dashboard: M
         other.wait_for_function(
             "() => document.querySelectorAll('#inbox-items li.item').length === 2"
         )
-        other.wait_for_function("() => document.getElementById('attention-count').textContent === '2'")
+        other.wait_for_selector("#attention-count:text-is('2')")
         other.click("#mark-all-done")
         other.wait_for_selector("#inbox-result:has-text('2 items done')")
         other.click("#mark-all-done")  # nothing left: the button says so
