@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from hive.config import HiveConfig
+from hive.spend import SpendLedger
 from hive.store import IdAllocator
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class HiveContext:
     hub_subscribers: dict[int, Any] = field(default_factory=dict)
     # The operator mailbox's caps and what it holds (hive.store.retention); None: no caps.
     operator_mailbox: Any = None
+    # Today's spend per agent and hive-wide, for the Agents' budget decisions (hive.spend).
+    spend: SpendLedger = field(default_factory=SpendLedger)
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"

@@ -99,6 +99,7 @@ Env = Annotated[dict[str, str], BeforeValidator(_env_table)]
 Count = Annotated[Int, AfterValidator(_at_least(1))]
 Limit = Annotated[Int, AfterValidator(_at_least(0))]  # 0: no limit
 Days = Annotated[Float, AfterValidator(_at_least(0))]  # 0: keep forever
+Money = Annotated[Float, AfterValidator(_at_least(0))]  # US dollars; 0: no limit
 
 
 _WANT = {
@@ -293,6 +294,10 @@ class AgentConfig(BaseModel):
     packages: Strs = ()
     rate_limit_per_minute: Int = 600
     inbox_cap: Int = 10_000
+    # Daily (UTC) budgets; 0: none. Over one, the agent finishes its turn and is parked
+    # (state over_budget) until the next day or the operator's reset (hive.spend).
+    daily_budget_usd: Money = 0.0
+    daily_budget_tokens: Limit = 0  # input + output + cache-creation tokens
     prompt: Str = ""  # system prompt addition for the claude runtime
     script: tuple[dict[str, Any], ...] = ()  # scripted runtime: message rules
     on_kick: tuple[dict[str, Any], ...] = ()  # scripted runtime: steps when kicked
@@ -359,6 +364,9 @@ class HiveConfig(BaseModel):
     backoff_initial: Float = 1.0
     backoff_max: Float = 60.0
     rate_limit_backoff: Float = 30.0  # 429/529: wait, not a crash
+    # The whole hive's daily (UTC) budgets, across agents; 0: none (hive.spend).
+    daily_budget_usd: Money = 0.0
+    daily_budget_tokens: Limit = 0
     max_frame_bytes: Int = MAX_FRAME_BYTES
     max_body_bytes: Int = MAX_BODY_BYTES
     max_turn_messages: Int = 50

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ import trio
 from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
+from hive.spend import SpendLedger
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
 from hive.store.retention import MailCount, OperatorMailbox, operator_mail
 
@@ -171,6 +173,12 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
     from hive.io.services import IoServices
 
     services = IoServices(bridge, Reader(cfg.db_path))
+    spend = SpendLedger()
+    conn = connect(cfg.db_path, readonly=True)
+    try:
+        spend.load(Queries(conn), time.time())  # today's spend: budgets hold over a restart
+    finally:
+        conn.close()
     ctx = HiveContext(
         config=cfg,
         io=bridge,
@@ -183,6 +191,7 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
             cfg.operator_mail_per_sender,
             boot.operator_mail,
         ),
+        spend=spend,
     )
     # The fault-injection verb exists only in a daemon started for supervision tests.
     verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")

@@ -26,6 +26,8 @@ from hive.ui.schemas import (
     AgentList,
     AnswerBody,
     Approvals,
+    CostQuery,
+    CostReply,
     DenyBody,
     Events,
     EventsQuery,
@@ -391,13 +393,26 @@ async def stats(query: StatsQuery) -> Stats:
     series: dict[str, list[list[float]]] = {}
     for _, ts, key, value in rows:
         series.setdefault(key, []).append([ts, value])
+    spent: CostReply = await call_verb(dashboard().ctx, "cost", {"agent": agent or ""})
+    spent.pop("budgets", None)  # type: ignore[misc]
     return {
         "agent": agent,
         "since": since,
         "now": now,
         "series": series,
         "summary": summarize(rows, since, now),
+        "cost": spent,
     }
+
+
+@api.get("/cost")
+@typed
+async def cost(query: CostQuery) -> CostReply:
+    """What turns cost, today (UTC) and over 7 days, per agent, model and day, and the
+    daily budgets: the `cost` admin verb"""
+    agent = _agent_name(query.agent) if query.agent else ""
+    result: CostReply = await call_verb(dashboard().ctx, "cost", {"agent": agent})
+    return result
 
 
 # --- logs ---------------------------------------------------------------------------------

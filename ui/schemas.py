@@ -86,6 +86,12 @@ class StatsQuery(Shape):
     keys: str = ""  # comma-separated: turn.duration,tool.*
 
 
+class CostQuery(Shape):
+    """Whose cost ("": every agent)."""
+
+    agent: str = ""
+
+
 class LogQuery(Shape):
     """How many of the log's last lines."""
 
@@ -238,6 +244,34 @@ class Approvals(TypedDict):
     seq: int
 
 
+class Spend(TypedDict):
+    """Turns and what they cost, for one agent, model or day (``key``)."""
+
+    key: str
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cost_usd: float
+
+
+class Cost(TypedDict):
+    """What turns cost, as the runtime reported (hive.spend): today (UTC) and 7 days."""
+
+    today: str
+    agents_today: list[Spend]
+    agents_7d: list[Spend]
+    models_7d: list[Spend]
+    days: list[Spend]
+
+
+class CostReply(Cost):
+    """The cost, and the daily budgets of hive.toml (0: none)."""
+
+    budgets: dict[str, Any]
+
+
 class Stats(TypedDict):
     """Telemetry series ([ts, value] pairs per key) and their summary."""
 
@@ -246,6 +280,7 @@ class Stats(TypedDict):
     now: float
     series: dict[str, list[list[float]]]
     summary: dict[str, Any]
+    cost: Cost
 
 
 class InboxCounts(TypedDict):

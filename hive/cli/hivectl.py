@@ -441,7 +441,41 @@ def v_destroy(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, lambda r: per_agent(r, describe))
 
 
+def cost_lines(r: dict[str, Any]) -> str:
+    """Spend per agent (today, 7 days) and per model (7 days), from the cost verb."""
+    week = {row["key"]: row for row in r["agents_7d"]}
+    today = {row["key"]: row for row in r["agents_today"]}
+    rows = []
+    for name in sorted(week):
+        t, w = today.get(name, {}), week[name]
+        tokens = w["input_tokens"] + w["output_tokens"]
+        rows.append(
+            (name, f"${t.get('cost_usd', 0):.4f}", f"${w['cost_usd']:.4f}", w["turns"], tokens)
+        )
+    out = [f"cost on {r['today']} (UTC) and the 7 days to it"]
+    out.append(
+        table(rows, ["AGENT", "TODAY", "7 DAYS", "TURNS", "TOKENS IN+OUT"])
+        if rows
+        else "no turn has reported a cost yet"
+    )
+    models = [(m["key"], f"${m['cost_usd']:.4f}", m["turns"]) for m in r["models_7d"]]
+    if models:
+        out.append(table(models, ["MODEL", "7 DAYS", "TURNS"]))
+    budgets = r.get("budgets") or {}
+    hive_budget = budgets.get("hive") or {}
+    if hive_budget.get("usd") or hive_budget.get("tokens"):
+        out.append(
+            f"hive daily budget: ${hive_budget['usd']:g} / {hive_budget['tokens']} tokens (0: none)"
+        )
+    for name, b in (budgets.get("agents") or {}).items():
+        out.append(f"{name} daily budget: ${b['usd']:g} / {b['tokens']} tokens (0: none)")
+    return "\n".join(out)
+
+
 def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
+    if not a.name:  # the hive's cost
+        print_result(a, c.call("cost"), cost_lines)
+        return
     r = c.call("stats", agent=a.name, since=-abs(a.window))
 
     def describe(r: dict[str, Any]) -> str:
@@ -452,7 +486,10 @@ def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
             elif isinstance(value, float):
                 value = f"{value:.3g}"
             rows.append((key, "-" if value is None else value))
-        return f"{r['agent']}, last {a.window:g} s\n" + table(rows, ["STAT", "VALUE"])
+        spent = cost_lines(r["cost"]) if "cost" in r else ""
+        return (
+            f"{r['agent']}, last {a.window:g} s\n" + table(rows, ["STAT", "VALUE"]) + "\n" + spent
+        )
 
     print_result(a, r, describe)
 
@@ -684,8 +721,8 @@ def _control_plane_verbs(add: Add) -> None:
     sp = add("destroy", v_destroy, "remove agents (state kept unless --purge)")
     sp.add_argument("--purge", action="store_true", help="delete their state dirs too")
     _names(sp)
-    sp = add("stats", v_stats, "an agent's telemetry: turns, durations, exits, tools, mail")
-    sp.add_argument("name")
+    sp = add("stats", v_stats, "what the fleet cost (no NAME), or an agent's telemetry and cost")
+    sp.add_argument("name", nargs="?")
     sp.add_argument("--window", type=float, default=3600, help="seconds back (default 3600)")
     sp = add("inbox", v_inbox, "what needs you, most severe first; --mark seen|done to file it")
     sp.add_argument("ids", nargs="*", type=int, metavar="ID")

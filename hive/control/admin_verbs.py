@@ -17,6 +17,7 @@ socket) and the dashboard (in process) call, through ``hive.control.admin_api.Ad
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
     logs{name, lines?}  stats{agent, since?}
+    cost{agent?}                         spend today / 7 days per agent, model and day
     inbox{state?, severity?, agent?, kind?, limit?, offset?}   the attention inbox
     inbox_mark{state, ids? | all, ...filter}                 move items to new/seen/done
     inject_fault{target}                 only with HIVE_FAULT_INJECTION=1 (tests)
@@ -461,7 +462,33 @@ async def stats(ctx: HiveContext, req: Request) -> Any:
     since = float(arg(req.args, "since", float, -3600.0))
     since = check_since(since, now)
     rows = await ctx.services.reader.run(lambda q: select_stats(q, name, since, []))
-    return {"agent": name, "since": since, "summary": summarize(rows, since, now)}
+    spent = await _cost_of(ctx, name, now)
+    return {"agent": name, "since": since, "summary": summarize(rows, since, now), "cost": spent}
+
+
+async def _cost_of(ctx: HiveContext, agent: str | None, now: float) -> Any:
+    from hive.spend import summary
+
+    return await ctx.services.reader.run(lambda q: summary(q, now, agent))
+
+
+async def cost(ctx: HiveContext, req: Request) -> Any:
+    """cost{agent?}: what turns cost (the runtime's usage reports): today and over 7 days,
+    per agent, per model and per day, with the daily budgets that apply (hive.spend)."""
+    agent = arg(req.args, "agent", str, None)
+    if agent:
+        validate_agent_name(agent)
+    spent = await _cost_of(ctx, agent or None, time.time())
+    cfg = ctx.config
+    budgets = {
+        "hive": {"usd": cfg.daily_budget_usd, "tokens": cfg.daily_budget_tokens},
+        "agents": {
+            a.name: {"usd": a.daily_budget_usd, "tokens": a.daily_budget_tokens}
+            for a in cfg.agents
+            if (a.daily_budget_usd or a.daily_budget_tokens) and (not agent or a.name == agent)
+        },
+    }
+    return {**spent, "budgets": budgets}
 
 
 # --- the attention inbox ------------------------------------------------------------------
@@ -566,6 +593,7 @@ def verb_table(fault_injection: bool = False) -> dict[str, Verb]:
         "destroy": destroy,
         "logs": logs,
         "stats": stats,
+        "cost": cost,
         "inbox": inbox,
         "inbox_mark": inbox_mark,
     }

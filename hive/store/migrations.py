@@ -120,7 +120,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX approvals_resolved ON approvals (resolved_at) WHERE status != 'pending';
     """,
     # v4 (issue 14): the attention inbox (hive.attention): one open item per key, the
-    # operator's state of each; lists go by severity, then time.
+    # operator's state of each; lists go by severity, then time. What each turn cost
+    # (hive.spend), for the cost views and the daily budgets.
     """
     CREATE TABLE attention (
         id INTEGER PRIMARY KEY,
@@ -141,5 +142,17 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX attention_open_key ON attention (key) WHERE state != 'done';
     CREATE INDEX attention_list ON attention (state, severity, updated_at);
     CREATE INDEX attention_done ON attention (done_at) WHERE state = 'done';
+    CREATE TABLE turn_usage (
+        turn_id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        ts REAL NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL
+    );
+    CREATE INDEX turn_usage_ts ON turn_usage (ts, agent);
     """,
 ]

@@ -19,7 +19,8 @@
     const chip = document.getElementById("agent-last-turn");
     setText(chip, lastTurnText(row.last_turn));
     setClass(chip, `chip turn exit-${row.last_turn ? row.last_turn.exit_class : "none"}`);
-    setText(document.getElementById("agent-status"), row.failed ? row.failed_reason : row.status_text);
+    setText(document.getElementById("agent-status"),
+            row.failed ? row.failed_reason : row.over_budget ? row.budget_reason : row.status_text);
     const pause = document.getElementById("pause-button");
     setText(pause, row.paused ? "resume" : "pause");
     pause.dataset.op = row.paused ? "resume" : "pause";
@@ -217,6 +218,7 @@
     {id: "received", title: "messages received per turn", series: ["peer", "operator", "manager", "system"]},
     {id: "approvals", title: "approval queue", series: ["pending"]},
     {id: "notes", title: "notes file size (bytes)", series: ["bytes"]},
+    {id: "cost", title: "cost per day, last 7 days ($)", series: ["$"]},
   ];
   const COLORS = ["#2f6fdf", "#1a9b5a", "#d9822b", "#b03ab0", "#888"];
 
@@ -235,9 +237,13 @@
     })];
   }
 
-  function chartData(id, series, since, now) {
+  function chartData(id, series, since, now, cost) {
     const get = (k) => series[k] || [];
     switch (id) {
+      case "cost": {
+        const days = (cost && cost.days) || [];
+        return [days.map((d) => Date.parse(d.key + "T00:00:00Z") / 1000), days.map((d) => d.cost_usd)];
+      }
       case "duration": {
         const pts = get("turn.duration");
         const ys = pts.map((p) => p[1]);
@@ -269,7 +275,7 @@
     const canChart = typeof uPlot !== "undefined";
     if (!canChart) setText(box, "charts need the browser libraries: run `npm install` in ui/");
     for (const spec of canChart ? CHARTS : []) {
-      const d = chartData(spec.id, data.series, data.since, data.now);
+      const d = chartData(spec.id, data.series, data.since, data.now, data.cost);
       let chart = charts.get(spec.id);
       if (!chart) {
         const holder = el("div", {class: "chart", dataset: {chart: spec.id}});
@@ -279,7 +285,7 @@
           scales: {x: {time: true}},
           series: [{}, ...spec.series.map((label, i) => ({
             label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
-            points: {show: spec.id === "duration" && i === 0 ? true : undefined},
+            points: {show: (spec.id === "duration" && i === 0) || spec.id === "cost" ? true : undefined},
           }))],
         }, d, holder);
         charts.set(spec.id, chart);
@@ -302,9 +308,24 @@
       ["since last turn", fmt(s.seconds_since_last_turn, duration)],
       ["notes size", fmt(s.notes_bytes, (v) => `${v} B`)],
       ["tool usage", tools],
+      ...costRows(data.cost),
     ];
     document.getElementById("stats-summary").replaceChildren(
       el("dl", {}, ...rowsHtml.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: String(v)})])));
+  }
+
+  // What the agent's turns cost (hive.spend), today (UTC) and over 7 days, by model.
+  function costRows(cost) {
+    if (!cost) return [];
+    const money = (x) => `$${(x || 0).toFixed(4)}`;
+    const today = cost.agents_today[0] || {}, week = cost.agents_7d[0] || {};
+    const tokens = (s) => s.turns === undefined ? "–"
+      : `${s.input_tokens} in / ${s.output_tokens} out / ${s.cache_read_tokens} cache read / ${s.cache_creation_tokens} cache write`;
+    return [
+      ["cost today (UTC) / 7 days", `${money(today.cost_usd)} / ${money(week.cost_usd)}`],
+      ["tokens, 7 days", tokens(week)],
+      ["by model, 7 days", cost.models_7d.map((m) => `${m.key} ${money(m.cost_usd)}`).join(", ") || "–"],
+    ];
   }
 
   let statsTimer = null;

@@ -174,6 +174,7 @@ const Hive = (() => {
   function badge(row) {
     if (row.failed) return {state: "failed", text: "failed"};
     if (row.needs_login) return {state: "needs-login", text: "needs login"};
+    if (row.over_budget) return {state: "over-budget", text: "over budget"};
     if (row.needs_update) return {state: "needs-update", text: "needs update"};
     if (row.paused) return {state: "paused", text: "paused"};
     if (row.stopped) return {state: "stopped", text: "stopped"};

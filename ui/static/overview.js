@@ -20,6 +20,10 @@
       return {text: detail || "the model API refused its credentials", stuck: true,
               hint: `run: hivectl login ${d.name}`, op: "reset", label: "reset after login"};
     }
+    if (d.over_budget) {
+      return {text: d.budget_reason || "its daily budget is spent", stuck: true, op: "reset",
+              label: "let it spend today"};
+    }
     if (waiting) return {text: detail || "backing off", stuck: true, op: "restart", label: "retry now"};
     if (d.stopped) return {text: "stopped", op: "start", label: "start"};
     return {text: d.status_text || "", stuck: false};
@@ -34,6 +38,7 @@
       status: el("span", {class: "status"}),
       hint: el("code", {class: "hint action-hint"}),
       inbox: el("span", {class: "inbox-depth"}),
+      cost: el("span", {class: "cost"}),
       fix: el("button", {class: "primary fix", hidden: true}),
       pause: el("button", {"data-op": "pause", text: "pause"}),
       result: el("span", {class: "outcome", role: "status"}),
@@ -55,7 +60,7 @@
     const tr = el("tr", {dataset: {agent: name}},
       cells.nameCell, el("td", {}, cells.badge), el("td", {}, cells.model),
       el("td", {}, cells.turn), el("td", {class: "why"}, cells.status, " ", cells.hint),
-      el("td", {class: "num"}, cells.inbox),
+      el("td", {class: "num"}, cells.inbox), el("td", {class: "num"}, cells.cost),
       el("td", {class: "actions"}, cells.fix, act("cancel", true), cells.pause, act("kick", false),
          act("restart", true), cells.result));
     return {tr, cells, data: null};
@@ -100,13 +105,35 @@
     c.fix.hidden = !w.op;
     if (w.op) { setText(c.fix, w.label); c.fix.dataset.op = w.op; }
     setText(c.inbox, d.inbox_depth);
+    renderCost(entry);
     setText(c.pause, d.paused ? "resume" : "pause");
     setAttr(c.pause, "data-op", d.paused ? "resume" : "pause");
     entry.state = b.state;
   }
 
+  // Cost today comes with each row; 7 days from /api/cost, re-read after turns end.
+  const week = new Map();  // name -> dollars over 7 days
+  function money(x) { return x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toFixed(3)}`; }
+  function renderCost(entry) {
+    const today = entry.data.cost_today_usd || 0;
+    const seven = Math.max(week.get(entry.data.name) || 0, today);
+    setText(entry.cells.cost, today || seven ? `${money(today)} / ${money(seven)}` : "–");
+    setAttr(entry.cells.cost, "title", `today (UTC) ${money(today)}, last 7 days ${money(seven)}`);
+  }
+  let costTimer = null;
+  async function loadCost() {
+    costTimer = null;
+    try {
+      const r = await api("GET", "/api/cost");
+      week.clear();
+      for (const s of r.agents_7d) week.set(s.key, s.cost_usd);
+      for (const entry of rows.values()) renderCost(entry);
+    } catch (e) { /* the next turn's end tries again */ }
+  }
+  function loadCostSoon() { if (!costTimer) costTimer = setTimeout(loadCost, 3000); }
+
   // --- order, filter, counts ------------------------------------------------------------------
-  const STATE_ORDER = ["failed", "needs-login", "retrying", "needs-update", "waiting", "thinking",
+  const STATE_ORDER = ["failed", "needs-login", "over-budget", "retrying", "needs-update", "waiting", "thinking",
                        "running", "paused", "stopped", "idle"];
   let stateFilter = "";
 
@@ -140,6 +167,8 @@
     const ended = (n) => (data(n).last_turn ? data(n).last_turn.ended_at : 0);
     if (key === "state") names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
     if (key === "last_turn") names.sort((a, b) => ended(b) - ended(a) || a.localeCompare(b));
+    const spent = (n) => Math.max(week.get(n) || 0, data(n).cost_today_usd || 0);
+    if (key === "cost") names.sort((a, b) => spent(b) - spent(a) || a.localeCompare(b));
     return names.map((n) => [n, 0]);
   }
 
@@ -225,6 +254,7 @@
       (sortKey === "state" && oldState !== entry.state) ||
       (sortKey === "last_turn" && lastTurnText(before.last_turn) !== lastTurnText(data.last_turn));
     if (moved) placeRows();
+    if (before && (before.cost_today_usd || 0) !== (data.cost_today_usd || 0)) loadCostSoon();
     else if (oldState !== entry.state) applyFilter();
   }
 
@@ -460,5 +490,6 @@
       renderPending();
     });
     renderPending();
+    loadCost();
   });
 })();
