@@ -134,9 +134,9 @@ def test_stuck_agents_say_why_and_offer_their_action(make_dashboard: Make) -> No
         screenshot(page, "fleet-stuck")
         # The action answers: the outcome shows next to the buttons.
         page.click('tr[data-agent="loginless"] button.fix')
-        page.wait_for_selector('tr[data-agent="loginless"] .outcome:has-text("reset: done")')
+        page.wait_for_selector('tr[data-agent="loginless"] .outcome:text-is("reset")')
         page.click('tr[data-agent="limited"] button.fix')
-        page.wait_for_selector('tr[data-agent="limited"] .outcome:has-text("restart: done")')
+        page.wait_for_selector('tr[data-agent="limited"] .outcome:has-text("restarted")')
 
 
 def test_state_counts_filter_and_sort(make_dashboard: Make) -> None:

@@ -205,7 +205,7 @@ def test_the_stats_chart_draws(dash: DashboardHive) -> None:
                  return colored; }"""
         )
         assert drawn > 20
-        assert page.locator(".uplot").count() == 8
+        assert page.locator(".uplot").count() == 9  # 8 telemetry charts and cost per day
         assert "turns" in page.locator("#stats-summary").inner_text()
         page.locator("#charts").scroll_into_view_if_needed()
         screenshot(page, "stats")

@@ -29,8 +29,11 @@ from hive.ui.schemas import (
     CostQuery,
     CostReply,
     DenyBody,
+    DestroyBody,
     Events,
     EventsQuery,
+    History,
+    HistoryQuery,
     Inbox,
     InboxMarkBody,
     InboxMarked,
@@ -44,10 +47,13 @@ from hive.ui.schemas import (
     ModelQuery,
     ModelReply,
     Result,
+    Scheduled,
     SendBody,
     SessionReply,
+    SpawnBody,
     Stats,
     StatsQuery,
+    StopBody,
     StreamQuery,
     TurnEvents,
     Turns,
@@ -209,6 +215,35 @@ async def kick(name: str, body: KickBody) -> Result:
     return result
 
 
+@api.post("/agents/<name>/stop")
+@typed
+async def stop(name: str, body: StopBody) -> Result:
+    """Stop the agent after its running turn (``hard``: cancel the turn now)"""
+    name = _known_agent(name)
+    args = {"names": [name], "hard": body.hard}
+    result: Result = one_agent(await call_verb(dashboard().ctx, "stop", args), name)
+    return result
+
+
+@api.post("/agents/<name>/destroy")
+@typed
+async def destroy(name: str, body: DestroyBody) -> Result:
+    """Remove the agent (its state dir kept unless ``purge``): the `destroy` admin verb"""
+    name = _known_agent(name)
+    args = {"names": [name], "purge": body.purge}
+    result: Result = await call_verb(dashboard().ctx, "destroy", args)
+    return result["agents"][name]  # type: ignore[no-any-return]
+
+
+@api.post("/spawn")
+@typed
+async def spawn(body: SpawnBody) -> Result:
+    """Create and start an agent now: the `spawn` admin verb"""
+    args = {k: v for k, v in body.model_dump().items() if v}
+    result: Result = await call_verb(dashboard().ctx, "spawn", args)
+    return result
+
+
 @api.post("/agents/<name>/<op>")
 @typed
 async def control(name: str, op: str) -> Result:
@@ -320,6 +355,35 @@ async def decide(item_id: str, decision: str, body: DenyBody) -> Result:
     if decision == "deny" and body.reason:
         args["reason"] = body.reason
     result: Result = await call_verb(dashboard().ctx, decision, args)
+    return result
+
+
+@api.get("/approvals/history")
+@typed
+async def approval_history(query: HistoryQuery) -> History:
+    """Approvals and questions, newest first, with who resolved them, when and how"""
+    args: dict[str, Any] = {"limit": query.limit}
+    if query.status:
+        args["status"] = query.status
+    if query.agent:
+        args["agent"] = _agent_name(query.agent)
+    result: History = await call_verb(dashboard().ctx, "approvals", args)
+    return result
+
+
+@api.get("/scheduled")
+@typed
+async def scheduled() -> Scheduled:
+    """Approved prompts waiting for their time"""
+    result: Scheduled = await call_verb(dashboard().ctx, "scheduled", {})
+    return result
+
+
+@api.post("/scheduled/<item_id>/cancel")
+@typed
+async def cancel_scheduled(item_id: str) -> Result:
+    """Cancel a scheduled prompt before it is sent"""
+    result: Result = await call_verb(dashboard().ctx, "cancel", {"id": _item_id(item_id)})
     return result
 
 

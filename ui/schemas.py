@@ -86,6 +86,15 @@ class StatsQuery(Shape):
     keys: str = ""  # comma-separated: turn.duration,tool.*
 
 
+class HistoryQuery(LimitQuery):
+    """Resolved (or any) approvals and questions, newest first."""
+
+    status: Annotated[
+        str, Field(pattern="^(|pending|approved|denied|answered|cancelled|expired|failed)$")
+    ] = ""
+    agent: str = ""
+
+
 class CostQuery(Shape):
     """Whose cost ("": every agent)."""
 
@@ -141,6 +150,28 @@ class AnswerBody(Shape):
     """The operator's answer to an agent's question."""
 
     answer: Annotated[Str, Field(max_length=64_000)]
+
+
+class SpawnBody(Shape):
+    """A new agent, created and started now (the operator is the approver)."""
+
+    name: Str
+    model: Str = ""
+    parent: Str = ""
+    prompt: Annotated[Str, Field(max_length=64_000)] = ""
+    runtime: Str = ""
+
+
+class DestroyBody(Shape):
+    """Remove the agent; its state dir is kept unless ``purge``."""
+
+    purge: bool = False
+
+
+class StopBody(Shape):
+    """``hard``: cancel the running turn now, else let it finish."""
+
+    hard: bool = False
 
 
 class ModelBody(Shape):
@@ -233,6 +264,18 @@ class Events(TypedDict):
     """Hive events, newest first."""
 
     events: list[dict[str, Any]]
+
+
+class History(TypedDict):
+    """Approvals and questions with who resolved them, when and how (``resolution``)."""
+
+    approvals: list[dict[str, Any]]
+
+
+class Scheduled(TypedDict):
+    """Approved prompts waiting for their time."""
+
+    scheduled: list[dict[str, Any]]
 
 
 class Approvals(TypedDict):

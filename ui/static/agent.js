@@ -34,19 +34,50 @@
     }
   }
 
+  // Every action answers next to the buttons: its outcome, its no-op, or its error.
+  function actionResult(text, bad) {
+    const out = document.getElementById("action-result");
+    setText(out, text);
+    out.classList.toggle("error", !!bad);
+  }
+
   function setupActions() {
     for (const button of document.querySelectorAll("#agent-actions button")) {
       button.addEventListener("click", () => {
         const run = async () => {
+          const op = button.dataset.op, before = row;
           button.disabled = true;
-          try { await api("POST", `/api/agents/${NAME}/${button.dataset.op}`, {}); }
-          catch (e) { say(e.message, true); }
+          try {
+            const result = await api("POST", `/api/agents/${NAME}/${op}`, {});
+            actionResult(op === "destroy" ? `destroyed (state kept in ${result.state_dir})`
+                                          : Hive.outcome(op, result, before));
+            if (op !== "destroy") loadEventsSoon();
+          }
+          catch (e) { actionResult(`${op}: ${e.message}`, true); }
           finally { button.disabled = false; }
         };
         if ("confirm" in button.dataset) armed(button, run); else run();
       });
     }
   }
+
+  // --- events -----------------------------------------------------------------------------------
+  function eventDetail(e) {
+    const d = e.data || {};
+    return d.reason || d.detail || d.note || d.model || d.op || "";
+  }
+  let eventsTimer = null;
+  async function loadEvents() {
+    eventsTimer = null;
+    if (!document.getElementById("events-panel").open) return;
+    try {
+      const {events} = await api("GET", `/api/events?agent=${NAME}&limit=100`);
+      document.getElementById("events").replaceChildren(...events.map((e) => el("tr", {},
+        el("td", {text: new Date(e.ts * 1000).toLocaleString()}), el("td", {text: e.kind}),
+        el("td", {class: "body", text: eventDetail(e)}))));
+    } catch (e) { console.error(e); }
+  }
+  function loadEventsSoon() { if (!eventsTimer) eventsTimer = setTimeout(loadEvents, 300); }
 
   // --- send box and /model --------------------------------------------------------------------
   function say(text, bad) {
@@ -177,6 +208,9 @@
       case "text": return el("li", {class: "ev text"}, d.text || "");
       case "tool_call": return el("li", {class: "ev call"}, "→ ", el("code", {text: d.name}), " ", short(d.input || {}));
       case "tool_result": return el("li", {class: "ev result" + (d.is_error ? " error" : "")}, "← ", el("code", {text: d.name || ""}), " ", short(d.is_error ? d.error : (d.result ?? d.content ?? "")));
+      case "event":
+        if (d.agent === NAME) loadEventsSoon();
+        break;
       case "message": return el("li", {class: "ev message"}, `message #${d.id} from ${d.sender}: `, short(d.body));
       default: return el("li", {class: "ev other"}, `${ev.kind} `, short(d));
     }
@@ -458,6 +492,7 @@
       picker.title = "setting the model needs the control plane's `model` admin verb";
     }
     setupActions();
+    document.getElementById("events-panel").addEventListener("toggle", loadEvents);
     setupSend();
     setupLog();
     setupTerminal();

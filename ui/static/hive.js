@@ -150,6 +150,24 @@ const Hive = (() => {
     return Promise.resolve(null);
   }
 
+  // What a lifecycle action did, in words: its outcome, or that there was nothing to do
+  // (judged from the reply and the row as it was when the button was pressed).
+  function outcome(op, result, before) {
+    const b = before || {};
+    switch (op) {
+      case "cancel": return result && result.cancelled ? "turn cancelled" : "nothing to cancel: no turn running";
+      case "pause": return b.paused ? "already paused" : "paused";
+      case "resume": return b.paused === false ? "was not paused" : "resumed";
+      case "start": return b.stopped === false ? "already running" : "started";
+      case "stop": return b.stopped ? "already stopped" : b.turn_id ? "stops after its turn" : "stopped";
+      case "reset":
+        return b.failed || b.needs_login || b.retry_at || b.over_budget ? "reset" : "nothing to reset";
+      case "restart": return "restarted: a turn starts";
+      case "kick": return result && result.queued === false ? "kick joined the running turn" : "kicked: a turn starts";
+      default: return `${op}: done`;
+    }
+  }
+
   // --- formatting --------------------------------------------------------------------------
   function ago(ts) {
     if (!ts) return "";
@@ -288,5 +306,5 @@ const Hive = (() => {
   });
 
   return {api, stream, el, setText, setClass, setAttr, armed, ago, duration, lastTurnText,
-          badge, notify, onInbox, loadStrip, csrf};
+          badge, notify, onInbox, loadStrip, outcome, csrf};
 })();

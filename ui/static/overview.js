@@ -6,6 +6,7 @@
   const rows = new Map();      // name -> {tr, cells, data}
   const approvals = new Map(); // key -> {card, data}
   const questions = new Map();
+  const mine = new Set();  // questions this page answered (not "answered elsewhere")
   const drafts = new Map();
   let features = {};
 
@@ -68,10 +69,11 @@
 
   async function control(name, op, button) {
     const entry = rows.get(name);
+    const before = entry ? entry.data : null;
     button.disabled = true;
     try {
-      await api("POST", `/api/agents/${name}/${op}`, {});
-      if (entry) flash(entry.cells.result, `${op}: done`);
+      const result = await api("POST", `/api/agents/${name}/${op}`, {});
+      if (entry) flash(entry.cells.result, Hive.outcome(op, result, before));
     } catch (e) {
       if (entry) flash(entry.cells.result, `${op}: ${e.message}`, true);
     } finally {
@@ -191,6 +193,7 @@
       for (const [name] of order) body.append(rows.get(name).tr);
     }
     setText(document.getElementById("agents-count"), rows.size);
+    agentNames();
     applyFilter();
   }
 
@@ -283,13 +286,17 @@
     const status = el("span", {class: "chip status"});
     const approve = el("button", {class: "primary", text: "approve"});
     const deny = el("button", {class: "danger", text: "deny"});
+    const reason = el("input", {type: "text", class: "reason", placeholder: "why deny? (told to the agent)",
+                                "aria-label": "reason for denying", maxlength: "4000"});
     const result = el("span", {class: "hint", role: "status"});
     const diff = el("pre", {class: "diff"});
     const decide = (decision, button) => armed(button, async () => {
       approve.disabled = deny.disabled = true;
+      const body = decision === "deny" && reason.value.trim() ? {reason: reason.value.trim()} : {};
       try {
-        await api("POST", `/api/approvals/${encodeURIComponent(d.id ?? key)}/${decision}`, {});
-        setText(result, decision === "approve" ? "approved" : "denied");
+        await api("POST", `/api/approvals/${encodeURIComponent(d.id ?? key)}/${decision}`, body);
+        setText(result, decision === "approve" ? "approved" : `denied${body.reason ? ": " + body.reason : ""}`);
+        loadHistorySoon();
       } catch (e) {
         setText(result, e.message);
         approve.disabled = deny.disabled = false;
@@ -301,8 +308,8 @@
       el("header", {}, el("strong", {class: "kind"}), " ", el("span", {class: "agent"}), " ",
          status, " ", el("span", {class: "when hint"})),
       el("p", {class: "description"}), diff,
-      el("div", {class: "actions"}, approve, deny, result));
-    return {card, status, diff, approve, deny};
+      el("div", {class: "actions"}, approve, reason, deny, result));
+    return {card, status, diff, approve, deny, reason};
   }
 
   function renderApproval(entry, key, d) {
@@ -325,7 +332,7 @@
     }
     entry.diff.hidden = !diff;
     const open = (d.status || "pending") === "pending" && features.approvals !== false;
-    entry.approve.hidden = entry.deny.hidden = !open;
+    entry.approve.hidden = entry.deny.hidden = entry.reason.hidden = !open;
   }
 
   function questionCard(key, d) {
@@ -339,9 +346,11 @@
       if (!text.trim()) { setText(result, "type an answer first"); return; }
       send.disabled = true;
       try {
+        mine.add(String(d.id ?? key));
         await api("POST", `/api/questions/${encodeURIComponent(d.id ?? key)}/answer`,
                   {answer: text});
         setText(result, "answered");
+        loadHistorySoon();
       } catch (e) { setText(result, e.message); send.disabled = false; }
     };
     send.addEventListener("click", () => answer(input.value));
@@ -357,7 +366,7 @@
          el("span", {class: "chip ttl", title: "time left"})),
       el("p", {class: "text"}), options,
       el("div", {class: "actions"}, input, send, cancel, result));
-    return {card, input, options, send, cancel, answer, optionsKey: ""};
+    return {card, input, options, send, cancel, answer, result, optionsKey: ""};
   }
 
   function renderQuestion(entry, key, d) {
@@ -376,6 +385,20 @@
     entry.send.disabled = !open;
     entry.cancel.hidden = !open;
     if (!open) setText(c.querySelector(".ttl"), d.status);
+    if (!open && !mine.has(key) && entry.input.value.trim()) {
+      // Resolved elsewhere (hivectl, another tab, expiry) while the operator was typing:
+      // say so, and keep the card and the typed text until dismissed.
+      const res = d.resolution || {};
+      const how = d.status === "answered" ? `answered elsewhere${res.by ? " by " + res.by : ""}: ${res.answer || ""}`
+                                          : `${d.status} elsewhere`;
+      setText(entry.result, `${how} — your text is kept`);
+      entry.keep = true;
+      if (!entry.dismiss) {
+        entry.dismiss = el("button", {class: "small", text: "dismiss", onclick: () => {
+          entry.card.remove(); questions.delete(key); renderPending(); }});
+        entry.card.querySelector(".actions").append(entry.dismiss);
+      }
+    }
   }
 
   function tickTtl() {
@@ -392,7 +415,8 @@
     const container = document.getElementById(containerId);
     let entry = map.get(key);
     if (data === null || data === undefined) {
-      if (entry) { entry.card.remove(); map.delete(key); }
+      if (entry && !entry.keep) { entry.card.remove(); map.delete(key); }
+      if (map !== drafts) loadHistorySoon();
     } else {
       if (!entry) {
         entry = make(key, data);
@@ -413,7 +437,7 @@
   // Approvals and questions: a count in the fleet bar and a side panel beside the table,
   // never above it. The panel shows itself when something waits, unless the operator
   // closed it; the button opens and closes it.
-  let pendingClosed = false;
+  let panelChoice = "";  // "": open when something waits; "open" / "closed": the operator's
   function openCount(map) {
     return Array.from(map.values()).filter((e) => (e.data.status || "pending") === "pending").length;
   }
@@ -423,10 +447,10 @@
     if (a) parts.push(`${a} ${a === 1 ? "approval" : "approvals"}`);
     if (q) parts.push(`${q} ${q === 1 ? "question" : "questions"}`);
     if (drafts.size) parts.push(`${drafts.size} ${drafts.size === 1 ? "draft" : "drafts"}`);
-    setText(document.getElementById("pending-summary"), parts.join(" · ") || "nothing waiting");
-    const any = approvals.size + questions.size + drafts.size > 0;
+    setText(document.getElementById("pending-summary"), parts.join(" · ") || "nothing waiting · history");
+    const any = approvals.size + questions.size + drafts.size + scheduledCount > 0;
     const panel = document.getElementById("pending-panel");
-    const show = any && !pendingClosed;
+    const show = panelChoice ? panelChoice === "open" : any;
     panel.hidden = !show;
     setClass(document.getElementById("fleet-body"), show ? "fleet-body with-pending" : "fleet-body");
     const toggle = document.getElementById("pending-toggle");
@@ -454,6 +478,76 @@
     draft: (key, d) => upsertItem(drafts, "drafts", key, d, draftCard, renderDraft),
   };
 
+  // --- history, scheduled prompts, spawn ------------------------------------------------------
+  function historyLine(a) {
+    const res = a.resolution || {};
+    const what = res.answer !== undefined ? `: “${res.answer}”` : res.reason ? `: ${res.reason}` : "";
+    const when = a.resolved_at ? new Date(a.resolved_at * 1000).toLocaleString() : "";
+    return el("li", {dataset: {id: String(a.id), status: a.status}},
+      el("strong", {text: `#${a.id} ${a.kind}`}), ` ${a.agent ? "for " + a.agent : ""} — `,
+      el("span", {class: `chip status-${a.status}`, text: a.status}),
+      ` by ${res.by || "?"}, ${when}${what}`,
+      a.description ? el("div", {class: "hint", text: a.description}) : null);
+  }
+  let historyTimer = null;
+  async function loadHistory() {
+    historyTimer = null;
+    const panel = document.getElementById("history-panel");
+    if (!panel.open) return;
+    try {
+      const {approvals: rows} = await api("GET", "/api/approvals/history?limit=50");
+      const done = rows.filter((a) => a.status !== "pending");
+      document.getElementById("history").replaceChildren(
+        ...(done.length ? done.map(historyLine) : [el("li", {class: "empty", text: "nothing decided yet"})]));
+    } catch (e) { setText(document.getElementById("history"), e.message); }
+  }
+  function loadHistorySoon() { if (!historyTimer) historyTimer = setTimeout(loadHistory, 300); }
+
+  let scheduledCount = 0;
+  async function loadScheduled() {
+    let list = [];
+    try { list = (await api("GET", "/api/scheduled")).scheduled; } catch (e) { return; }
+    scheduledCount = list.length;
+    setText(document.getElementById("scheduled-count"), list.length);
+    document.getElementById("scheduled-panel").hidden = list.length === 0;
+    document.getElementById("scheduled").replaceChildren(...list.map((p) => {
+      const result = el("span", {class: "hint", role: "status"});
+      const cancel = el("button", {class: "danger small", text: "cancel"});
+      cancel.addEventListener("click", () => armed(cancel, async () => {
+        try {
+          await api("POST", `/api/scheduled/${p.id}/cancel`, {});
+          setText(result, "cancelled");
+          loadScheduled();
+        } catch (e) { setText(result, e.message); }
+      }));
+      return el("li", {dataset: {id: String(p.id)}},
+        el("strong", {text: `to ${p.agent}`}), ` at ${new Date(p.at * 1000).toLocaleString()}: `,
+        el("span", {text: p.text}), " ", cancel, " ", result);
+    }));
+    renderPending();
+  }
+
+  async function spawnAgent(ev) {
+    ev.preventDefault();
+    const form = ev.target;
+    const body = Object.fromEntries(new FormData(form).entries());
+    const result = document.getElementById("spawn-result");
+    setText(result, "spawning…");
+    try {
+      const r = await api("POST", "/api/spawn", body);
+      setText(result, `spawned ${r.name || body.name}`);
+      form.reset();
+    } catch (e) { setText(result, e.message); }
+  }
+
+  function agentNames() {
+    const list = document.getElementById("agent-names");
+    const names = Array.from(rows.keys()).sort();
+    if (list.children.length !== names.length) {
+      list.replaceChildren(...names.map((n) => el("option", {value: n})));
+    }
+  }
+
   // --- live ----------------------------------------------------------------------------------
   function snapshot(snap) {
     const items = snap.items || {};
@@ -473,6 +567,7 @@
       if (u.data) upsertAgent(u.data); else removeAgent(u.key);
     } else if (KEYED[u.kind]) {
       KEYED[u.kind](u.key, u.data);
+      if (u.kind === "approval" && u.data === null) setTimeout(loadScheduled, 300);
     }
   }
 
@@ -486,9 +581,12 @@
     document.getElementById("fleet-filter").addEventListener("input", applyFilter);
     document.getElementById("fleet-sort").addEventListener("change", placeRows);
     document.getElementById("pending-toggle").addEventListener("click", () => {
-      pendingClosed = !pendingClosed;
+      panelChoice = document.getElementById("pending-panel").hidden ? "open" : "closed";
       renderPending();
     });
+    document.getElementById("history-panel").addEventListener("toggle", loadHistory);
+    document.getElementById("spawn-form").addEventListener("submit", spawnAgent);
+    loadScheduled();
     renderPending();
     loadCost();
   });
