@@ -336,6 +336,19 @@ def _durable(value: str) -> str:
     return value
 
 
+# The models known without a [hive] models list (the CLI's current families and aliases).
+DEFAULT_MODELS = (
+    "claude-opus-4-5",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "claude-opus-4-1",
+    "claude-opus-4",
+    "claude-sonnet-4",
+    "opus",
+    "sonnet",
+    "haiku",
+)
+
 # Room a frame keeps around one message body: its envelope, the reply around it.
 BODY_FRAME_MARGIN = 8 * 1024
 
@@ -386,6 +399,9 @@ class HiveConfig(BaseModel):
     dashboard: Bool = True
     admin_group: Str = ""
     claude_bin: Str = "claude"
+    # The models `hivectl model` and the dashboard's /model accept without --force (with
+    # every agent's configured model); empty: DEFAULT_MODELS.
+    models: Strs = ()
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
     # hive-mcp). Empty: the supervisor's own. Set it when that one is not visible to the
     # agents' uids (e.g. a Python under /root with bwrap sandboxes).
@@ -421,6 +437,12 @@ class HiveConfig(BaseModel):
 
     def agent_dir(self, name: str) -> Path:
         return (self.state_dir / "agents" / name).resolve()
+
+    def known_models(self) -> list[str]:
+        """The models an operator may pick without forcing: ``models`` (or the defaults)
+        and every configured agent's own."""
+        listed = list(self.models or DEFAULT_MODELS)
+        return list(dict.fromkeys([*listed, *(a.model for a in self.agents)]))
 
     def agent(self, name: str) -> AgentConfig | None:
         for a in self.agents:

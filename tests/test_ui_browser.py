@@ -378,6 +378,11 @@ def test_model_slash_command_sets_the_model(dash: DashboardHive) -> None:
             "() => document.getElementById('agent-model').textContent === 'claude-opus-4-5'"
         )
         assert page.input_value("#send-body") == ""  # a command, not a message
+        # The route handler runs while Playwright pumps events: poll (bounded) until it
+        # holds the response; the stream may well have shown the model before that.
+        deadline = time.monotonic() + 30
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(20)
         [(route, response)] = held
         route.fulfill(response=response)
         page.unroute("**/api/model")

@@ -155,6 +155,7 @@ async def session() -> SessionReply:
             "approvals": has_verb(board.ctx, "approve"),
             "questions": has_verb(board.ctx, "answer"),
             "journald": journal_available(),
+            "models": board.ctx.config.known_models(),
         },
     }
 
@@ -261,7 +262,9 @@ async def control(name: str, op: str) -> Result:
 async def turns(name: str, query: TurnsQuery) -> Turns:
     """The agent's turns, newest first"""
     name = _agent_name(name)
-    rows = await dashboard().ctx.services.reader.run(lambda q: q.turns(name, query.limit))
+    rows = await dashboard().ctx.services.reader.run(
+        lambda q: q.turns(name, query.limit, query.before)
+    )
     return {"turns": rows}
 
 
@@ -314,7 +317,8 @@ async def set_model(body: ModelBody) -> ModelReply:
     model = body.model.strip()
     if not model:  # the verb would read "" as "show the model"
         raise ApiError(400, "bad_request", "not a model name: ''")
-    result = await call_verb(dashboard().ctx, "model", {"names": [name], "model": model})
+    args = {"names": [name], "model": model, "force": body.force}
+    result = await call_verb(dashboard().ctx, "model", args)
     return {"agent": name, "model": result["agents"][name]["model"]}
 
 

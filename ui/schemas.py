@@ -61,9 +61,10 @@ class MessagesQuery(LimitQuery):
 
 
 class TurnsQuery(Shape):
-    """An agent's turns."""
+    """An agent's turns, newest first: a page of them (``before``: older than this id)."""
 
     limit: QueryInt = _limit(50)
+    before: QueryInt | None = Field(default=None, ge=1, le=2**62)
 
 
 class EventsQuery(LimitQuery):
@@ -179,6 +180,7 @@ class ModelBody(Shape):
 
     agent: Str
     model: Str
+    force: bool = False  # a model not in [hive] models
 
 
 class InboxMarkBody(Shape):
@@ -218,6 +220,7 @@ class Features(TypedDict):
     approvals: bool
     questions: bool
     journald: bool
+    models: list[str]  # the models /model accepts without --force
 
 
 class SessionReply(TypedDict):

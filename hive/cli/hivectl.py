@@ -320,6 +320,8 @@ def v_model(c: SyncClient, a: argparse.Namespace) -> None:
     args: dict[str, Any] = {"names": [a.name]}
     if a.model:
         args["model"] = a.model
+    if a.force:
+        args["force"] = True
     r = c.call("model", **args)
     print_result(a, r, lambda r: per_agent(r, lambda x: str(x.get("model"))))
 
@@ -696,6 +698,7 @@ def _agent_verbs(add: Add) -> None:
     sp = add("model", v_model, "show an agent's model, or set it (`default` resets)")
     sp.add_argument("name")
     sp.add_argument("model", nargs="?")
+    sp.add_argument("--force", action="store_true", help="a model not in [hive] models")
 
 
 def _control_plane_verbs(add: Add) -> None:

@@ -13,7 +13,8 @@ socket) and the dashboard (in process) call, through ``hive.control.admin_api.Ad
     approvals{status?, agent?, limit?}   history, newest first
     drafts  scheduled                    the manager's drafts; approved prompts not yet sent
     start{names} stop{names, hard?} restart{names}
-    model{names, model?}                 show or set (""/None to show; "default" resets)
+    model{names, model?, force?}         show or set (""/None to show; "default" resets);
+                                         a model not in [hive] models needs force
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
     logs{name, lines?}  stats{agent, since?}
@@ -185,7 +186,8 @@ async def messages(ctx: HiveContext, req: Request) -> Any:
 async def turns(ctx: HiveContext, req: Request) -> Any:
     agent = validate_agent_name(arg(req.args, "agent", str))
     limit = limit_arg(req.args, "limit", 50, 1000)
-    return {"turns": await ctx.services.reader.run(lambda q: q.turns(agent, limit))}
+    before = id_arg(req.args, "before") if req.args.get("before") is not None else None
+    return {"turns": await ctx.services.reader.run(lambda q: q.turns(agent, limit, before))}
 
 
 async def transcript(ctx: HiveContext, req: Request) -> Any:
@@ -336,6 +338,13 @@ async def model(ctx: HiveContext, req: Request) -> Any:
         return {"agents": {n: {"model": rows.get(n, {}).get("active_model")} for n in names}}
     if name_of_model != "default":
         check_model_name(name_of_model)
+        known = ctx.config.known_models()
+        if not arg(req.args, "force", bool, False) and name_of_model not in known:
+            raise WireError(
+                "unknown_model",
+                f"'{name_of_model}' is not a model this hive knows ({', '.join(known)}); "
+                "list it in [hive] models, or force it (hivectl model NAME MODEL --force)",
+            )
     value = "" if name_of_model == "default" else name_of_model
     out: dict[str, Any] = {}
     for name in names:

@@ -86,13 +86,37 @@
     out.classList.toggle("error", !!bad);
   }
 
-  async function setModel(model) {
+  // "/model", "/model NAME", "/model NAME --force"; any other "/word" is a mistyped
+  // command, never sent as a message ("//" sends a message that starts with "/").
+  function parseCommand(text) {
+    const t = text.trim();
+    if (!t.startsWith("/") || t.startsWith("//")) return null;
+    const m = t.match(/^\/model(?:\s+(\S+))?(?:\s+(--force))?\s*$/);
+    if (!m) {
+      return {error: `not a command: ${t.split(/\s/)[0]} (commands: /model, /model NAME [--force]; ` +
+                     "start a message with // to send it with a leading /)"};
+    }
+    const [, model, force] = m;
+    const known = features.models || [];
+    if (model && model !== "default" && !force && known.length && !known.includes(model)) {
+      return {error: `unknown model '${model}': this hive knows ${known.join(", ")}` +
+                     ` (or /model ${model} --force)`};
+    }
+    return {model, force: !!force};
+  }
+
+  function setupModels() {
+    const picker = document.getElementById("model-picker");
+    for (const m of features.models || []) picker.append(el("option", {value: m, text: m}));
+  }
+
+  async function setModel(model, force) {
     if (!features.set_model) {
       say("setting the model needs the control plane's `model` verb, which this hive lacks", true);
       return;
     }
     try {
-      await api("POST", "/api/model", {agent: NAME, model});
+      await api("POST", "/api/model", {agent: NAME, model, force: !!force});
       say(`model set to ${model}`);
       return true;
     } catch (e) { say(e.message, true); return false; }
@@ -105,18 +129,20 @@
       ev.preventDefault();
       const text = body.value;
       if (!text.trim()) return;
-      const slash = text.trim().match(/^\/model(?:\s+(\S+))?\s*$/);
-      if (slash) {
+      const command = parseCommand(text);
+      if (command) {
+        if (command.error) { say(command.error, true); return; }  // the text stays
         // A command, not a message: the box empties as it is taken, before the request,
-        // so it is already empty when the stream shows the new model; a refused command
-        // puts the text back for the operator to fix.
+        // so it is already empty whether the stream or the response comes first; a
+        // refused command puts the text back for the operator to fix.
         body.value = "";
-        if (!slash[1]) say(`model: ${row ? row.active_model : "?"}`);
-        else if (!(await setModel(slash[1])) && !body.value) body.value = text;
+        if (!command.model) say(`model: ${row ? row.active_model : "?"}`);
+        else if (!(await setModel(command.model, command.force)) && !body.value) body.value = text;
         return;
       }
       try {
-        const {id} = await api("POST", `/api/agents/${NAME}/messages`, {body: text});
+        const sent = text.trimStart().startsWith("//") ? text.trimStart().slice(1) : text;
+        const {id} = await api("POST", `/api/agents/${NAME}/messages`, {body: sent});
         body.value = "";
         say(`sent #${id}`);
         loadInbox();
@@ -174,7 +200,8 @@
     const parts = [`turn #${t.id}`, t.model];
     if (t.kick_note) parts.push(`kick: ${t.kick_note}`);
     if (t.message_ids && t.message_ids.length) parts.push(`${t.message_ids.length} message(s)`);
-    parts.push(t.ended_at ? `${duration(t.ended_at - t.started_at)} · ${t.exit_class}` : "running…");
+    parts.push(t.ended_at ? `${duration(t.ended_at - t.started_at)} · ${t.exit_class}`
+                          : `running ${duration(Math.max(0, Date.now() / 1000 - t.started_at))}`);
     return parts.filter(Boolean).join(" · ");
   }
 
@@ -190,7 +217,7 @@
       const list = document.getElementById("turns");
       const after = Array.from(list.children).find((d) => Number(d.dataset.id) < t.id);
       list.insertBefore(details, after || null);
-      while (list.children.length > 50) {
+      while (!paged && list.children.length > 50) {  // paged back: keep what was asked for
         turns.delete(Number(list.lastElementChild.dataset.id));
         list.lastElementChild.remove();
       }
@@ -208,9 +235,6 @@
       case "text": return el("li", {class: "ev text"}, d.text || "");
       case "tool_call": return el("li", {class: "ev call"}, "→ ", el("code", {text: d.name}), " ", short(d.input || {}));
       case "tool_result": return el("li", {class: "ev result" + (d.is_error ? " error" : "")}, "← ", el("code", {text: d.name || ""}), " ", short(d.is_error ? d.error : (d.result ?? d.content ?? "")));
-      case "event":
-        if (d.agent === NAME) loadEventsSoon();
-        break;
       case "message": return el("li", {class: "ev message"}, `message #${d.id} from ${d.sender}: `, short(d.body));
       default: return el("li", {class: "ev other"}, `${ev.kind} `, short(d));
     }
@@ -238,7 +262,54 @@
     try {
       const {turns: list} = await api("GET", `/api/agents/${NAME}/turns?limit=30`);
       for (const t of list.slice().reverse()) upsertTurn(t);
+      if (!paged) showTurnsEnd(list.length < 30);
     } catch (e) { /* */ }
+  }
+
+  // Paging back, 30 turns at a time, to the agent's first turn.
+  const PAGE = 30;
+  let paged = false;
+  function showTurnsEnd(atEnd) {
+    document.getElementById("older-turns").hidden = atEnd;
+    document.getElementById("turns-end").hidden = !atEnd || turns.size === 0;
+  }
+  async function loadOlderTurns() {
+    const oldest = Math.min(...Array.from(turns.keys()));
+    if (!Number.isFinite(oldest)) return;
+    paged = true;
+    try {
+      const {turns: list} = await api("GET", `/api/agents/${NAME}/turns?limit=${PAGE}&before=${oldest}`);
+      for (const t of list) upsertTurn(t);
+      showTurnsEnd(list.length < PAGE);
+    } catch (e) { console.error(e); }
+  }
+
+  // The running turn's elapsed time ticks in its summary and in the head.
+  function tickRunning() {
+    for (const entry of turns.values()) {
+      if (!entry.data.ended_at) setText(entry.summary, turnSummaryText(entry.data));
+    }
+    const chip = document.getElementById("agent-elapsed");
+    const running = row && row.turn_id ? turns.get(row.turn_id) : null;
+    chip.hidden = !running;
+    if (running) setText(chip, `turn #${running.data.id} · ${duration(Date.now() / 1000 - running.data.started_at)}`);
+  }
+
+  async function setupJump() {
+    const select = document.getElementById("jump-agent");
+    select.addEventListener("change", () => {
+      if (select.value) location.href = `/agents/${encodeURIComponent(select.value)}`;
+    });
+    try {
+      const {agents} = await api("GET", "/api/agents");
+      for (const a of agents) if (a.name !== NAME) select.append(el("option", {value: a.name, text: a.name}));
+    } catch (e) { /* the select keeps only this agent */ }
+  }
+
+  function setupInboxFold() {
+    const panel = document.getElementById("inbox-panel");
+    panel.open = localStorage.getItem("hive.inbox.folded") !== "1";
+    panel.addEventListener("toggle", () => localStorage.setItem("hive.inbox.folded", panel.open ? "0" : "1"));
   }
 
   // --- stats ----------------------------------------------------------------------------------
@@ -460,6 +531,9 @@
         row = d;
         renderHead();
         break;
+      case "event":
+        if (d.agent === NAME) loadEventsSoon();
+        break;
       case "message":
       case "operator_message":
         if (d.to === NAME || d.from === NAME) upsertMessage(d);
@@ -492,6 +566,11 @@
       picker.title = "setting the model needs the control plane's `model` admin verb";
     }
     setupActions();
+    setupJump();
+    setupInboxFold();
+    setupModels();
+    document.getElementById("older-turns").addEventListener("click", loadOlderTurns);
+    setInterval(tickRunning, 1000);
     document.getElementById("events-panel").addEventListener("toggle", loadEvents);
     setupSend();
     setupLog();
