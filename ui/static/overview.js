@@ -289,7 +289,7 @@
     const reason = el("input", {type: "text", class: "reason", placeholder: "why deny? (told to the agent)",
                                 "aria-label": "reason for denying", maxlength: "4000"});
     const result = el("span", {class: "hint", role: "status"});
-    const diff = el("pre", {class: "diff"});
+    const diff = el("pre", {class: "diff", tabindex: "0", "aria-label": "the config as hive parsed it"});
     const decide = (decision, button) => armed(button, async () => {
       approve.disabled = deny.disabled = true;
       const body = decision === "deny" && reason.value.trim() ? {reason: reason.value.trim()} : {};
