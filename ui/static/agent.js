@@ -475,9 +475,32 @@
 
   // --- terminal -------------------------------------------------------------------------------
   let term = null, socket = null, fit = null;
-  function openTerminal() {
+  // xterm.js (about 300 KB) is fetched only when the operator opens the terminal.
+  function loadOnce(tag, attrs) {
+    return new Promise((resolve, reject) => {
+      const node = el(tag, attrs);
+      node.addEventListener("load", resolve);
+      node.addEventListener("error", () => reject(new Error(`could not load ${attrs.src || attrs.href}`)));
+      document.head.append(node);
+    });
+  }
+  let xtermLoading = null;
+  function loadXterm() {
+    if (!xtermLoading) {
+      xtermLoading = Promise.all([
+        loadOnce("link", {rel: "stylesheet", href: "/vendor/xterm.css"}),
+        loadOnce("script", {src: "/vendor/xterm.js"}).then(() => loadOnce("script", {src: "/vendor/addon-fit.js"})),
+      ]).catch(() => null);
+    }
+    return xtermLoading;
+  }
+
+  async function openTerminal() {
     if (socket) return;
     const box = document.getElementById("terminal");
+    setText(box, "loading the terminal…");
+    await loadXterm();
+    if (socket) return;
     if (typeof Terminal === "undefined" || typeof FitAddon === "undefined") {
       setText(box, "the terminal needs the browser libraries: run `npm install` in ui/");
       return;

@@ -10,6 +10,34 @@
 const Hive = (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
 
+  // --- session: a logout or a changed token sends every open tab to the login page, which
+  // brings each back to where it was; a login in one tab brings the others back too.
+  const session = "BroadcastChannel" in window ? new BroadcastChannel("hive-session") : null;
+  let leaving = false;
+  function toLogin(tell) {
+    if (leaving) return;
+    leaving = true;
+    if (tell && session) session.postMessage("logout");
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+  if (session) session.onmessage = (ev) => { if (ev.data === "logout") toLogin(false); };
+  // A dropped stream may be a changed token (a restarted hive with a new one): ask.
+  let probing = false;
+  async function checkSession() {
+    if (probing) return;
+    probing = true;
+    try {
+      const res = await fetch("/api/session", {credentials: "same-origin"});
+      if (res.status === 401) toLogin(true);
+    } catch (e) { /* the hive is down: the stream keeps trying */ }
+    finally { setTimeout(() => { probing = false; }, 2000); }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const logout = document.querySelector("form.logout");
+    if (logout) logout.addEventListener("submit", () => { if (session) session.postMessage("logout"); });
+    if (session) session.postMessage("login");  // tabs waiting on the login page come back
+  });
+
   async function api(method, path, body) {
     const init = {method, credentials: "same-origin", headers: {"Accept": "application/json"}};
     if (method !== "GET") {
@@ -19,7 +47,7 @@ const Hive = (() => {
     }
     const res = await fetch(path, init);
     if (res.status === 401) {
-      location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      toLogin(true);
       throw new Error("not logged in");
     }
     const data = await res.json().catch(() => ({}));
@@ -43,6 +71,7 @@ const Hive = (() => {
   // A dropped connection greys the live data and says since when, until a fresh snapshot.
   let offlineSince = null;
   function markOffline() {
+    checkSession();
     if (offlineSince === null) offlineSince = new Date();
     document.body.classList.add("stale");
     setLive("down", `offline since ${offlineSince.toLocaleTimeString()} · reconnecting…`);
