@@ -151,3 +151,37 @@ def test_the_model_verb_refuses_an_unknown_model_unless_forced(dash: DashboardHi
     page = dash.ok("GET", "/api/agents/bob/turns", params={"limit": 5, "before": 1})
     assert page == {"turns": []}
     assert dash.api("GET", "/api/agents/bob/turns", params={"before": "x"}).status_code == 400
+
+
+def test_charts_resize_share_one_cursor_and_draw_gauges_as_steps(dash: DashboardHive) -> None:
+    for i in range(3):
+        dash.ok("POST", "/api/agents/bob/messages", json={"body": f"ping {i}"})
+        wait_until(lambda: dash.row("bob")["inbox_depth"] == 0, what="bob to answer")
+    with dash.browser() as page:
+        page.goto(f"{dash.url}/agents/bob")
+        page.wait_for_selector('[data-chart="duration"] canvas')
+        page.wait_for_function("() => window.hiveCharts.size === 9")
+
+        def width(chart: str) -> int:
+            value: int = page.evaluate(f"() => window.hiveCharts.get('{chart}').width")
+            return value
+
+        before = width("duration")
+        # 700 px: one column of charts instead of three; each chart takes its new width.
+        page.set_viewport_size({"width": 700, "height": 1000})
+        fits = """(id) => { const c = window.hiveCharts.get(id);
+                 return c.width === Math.max(220, c.root.parentElement.clientWidth - 8); }"""
+        page.wait_for_function(f"() => ({fits})('duration') && ({fits})('depth')")
+        assert width("duration") != before
+        steps = page.evaluate(
+            """() => ['depth', 'approvals', 'notes', 'duration'].map(
+                 id => window.hiveCharts.get(id).series[1].stepped)"""
+        )
+        assert steps == [True, True, True, False]  # gauges are steps, measures are lines
+        # Hovering one chart moves the cursor of the others.
+        over = page.locator('[data-chart="duration"] .u-over')
+        over.scroll_into_view_if_needed()
+        box = over.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function("() => window.hiveCharts.get('tools').cursor.left > 0")

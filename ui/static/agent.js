@@ -314,15 +314,16 @@
 
   // --- stats ----------------------------------------------------------------------------------
   const charts = new Map();
+  window.hiveCharts = charts;  // for the browser tests, as window.hiveTerminal
   const CHARTS = [
     {id: "duration", title: "turn duration (s)", series: ["per turn", "p50", "p95"]},
     {id: "tpm", title: "turns per minute", series: ["turns/min"]},
     {id: "tools", title: "tool calls per turn", series: ["tool calls"]},
-    {id: "depth", title: "inbox depth", series: ["depth"]},
+    {id: "depth", title: "inbox depth", series: ["depth"], gauge: true},
     {id: "sent", title: "messages sent per turn", series: ["peer", "operator", "manager", "system"]},
     {id: "received", title: "messages received per turn", series: ["peer", "operator", "manager", "system"]},
-    {id: "approvals", title: "approval queue", series: ["pending"]},
-    {id: "notes", title: "notes file size (bytes)", series: ["bytes"]},
+    {id: "approvals", title: "approval queue", series: ["pending"], gauge: true},
+    {id: "notes", title: "notes file size (bytes)", series: ["bytes"], gauge: true},
     {id: "cost", title: "cost per day, last 7 days ($)", series: ["$"]},
   ];
   const COLORS = ["#2f6fdf", "#1a9b5a", "#d9822b", "#b03ab0", "#888"];
@@ -375,6 +376,21 @@
     return [[]];
   }
 
+  function chartWidth(holder) { return Math.max(220, holder.clientWidth - 8); }
+
+  // Charts follow the window's width (one resize per frame, however many events).
+  let resizeQueued = false;
+  window.addEventListener("resize", () => {
+    if (resizeQueued) return;
+    resizeQueued = true;
+    requestAnimationFrame(() => {
+      resizeQueued = false;
+      for (const chart of charts.values()) {
+        chart.setSize({width: chartWidth(chart.root.parentElement), height: 170});
+      }
+    });
+  });
+
   function drawCharts(data) {
     const box = document.getElementById("charts");
     const canChart = typeof uPlot !== "undefined";
@@ -386,10 +402,15 @@
         const holder = el("div", {class: "chart", dataset: {chart: spec.id}});
         box.append(holder);
         chart = new uPlot({
-          title: spec.title, width: Math.max(260, holder.clientWidth - 8), height: 170,
+          title: spec.title, width: chartWidth(holder), height: 170,
           scales: {x: {time: true}},
+          // One cursor for every chart: hovering a time in one shows it in all.
+          cursor: {sync: {key: "hive-stats", setSeries: false}},
           series: [{}, ...spec.series.map((label, i) => ({
             label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
+            // A gauge holds its value until the next sample: drawn as steps, not slopes.
+            paths: spec.gauge && uPlot.paths.stepped ? uPlot.paths.stepped({align: 1}) : undefined,
+            stepped: !!spec.gauge,
             points: {show: (spec.id === "duration" && i === 0) || spec.id === "cost" ? true : undefined},
           }))],
         }, d, holder);
