@@ -41,6 +41,7 @@ from hive.notes import past_limit
 from hive.process import AgentPaths
 from hive.runtimes import get_runtime
 from hive.runtimes.base import ExitClass, TurnEvent, TurnInput, TurnOutcome
+from hive.spend import Usage, day_of, insert_usage, next_day_starts, over_budget
 from hive.status import AgentStatus, LastTurn
 from hive.store import AgentRow, Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM, Envelope, WireError, packb
@@ -250,6 +251,11 @@ class _PublishDirty:
 
 
 @dataclass(frozen=True)
+class _BudgetDay:
+    """A new UTC day: an agent parked over budget may run again."""
+
+
+@dataclass(frozen=True)
 class _RetryWrites:
     """Try again to hand the Store the writes it could not take (it was restarting)."""
 
@@ -289,6 +295,7 @@ class Turn:
     model: str
     events: int = 0
     received: list[Envelope] = field(default_factory=list)  # handed over by recv
+    usage: Usage | None = None  # what the runtime reported it cost (hive.spend)
 
 
 @dataclass
@@ -340,6 +347,8 @@ class AgentActor(SupervisedActor):
         self.needs_login = False
         self.needs_update = False
         self.stopped = False
+        self.over_budget = ""  # why it is parked for the rest of the day (hive.spend)
+        self.budget_waived_day = ""  # the operator's reset let it run on that day
         self.deployed_sha = ""
         self.restarting = False  # a restart cancelled the turn: no hold when it ends
         self.turn_waiters: list[tuple[Reply | None, dict[str, Any]]] = []
@@ -382,6 +391,7 @@ class AgentActor(SupervisedActor):
         # A restarted actor knows how its last turn ended (a session process may outlive it).
         ended = (state.last_turn or {}).get("exit_class")
         self.last_turn_ok = ended in (None, str(ExitClass.OK))
+        self._check_budget(time.time(), announce=False)  # already told, if it was parked
         self._take_loaded(state.pending, state.commit)
         self._publish()
         # A restarted actor's session process may have outlived it: it idles out as any.
@@ -574,6 +584,9 @@ class AgentActor(SupervisedActor):
                     self._publish()
             case _RetryWrites():
                 self._offer_unwritten()
+            case _BudgetDay():
+                self._check_budget(time.time(), announce=False)
+                self._maybe_start_turn()
             case _NotDelivered(envs=envs):
                 self._return_to_inbox([e for e in envs if not self._has(e.id)])
             case _Acked(reply=reply, result=result, error=error):
@@ -748,9 +761,11 @@ class AgentActor(SupervisedActor):
             or self.retry_at is not None
             or self.hold
             or self.stopped
+            or bool(self.over_budget)
         )
 
     def _maybe_start_turn(self) -> None:
+        self._check_budget(time.time(), announce=True)  # the hive's budget: others spend too
         if not self._can_start():
             return
         if not self.pending and self.kick_note is None:
@@ -870,6 +885,8 @@ class AgentActor(SupervisedActor):
             q.add_turn_events(turn_id, seq, [(event.kind, event.data)])
 
         self._write(record)
+        if event.kind == "usage":
+            self.turn.usage = (self.turn.usage or Usage()) + Usage.from_event(event.data)
         if event.kind == "tool_call":
             tool = str(event.data.get("name", ""))
             if tool.endswith("ask_operator"):
@@ -903,6 +920,7 @@ class AgentActor(SupervisedActor):
         self.last_turn_ok = cls == ExitClass.OK
         delivered, received = self._settle_mail(turn, cls == ExitClass.OK)
         self._record_turn_end(turn, outcome, now, delivered, received)
+        self._account(turn, now)
         if cls != ExitClass.OK and turn.kick_note is not None and self.kick_note is None:
             self.kick_note = turn.kick_note  # the kick was not served; keep it
         _END_HANDLERS[cls](self, outcome, now)
@@ -981,6 +999,40 @@ class AgentActor(SupervisedActor):
             outcome.detail,
             extra={"agent": self.name, "turn": turn.id},  # in the agent's log (hive.agentlog)
         )
+
+    # --- cost and budgets (hive.spend) -----------------------------------------------------
+
+    def _account(self, turn: Turn, now: float) -> None:
+        """Record what the turn cost, then park the agent if that spent today's budget."""
+        usage = turn.usage
+        if usage is not None:
+            name, model = self.name, turn.model
+            self._write(lambda q: insert_usage(q, turn.id, name, model, now, usage))
+            self.ctx.spend.add(name, usage, now)
+        self._check_budget(now, announce=True)
+
+    def _check_budget(self, now: float, announce: bool) -> None:
+        """Parked over budget (state over_budget: not a crash, nothing retried) until the
+        next UTC day or the operator's reset; the operator is told once, when it parks."""
+        waived = self.budget_waived_day == day_of(now)
+        reason = "" if waived else over_budget(self.ctx.config, self.cfg, self.ctx.spend, now)
+        if reason == self.over_budget:
+            return
+        parked, self.over_budget = not self.over_budget, reason
+        self._mark_dirty()
+        if not (reason and parked):
+            return
+        me = self.actor_ref
+        self.ctx.io.call_later(
+            next_day_starts(now) - now + 1, lambda: tell_quietly(me, _BudgetDay())
+        )
+        if announce:
+            self._event("over_budget", {"detail": reason})
+            self._notify(
+                OPERATOR,
+                f"agent '{self.name}' is over budget: {reason}. It is parked with its messages "
+                f"kept until the next UTC day; `hivectl reset {self.name}` lets it run on today.",
+            )
 
     # --- one handler per exit class -------------------------------------------------------
 
@@ -1105,6 +1157,8 @@ class AgentActor(SupervisedActor):
         history, drops a pending backoff."""
         self.failed = self.needs_login = False
         self.failed_reason = ""
+        if self.over_budget:  # the operator lets it spend on today
+            self.over_budget, self.budget_waived_day = "", day_of(time.time())
         self.crash_times.clear()
         self.retry_at = None
         self.retry_generation += 1
@@ -1280,7 +1334,9 @@ class AgentActor(SupervisedActor):
 
     def status_row(self) -> AgentStatus:
         """This agent's row for the hub, hivectl and the dashboard (hive.status)."""
-        running = not (self.stopped or self.paused or self.failed or self.needs_login)
+        running = not (
+            self.stopped or self.paused or self.failed or self.needs_login or self.over_budget
+        )
         return {
             "name": self.name,
             "parent": self.cfg.parent,
@@ -1294,6 +1350,9 @@ class AgentActor(SupervisedActor):
             "failed_reason": self.failed_reason,
             "needs_login": self.needs_login,
             "needs_update": self.needs_update,
+            "over_budget": bool(self.over_budget),
+            "budget_reason": self.over_budget,
+            "cost_today_usd": round(self.ctx.spend.today(self.name, time.time()).cost_usd, 6),
             "turn_state": self.turn_state,
             "turn_id": self.turn.id if self.turn else None,
             "active_model": self.model,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from hive.config import HiveConfig
+from hive.spend import SpendLedger
 from hive.store import IdAllocator
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class HiveContext:
     operator_mailbox: Any = None
     # The NATS link (hive.federation.link.NatsLink) of a hive with [federation]; else None.
     federation: Any = None
+    # Today's spend per agent and hive-wide, for the Agents' budget decisions (hive.spend).
+    spend: SpendLedger = field(default_factory=SpendLedger)
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"

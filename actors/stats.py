@@ -37,6 +37,7 @@ from hive.wire import MANAGER, OPERATOR, SYSTEM
 log = logging.getLogger(__name__)
 
 RETENTION_SECONDS = 14 * 86400.0
+USAGE_RETENTION_SECONDS = 90 * 86400.0
 MAX_ROWS = 2_000_000
 TICK_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 600.0
@@ -60,6 +61,8 @@ def prune(q: Queries, now: float, retention: float, max_rows: int) -> int:
     conn = q.conn
     conn.execute("DELETE FROM stats WHERE ts < ?", (now - retention,))
     deleted = conn.changes()
+    # What turns cost (hive.spend) is kept longer than the series: it is small.
+    conn.execute("DELETE FROM turn_usage WHERE ts < ?", (now - USAGE_RETENTION_SECONDS,))
     total = int(str(conn.execute("SELECT COUNT(*) FROM stats").fetchall()[0][0]))
     if total > max_rows:
         conn.execute(

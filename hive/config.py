@@ -111,6 +111,7 @@ Env = Annotated[dict[str, str], BeforeValidator(_env_table)]
 Count = Annotated[Int, AfterValidator(_at_least(1))]
 Limit = Annotated[Int, AfterValidator(_at_least(0))]  # 0: no limit
 Days = Annotated[Float, AfterValidator(_at_least(0))]  # 0: keep forever
+Money = Annotated[Float, AfterValidator(_at_least(0))]  # US dollars; 0: no limit
 
 
 _WANT = {
@@ -309,6 +310,10 @@ class AgentConfig(BaseModel):
     packages: tuple[Annotated[Str, AfterValidator(_package_dir)], ...] = ()
     rate_limit_per_minute: Int = 600
     inbox_cap: Int = 10_000
+    # Daily (UTC) budgets; 0: none. Over one, the agent finishes its turn and is parked
+    # (state over_budget) until the next day or the operator's reset (hive.spend).
+    daily_budget_usd: Money = 0.0
+    daily_budget_tokens: Limit = 0  # input + output + cache-creation tokens
     prompt: Str = ""  # system prompt addition for the claude runtime
     script: tuple[dict[str, Any], ...] = ()  # scripted runtime: message rules
     on_kick: tuple[dict[str, Any], ...] = ()  # scripted runtime: steps when kicked
@@ -359,6 +364,19 @@ def _durable(value: str) -> str:
     return value
 
 
+# The models known without a [hive] models list (the CLI's current families and aliases).
+DEFAULT_MODELS = (
+    "claude-opus-4-5",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "claude-opus-4-1",
+    "claude-opus-4",
+    "claude-sonnet-4",
+    "opus",
+    "sonnet",
+    "haiku",
+)
+
 # Room a frame keeps around one message body: its envelope, the reply around it.
 BODY_FRAME_MARGIN = 8 * 1024
 
@@ -387,6 +405,9 @@ class HiveConfig(BaseModel):
     backoff_initial: Float = 1.0
     backoff_max: Float = 60.0
     rate_limit_backoff: Float = 30.0  # 429/529: wait, not a crash
+    # The whole hive's daily (UTC) budgets, across agents; 0: none (hive.spend).
+    daily_budget_usd: Money = 0.0
+    daily_budget_tokens: Limit = 0
     max_frame_bytes: Int = MAX_FRAME_BYTES
     max_body_bytes: Int = MAX_BODY_BYTES
     max_turn_messages: Int = 50
@@ -415,6 +436,9 @@ class HiveConfig(BaseModel):
         "nspawn",
     )
     claude_bin: Str = "claude"
+    # The models `hivectl model` and the dashboard's /model accept without --force (with
+    # every agent's configured model); empty: DEFAULT_MODELS.
+    models: Strs = ()
     # The interpreter that runs hive's own helpers inside sandboxes (scripted agents,
     # the MCP relay). Empty: the supervisor's own. Set it when that one is not visible to the
     # agents' uids (e.g. a Python under /root with bwrap sandboxes). Either way hive's
@@ -454,6 +478,12 @@ class HiveConfig(BaseModel):
 
     def agent_dir(self, name: str) -> Path:
         return (self.state_dir / "agents" / name).resolve()
+
+    def known_models(self) -> list[str]:
+        """The models an operator may pick without forcing: ``models`` (or the defaults)
+        and every configured agent's own."""
+        listed = list(self.models or DEFAULT_MODELS)
+        return list(dict.fromkeys([*listed, *(a.model for a in self.agents)]))
 
     def agent(self, name: str) -> AgentConfig | None:
         for a in self.agents:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from hive import agentlog
 from hive.config import HiveConfig, stored_agent_config
 from hive.process import AgentPaths
 from hive.sdnotify import notify, watchdog_interval
+from hive.spend import SpendLedger
 from hive.store import IdAllocator, Queries, Reader, connect, migrate
 from hive.store.database import backup_before_migrating, schema_version
 from hive.store.retention import MailCount, OperatorMailbox, operator_mail
@@ -101,6 +103,7 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
     tree_period seconds. The agents follow, one child each (SupervisorActor.agent_spec):
     they are added and removed while the hive runs."""
     from hive.actors.approvals import ApprovalsActor
+    from hive.actors.attention import AttentionActor
     from hive.actors.bus import BusActor
     from hive.actors.hub import StateHubActor
     from hive.actors.stats import StatsActor
@@ -114,6 +117,7 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
         ChildSpec("bus", lambda: BusActor.start(ctx, known_agents())),
         ChildSpec("stats", lambda: StatsActor.start(ctx)),
         ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
+        ChildSpec("attention", lambda: AttentionActor.start(ctx)),
         *_federation_children(ctx),
     ]
 
@@ -204,6 +208,12 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
     from hive.io.services import IoServices
 
     services = IoServices(bridge, Reader(cfg.db_path))
+    spend = SpendLedger()
+    conn = connect(cfg.db_path, readonly=True)
+    try:
+        spend.load(Queries(conn), time.time())  # today's spend: budgets hold over a restart
+    finally:
+        conn.close()
     ctx = HiveContext(
         config=cfg,
         io=bridge,
@@ -216,6 +226,7 @@ def _context(cfg: HiveConfig, boot: Boot, bridge: IoBridge) -> HiveContext:
             cfg.operator_mail_per_sender,
             boot.operator_mail,
         ),
+        spend=spend,
     )
     # The fault-injection verb exists only in a daemon started for supervision tests.
     verbs = verb_table(fault_injection=os.environ.get("HIVE_FAULT_INJECTION") == "1")

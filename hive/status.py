@@ -44,6 +44,9 @@ class AgentStatus(TypedDict):
     failed_reason: str
     needs_login: bool
     needs_update: bool
+    over_budget: bool  # parked until the next UTC day: its daily budget is spent (hive.spend)
+    budget_reason: str  # which budget, how much spent ("" when not over)
+    cost_today_usd: float  # what its turns cost today (UTC), as the runtime reported
     turn_state: str  # idle, starting, thinking, tool, waiting_recv, waiting_operator
     turn_id: int | None
     active_model: str
@@ -60,7 +63,7 @@ class AgentStatus(TypedDict):
 STATUS_FIELDS: tuple[str, ...] = tuple(AgentStatus.__annotations__)
 
 # The flags that override the turn state, most serious first.
-_STATE_FLAGS = ("failed", "needs_login", "stopped", "paused")
+_STATE_FLAGS = ("failed", "needs_login", "over_budget", "stopped", "paused")
 
 
 def state_of(row: Mapping[str, Any]) -> str:

@@ -206,7 +206,7 @@ def test_a_model_change_takes_effect_on_the_next_turn(
     hive.admin("send", to="alice", body="one")
     hive.wait_turns("alice", 1)
 
-    changed = hive.admin("model", names=["alice"], model="claude-second")
+    changed = hive.admin("model", names=["alice"], model="claude-second", force=True)
     assert changed["agents"]["alice"]["model"] == "claude-second"
     hive.admin("send", to="alice", body="two")
     first, second = hive.wait_turns("alice", 2)

@@ -76,7 +76,7 @@ def test_a_model_change_starts_a_new_process_that_resumes_the_session(
     first = play(hive, "remember the word zebra", 1)
     old_pid = hive.pid_of(int(first["id"]))
 
-    hive.admin("model", names=["alice"], model="claude-second")
+    hive.admin("model", names=["alice"], model="claude-second", force=True)
     second = play(hive, "which word?", 2)
 
     new = hive.of(int(second["id"]), "process")[0]

@@ -139,7 +139,7 @@ def test_the_tree_is_one_table_and_nothing_registers_itself_on_import() -> None:
         assert not hasattr(module, name), f"{module.__name__}.{name}"
     unfederated = SimpleNamespace(config=HiveConfig())
     tree = daemon.supervision_tree(unfederated, list)  # type: ignore[arg-type]
-    assert [spec.id for spec in tree] == ["store", "hub", "bus", "stats", "approvals"]
+    assert [spec.id for spec in tree] == ["store", "hub", "bus", "stats", "approvals", "attention"]
     assert all(spec.restart == "permanent" for spec in tree)
     assert "inject_fault" not in verb_table() and "inject_fault" in verb_table(True)
     assert {"version", "send", "restart", "approve", "spawn", "destroy"} <= set(verb_table())

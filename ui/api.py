@@ -25,9 +25,18 @@ from hive.ui.schemas import (
     AgentList,
     AnswerBody,
     Approvals,
+    CostQuery,
+    CostReply,
     DenyBody,
+    DestroyBody,
     Events,
     EventsQuery,
+    History,
+    HistoryQuery,
+    Inbox,
+    InboxMarkBody,
+    InboxMarked,
+    InboxQuery,
     KickBody,
     LimitQuery,
     LogQuery,
@@ -38,10 +47,13 @@ from hive.ui.schemas import (
     ModelQuery,
     ModelReply,
     Result,
+    Scheduled,
     SendBody,
     SessionReply,
+    SpawnBody,
     Stats,
     StatsQuery,
+    StopBody,
     StreamQuery,
     TurnEvents,
     Turns,
@@ -143,6 +155,7 @@ async def session() -> SessionReply:
             "approvals": has_verb(board.ctx, "approve"),
             "questions": has_verb(board.ctx, "answer"),
             "journald": agentlog.source() == "journald",
+            "models": board.ctx.config.known_models(),
         },
     }
 
@@ -203,6 +216,35 @@ async def kick(name: str, body: KickBody) -> Result:
     return result
 
 
+@api.post("/agents/<name>/stop")
+@typed
+async def stop(name: str, body: StopBody) -> Result:
+    """Stop the agent after its running turn (``hard``: cancel the turn now)"""
+    name = _known_agent(name)
+    args = {"names": [name], "hard": body.hard}
+    result: Result = one_agent(await call_verb(dashboard().ctx, "stop", args), name)
+    return result
+
+
+@api.post("/agents/<name>/destroy")
+@typed
+async def destroy(name: str, body: DestroyBody) -> Result:
+    """Remove the agent (its state dir kept unless ``purge``): the `destroy` admin verb"""
+    name = _known_agent(name)
+    args = {"names": [name], "purge": body.purge}
+    result: Result = await call_verb(dashboard().ctx, "destroy", args)
+    return result["agents"][name]  # type: ignore[no-any-return]
+
+
+@api.post("/spawn")
+@typed
+async def spawn(body: SpawnBody) -> Result:
+    """Create and start an agent now: the `spawn` admin verb"""
+    args = {k: v for k, v in body.model_dump().items() if v}
+    result: Result = await call_verb(dashboard().ctx, "spawn", args)
+    return result
+
+
 @api.post("/agents/<name>/<op>")
 @typed
 async def control(name: str, op: str) -> Result:
@@ -220,7 +262,9 @@ async def control(name: str, op: str) -> Result:
 async def turns(name: str, query: TurnsQuery) -> Turns:
     """The agent's turns, newest first"""
     name = _agent_name(name)
-    rows = await dashboard().ctx.services.reader.run(lambda q: q.turns(name, query.limit))
+    rows = await dashboard().ctx.services.reader.run(
+        lambda q: q.turns(name, query.limit, query.before)
+    )
     return {"turns": rows}
 
 
@@ -273,7 +317,8 @@ async def set_model(body: ModelBody) -> ModelReply:
     model = body.model.strip()
     if not model:  # the verb would read "" as "show the model"
         raise ApiError(400, "bad_request", "not a model name: ''")
-    result = await call_verb(dashboard().ctx, "model", {"names": [name], "model": model})
+    args = {"names": [name], "model": model, "force": body.force}
+    result = await call_verb(dashboard().ctx, "model", args)
     return {"agent": name, "model": result["agents"][name]["model"]}
 
 
@@ -317,6 +362,35 @@ async def decide(item_id: str, decision: str, body: DenyBody) -> Result:
     return result
 
 
+@api.get("/approvals/history")
+@typed
+async def approval_history(query: HistoryQuery) -> History:
+    """Approvals and questions, newest first, with who resolved them, when and how"""
+    args: dict[str, Any] = {"limit": query.limit}
+    if query.status:
+        args["status"] = query.status
+    if query.agent:
+        args["agent"] = _agent_name(query.agent)
+    result: History = await call_verb(dashboard().ctx, "approvals", args)
+    return result
+
+
+@api.get("/scheduled")
+@typed
+async def scheduled() -> Scheduled:
+    """Approved prompts waiting for their time"""
+    result: Scheduled = await call_verb(dashboard().ctx, "scheduled", {})
+    return result
+
+
+@api.post("/scheduled/<item_id>/cancel")
+@typed
+async def cancel_scheduled(item_id: str) -> Result:
+    """Cancel a scheduled prompt before it is sent"""
+    result: Result = await call_verb(dashboard().ctx, "cancel", {"id": _item_id(item_id)})
+    return result
+
+
 @api.post("/questions/<item_id>/answer")
 @typed
 async def answer(item_id: str, body: AnswerBody) -> Result:
@@ -334,6 +408,30 @@ async def cancel_question(item_id: str) -> Result:
         raise ApiError(501, "not_available", "operator questions need the control plane")
     args = {"id": _item_id(item_id)}
     result: Result = await call_verb(dashboard().ctx, "cancel", args)
+    return result
+
+
+# --- the attention inbox (the admin verbs inbox and inbox_mark) --------------------------
+
+
+@api.get("/inbox")
+@typed
+async def inbox(query: InboxQuery) -> Inbox:
+    """What needs the operator, most severe first, and the open counts"""
+    args = query.model_dump(exclude_defaults=True)
+    args.setdefault("limit", query.limit)
+    result: Inbox = await call_verb(dashboard().ctx, "inbox", args)
+    return result
+
+
+@api.post("/inbox/mark")
+@typed
+async def inbox_mark(body: InboxMarkBody) -> InboxMarked:
+    """Move items to new, seen or done: by id, or ``all`` that match the filter"""
+    args = body.model_dump(exclude_none=True)
+    if not body.all:
+        args.pop("all")
+    result: InboxMarked = await call_verb(dashboard().ctx, "inbox_mark", args)
     return result
 
 
@@ -363,13 +461,26 @@ async def stats(query: StatsQuery) -> Stats:
     series: dict[str, list[list[float]]] = {}
     for _, ts, key, value in rows:
         series.setdefault(key, []).append([ts, value])
+    spent: CostReply = await call_verb(dashboard().ctx, "cost", {"agent": agent or ""})
+    spent.pop("budgets", None)  # type: ignore[misc]
     return {
         "agent": agent,
         "since": since,
         "now": now,
         "series": series,
         "summary": summarize(rows, since, now),
+        "cost": spent,
     }
+
+
+@api.get("/cost")
+@typed
+async def cost(query: CostQuery) -> CostReply:
+    """What turns cost, today (UTC) and over 7 days, per agent, model and day, and the
+    daily budgets: the `cost` admin verb"""
+    agent = _agent_name(query.agent) if query.agent else ""
+    result: CostReply = await call_verb(dashboard().ctx, "cost", {"agent": agent})
+    return result
 
 
 # --- logs ---------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ the terminal websocket, and the JSON API blueprint (described by hive.ui.openapi
 
 from __future__ import annotations
 
+import functools
+import gzip
 import os
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ def create_app(board: Dashboard) -> QuartTrio:
     app.before_request(_gate)
     app.before_websocket(_gate_websocket)
     app.after_request(_security_headers)
+    app.after_request(_compress)
     _add_public_routes(app)
     _add_login_routes(app)
     _add_pages(app)
@@ -99,7 +102,9 @@ def _add_login_routes(app: QuartTrio) -> None:
 
     @app.get("/login")
     async def login_form() -> str:
-        return await render_template("login.html", error=None)
+        # Where another tab's login sends this one back (checked as the POST checks it).
+        back = safe_next_path(request.args.get("next", "/"))
+        return await render_template("login.html", error=None, back=back)
 
     @app.post("/login")
     async def login() -> Any:
@@ -126,11 +131,15 @@ def _add_login_routes(app: QuartTrio) -> None:
 
 
 def _add_pages(app: QuartTrio) -> None:
-    """The HTML pages: the overview and one page per agent."""
+    """The HTML pages: the overview (the fleet), the attention inbox, one page per agent."""
 
     @app.get("/")
     async def overview() -> str:
         return await render_template("overview.html", csrf=dashboard().auth.csrf, page="overview")
+
+    @app.get("/inbox")
+    async def inbox_page() -> str:
+        return await render_template("inbox.html", csrf=dashboard().auth.csrf, page="inbox")
 
     @app.get("/agents/<name>")
     async def agent_page(name: str) -> str:
@@ -255,6 +264,38 @@ async def _gate_websocket() -> None:
 def _deny(status: int, code: str, message: str) -> Response:
     response = jsonify({"error": {"code": code, "message": message}})
     response.status_code = status
+    return response
+
+
+# Text worth compressing; the live streams (text/event-stream) never are: they must flush.
+COMPRESSIBLE = frozenset(
+    {"text/html", "text/css", "text/javascript", "application/javascript", "application/json"}
+)
+MIN_COMPRESS_BYTES = 1024
+
+
+@functools.lru_cache(maxsize=64)
+def _gzipped(data: bytes) -> bytes:
+    # The same static file and vendored library are asked for again and again.
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+async def _compress(response: Response) -> Response:
+    """gzip a whole 200 text response when the browser takes it."""
+    if (
+        response.status_code != 200
+        or request.method == "HEAD"
+        or response.mimetype not in COMPRESSIBLE
+        or "Content-Encoding" in response.headers
+        or "gzip" not in request.headers.get("Accept-Encoding", "")
+    ):
+        return response
+    data = await response.get_data(as_text=False)
+    if len(data) < MIN_COMPRESS_BYTES:
+        return response
+    response.set_data(_gzipped(data) if len(data) > 65536 else gzip.compress(data, 6, mtime=0))
+    response.headers["Content-Encoding"] = "gzip"
+    response.headers.add("Vary", "Accept-Encoding")
     return response
 
 

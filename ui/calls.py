@@ -28,6 +28,7 @@ ASK_TIMEOUT = 15.0
 _STATUS = {
     "bad_request": 400,
     "invalid_name": 400,
+    "unknown_model": 400,
     "empty_scope": 400,
     "body_too_large": 413,
     "unknown_agent": 404,

@@ -61,9 +61,10 @@ class MessagesQuery(LimitQuery):
 
 
 class TurnsQuery(Shape):
-    """An agent's turns."""
+    """An agent's turns, newest first: a page of them (``before``: older than this id)."""
 
     limit: QueryInt = _limit(50)
+    before: QueryInt | None = Field(default=None, ge=1, le=2**62)
 
 
 class EventsQuery(LimitQuery):
@@ -86,6 +87,21 @@ class StatsQuery(Shape):
     keys: str = ""  # comma-separated: turn.duration,tool.*
 
 
+class HistoryQuery(LimitQuery):
+    """Resolved (or any) approvals and questions, newest first."""
+
+    status: Annotated[
+        str, Field(pattern="^(|pending|approved|denied|answered|cancelled|expired|failed)$")
+    ] = ""
+    agent: str = ""
+
+
+class CostQuery(Shape):
+    """Whose cost ("": every agent)."""
+
+    agent: str = ""
+
+
 class LogQuery(Shape):
     """How many of the log's last lines (or of those after a cursor)."""
 
@@ -104,6 +120,17 @@ class StreamQuery(Shape):
 
     kinds: str | None = None  # comma-separated kinds (default: all)
     backlog: QueryInt = _limit(1000, 10, 100_000)
+
+
+class InboxQuery(Shape):
+    """Which attention items: a state (open = new + seen), a least severity, one agent or kind."""
+
+    state: Annotated[str, Field(pattern="^(open|new|seen|done|all)$")] = "open"
+    severity: Annotated[str, Field(pattern="^(info|high|critical)$")] = "info"
+    agent: str = ""
+    kind: str = ""
+    limit: QueryInt = _limit(100)
+    offset: QueryInt = Field(default=0, ge=0, le=10**9)
 
 
 # --- JSON bodies (strict: a number is not a string) ------------------------------------------
@@ -133,11 +160,48 @@ class AnswerBody(Shape):
     answer: Annotated[Str, Field(max_length=64_000)]
 
 
+class SpawnBody(Shape):
+    """A new agent, created and started now (the operator is the approver)."""
+
+    name: Str
+    model: Str = ""
+    parent: Str = ""
+    prompt: Annotated[Str, Field(max_length=64_000)] = ""
+    runtime: Str = ""
+
+
+class DestroyBody(Shape):
+    """Remove the agent; its state dir is kept unless ``purge``."""
+
+    purge: bool = False
+
+
+class StopBody(Shape):
+    """``hard``: cancel the running turn now, else let it finish."""
+
+    hard: bool = False
+
+
 class ModelBody(Shape):
     """The model an agent uses from its next turn."""
 
     agent: Str
     model: Str
+    force: bool = False  # a model not in [hive] models
+
+
+class InboxMarkBody(Shape):
+    """Move attention items to a state: the ``ids`` given, or ``all`` that match the filter."""
+
+    state: Annotated[str, Field(pattern="^(new|seen|done)$")]
+    ids: Annotated[list[Annotated[int, Field(ge=1, le=2**62)]], Field(max_length=10_000)] | None = (
+        None
+    )
+    all: bool = False
+    filter_state: Annotated[str, Field(pattern="^(open|new|seen|done|all)$")] = "open"
+    severity: Annotated[str, Field(pattern="^(info|high|critical)$")] = "info"
+    agent: str = ""
+    kind: str = ""
 
 
 # --- replies ---------------------------------------------------------------------------------
@@ -163,6 +227,7 @@ class Features(TypedDict):
     approvals: bool
     questions: bool
     journald: bool
+    models: list[str]  # the models /model accepts without --force
 
 
 class SessionReply(TypedDict):
@@ -211,6 +276,18 @@ class Events(TypedDict):
     events: list[dict[str, Any]]
 
 
+class History(TypedDict):
+    """Approvals and questions with who resolved them, when and how (``resolution``)."""
+
+    approvals: list[dict[str, Any]]
+
+
+class Scheduled(TypedDict):
+    """Approved prompts waiting for their time."""
+
+    scheduled: list[dict[str, Any]]
+
+
 class Approvals(TypedDict):
     """What waits for the operator; ``seq``: the hub's sequence number it is as of."""
 
@@ -218,6 +295,34 @@ class Approvals(TypedDict):
     questions: list[dict[str, Any]]
     drafts: list[dict[str, Any]]
     seq: int
+
+
+class Spend(TypedDict):
+    """Turns and what they cost, for one agent, model or day (``key``)."""
+
+    key: str
+    turns: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cost_usd: float
+
+
+class Cost(TypedDict):
+    """What turns cost, as the runtime reported (hive.spend): today (UTC) and 7 days."""
+
+    today: str
+    agents_today: list[Spend]
+    agents_7d: list[Spend]
+    models_7d: list[Spend]
+    days: list[Spend]
+
+
+class CostReply(Cost):
+    """The cost, and the daily budgets of hive.toml (0: none)."""
+
+    budgets: dict[str, Any]
 
 
 class Stats(TypedDict):
@@ -228,6 +333,50 @@ class Stats(TypedDict):
     now: float
     series: dict[str, list[list[float]]]
     summary: dict[str, Any]
+    cost: Cost
+
+
+class InboxCounts(TypedDict):
+    """Open attention items: all, new, and by severity (critical, high, info)."""
+
+    open: int
+    new: int
+    by_severity: dict[str, int]
+
+
+class InboxItem(TypedDict):
+    """One thing that needs the operator (hive.attention)."""
+
+    id: int
+    key: str  # one open item per key: a repeat bumps ``count``
+    kind: str  # failed, needs_login, crash, over_budget, approval, question, mail
+    severity: str  # critical, high, info
+    agent: str
+    title: str
+    body: str
+    link: str
+    created_at: float
+    updated_at: float
+    count: int
+    state: str  # new, seen, done
+    expires_at: float | None
+    done_at: float | None
+
+
+class Inbox(TypedDict):
+    """A page of attention items, most severe first; ``total``: how many match."""
+
+    items: list[InboxItem]
+    total: int
+    counts: InboxCounts
+
+
+class InboxMarked(TypedDict):
+    """How many items changed state (0: nothing to do), and the open counts after."""
+
+    changed: int
+    state: str
+    counts: InboxCounts
 
 
 Result = dict[str, Any]  # an actor's or admin verb's reply, passed on as it is

@@ -346,6 +346,8 @@ def v_model(c: SyncClient, a: argparse.Namespace) -> None:
     args: dict[str, Any] = {"names": [a.name]}
     if a.model:
         args["model"] = a.model
+    if a.force:
+        args["force"] = True
     r = c.call("model", **args)
     print_result(a, r, lambda r: per_agent(r, lambda x: str(x.get("model"))))
 
@@ -470,7 +472,41 @@ def v_destroy(c: SyncClient, a: argparse.Namespace) -> None:
     print_result(a, r, lambda r: per_agent(r, describe))
 
 
+def cost_lines(r: dict[str, Any]) -> str:
+    """Spend per agent (today, 7 days) and per model (7 days), from the cost verb."""
+    week = {row["key"]: row for row in r["agents_7d"]}
+    today = {row["key"]: row for row in r["agents_today"]}
+    rows = []
+    for name in sorted(week):
+        t, w = today.get(name, {}), week[name]
+        tokens = w["input_tokens"] + w["output_tokens"]
+        rows.append(
+            (name, f"${t.get('cost_usd', 0):.4f}", f"${w['cost_usd']:.4f}", w["turns"], tokens)
+        )
+    out = [f"cost on {r['today']} (UTC) and the 7 days to it"]
+    out.append(
+        table(rows, ["AGENT", "TODAY", "7 DAYS", "TURNS", "TOKENS IN+OUT"])
+        if rows
+        else "no turn has reported a cost yet"
+    )
+    models = [(m["key"], f"${m['cost_usd']:.4f}", m["turns"]) for m in r["models_7d"]]
+    if models:
+        out.append(table(models, ["MODEL", "7 DAYS", "TURNS"]))
+    budgets = r.get("budgets") or {}
+    hive_budget = budgets.get("hive") or {}
+    if hive_budget.get("usd") or hive_budget.get("tokens"):
+        out.append(
+            f"hive daily budget: ${hive_budget['usd']:g} / {hive_budget['tokens']} tokens (0: none)"
+        )
+    for name, b in (budgets.get("agents") or {}).items():
+        out.append(f"{name} daily budget: ${b['usd']:g} / {b['tokens']} tokens (0: none)")
+    return "\n".join(out)
+
+
 def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
+    if not a.name:  # the hive's cost
+        print_result(a, c.call("cost"), cost_lines)
+        return
     r = c.call("stats", agent=a.name, since=-abs(a.window))
 
     def describe(r: dict[str, Any]) -> str:
@@ -481,13 +517,68 @@ def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
             elif isinstance(value, float):
                 value = f"{value:.3g}"
             rows.append((key, "-" if value is None else value))
-        return f"{r['agent']}, last {a.window:g} s\n" + table(rows, ["STAT", "VALUE"])
+        spent = cost_lines(r["cost"]) if "cost" in r else ""
+        return (
+            f"{r['agent']}, last {a.window:g} s\n" + table(rows, ["STAT", "VALUE"]) + "\n" + spent
+        )
 
     print_result(a, r, describe)
 
 
 FOLLOW_POLL_SECONDS = 1.0
 FOLLOW_PAGE_LINES = 1000
+def inbox_lines(r: dict[str, Any]) -> str:
+    counts = r["counts"]
+    sev = counts["by_severity"]
+    head = (
+        f"{counts['open']} open ({counts['new']} new): {sev['critical']} critical, "
+        f"{sev['high']} high, {sev['info']} info; {r['total']} match"
+    )
+    rows = [
+        (
+            i["id"],
+            i["severity"],
+            i["state"],
+            ago(i["updated_at"]),
+            i["count"] if i["count"] > 1 else "",
+            clip(i["title"], 40),
+            clip(i["body"], 60),
+        )
+        for i in r["items"]
+    ]
+    return head + (
+        "\n" + table(rows, ["ID", "SEVERITY", "STATE", "WHEN", "N", "WHAT", "DETAIL"])
+        if rows
+        else ""
+    )
+
+
+def v_inbox(c: SyncClient, a: argparse.Namespace) -> None:
+    """List the attention inbox, or move items (IDS, or --all matching the filter)."""
+    filters = {"severity": a.severity, "agent": a.agent, "kind": a.kind}
+    filters = {k: v for k, v in filters.items() if v}
+    if a.mark:
+        args: dict[str, Any] = {"state": a.mark, **filters}
+        if a.all:
+            args.update(all=True, filter_state=a.state)
+        else:
+            args["ids"] = a.ids
+        r = c.call("inbox_mark", **args)
+        print_result(
+            a,
+            r,
+            lambda r: (
+                f"{r['changed']} item(s) now {r['state']}"
+                if r["changed"]
+                else f"nothing to mark: no such item is not {r['state']} already"
+            ),
+        )
+        return
+    if a.ids or a.all:
+        print("hivectl: IDS and --all go with --mark new|seen|done", file=sys.stderr)
+        raise Failed
+    r = c.call("inbox", state=a.state, limit=a.limit, **filters)
+    print_result(a, r, inbox_lines)
 
 
 def v_logs(c: SyncClient, a: argparse.Namespace) -> None:
@@ -635,6 +726,7 @@ def _agent_verbs(add: Add) -> None:
     sp = add("model", v_model, "show an agent's model, or set it (`default` resets)")
     sp.add_argument("name")
     sp.add_argument("model", nargs="?")
+    sp.add_argument("--force", action="store_true", help="a model not in [hive] models")
 
 
 def _control_plane_verbs(add: Add) -> None:
@@ -661,9 +753,20 @@ def _control_plane_verbs(add: Add) -> None:
     sp = add("destroy", v_destroy, "remove agents (state kept unless --purge)")
     sp.add_argument("--purge", action="store_true", help="delete their state dirs too")
     _names(sp)
-    sp = add("stats", v_stats, "an agent's telemetry: turns, durations, exits, tools, mail")
-    sp.add_argument("name")
+    sp = add("stats", v_stats, "what the fleet cost (no NAME), or an agent's telemetry and cost")
+    sp.add_argument("name", nargs="?")
     sp.add_argument("--window", type=float, default=3600, help="seconds back (default 3600)")
+    sp = add("inbox", v_inbox, "what needs you, most severe first; --mark seen|done to file it")
+    sp.add_argument("ids", nargs="*", type=int, metavar="ID")
+    sp.add_argument("--mark", choices=("new", "seen", "done"), help="move the items to this state")
+    sp.add_argument("--all", action="store_true", help="with --mark: every item the filter matches")
+    sp.add_argument("--state", default="open", help="open (default), new, seen, done, all")
+    sp.add_argument("--severity", help="at least: info, high, critical")
+    sp.add_argument("--agent")
+    sp.add_argument(
+        "--kind", help="failed, needs_login, crash, over_budget, approval, question, mail"
+    )
+    sp.add_argument("--limit", type=int, default=50)
     sp = add("logs", v_logs, "the end of an agent's log")
     sp.add_argument("name")
     sp.add_argument("-n", "--lines", type=int, default=100)

@@ -13,10 +13,14 @@ socket) and the dashboard (in process) call, through ``hive.control.admin_api.Ad
     approvals{status?, agent?, limit?}   history, newest first
     drafts  scheduled                    the manager's drafts; approved prompts not yet sent
     start{names} stop{names, hard?} restart{names}
-    model{names, model?}                 show or set (""/None to show; "default" resets)
+    model{names, model?, force?}         show or set (""/None to show; "default" resets);
+                                         a model not in [hive] models needs force
     spawn{name, model?, prompt?, runtime?, sandbox?, parent?, config?}
     destroy{names, purge?}               remove agents (or drafts); state kept unless purge
     logs{name, lines?, after?}  stats{agent, since?}
+    cost{agent?}                         spend today / 7 days per agent, model and day
+    inbox{state?, severity?, agent?, kind?, limit?, offset?}   the attention inbox
+    inbox_mark{state, ids? | all, ...filter}                 move items to new/seen/done
     inject_fault{target, hang_seconds?}  only with HIVE_FAULT_INJECTION=1 (tests)
 
 (``subscribe`` pushes on its connection, so it lives with the socket: hive.io.admin_socket.)
@@ -181,7 +185,8 @@ async def messages(ctx: HiveContext, req: Request) -> Any:
 async def turns(ctx: HiveContext, req: Request) -> Any:
     agent = validate_agent_name(arg(req.args, "agent", str))
     limit = limit_arg(req.args, "limit", 50, 1000)
-    return {"turns": await ctx.services.reader.run(lambda q: q.turns(agent, limit))}
+    before = id_arg(req.args, "before") if req.args.get("before") is not None else None
+    return {"turns": await ctx.services.reader.run(lambda q: q.turns(agent, limit, before))}
 
 
 async def transcript(ctx: HiveContext, req: Request) -> Any:
@@ -356,6 +361,13 @@ async def model(ctx: HiveContext, req: Request) -> Any:
         return {"agents": {n: {"model": rows.get(n, {}).get("active_model")} for n in names}}
     if name_of_model != "default":
         check_model_name(name_of_model)
+        known = ctx.config.known_models()
+        if not arg(req.args, "force", bool, False) and name_of_model not in known:
+            raise WireError(
+                "unknown_model",
+                f"'{name_of_model}' is not a model this hive knows ({', '.join(known)}); "
+                "list it in [hive] models, or force it (hivectl model NAME MODEL --force)",
+            )
     value = "" if name_of_model == "default" else name_of_model
     out: dict[str, Any] = {}
     for name in names:
@@ -488,7 +500,99 @@ async def stats(ctx: HiveContext, req: Request) -> Any:
     since = float(arg(req.args, "since", float, -3600.0))
     since = check_since(since, now)
     rows = await ctx.services.reader.run(lambda q: select_stats(q, name, since, []))
-    return {"agent": name, "since": since, "summary": summarize(rows, since, now)}
+    spent = await _cost_of(ctx, name, now)
+    return {"agent": name, "since": since, "summary": summarize(rows, since, now), "cost": spent}
+
+
+async def _cost_of(ctx: HiveContext, agent: str | None, now: float) -> Any:
+    from hive.spend import summary
+
+    return await ctx.services.reader.run(lambda q: summary(q, now, agent))
+
+
+async def cost(ctx: HiveContext, req: Request) -> Any:
+    """cost{agent?}: what turns cost (the runtime's usage reports): today and over 7 days,
+    per agent, per model and per day, with the daily budgets that apply (hive.spend)."""
+    agent = arg(req.args, "agent", str, None)
+    if agent:
+        validate_agent_name(agent)
+    spent = await _cost_of(ctx, agent or None, time.time())
+    cfg = ctx.config
+    budgets = {
+        "hive": {"usd": cfg.daily_budget_usd, "tokens": cfg.daily_budget_tokens},
+        "agents": {
+            a.name: {"usd": a.daily_budget_usd, "tokens": a.daily_budget_tokens}
+            for a in cfg.agents
+            if (a.daily_budget_usd or a.daily_budget_tokens) and (not agent or a.name == agent)
+        },
+    }
+    return {**spent, "budgets": budgets}
+
+
+# --- the attention inbox ------------------------------------------------------------------
+
+
+async def inbox(ctx: HiveContext, req: Request) -> Any:
+    """inbox{state?, severity?, agent?, kind?, limit?, offset?}: items that need the
+    operator, most severe first, with the open counts (hive.attention)."""
+    from hive import attention
+
+    f = attention.check_filter(req.args)
+    limit = limit_arg(req.args, "limit", 100, 1000)
+    offset = arg(req.args, "offset", int, 0)
+    if not 0 <= offset <= 10**9:
+        raise WireError("bad_request", f"'offset' must be from 0 to 10^9, got {offset}")
+
+    def read(q: Any) -> dict[str, Any]:
+        return {
+            "items": attention.list_items(q, f, limit, offset),
+            "total": attention.total(q, f),
+            "counts": attention.counts(q),
+        }
+
+    return await ctx.services.reader.run(read)
+
+
+def _mark_ids(req: Request) -> list[int] | None:
+    if arg(req.args, "all", bool, False):
+        if "ids" in req.args:
+            raise WireError("bad_request", "give 'ids' or 'all', not both")
+        return None
+    ids = req.args.get("ids")
+    if not isinstance(ids, list) or not ids or len(ids) > 10_000:
+        raise WireError(
+            "empty_scope", "'inbox_mark' needs 'ids' (1 to 10000 item ids) or 'all': true"
+        )
+    return [id_arg({"id": i}, "id") for i in ids]
+
+
+async def inbox_mark(ctx: HiveContext, req: Request) -> Any:
+    """inbox_mark{state, ids | all, state/severity/agent/kind filter for all}: move items
+    to new, seen or done. Replies once committed: how many changed (0: nothing to do)."""
+    from hive import attention
+    from hive.actors.attention import publish_changes
+    from hive.actors.store import Write
+
+    state = arg(req.args, "state", str)
+    if state not in attention.STATES:
+        raise WireError("bad_request", f"state must be one of {', '.join(attention.STATES)}")
+    ids = _mark_ids(req)
+    f = attention.check_filter({**req.args, "state": req.args.get("filter_state")})
+
+    def op(q: Any) -> tuple[list[int], dict[str, Any]]:
+        return attention.mark(q, state, ids, f), attention.counts(q)
+
+    def done(reply: Any, result: Any, error: BaseException | None) -> None:
+        if error is not None:
+            reply(WireError("store_failed", f"nothing was marked: {error}"))
+            return
+        changed, counts = result
+        if changed:
+            rows = [{"id": i, "state": state} for i in changed[:5000]]
+            publish_changes(ctx, rows, counts)
+        reply({"changed": len(changed), "state": state, "counts": counts})
+
+    return await ask_actor(ctx, "store", lambda r: Write(op, partial(done, r)), math.inf)
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -527,6 +631,9 @@ def verb_table(fault_injection: bool = False) -> dict[str, Verb]:
         "destroy": destroy,
         "logs": logs,
         "stats": stats,
+        "cost": cost,
+        "inbox": inbox,
+        "inbox_mark": inbox_mark,
     }
     if fault_injection:
         table["inject_fault"] = inject_fault

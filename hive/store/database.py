@@ -308,11 +308,15 @@ class Queries:
             out.append(d)
         return out
 
-    def turns(self, agent: str, limit: int = 50) -> list[dict[str, Any]]:
+    def turns(
+        self, agent: str, limit: int = 50, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The agent's turns, newest first; ``before_id``: only older than that turn."""
         rows = self.conn.execute(
             "SELECT id, started_at, ended_at, exit_class, exit_code, detail, model, "
-            "message_ids, kick_note FROM turns WHERE agent = ? ORDER BY id DESC LIMIT ?",
-            (agent, limit),
+            "message_ids, kick_note FROM turns WHERE agent = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            (agent, before_id if before_id is not None else 2**63 - 1, limit),
         )
         return [
             {

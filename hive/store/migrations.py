@@ -119,9 +119,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_ts ON events (ts);
     CREATE INDEX approvals_resolved ON approvals (resolved_at) WHERE status != 'pending';
     """,
-    # v4 (federation, docs/federation.md): the outbox of messages for other hives, each
+    # v4. Federation (docs/federation.md): the outbox of messages for other hives, each
     # link's sequence on both ends, and the (origin, origin id) key that keeps a message
-    # from another hive from being stored twice.
+    # from another hive from being stored twice. The console (docs/dashboard.md): the
+    # attention inbox (hive.attention), one open item per key with the operator's state of
+    # each, listed by severity then time; and what each turn cost (hive.spend), for the cost
+    # views and the daily budgets.
     """
     CREATE TABLE fed_outbox (
         id INTEGER PRIMARY KEY,
@@ -136,5 +139,36 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN origin_id INTEGER;
     CREATE UNIQUE INDEX messages_origin ON messages (origin, origin_id)
         WHERE origin IS NOT NULL;
+    CREATE TABLE attention (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        agent TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        link TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1,
+        state TEXT NOT NULL DEFAULT 'new' CHECK (state IN ('new', 'seen', 'done')),
+        expires_at REAL,
+        done_at REAL
+    );
+    CREATE UNIQUE INDEX attention_open_key ON attention (key) WHERE state != 'done';
+    CREATE INDEX attention_list ON attention (state, severity, updated_at);
+    CREATE INDEX attention_done ON attention (done_at) WHERE state = 'done';
+    CREATE TABLE turn_usage (
+        turn_id INTEGER PRIMARY KEY,
+        agent TEXT NOT NULL,
+        model TEXT NOT NULL,
+        ts REAL NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_creation_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL
+    );
+    CREATE INDEX turn_usage_ts ON turn_usage (ts, agent);
     """,
 ]

@@ -19,7 +19,8 @@
     const chip = document.getElementById("agent-last-turn");
     setText(chip, lastTurnText(row.last_turn));
     setClass(chip, `chip turn exit-${row.last_turn ? row.last_turn.exit_class : "none"}`);
-    setText(document.getElementById("agent-status"), row.failed ? row.failed_reason : row.status_text);
+    setText(document.getElementById("agent-status"),
+            row.failed ? row.failed_reason : row.over_budget ? row.budget_reason : row.status_text);
     const pause = document.getElementById("pause-button");
     setText(pause, row.paused ? "resume" : "pause");
     pause.dataset.op = row.paused ? "resume" : "pause";
@@ -33,19 +34,50 @@
     }
   }
 
+  // Every action answers next to the buttons: its outcome, its no-op, or its error.
+  function actionResult(text, bad) {
+    const out = document.getElementById("action-result");
+    setText(out, text);
+    out.classList.toggle("error", !!bad);
+  }
+
   function setupActions() {
     for (const button of document.querySelectorAll("#agent-actions button")) {
       button.addEventListener("click", () => {
         const run = async () => {
+          const op = button.dataset.op, before = row;
           button.disabled = true;
-          try { await api("POST", `/api/agents/${NAME}/${button.dataset.op}`, {}); }
-          catch (e) { say(e.message, true); }
+          try {
+            const result = await api("POST", `/api/agents/${NAME}/${op}`, {});
+            actionResult(op === "destroy" ? `destroyed (state kept in ${result.state_dir})`
+                                          : Hive.outcome(op, result, before));
+            if (op !== "destroy") loadEventsSoon();
+          }
+          catch (e) { actionResult(`${op}: ${e.message}`, true); }
           finally { button.disabled = false; }
         };
         if ("confirm" in button.dataset) armed(button, run); else run();
       });
     }
   }
+
+  // --- events -----------------------------------------------------------------------------------
+  function eventDetail(e) {
+    const d = e.data || {};
+    return d.reason || d.detail || d.note || d.model || d.op || "";
+  }
+  let eventsTimer = null;
+  async function loadEvents() {
+    eventsTimer = null;
+    if (!document.getElementById("events-panel").open) return;
+    try {
+      const {events} = await api("GET", `/api/events?agent=${NAME}&limit=100`);
+      document.getElementById("events").replaceChildren(...events.map((e) => el("tr", {},
+        el("td", {text: new Date(e.ts * 1000).toLocaleString()}), el("td", {text: e.kind}),
+        el("td", {class: "body", text: eventDetail(e)}))));
+    } catch (e) { console.error(e); }
+  }
+  function loadEventsSoon() { if (!eventsTimer) eventsTimer = setTimeout(loadEvents, 300); }
 
   // --- send box and /model --------------------------------------------------------------------
   function say(text, bad) {
@@ -54,13 +86,37 @@
     out.classList.toggle("error", !!bad);
   }
 
-  async function setModel(model) {
+  // "/model", "/model NAME", "/model NAME --force"; any other "/word" is a mistyped
+  // command, never sent as a message ("//" sends a message that starts with "/").
+  function parseCommand(text) {
+    const t = text.trim();
+    if (!t.startsWith("/") || t.startsWith("//")) return null;
+    const m = t.match(/^\/model(?:\s+(\S+))?(?:\s+(--force))?\s*$/);
+    if (!m) {
+      return {error: `not a command: ${t.split(/\s/)[0]} (commands: /model, /model NAME [--force]; ` +
+                     "start a message with // to send it with a leading /)"};
+    }
+    const [, model, force] = m;
+    const known = features.models || [];
+    if (model && model !== "default" && !force && known.length && !known.includes(model)) {
+      return {error: `unknown model '${model}': this hive knows ${known.join(", ")}` +
+                     ` (or /model ${model} --force)`};
+    }
+    return {model, force: !!force};
+  }
+
+  function setupModels() {
+    const picker = document.getElementById("model-picker");
+    for (const m of features.models || []) picker.append(el("option", {value: m, text: m}));
+  }
+
+  async function setModel(model, force) {
     if (!features.set_model) {
       say("setting the model needs the control plane's `model` verb, which this hive lacks", true);
       return;
     }
     try {
-      await api("POST", "/api/model", {agent: NAME, model});
+      await api("POST", "/api/model", {agent: NAME, model, force: !!force});
       say(`model set to ${model}`);
       return true;
     } catch (e) { say(e.message, true); return false; }
@@ -73,18 +129,20 @@
       ev.preventDefault();
       const text = body.value;
       if (!text.trim()) return;
-      const slash = text.trim().match(/^\/model(?:\s+(\S+))?\s*$/);
-      if (slash) {
+      const command = parseCommand(text);
+      if (command) {
+        if (command.error) { say(command.error, true); return; }  // the text stays
         // A command, not a message: the box empties as it is taken, before the request,
-        // so it is already empty when the stream shows the new model; a refused command
-        // puts the text back for the operator to fix.
+        // so it is already empty whether the stream or the response comes first; a
+        // refused command puts the text back for the operator to fix.
         body.value = "";
-        if (!slash[1]) say(`model: ${row ? row.active_model : "?"}`);
-        else if (!(await setModel(slash[1])) && !body.value) body.value = text;
+        if (!command.model) say(`model: ${row ? row.active_model : "?"}`);
+        else if (!(await setModel(command.model, command.force)) && !body.value) body.value = text;
         return;
       }
       try {
-        const {id} = await api("POST", `/api/agents/${NAME}/messages`, {body: text});
+        const sent = text.trimStart().startsWith("//") ? text.trimStart().slice(1) : text;
+        const {id} = await api("POST", `/api/agents/${NAME}/messages`, {body: sent});
         body.value = "";
         say(`sent #${id}`);
         loadInbox();
@@ -142,7 +200,8 @@
     const parts = [`turn #${t.id}`, t.model];
     if (t.kick_note) parts.push(`kick: ${t.kick_note}`);
     if (t.message_ids && t.message_ids.length) parts.push(`${t.message_ids.length} message(s)`);
-    parts.push(t.ended_at ? `${duration(t.ended_at - t.started_at)} · ${t.exit_class}` : "running…");
+    parts.push(t.ended_at ? `${duration(t.ended_at - t.started_at)} · ${t.exit_class}`
+                          : `running ${duration(Math.max(0, Date.now() / 1000 - t.started_at))}`);
     return parts.filter(Boolean).join(" · ");
   }
 
@@ -158,7 +217,7 @@
       const list = document.getElementById("turns");
       const after = Array.from(list.children).find((d) => Number(d.dataset.id) < t.id);
       list.insertBefore(details, after || null);
-      while (list.children.length > 50) {
+      while (!paged && list.children.length > 50) {  // paged back: keep what was asked for
         turns.delete(Number(list.lastElementChild.dataset.id));
         list.lastElementChild.remove();
       }
@@ -203,20 +262,69 @@
     try {
       const {turns: list} = await api("GET", `/api/agents/${NAME}/turns?limit=30`);
       for (const t of list.slice().reverse()) upsertTurn(t);
+      if (!paged) showTurnsEnd(list.length < 30);
     } catch (e) { /* */ }
+  }
+
+  // Paging back, 30 turns at a time, to the agent's first turn.
+  const PAGE = 30;
+  let paged = false;
+  function showTurnsEnd(atEnd) {
+    document.getElementById("older-turns").hidden = atEnd;
+    document.getElementById("turns-end").hidden = !atEnd || turns.size === 0;
+  }
+  async function loadOlderTurns() {
+    const oldest = Math.min(...Array.from(turns.keys()));
+    if (!Number.isFinite(oldest)) return;
+    paged = true;
+    try {
+      const {turns: list} = await api("GET", `/api/agents/${NAME}/turns?limit=${PAGE}&before=${oldest}`);
+      for (const t of list) upsertTurn(t);
+      showTurnsEnd(list.length < PAGE);
+    } catch (e) { console.error(e); }
+  }
+
+  // The running turn's elapsed time ticks in its summary and in the head.
+  function tickRunning() {
+    for (const entry of turns.values()) {
+      if (!entry.data.ended_at) setText(entry.summary, turnSummaryText(entry.data));
+    }
+    const chip = document.getElementById("agent-elapsed");
+    const running = row && row.turn_id ? turns.get(row.turn_id) : null;
+    chip.hidden = !running;
+    if (running) setText(chip, `turn #${running.data.id} · ${duration(Date.now() / 1000 - running.data.started_at)}`);
+  }
+
+  async function setupJump() {
+    const select = document.getElementById("jump-agent");
+    select.addEventListener("change", () => {
+      if (select.value) location.href = `/agents/${encodeURIComponent(select.value)}`;
+    });
+    try {
+      const {agents} = await api("GET", "/api/agents");
+      for (const a of agents) if (a.name !== NAME) select.append(el("option", {value: a.name, text: a.name}));
+    } catch (e) { /* the select keeps only this agent */ }
+  }
+
+  function setupInboxFold() {
+    const panel = document.getElementById("inbox-panel");
+    panel.open = localStorage.getItem("hive.inbox.folded") !== "1";
+    panel.addEventListener("toggle", () => localStorage.setItem("hive.inbox.folded", panel.open ? "0" : "1"));
   }
 
   // --- stats ----------------------------------------------------------------------------------
   const charts = new Map();
+  window.hiveCharts = charts;  // for the browser tests, as window.hiveTerminal
   const CHARTS = [
     {id: "duration", title: "turn duration (s)", series: ["per turn", "p50", "p95"]},
     {id: "tpm", title: "turns per minute", series: ["turns/min"]},
     {id: "tools", title: "tool calls per turn", series: ["tool calls"]},
-    {id: "depth", title: "inbox depth", series: ["depth"]},
+    {id: "depth", title: "inbox depth", series: ["depth"], gauge: true},
     {id: "sent", title: "messages sent per turn", series: ["peer", "operator", "manager", "system"]},
     {id: "received", title: "messages received per turn", series: ["peer", "operator", "manager", "system"]},
-    {id: "approvals", title: "approval queue", series: ["pending"]},
-    {id: "notes", title: "notes file size (bytes)", series: ["bytes"]},
+    {id: "approvals", title: "approval queue", series: ["pending"], gauge: true},
+    {id: "notes", title: "notes file size (bytes)", series: ["bytes"], gauge: true},
+    {id: "cost", title: "cost per day, last 7 days ($)", series: ["$"]},
   ];
   const COLORS = ["#2f6fdf", "#1a9b5a", "#d9822b", "#b03ab0", "#888"];
 
@@ -235,9 +343,13 @@
     })];
   }
 
-  function chartData(id, series, since, now) {
+  function chartData(id, series, since, now, cost) {
     const get = (k) => series[k] || [];
     switch (id) {
+      case "cost": {
+        const days = (cost && cost.days) || [];
+        return [days.map((d) => Date.parse(d.key + "T00:00:00Z") / 1000), days.map((d) => d.cost_usd)];
+      }
       case "duration": {
         const pts = get("turn.duration");
         const ys = pts.map((p) => p[1]);
@@ -264,22 +376,42 @@
     return [[]];
   }
 
+  function chartWidth(holder) { return Math.max(220, holder.clientWidth - 8); }
+
+  // Charts follow the window's width (one resize per frame, however many events).
+  let resizeQueued = false;
+  window.addEventListener("resize", () => {
+    if (resizeQueued) return;
+    resizeQueued = true;
+    requestAnimationFrame(() => {
+      resizeQueued = false;
+      for (const chart of charts.values()) {
+        chart.setSize({width: chartWidth(chart.root.parentElement), height: 170});
+      }
+    });
+  });
+
   function drawCharts(data) {
     const box = document.getElementById("charts");
     const canChart = typeof uPlot !== "undefined";
     if (!canChart) setText(box, "charts need the browser libraries: run `npm install` in ui/");
     for (const spec of canChart ? CHARTS : []) {
-      const d = chartData(spec.id, data.series, data.since, data.now);
+      const d = chartData(spec.id, data.series, data.since, data.now, data.cost);
       let chart = charts.get(spec.id);
       if (!chart) {
         const holder = el("div", {class: "chart", dataset: {chart: spec.id}});
         box.append(holder);
         chart = new uPlot({
-          title: spec.title, width: Math.max(260, holder.clientWidth - 8), height: 170,
+          title: spec.title, width: chartWidth(holder), height: 170,
           scales: {x: {time: true}},
+          // One cursor for every chart: hovering a time in one shows it in all.
+          cursor: {sync: {key: "hive-stats", setSeries: false}},
           series: [{}, ...spec.series.map((label, i) => ({
             label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
-            points: {show: spec.id === "duration" && i === 0 ? true : undefined},
+            // A gauge holds its value until the next sample: drawn as steps, not slopes.
+            paths: spec.gauge && uPlot.paths.stepped ? uPlot.paths.stepped({align: 1}) : undefined,
+            stepped: !!spec.gauge,
+            points: {show: (spec.id === "duration" && i === 0) || spec.id === "cost" ? true : undefined},
           }))],
         }, d, holder);
         charts.set(spec.id, chart);
@@ -302,9 +434,24 @@
       ["since last turn", fmt(s.seconds_since_last_turn, duration)],
       ["notes size", fmt(s.notes_bytes, (v) => `${v} B`)],
       ["tool usage", tools],
+      ...costRows(data.cost),
     ];
     document.getElementById("stats-summary").replaceChildren(
       el("dl", {}, ...rowsHtml.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: String(v)})])));
+  }
+
+  // What the agent's turns cost (hive.spend), today (UTC) and over 7 days, by model.
+  function costRows(cost) {
+    if (!cost) return [];
+    const money = (x) => `$${(x || 0).toFixed(4)}`;
+    const today = cost.agents_today[0] || {}, week = cost.agents_7d[0] || {};
+    const tokens = (s) => s.turns === undefined ? "–"
+      : `${s.input_tokens} in / ${s.output_tokens} out / ${s.cache_read_tokens} cache read / ${s.cache_creation_tokens} cache write`;
+    return [
+      ["cost today (UTC) / 7 days", `${money(today.cost_usd)} / ${money(week.cost_usd)}`],
+      ["tokens, 7 days", tokens(week)],
+      ["by model, 7 days", cost.models_7d.map((m) => `${m.key} ${money(m.cost_usd)}`).join(", ") || "–"],
+    ];
   }
 
   let statsTimer = null;
@@ -350,9 +497,32 @@
 
   // --- terminal -------------------------------------------------------------------------------
   let term = null, socket = null, fit = null;
-  function openTerminal() {
+  // xterm.js (about 300 KB) is fetched only when the operator opens the terminal.
+  function loadOnce(tag, attrs) {
+    return new Promise((resolve, reject) => {
+      const node = el(tag, attrs);
+      node.addEventListener("load", resolve);
+      node.addEventListener("error", () => reject(new Error(`could not load ${attrs.src || attrs.href}`)));
+      document.head.append(node);
+    });
+  }
+  let xtermLoading = null;
+  function loadXterm() {
+    if (!xtermLoading) {
+      xtermLoading = Promise.all([
+        loadOnce("link", {rel: "stylesheet", href: "/vendor/xterm.css"}),
+        loadOnce("script", {src: "/vendor/xterm.js"}).then(() => loadOnce("script", {src: "/vendor/addon-fit.js"})),
+      ]).catch(() => null);
+    }
+    return xtermLoading;
+  }
+
+  async function openTerminal() {
     if (socket) return;
     const box = document.getElementById("terminal");
+    setText(box, "loading the terminal…");
+    await loadXterm();
+    if (socket) return;
     if (typeof Terminal === "undefined" || typeof FitAddon === "undefined") {
       setText(box, "the terminal needs the browser libraries: run `npm install` in ui/");
       return;
@@ -395,7 +565,6 @@
   }
 
   function update(u) {
-    Hive.operatorEvent(u);
     const d = u.data;
     if (!d) return;
     switch (u.kind) {
@@ -406,6 +575,9 @@
         if (row && (row.inbox_depth !== d.inbox_depth || row.turn_id !== d.turn_id)) loadInboxSoon();
         row = d;
         renderHead();
+        break;
+      case "event":
+        if (d.agent === NAME) loadEventsSoon();
         break;
       case "message":
       case "operator_message":
@@ -439,6 +611,12 @@
       picker.title = "setting the model needs the control plane's `model` admin verb";
     }
     setupActions();
+    setupJump();
+    setupInboxFold();
+    setupModels();
+    document.getElementById("older-turns").addEventListener("click", loadOlderTurns);
+    setInterval(tickRunning, 1000);
+    document.getElementById("events-panel").addEventListener("toggle", loadEvents);
     setupSend();
     setupLog();
     setupTerminal();

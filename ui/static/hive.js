@@ -10,6 +10,34 @@
 const Hive = (() => {
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
 
+  // --- session: a logout or a changed token sends every open tab to the login page, which
+  // brings each back to where it was; a login in one tab brings the others back too.
+  const session = "BroadcastChannel" in window ? new BroadcastChannel("hive-session") : null;
+  let leaving = false;
+  function toLogin(tell) {
+    if (leaving) return;
+    leaving = true;
+    if (tell && session) session.postMessage("logout");
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+  if (session) session.onmessage = (ev) => { if (ev.data === "logout") toLogin(false); };
+  // A dropped stream may be a changed token (a restarted hive with a new one): ask.
+  let probing = false;
+  async function checkSession() {
+    if (probing) return;
+    probing = true;
+    try {
+      const res = await fetch("/api/session", {credentials: "same-origin"});
+      if (res.status === 401) toLogin(true);
+    } catch (e) { /* the hive is down: the stream keeps trying */ }
+    finally { setTimeout(() => { probing = false; }, 2000); }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    const logout = document.querySelector("form.logout");
+    if (logout) logout.addEventListener("submit", () => { if (session) session.postMessage("logout"); });
+    if (session) session.postMessage("login");  // tabs waiting on the login page come back
+  });
+
   async function api(method, path, body) {
     const init = {method, credentials: "same-origin", headers: {"Accept": "application/json"}};
     if (method !== "GET") {
@@ -19,7 +47,7 @@ const Hive = (() => {
     }
     const res = await fetch(path, init);
     if (res.status === 401) {
-      location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      toLogin(true);
       throw new Error("not logged in");
     }
     const data = await res.json().catch(() => ({}));
@@ -40,7 +68,25 @@ const Hive = (() => {
     el.textContent = text;
   }
 
+  // A dropped connection greys the live data and says since when, until a fresh snapshot.
+  let offlineSince = null;
+  function markOffline() {
+    checkSession();
+    if (offlineSince === null) offlineSince = new Date();
+    document.body.classList.add("stale");
+    setLive("down", `offline since ${offlineSince.toLocaleTimeString()} · reconnecting…`);
+    const live = document.getElementById("live");
+    if (live) live.title = `no live updates since ${offlineSince.toLocaleString()}: what you see may be out of date`;
+  }
+  function markOnline() {
+    offlineSince = null;
+    document.body.classList.remove("stale");
+    const live = document.getElementById("live");
+    if (live) live.title = "live updates";
+  }
+
   function stream(kinds, handlers) {
+    kinds = kinds.includes("attention") ? kinds : [...kinds, "attention"];
     let source = null;
     let retry = null;
     let lastSeq = 0;
@@ -48,12 +94,15 @@ const Hive = (() => {
       clearTimeout(retry);
       if (source) source.close();
       source = new EventSource("/api/stream?kinds=" + encodeURIComponent(kinds.join(",")));
-      source.onopen = () => setLive("up", "live");
+      source.onopen = () => { if (offlineSince === null) setLive("up", "live"); };
       source.onmessage = (ev) => {
         let item;
         try { item = JSON.parse(ev.data); } catch (e) { return; }
         if (item.kind === "snapshot") {
           lastSeq = item.seq;
+          markOnline();
+          setLive("up", "live");
+          refreshStripSoon();  // what changed while we were away
           handlers.snapshot && handlers.snapshot(item);
           return;
         }
@@ -65,11 +114,12 @@ const Hive = (() => {
         }
         if (typeof item.seq === "number" && item.seq <= lastSeq) return;
         lastSeq = item.seq;
+        if (item.kind === "attention") { attentionUpdate(item.data); return; }
         try { handlers.update && handlers.update(item); } catch (e) { console.error(e); }
       };
       source.onerror = () => {
         // EventSource reconnects by itself; the new connection begins with a snapshot.
-        setLive("down", "reconnecting…");
+        markOffline();
         if (source.readyState === EventSource.CLOSED) retry = setTimeout(open, 2000);
       };
     }
@@ -129,6 +179,24 @@ const Hive = (() => {
     return Promise.resolve(null);
   }
 
+  // What a lifecycle action did, in words: its outcome, or that there was nothing to do
+  // (judged from the reply and the row as it was when the button was pressed).
+  function outcome(op, result, before) {
+    const b = before || {};
+    switch (op) {
+      case "cancel": return result && result.cancelled ? "turn cancelled" : "nothing to cancel: no turn running";
+      case "pause": return b.paused ? "already paused" : "paused";
+      case "resume": return b.paused === false ? "was not paused" : "resumed";
+      case "start": return b.stopped === false ? "already running" : "started";
+      case "stop": return b.stopped ? "already stopped" : b.turn_id ? "stops after its turn" : "stopped";
+      case "reset":
+        return b.failed || b.needs_login || b.retry_at || b.over_budget ? "reset" : "nothing to reset";
+      case "restart": return "restarted: a turn starts";
+      case "kick": return result && result.queued === false ? "kick joined the running turn" : "kicked: a turn starts";
+      default: return `${op}: done`;
+    }
+  }
+
   // --- formatting --------------------------------------------------------------------------
   function ago(ts) {
     if (!ts) return "";
@@ -153,6 +221,7 @@ const Hive = (() => {
   function badge(row) {
     if (row.failed) return {state: "failed", text: "failed"};
     if (row.needs_login) return {state: "needs-login", text: "needs login"};
+    if (row.over_budget) return {state: "over-budget", text: "over budget"};
     if (row.needs_update) return {state: "needs-update", text: "needs update"};
     if (row.paused) return {state: "paused", text: "paused"};
     if (row.stopped) return {state: "stopped", text: "stopped"};
@@ -170,7 +239,10 @@ const Hive = (() => {
     }
   }
 
-  // --- notifications -----------------------------------------------------------------------
+  // --- notifications: the attention inbox -------------------------------------------------
+  // Every page shows the inbox's open count in the header and its most severe open items in
+  // the strip below it (hive.attention keeps them in the store, so every tab, a reload and
+  // `hivectl inbox` agree). Browser notifications: new critical/high items only, once each.
   const NOTIFIED = "hive.notified";
   function notifiedSet() {
     try { return JSON.parse(localStorage.getItem(NOTIFIED) || "[]"); } catch (e) { return []; }
@@ -183,30 +255,16 @@ const Hive = (() => {
     return false;
   }
   // With several dashboard tabs open, only one of them (the holder of a Web Lock, passed
-  // on when it closes) shows browser notifications; the others only update their row.
+  // on when it closes) shows browser notifications; the others only update their strip.
   let notifier = !(navigator.locks && navigator.locks.request);
   if (!notifier) {
     navigator.locks.request("hive-notifier", () => new Promise(() => { notifier = true; }));
   }
-  const shown = new Set();
   function notify(key, title, body, href) {
-    addNotification(key, title, body, href);
     if (!notifier || alreadyNotified(key)) return;
     if (!("Notification" in window) || Notification.permission !== "granted") return;
     const n = new Notification(title, {body, tag: key});
     if (href) n.onclick = () => { window.focus(); location.href = href; };
-  }
-  function addNotification(key, title, body, href) {
-    const list = document.getElementById("notification-list");
-    if (!list || shown.has(key)) return;
-    shown.add(key);
-    const item = el("li", {dataset: {key}},
-      href ? el("a", {href, text: title}) : el("strong", {text: title}),
-      " ", el("span", {class: "body", text: (body || "").slice(0, 200)}),
-      el("button", {class: "link dismiss", title: "dismiss", text: "×",
-                    onclick: () => item.remove()}));
-    list.prepend(item);
-    while (list.children.length > 8) list.lastElementChild.remove();
   }
   function setupNotifications() {
     const button = document.getElementById("notify-enable");
@@ -221,41 +279,61 @@ const Hive = (() => {
     });
   }
 
-  // Updates that concern the operator wherever they are: notify, once each.
-  function operatorEvent(u) {
-    const d = u.data;
-    if (!d) return;
-    if (u.kind === "operator_message") {
-      notify(`msg:${d.id}`, `${d.from} → operator`, d.body, `/agents/${d.from}`);
-    } else if (u.kind === "event" && (d.kind === "crash" || d.kind === "failed")) {
-      notify(`event:${u.key}:${d.crashes || ""}:${d.reason || d.detail || ""}`,
-             `${d.agent} ${d.kind}`, d.reason || d.detail || "", `/agents/${d.agent}`);
-    } else if (u.kind === "approval" && (d.status || "pending") === "pending") {
-      notify(`approval:${u.key}`, `approval: ${d.kind || ""} for ${d.agent || ""}`,
-             d.description || "", "/");
-    } else if (u.kind === "question" && (d.status || "pending") === "pending") {
-      notify(`question:${u.key}`, `${d.agent || "an agent"} asks`, d.question || "", "/");
-    } else if (u.kind === "agent" && d.needs_login) {
-      notify(`login:${d.name}:${d.last_turn ? d.last_turn.id : ""}`, `${d.name} needs login`,
-             "the agent is parked until it is logged in again", `/agents/${d.name}`);
+  const inboxListeners = [];
+  function setCounts(counts) {
+    if (!counts) return;
+    const count = document.getElementById("attention-count");
+    const link = document.getElementById("inbox-link");
+    setText(count, counts.open);
+    const sev = counts.by_severity || {};
+    const level = sev.critical ? "critical" : sev.high ? "high" : counts.open ? "info" : "none";
+    if (link) {
+      link.dataset.level = level;
+      setAttr(link, "aria-label", `inbox: ${counts.open} open, ${sev.critical || 0} critical`);
     }
   }
-
-  async function loadOperatorMessages() {
-    try {
-      const {messages} = await api("GET", "/api/operator/messages?limit=8");
-      for (const m of messages.slice().reverse()) {
-        if (m.to === "operator") addNotification(`msg:${m.id}`, `${m.from} → operator`, m.body,
-                                                 `/agents/${m.from}`);
-      }
-    } catch (e) { /* shown by the next update */ }
+  function stripItem(item) {
+    const when = ago(item.updated_at);
+    const title = item.count > 1 ? `${item.title} ×${item.count}` : item.title;
+    return el("li", {class: `sev-${item.severity} state-${item.state}`,
+                     dataset: {id: String(item.id), kind: item.kind}},
+      item.link ? el("a", {href: item.link, text: title}) : el("strong", {text: title}),
+      " ", el("span", {class: "body", text: (item.body || "").slice(0, 200)}),
+      " ", el("span", {class: "hint", text: when}));
   }
+  let stripTimer = null;
+  async function loadStrip() {
+    stripTimer = null;
+    const list = document.getElementById("notification-list");
+    try {
+      const r = await api("GET", "/api/inbox?state=open&limit=8");
+      setCounts(r.counts);
+      if (list) list.replaceChildren(...r.items.map(stripItem));
+    } catch (e) { /* the next update tries again */ }
+  }
+  // Floods (200 mails in a second) cost one re-read, not 200.
+  function refreshStripSoon() {
+    if (!stripTimer) stripTimer = setTimeout(loadStrip, 250);
+  }
+  function attentionUpdate(data) {
+    if (!data) return;
+    setCounts(data.counts);
+    for (const item of data.items || []) {
+      if (item.title && item.state === "new" &&
+          (item.severity === "critical" || item.severity === "high")) {
+        notify(`inbox:${item.id}`, item.title, item.body || "", item.link || "/inbox");
+      }
+    }
+    refreshStripSoon();
+    for (const fn of inboxListeners) fn(data);
+  }
+  function onInbox(fn) { inboxListeners.push(fn); }
 
   document.addEventListener("DOMContentLoaded", () => {
     setupNotifications();
-    loadOperatorMessages();
+    loadStrip();
   });
 
   return {api, stream, el, setText, setClass, setAttr, armed, ago, duration, lastTurnText,
-          badge, notify, operatorEvent, csrf};
+          badge, notify, onInbox, loadStrip, outcome, csrf};
 })();

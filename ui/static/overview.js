@@ -6,10 +6,30 @@
   const rows = new Map();      // name -> {tr, cells, data}
   const approvals = new Map(); // key -> {card, data}
   const questions = new Map();
+  const mine = new Set();  // questions this page answered (not "answered elsewhere")
   const drafts = new Map();
   let features = {};
 
   // --- agents ---------------------------------------------------------------------------------
+  // Why an agent is not working, and what the operator can do about it: the last turn's
+  // detail ("Invalid API key", "429 rate limit", the crash line) and one action.
+  function why(d) {
+    const detail = d.last_turn && d.last_turn.detail ? d.last_turn.detail : "";
+    const waiting = d.retry_at && d.turn_state === "idle" && d.retry_at > Date.now() / 1000;
+    if (d.failed) return {text: d.failed_reason || detail, stuck: true, op: "reset", label: "reset"};
+    if (d.needs_login) {
+      return {text: detail || "the model API refused its credentials", stuck: true,
+              hint: `run: hivectl login ${d.name}`, op: "reset", label: "reset after login"};
+    }
+    if (d.over_budget) {
+      return {text: d.budget_reason || "its daily budget is spent", stuck: true, op: "reset",
+              label: "let it spend today"};
+    }
+    if (waiting) return {text: detail || "backing off", stuck: true, op: "restart", label: "retry now"};
+    if (d.stopped) return {text: "stopped", op: "start", label: "start"};
+    return {text: d.status_text || "", stuck: false};
+  }
+
   function makeRow(name) {
     const cells = {
       name: el("a", {href: `/agents/${name}`, class: "agent-link", text: name}),
@@ -17,8 +37,12 @@
       model: el("span", {class: "chip model"}),
       turn: el("span", {class: "chip turn"}),
       status: el("span", {class: "status"}),
+      hint: el("code", {class: "hint action-hint"}),
       inbox: el("span", {class: "inbox-depth"}),
+      cost: el("span", {class: "cost"}),
+      fix: el("button", {class: "primary fix", hidden: true}),
       pause: el("button", {"data-op": "pause", text: "pause"}),
+      result: el("span", {class: "outcome", role: "status"}),
     };
     const act = (op, confirm) => {
       const button = el("button", {"data-op": op, class: confirm ? "danger" : "", text: op});
@@ -32,24 +56,38 @@
       const row = rows.get(name);
       control(name, row && row.data.paused ? "resume" : "pause", cells.pause);
     });
+    cells.fix.addEventListener("click", () => control(name, cells.fix.dataset.op, cells.fix));
     cells.nameCell = el("td", {class: "name"}, cells.name);
     const tr = el("tr", {dataset: {agent: name}},
       cells.nameCell, el("td", {}, cells.badge), el("td", {}, cells.model),
-      el("td", {}, cells.turn), el("td", {}, cells.status), el("td", {}, cells.inbox),
-      el("td", {class: "actions"}, act("cancel", true), cells.pause, act("kick", false),
-         act("restart", true)));
+      el("td", {}, cells.turn), el("td", {class: "why"}, cells.status, " ", cells.hint),
+      el("td", {class: "num"}, cells.inbox), el("td", {class: "num"}, cells.cost),
+      el("td", {class: "actions"}, cells.fix, act("cancel", true), cells.pause, act("kick", false),
+         act("restart", true), cells.result));
     return {tr, cells, data: null};
   }
 
   async function control(name, op, button) {
+    const entry = rows.get(name);
+    const before = entry ? entry.data : null;
     button.disabled = true;
     try {
-      await api("POST", `/api/agents/${name}/${op}`, {});
+      const result = await api("POST", `/api/agents/${name}/${op}`, {});
+      if (entry) flash(entry.cells.result, Hive.outcome(op, result, before));
     } catch (e) {
-      Hive.notify(`error:${Date.now()}`, `${op} ${name} failed`, e.message);
+      if (entry) flash(entry.cells.result, `${op}: ${e.message}`, true);
     } finally {
       button.disabled = false;
     }
+  }
+
+  // An action's outcome, next to the buttons, for a few seconds.
+  function flash(node, text, error) {
+    setText(node, text);
+    setClass(node, error ? "outcome error" : "outcome");
+    setAttr(node, "title", text);
+    clearTimeout(node._timer);
+    node._timer = setTimeout(() => setText(node, ""), 6000);
   }
 
   function renderRow(entry) {
@@ -60,12 +98,46 @@
     setText(c.model, d.active_model || "");
     setText(c.turn, lastTurnText(d.last_turn));
     setClass(c.turn, `chip turn exit-${d.last_turn ? d.last_turn.exit_class : "none"}`);
-    setText(c.status, d.failed ? d.failed_reason : d.status_text);
-    setAttr(c.status, "title", d.status_set_at ? `set ${Hive.ago(d.status_set_at)}` : "");
+    const w = why(d);
+    setText(c.status, w.text);
+    setClass(c.status, w.stuck ? "status stuck" : "status");
+    setAttr(c.status, "title", w.stuck ? w.text : d.status_set_at ? `set ${Hive.ago(d.status_set_at)}` : w.text);
+    setText(c.hint, w.hint || "");
+    c.hint.hidden = !w.hint;
+    c.fix.hidden = !w.op;
+    if (w.op) { setText(c.fix, w.label); c.fix.dataset.op = w.op; }
     setText(c.inbox, d.inbox_depth);
+    renderCost(entry);
     setText(c.pause, d.paused ? "resume" : "pause");
     setAttr(c.pause, "data-op", d.paused ? "resume" : "pause");
+    entry.state = b.state;
   }
+
+  // Cost today comes with each row; 7 days from /api/cost, re-read after turns end.
+  const week = new Map();  // name -> dollars over 7 days
+  function money(x) { return x >= 100 ? `$${x.toFixed(0)}` : x >= 1 ? `$${x.toFixed(2)}` : `$${x.toFixed(3)}`; }
+  function renderCost(entry) {
+    const today = entry.data.cost_today_usd || 0;
+    const seven = Math.max(week.get(entry.data.name) || 0, today);
+    setText(entry.cells.cost, today || seven ? `${money(today)} / ${money(seven)}` : "–");
+    setAttr(entry.cells.cost, "title", `today (UTC) ${money(today)}, last 7 days ${money(seven)}`);
+  }
+  let costTimer = null;
+  async function loadCost() {
+    costTimer = null;
+    try {
+      const r = await api("GET", "/api/cost");
+      week.clear();
+      for (const s of r.agents_7d) week.set(s.key, s.cost_usd);
+      for (const entry of rows.values()) renderCost(entry);
+    } catch (e) { /* the next turn's end tries again */ }
+  }
+  function loadCostSoon() { if (!costTimer) costTimer = setTimeout(loadCost, 3000); }
+
+  // --- order, filter, counts ------------------------------------------------------------------
+  const STATE_ORDER = ["failed", "needs-login", "over-budget", "retrying", "needs-update", "waiting", "thinking",
+                       "running", "paused", "stopped", "idle"];
+  let stateFilter = "";
 
   // Depth-first by parent, siblings by name; an agent whose parent is unknown is a root.
   function treeOrder() {
@@ -90,13 +162,30 @@
     return out;
   }
 
+  function sortedOrder(key) {
+    const names = Array.from(rows.keys()).sort();
+    const data = (n) => rows.get(n).data;
+    const rank = (n) => { const i = STATE_ORDER.indexOf(rows.get(n).state); return i < 0 ? 99 : i; };
+    const ended = (n) => (data(n).last_turn ? data(n).last_turn.ended_at : 0);
+    if (key === "state") names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    if (key === "last_turn") names.sort((a, b) => ended(b) - ended(a) || a.localeCompare(b));
+    const spent = (n) => Math.max(week.get(n) || 0, data(n).cost_today_usd || 0);
+    if (key === "cost") names.sort((a, b) => spent(b) - spent(a) || a.localeCompare(b));
+    return names.map((n) => [n, 0]);
+  }
+
+  function currentOrder() {
+    const key = document.getElementById("fleet-sort").value;
+    return key === "tree" ? treeOrder() : sortedOrder(key);
+  }
+
   function placeRows() {
     const body = document.getElementById("agent-rows");
-    const order = treeOrder();
+    const order = currentOrder();
     const current = Array.from(body.children).map((tr) => tr.dataset.agent);
     order.forEach(([name, depth]) => {
       const entry = rows.get(name);
-      entry.cells.nameCell.style.paddingLeft = `${0.6 + depth * 1.4}em`;
+      entry.cells.nameCell.style.paddingLeft = `${0.4 + depth * 1.1}em`;
       setClass(entry.cells.nameCell, depth ? "name child" : "name");
     });
     // Move rows only when the order really changed: moving a node drops focus inside it.
@@ -104,6 +193,52 @@
       for (const [name] of order) body.append(rows.get(name).tr);
     }
     setText(document.getElementById("agents-count"), rows.size);
+    agentNames();
+    applyFilter();
+  }
+
+  function matches(entry, text) {
+    if (stateFilter && entry.state !== stateFilter) return false;
+    if (!text) return true;
+    const d = entry.data;
+    return [d.name, d.parent, d.active_model, d.status_text, d.failed_reason]
+      .some((v) => (v || "").toLowerCase().includes(text));
+  }
+
+  function applyFilter() {
+    const text = document.getElementById("fleet-filter").value.trim().toLowerCase();
+    let shown = 0;
+    for (const entry of rows.values()) {
+      const visible = matches(entry, text);
+      if (entry.tr.hidden === visible) entry.tr.hidden = !visible;
+      if (visible) shown++;
+    }
+    document.getElementById("fleet-none").hidden = shown > 0 || rows.size === 0;
+    renderStateCounts();
+  }
+
+  const stateButtons = new Map();
+  function renderStateCounts() {
+    const counts = new Map();
+    for (const entry of rows.values()) counts.set(entry.state, (counts.get(entry.state) || 0) + 1);
+    const box = document.getElementById("state-counts");
+    for (const state of STATE_ORDER) {
+      let button = stateButtons.get(state);
+      if (!button) {
+        button = el("button", {type: "button", class: `state-count state-${state}`,
+                               dataset: {state}, "aria-pressed": "false",
+                               onclick: () => {
+                                 stateFilter = stateFilter === state ? "" : state;
+                                 applyFilter();
+                               }});
+        stateButtons.set(state, button);
+        box.append(button);
+      }
+      const n = counts.get(state) || 0;
+      button.hidden = n === 0 && stateFilter !== state;
+      setText(button, `${state.replace("-", " ")} ${n}`);
+      setAttr(button, "aria-pressed", stateFilter === state ? "true" : "false");
+    }
   }
 
   function upsertAgent(data) {
@@ -113,10 +248,17 @@
       entry = makeRow(data.name);
       rows.set(data.name, entry);
     }
-    const moved = isNew || entry.data.parent !== data.parent;
+    const before = entry.data;
     entry.data = data;
+    const oldState = entry.state;
     renderRow(entry);
+    const sortKey = document.getElementById("fleet-sort").value;
+    const moved = isNew || before.parent !== data.parent ||
+      (sortKey === "state" && oldState !== entry.state) ||
+      (sortKey === "last_turn" && lastTurnText(before.last_turn) !== lastTurnText(data.last_turn));
     if (moved) placeRows();
+    if (before && (before.cost_today_usd || 0) !== (data.cost_today_usd || 0)) loadCostSoon();
+    else if (oldState !== entry.state) applyFilter();
   }
 
   function removeAgent(name) {
@@ -127,18 +269,34 @@
     placeRows();
   }
 
+  // Countdowns count down: rows backing off are re-rendered every second.
+  function tickRows() {
+    const now = Date.now() / 1000;
+    for (const entry of rows.values()) {
+      if (entry.data.retry_at && entry.data.retry_at > now - 2) {
+        const before = entry.state;
+        renderRow(entry);
+        if (before !== entry.state) applyFilter();
+      }
+    }
+  }
+
   // --- approvals, questions, drafts ---------------------------------------------------------
   function approvalCard(key, d) {
     const status = el("span", {class: "chip status"});
     const approve = el("button", {class: "primary", text: "approve"});
     const deny = el("button", {class: "danger", text: "deny"});
+    const reason = el("input", {type: "text", class: "reason", placeholder: "why deny? (told to the agent)",
+                                "aria-label": "reason for denying", maxlength: "4000"});
     const result = el("span", {class: "hint", role: "status"});
-    const diff = el("pre", {class: "diff"});
+    const diff = el("pre", {class: "diff", tabindex: "0", "aria-label": "the config as hive parsed it"});
     const decide = (decision, button) => armed(button, async () => {
       approve.disabled = deny.disabled = true;
+      const body = decision === "deny" && reason.value.trim() ? {reason: reason.value.trim()} : {};
       try {
-        await api("POST", `/api/approvals/${encodeURIComponent(d.id ?? key)}/${decision}`, {});
-        setText(result, decision === "approve" ? "approved" : "denied");
+        await api("POST", `/api/approvals/${encodeURIComponent(d.id ?? key)}/${decision}`, body);
+        setText(result, decision === "approve" ? "approved" : `denied${body.reason ? ": " + body.reason : ""}`);
+        loadHistorySoon();
       } catch (e) {
         setText(result, e.message);
         approve.disabled = deny.disabled = false;
@@ -150,8 +308,8 @@
       el("header", {}, el("strong", {class: "kind"}), " ", el("span", {class: "agent"}), " ",
          status, " ", el("span", {class: "when hint"})),
       el("p", {class: "description"}), diff,
-      el("div", {class: "actions"}, approve, deny, result));
-    return {card, status, diff, approve, deny};
+      el("div", {class: "actions"}, approve, reason, deny, result));
+    return {card, status, diff, approve, deny, reason};
   }
 
   function renderApproval(entry, key, d) {
@@ -174,7 +332,7 @@
     }
     entry.diff.hidden = !diff;
     const open = (d.status || "pending") === "pending" && features.approvals !== false;
-    entry.approve.hidden = entry.deny.hidden = !open;
+    entry.approve.hidden = entry.deny.hidden = entry.reason.hidden = !open;
   }
 
   function questionCard(key, d) {
@@ -188,9 +346,11 @@
       if (!text.trim()) { setText(result, "type an answer first"); return; }
       send.disabled = true;
       try {
+        mine.add(String(d.id ?? key));
         await api("POST", `/api/questions/${encodeURIComponent(d.id ?? key)}/answer`,
                   {answer: text});
         setText(result, "answered");
+        loadHistorySoon();
       } catch (e) { setText(result, e.message); send.disabled = false; }
     };
     send.addEventListener("click", () => answer(input.value));
@@ -206,7 +366,7 @@
          el("span", {class: "chip ttl", title: "time left"})),
       el("p", {class: "text"}), options,
       el("div", {class: "actions"}, input, send, cancel, result));
-    return {card, input, options, send, cancel, answer, optionsKey: ""};
+    return {card, input, options, send, cancel, answer, result, optionsKey: ""};
   }
 
   function renderQuestion(entry, key, d) {
@@ -225,6 +385,20 @@
     entry.send.disabled = !open;
     entry.cancel.hidden = !open;
     if (!open) setText(c.querySelector(".ttl"), d.status);
+    if (!open && !mine.has(key) && entry.input.value.trim()) {
+      // Resolved elsewhere (hivectl, another tab, expiry) while the operator was typing:
+      // say so, and keep the card and the typed text until dismissed.
+      const res = d.resolution || {};
+      const how = d.status === "answered" ? `answered elsewhere${res.by ? " by " + res.by : ""}: ${res.answer || ""}`
+                                          : `${d.status} elsewhere`;
+      setText(entry.result, `${how} — your text is kept`);
+      entry.keep = true;
+      if (!entry.dismiss) {
+        entry.dismiss = el("button", {class: "small", text: "dismiss", onclick: () => {
+          entry.card.remove(); questions.delete(key); renderPending(); }});
+        entry.card.querySelector(".actions").append(entry.dismiss);
+      }
+    }
   }
 
   function tickTtl() {
@@ -241,7 +415,8 @@
     const container = document.getElementById(containerId);
     let entry = map.get(key);
     if (data === null || data === undefined) {
-      if (entry) { entry.card.remove(); map.delete(key); }
+      if (entry && !entry.keep) { entry.card.remove(); map.delete(key); }
+      if (map !== drafts) loadHistorySoon();
     } else {
       if (!entry) {
         entry = make(key, data);
@@ -256,6 +431,31 @@
     if (count) setText(count, open.length);
     const empty = document.getElementById(containerId + "-empty");
     if (empty) empty.hidden = map.size > 0;
+    renderPending();
+  }
+
+  // Approvals and questions: a count in the fleet bar and a side panel beside the table,
+  // never above it. The panel shows itself when something waits, unless the operator
+  // closed it; the button opens and closes it.
+  let panelChoice = "";  // "": open when something waits; "open" / "closed": the operator's
+  function openCount(map) {
+    return Array.from(map.values()).filter((e) => (e.data.status || "pending") === "pending").length;
+  }
+  function renderPending() {
+    const a = openCount(approvals), q = openCount(questions);
+    const parts = [];
+    if (a) parts.push(`${a} ${a === 1 ? "approval" : "approvals"}`);
+    if (q) parts.push(`${q} ${q === 1 ? "question" : "questions"}`);
+    if (drafts.size) parts.push(`${drafts.size} ${drafts.size === 1 ? "draft" : "drafts"}`);
+    setText(document.getElementById("pending-summary"), parts.join(" · ") || "nothing waiting · history");
+    const any = approvals.size + questions.size + drafts.size + scheduledCount > 0;
+    const panel = document.getElementById("pending-panel");
+    const show = panelChoice ? panelChoice === "open" : any;
+    panel.hidden = !show;
+    setClass(document.getElementById("fleet-body"), show ? "fleet-body with-pending" : "fleet-body");
+    const toggle = document.getElementById("pending-toggle");
+    setAttr(toggle, "aria-expanded", show ? "true" : "false");
+    setClass(toggle, a + q ? "pending-toggle waiting" : "pending-toggle");
   }
 
   function draftCard(key, d) {
@@ -278,6 +478,76 @@
     draft: (key, d) => upsertItem(drafts, "drafts", key, d, draftCard, renderDraft),
   };
 
+  // --- history, scheduled prompts, spawn ------------------------------------------------------
+  function historyLine(a) {
+    const res = a.resolution || {};
+    const what = res.answer !== undefined ? `: “${res.answer}”` : res.reason ? `: ${res.reason}` : "";
+    const when = a.resolved_at ? new Date(a.resolved_at * 1000).toLocaleString() : "";
+    return el("li", {dataset: {id: String(a.id), status: a.status}},
+      el("strong", {text: `#${a.id} ${a.kind}`}), ` ${a.agent ? "for " + a.agent : ""} — `,
+      el("span", {class: `chip status-${a.status}`, text: a.status}),
+      ` by ${res.by || "?"}, ${when}${what}`,
+      a.description ? el("div", {class: "hint", text: a.description}) : null);
+  }
+  let historyTimer = null;
+  async function loadHistory() {
+    historyTimer = null;
+    const panel = document.getElementById("history-panel");
+    if (!panel.open) return;
+    try {
+      const {approvals: rows} = await api("GET", "/api/approvals/history?limit=50");
+      const done = rows.filter((a) => a.status !== "pending");
+      document.getElementById("history").replaceChildren(
+        ...(done.length ? done.map(historyLine) : [el("li", {class: "empty", text: "nothing decided yet"})]));
+    } catch (e) { setText(document.getElementById("history"), e.message); }
+  }
+  function loadHistorySoon() { if (!historyTimer) historyTimer = setTimeout(loadHistory, 300); }
+
+  let scheduledCount = 0;
+  async function loadScheduled() {
+    let list = [];
+    try { list = (await api("GET", "/api/scheduled")).scheduled; } catch (e) { return; }
+    scheduledCount = list.length;
+    setText(document.getElementById("scheduled-count"), list.length);
+    document.getElementById("scheduled-panel").hidden = list.length === 0;
+    document.getElementById("scheduled").replaceChildren(...list.map((p) => {
+      const result = el("span", {class: "hint", role: "status"});
+      const cancel = el("button", {class: "danger small", text: "cancel"});
+      cancel.addEventListener("click", () => armed(cancel, async () => {
+        try {
+          await api("POST", `/api/scheduled/${p.id}/cancel`, {});
+          setText(result, "cancelled");
+          loadScheduled();
+        } catch (e) { setText(result, e.message); }
+      }));
+      return el("li", {dataset: {id: String(p.id)}},
+        el("strong", {text: `to ${p.agent}`}), ` at ${new Date(p.at * 1000).toLocaleString()}: `,
+        el("span", {text: p.text}), " ", cancel, " ", result);
+    }));
+    renderPending();
+  }
+
+  async function spawnAgent(ev) {
+    ev.preventDefault();
+    const form = ev.target;
+    const body = Object.fromEntries(new FormData(form).entries());
+    const result = document.getElementById("spawn-result");
+    setText(result, "spawning…");
+    try {
+      const r = await api("POST", "/api/spawn", body);
+      setText(result, `spawned ${r.name || body.name}`);
+      form.reset();
+    } catch (e) { setText(result, e.message); }
+  }
+
+  function agentNames() {
+    const list = document.getElementById("agent-names");
+    const names = Array.from(rows.keys()).sort();
+    if (list.children.length !== names.length) {
+      list.replaceChildren(...names.map((n) => el("option", {value: n})));
+    }
+  }
+
   // --- live ----------------------------------------------------------------------------------
   function snapshot(snap) {
     const items = snap.items || {};
@@ -293,19 +563,31 @@
   }
 
   function update(u) {
-    Hive.operatorEvent(u);
     if (u.kind === "agent") {
       if (u.data) upsertAgent(u.data); else removeAgent(u.key);
     } else if (KEYED[u.kind]) {
       KEYED[u.kind](u.key, u.data);
+      if (u.kind === "approval" && u.data === null) setTimeout(loadScheduled, 300);
     }
   }
 
   document.addEventListener("DOMContentLoaded", async () => {
     try { features = (await api("GET", "/api/session")).features || {}; } catch (e) { /* */ }
-    Hive.stream(["agent", "approval", "question", "draft", "operator_message", "event"],
+    Hive.stream(["agent", "approval", "question", "draft"],
                 {snapshot, update});
     setInterval(tickTtl, 1000);
+    setInterval(tickRows, 1000);
     setInterval(() => { for (const entry of rows.values()) renderRow(entry); }, 10000);
+    document.getElementById("fleet-filter").addEventListener("input", applyFilter);
+    document.getElementById("fleet-sort").addEventListener("change", placeRows);
+    document.getElementById("pending-toggle").addEventListener("click", () => {
+      panelChoice = document.getElementById("pending-panel").hidden ? "open" : "closed";
+      renderPending();
+    });
+    document.getElementById("history-panel").addEventListener("toggle", loadHistory);
+    document.getElementById("spawn-form").addEventListener("submit", spawnAgent);
+    loadScheduled();
+    renderPending();
+    loadCost();
   });
 })();

@@ -1,0 +1,149 @@
+"""The Attention actor: keeps the operator's inbox (hive.attention) from the StateHub.
+
+It listens for what needs the operator — failure, needs_login, crash and budget events,
+approvals and questions, operator mail — and for agent rows, and turns each into inbox
+changes written through the Store. Every committed change is published to the hub as an
+``attention`` update (``{"items": [...rows...], "counts": {...}}``), so every open page
+and ``hivectl subscribe`` sees the same inbox. When an agent's failed / needs_login flag
+clears (a reset, a login), its item is settled. Done items older than 14 days are pruned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from hive import attention
+from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
+from hive.actors.hub import Publish, Subscribe, Unsubscribe
+from hive.actors.store import Write
+from hive.io.subscriptions import next_sub_id
+from hive.store import Queries
+
+log = logging.getLogger(__name__)
+
+WATCHED = frozenset({"event", "approval", "question", "operator_message", "agent"})
+TICK_SECONDS = 30.0
+PRUNE_EVERY_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class _Update:
+    update: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Tick:
+    pass
+
+
+def publish_changes(ctx: HiveContext, rows: list[dict[str, Any]], counts: dict[str, Any]) -> None:
+    """Tell every watcher what changed in the inbox, and the open counts after it."""
+    ctx.refs.tell("hub", Publish("attention", "", {"items": rows, "counts": counts}))
+
+
+class AttentionActor(SupervisedActor):
+    """The attention inbox's writer: hub updates in, inbox items out."""
+
+    child_id = "attention"
+
+    def __init__(self, ctx: HiveContext) -> None:
+        super().__init__(ctx)
+        self.flagged: dict[str, tuple[bool, bool]] = {}  # agent -> (failed, needs_login)
+        self.sub_id = 0
+        self.hub_ref: object = None
+        self.last_prune = 0.0
+
+    def on_start(self) -> None:
+        self._subscribe()
+        self._arm_tick()
+
+    def on_stop(self) -> None:
+        self.ctx.refs.tell("hub", Unsubscribe(self.sub_id))
+
+    def _subscribe(self) -> None:
+        me = self.actor_ref
+        self.sub_id = next_sub_id()
+        self.hub_ref = self.ctx.refs.get("hub")
+
+        def deliver(update: dict[str, Any]) -> bool:
+            try:
+                me.tell(_Update(update))
+            except pykka.ActorDeadError:
+                return False
+            return True
+
+        def snapshot(snap: dict[str, Any]) -> None:
+            # Approvals and questions that were pending before we listened.
+            for kind in ("approval", "question"):
+                for data in snap["items"].get(kind, []):
+                    deliver({"kind": kind, "key": str(data.get("id")), "data": data})
+
+        self.ctx.refs.tell("hub", Subscribe(self.sub_id, WATCHED, deliver, snapshot))
+
+    def _arm_tick(self) -> None:
+        me = self.actor_ref
+        self.ctx.io.call_later(TICK_SECONDS, lambda: tell_quietly(me, _Tick()))
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case _Update(update=update):
+                self._update(update)
+            case _Tick():
+                self._tick()
+            case _:
+                log.warning("attention: unexpected message %r", message)
+        return None
+
+    def _tick(self) -> None:
+        if self.ctx.refs.get("hub") is not self.hub_ref:
+            self._subscribe()  # the hub restarted and forgot its subscribers
+        now = time.time()
+        if now - self.last_prune >= PRUNE_EVERY_SECONDS:
+            self.last_prune = now
+            self.ctx.refs.tell("store", Write(lambda q: attention.prune(q, now)))
+        self._arm_tick()
+
+    def _update(self, update: dict[str, Any]) -> None:
+        if update.get("kind") == "agent":
+            self._agent_row(update.get("data"))
+            return
+        changes = attention.derive(update)
+        if changes:
+            self._write(changes)
+
+    def _agent_row(self, row: Any) -> None:
+        """Settle an agent's failed / needs_login item once the flag has cleared."""
+        if not isinstance(row, dict):
+            return
+        name = str(row.get("name"))
+        now = (bool(row.get("failed")), bool(row.get("needs_login")))
+        before = self.flagged.get(name, (True, True))  # first sight: settle what is stale
+        self.flagged[name] = now
+        settle = [
+            attention.Settle(f"{flag}:{name}")
+            for flag, was, is_ in zip(("failed", "needs_login"), before, now, strict=True)
+            if was and not is_
+        ]
+        if settle:
+            self._write(settle)
+
+    def _write(self, changes: Sequence[attention.Change]) -> None:
+        ctx = self.ctx
+
+        def op(q: Queries) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+            return attention.apply(q, changes), attention.counts(q)
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                log.error("attention: %d change(s) not written: %s", len(changes), error)
+            elif result[0]:
+                publish_changes(ctx, *result)
+
+        if not ctx.refs.tell("store", Write(op, done)):
+            log.warning("attention: store restarting, %d change(s) dropped", len(changes))
