@@ -527,6 +527,8 @@ def v_stats(c: SyncClient, a: argparse.Namespace) -> None:
 
 FOLLOW_POLL_SECONDS = 1.0
 FOLLOW_PAGE_LINES = 1000
+
+
 def inbox_lines(r: dict[str, Any]) -> str:
     counts = r["counts"]
     sev = counts["by_severity"]
