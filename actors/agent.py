@@ -22,6 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from hive.actors.admission import (
+    AdmissionRestarted,
+    Admitted,
+    Forget,
+    Present,
+    Queued,
+    RetireSession,
+    TurnOver,
+    WantTurn,
+)
 from hive.actors.base import (
     Alive,
     HiveContext,
@@ -357,6 +367,12 @@ class AgentActor(SupervisedActor):
         self.notes_compacting = False  # a rewrite of the notes this actor started is running
         self.last_input: TurnInput | None = None  # what the running turn was given
         self.retry_generation = 0
+        # Turn admission (hive.actors.admission), when the hive has limits: a turn waits
+        # (``queued``, why in ``queue_reason``) until the Admission actor admits it.
+        self.queued = False
+        self.queued_urgent = False
+        self.admitted = False
+        self.queue_reason = ""
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
@@ -383,6 +399,7 @@ class AgentActor(SupervisedActor):
         ended = (state.last_turn or {}).get("exit_class")
         self.last_turn_ok = ended in (None, str(ExitClass.OK))
         self._take_loaded(state.pending, state.commit)
+        self._tell_admission(Forget(self.name))  # a predecessor's place or slot is void
         self._publish()
         # A restarted actor's session process may have outlived it: it idles out as any.
         self._arm_idle_timer()
@@ -454,6 +471,7 @@ class AgentActor(SupervisedActor):
         return list(parked)
 
     def on_stop(self) -> None:
+        self._tell_admission(Forget(self.name))
         self._answer_waiters_empty()
         self._disarm_idle_timer()
         if self.turn is not None:
@@ -508,6 +526,8 @@ class AgentActor(SupervisedActor):
                     self._turn_ended(outcome)
                     if carried_kick:
                         self._store_kick()  # served (cleared) or kept for the next turn
+            case Admitted() | Queued() | RetireSession() | AdmissionRestarted():
+                self._on_admission(message)
             case SessionIdle(timer=timer):
                 if timer is self.idle_timer and self.turn is None:
                     self.idle_timer = None
@@ -594,6 +614,8 @@ class AgentActor(SupervisedActor):
         self._mark_dirty()
         if held:
             return  # its reply is on the way; the inbox copy waits for its fate
+        if self.queued and not self.queued_urgent and _urgent(fresh):
+            self._ask_admission()  # operator or manager mail: to the front of the queue
         self._news()
 
     def _news(self) -> None:
@@ -733,6 +755,7 @@ class AgentActor(SupervisedActor):
             or self.retry_at is not None
             or self.hold
             or self.stopped
+            or self.queued
         )
 
     def _maybe_start_turn(self) -> None:
@@ -740,6 +763,10 @@ class AgentActor(SupervisedActor):
             return
         if not self.pending and self.kick_note is None:
             return
+        if self._admission_on() and not self.admitted:
+            self._ask_admission()
+            return
+        self.admitted = False
         batch = list(self.pending.values())[: self.ctx.config.max_turn_messages]
         kick_note, self.kick_note = self.kick_note, None
         turn_id = self.ctx.turn_ids.next()
@@ -784,7 +811,7 @@ class AgentActor(SupervisedActor):
         ``session_idle_seconds``: a paused or stopped agent does not hold its memory for
         ever. (Armed when a turn ends, and when the actor starts; a turn disarms it.)"""
         self._disarm_idle_timer()
-        if not self.cfg.persistent:
+        if not self._plays_sessions():
             return
         me = self.actor_ref
         timer: list[Timer] = []
@@ -794,6 +821,12 @@ class AgentActor(SupervisedActor):
 
         timer.append(self.ctx.io.call_later(self.ctx.config.session_idle_seconds, due))
         self.idle_timer = timer[0]
+
+    def _plays_sessions(self) -> bool:
+        """Persistent (the default) and on a runtime that keeps session processes."""
+        from hive.io.sessions import SessionRuntime
+
+        return self.cfg.persistent and isinstance(get_runtime(self.cfg.runtime), SessionRuntime)
 
     def _disarm_idle_timer(self) -> None:
         if self.idle_timer is not None:
@@ -816,6 +849,48 @@ class AgentActor(SupervisedActor):
         plays in a process of its own, which must not run beside a session resuming the
         same conversation; the runner closes one if there is one."""
         return "" if self.cfg.persistent else "the agent left persistent mode"
+
+    # --- turn admission: decided by hive.actors.admission --------------------------------
+
+    def _admission_on(self) -> bool:
+        cfg = self.ctx.config
+        return bool(cfg.max_concurrent_turns or cfg.memory_budget_mb)
+
+    def _tell_admission(self, message: object) -> None:
+        if self._admission_on():
+            self.ctx.refs.tell("admission", message)
+
+    def _ask_admission(self) -> None:
+        """Wait in the hive's queue for this turn (a restarted Admission actor asks again)."""
+        urgent = _urgent(self.pending.values())
+        if not self.queued:
+            self.queue_reason = "waiting for admission"
+        self.queued, self.queued_urgent = True, urgent
+        self._tell_admission(WantTurn(self.name, urgent))
+        self._set_turn_state("queued")
+        self._mark_dirty()
+
+    def _on_admission(self, message: object) -> None:
+        match message:
+            case Admitted():
+                self.queued, self.admitted, self.queue_reason = False, True, ""
+                self._set_turn_state("idle")
+                self._maybe_start_turn()
+                if self.turn is None:  # paused, stopped, or nothing left to do meanwhile
+                    self.admitted = False
+                    self._tell_admission(TurnOver(self.name))
+            case Queued(reason=reason):
+                if self.queued and reason != self.queue_reason:
+                    self.queue_reason = reason
+                    self._mark_dirty()
+            case RetireSession(why=why):
+                if self.turn is None and not self.queued:
+                    self._disarm_idle_timer()
+                    self.ctx.services.turns.close_session(self.name, why)
+            case AdmissionRestarted():
+                running = self.turn is not None
+                urgent = self.queued_urgent
+                self._tell_admission(Present(self.name, self.queued, urgent, running))
 
     # --- notes compaction: decided here, carried out by hive.notes.NotesCompactor ---------
 
@@ -899,6 +974,7 @@ class AgentActor(SupervisedActor):
             # Queued behind the lifecycle write, so it answers once that has committed.
             self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
         self.turn_waiters.clear()
+        self._tell_admission(TurnOver(self.name))
         self._set_turn_state("idle")
         self._maybe_start_turn()
 
@@ -1275,6 +1351,7 @@ class AgentActor(SupervisedActor):
             "needs_login": self.needs_login,
             "needs_update": self.needs_update,
             "turn_state": self.turn_state,
+            "queue_reason": self.queue_reason if self.queued else "",
             "turn_id": self.turn.id if self.turn else None,
             "active_model": self.model,
             "last_turn": cast("LastTurn | None", self.last_turn),
@@ -1303,3 +1380,8 @@ _END_HANDLERS: dict[ExitClass, Callable[[AgentActor, TurnOutcome, float], None]]
     ExitClass.COMPACT_RETRY: AgentActor._ended_compact_retry,
     ExitClass.CANCELLED: AgentActor._ended_cancelled,
 }
+
+
+def _urgent(envs: Any) -> bool:
+    """Does this mail come from the operator or the manager (first in the turn queue)?"""
+    return any(e.sender in (OPERATOR, MANAGER) for e in envs)

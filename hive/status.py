@@ -44,7 +44,8 @@ class AgentStatus(TypedDict):
     failed_reason: str
     needs_login: bool
     needs_update: bool
-    turn_state: str  # idle, starting, thinking, tool, waiting_recv, waiting_operator
+    turn_state: str  # idle, queued, starting, thinking, tool, waiting_recv, waiting_operator
+    queue_reason: str  # queued: why the turn waits (hive.actors.admission); else ""
     turn_id: int | None
     active_model: str
     deployed_sha: str

@@ -23,6 +23,7 @@ import trio
 
 from hive.io.bridge import IoBridge
 from hive.io.group import open_group, run_group
+from hive.io.memory import tree_rss
 from hive.io.sessions import SessionRuntime, Sessions
 from hive.io.streams import (
     STDERR_TAIL_LINES,
@@ -101,7 +102,29 @@ class TurnRunner:
         (from an actor thread: the Agent or the Supervisor decided)."""
         self.bridge.spawn(self.sessions.close_idle, agent, why)
 
+    def sample_memory(self, on_sample: Callable[[dict[str, int]], None]) -> None:
+        """Measure every agent's process trees (turn and session processes) in /proc, off
+        the trio thread, and hand ``{agent: bytes}`` to ``on_sample`` (from an actor
+        thread: the Admission actor asks)."""
+        self.bridge.spawn(self._sample_memory, on_sample)
+
     # --- trio thread ---------------------------------------------------------------------
+
+    def leaders(self) -> dict[str, list[int]]:
+        """The processes that head each agent's trees: its turn's, its session's."""
+        out: dict[str, list[int]] = {}
+        for agent, state in self.running.items():
+            if state.process is not None and state.process.returncode is None:
+                out.setdefault(agent, []).append(state.process.pid)
+        for agent, session in self.sessions.by_agent.items():
+            if session.alive and session.process.pid not in out.get(agent, ()):
+                out.setdefault(agent, []).append(session.process.pid)
+        return out
+
+    async def _sample_memory(self, on_sample: Callable[[dict[str, int]], None]) -> None:
+        leaders = self.leaders()
+        sizes = await trio.to_thread.run_sync(tree_rss, leaders) if leaders else {}
+        on_sample(sizes)
 
     def _cancel(self, agent: str) -> None:
         r = self.running.get(agent)
