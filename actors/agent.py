@@ -82,11 +82,14 @@ class Arrived:
     """Messages committed for this agent. ``commit`` is the number of the transaction
     that stored them (hive.actors.base.CommitClock; 0: unknown): a load that saw that
     transaction has them already. ``held`` ones ride in a held reply (an answered
-    question): kept aside, awaiting that reply's acknowledgement."""
+    question): kept aside, awaiting that reply's acknowledgement. ``handed``: the
+    committing thread already gave them to this parked recv (waiter id, holder) through
+    the recv lane (hive.actors.recv_lane): kept aside, awaiting the reader's ack."""
 
     envs: tuple[Envelope, ...]
     commit: int = 0
     held: bool = False
+    handed: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -376,6 +379,7 @@ class AgentActor(SupervisedActor):
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
+        self.lane_waiter: int | None = None  # the waiter offered in the recv lane
         self.dirty = False
         # Writes told while the Store was dead, before its successor was registered:
         # kept in order and offered again, never dropped (a dropped delivered mark left
@@ -467,6 +471,9 @@ class AgentActor(SupervisedActor):
     def unfinished(self) -> list[object]:
         # Parked recvs: the successor parks them again (their readers still wait), so
         # mail that arrives after this actor died still reaches them.
+        in_lane, lane = self.lane_waiter, self.ctx.recv_lane
+        if in_lane is not None and not lane.withdraw(self.name, self.waiters[in_lane]):
+            self.waiters.pop(in_lane)  # answered from the lane: its reader has its messages
         parked, self.waiters = list(self.waiters.values()), {}
         return list(parked)
 
@@ -497,6 +504,8 @@ class AgentActor(SupervisedActor):
 
     def _on_mail(self, message: Any) -> bool:
         match message:
+            case Arrived(envs=envs, handed=(waiter_id, holder)):
+                self._arrived_handed(envs, waiter_id, holder)
             case Arrived(envs=envs, commit=commit, held=held):
                 self._arrived(envs, commit, held)
             case Registered():
@@ -618,18 +627,45 @@ class AgentActor(SupervisedActor):
             self._ask_admission()  # operator or manager mail: to the front of the queue
         self._news()
 
+    def _arrived_handed(self, envs: tuple[Envelope, ...], waiter_id: int, holder: int) -> None:
+        """The committing thread answered a parked recv with these messages (the recv
+        lane): they wait aside for the reader's ack, as if this actor had handed them."""
+        if self.lane_waiter == waiter_id:
+            self.lane_waiter = None
+        timer = self.recv_timers.pop(waiter_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.waiters.pop(waiter_id, None)
+        turn_id = self.turn.id if self.turn is not None else None
+        for env in envs:
+            self.pending.pop(env.id, None)  # a successor's load may have found it pending
+            self.unacked[env.id] = (env, turn_id, holder)
+            self.seen_id = max(self.seen_id, env.id)
+        self.hold = False
+        self._mark_dirty()
+        if self.turn is not None and self.turn_state == "waiting_recv":
+            self._set_turn_state("thinking")
+        self._offer_to_lane()
+
+    def _offer_to_lane(self) -> None:
+        """Keep the oldest parked recv in the recv lane (hive.actors.recv_lane)."""
+        if self.lane_waiter is None and self.waiters:
+            waiter_id, recv = next(iter(self.waiters.items()))
+            self.lane_waiter = waiter_id
+            self.ctx.recv_lane.offer(self.name, recv)
+
     def _news(self) -> None:
         """New messages are pending: a waiting recv gets them, else they may start a turn."""
         self.hold = False
-        if self.waiters:
-            wid = next(iter(self.waiters))
-            parked = self._take_waiter(wid)
-            if parked is not None:
-                self._hand_over(parked, self._news_for_recv())
+        while self.waiters:
+            parked = self._take_waiter(next(iter(self.waiters)))
+            if parked is None:
+                continue  # the recv lane answered that one: the next waiter gets these
+            self._hand_over(parked, self._news_for_recv())
             if self.turn is not None and self.turn_state == "waiting_recv":
                 self._set_turn_state("thinking")
-        else:
-            self._maybe_start_turn()
+            return
+        self._maybe_start_turn()
 
     def _news_for_recv(self) -> list[Envelope]:
         in_turn = set(self.turn.message_ids) if self.turn else set()
@@ -651,6 +687,7 @@ class AgentActor(SupervisedActor):
             )
         else:
             self.waiters[m.waiter_id] = m
+            self._offer_to_lane()
             if self.turn is not None:
                 self._set_turn_state("waiting_recv")
             me = self.actor_ref
@@ -659,11 +696,18 @@ class AgentActor(SupervisedActor):
             )
 
     def _take_waiter(self, waiter_id: int) -> Recv | None:
-        """A parked recv, no longer parked: its timer is called off."""
+        """A parked recv, no longer parked: its timer is called off. None if it is gone,
+        or if the recv lane answered it first (its Arrived is on the way)."""
         timer = self.recv_timers.pop(waiter_id, None)
         if timer is not None:
             timer.cancel()
-        return self.waiters.pop(waiter_id, None)
+        parked = self.waiters.pop(waiter_id, None)
+        if parked is not None and waiter_id == self.lane_waiter:
+            self.lane_waiter = None
+            if not self.ctx.recv_lane.withdraw(self.name, parked):
+                return None
+        self._offer_to_lane()
+        return parked
 
     def _answer_waiters_empty(self) -> None:
         for waiter_id in list(self.waiters):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from hive.actors.recv_lane import RecvLane
 from hive.config import HiveConfig
 from hive.store import IdAllocator
 
@@ -107,6 +108,8 @@ class HiveContext:
     hub_subscribers: dict[int, Any] = field(default_factory=dict)
     # The operator mailbox's caps and what it holds (hive.store.retention); None: no caps.
     operator_mailbox: Any = None
+    # Each agent's oldest parked recv, answered straight from the commit (hive.actors.recv_lane).
+    recv_lane: RecvLane = field(default_factory=RecvLane)
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"
