@@ -12,10 +12,12 @@ Rules it keeps:
 - At most ``max_concurrent_turns`` turns run at once.
 - Memory is measured, not guessed: every ``SAMPLE_SECONDS`` while turns run or wait, the
   IO side measures each agent's process trees in /proc (hive.io.memory). A turn is
-  expected to need what the largest turn of its agent was seen to use (or, for an agent
-  never seen in a turn, the largest turn of any agent), less what its tree holds already
-  (a resident session). Until any turn was measured, turns are admitted one at a time.
-  A turn whose need would take the measured total past ``memory_budget_mb`` waits.
+  expected to need the largest tree any whole turn was seen to use (a turn counts once
+  it has ended: a process measured only while it starts is far too small), less what
+  its agent's tree holds already (a resident session); a running turn counts as the
+  larger of that reservation and its measurement. Until a first turn has been measured
+  to its end, turns are admitted one at a time. A turn whose need would take the
+  measured total past ``memory_budget_mb`` waits.
 - To make room, idle resident sessions are retired least recently used first (the Agent
   closes its session process: ``RetireSession``); only as many as the first turn in line
   needs. A turn that cannot fit even with nothing else running is admitted alone, so an
@@ -153,7 +155,8 @@ class _Ledger:
     """What the actor knows of the hive's memory."""
 
     rss: dict[str, int] = field(default_factory=dict)  # the latest measurement
-    peak: dict[str, int] = field(default_factory=dict)  # largest tree seen in a turn
+    peak: dict[str, int] = field(default_factory=dict)  # largest tree seen in a whole turn
+    turn_peak: dict[str, int] = field(default_factory=dict)  # in the turn running now
     last_used: dict[str, float] = field(default_factory=dict)  # when its last turn ended
     retiring: dict[str, tuple[int, float]] = field(default_factory=dict)  # bytes, since
 
@@ -201,8 +204,10 @@ class AdmissionActor(SupervisedActor):
                 if self.running.pop(agent, None) is not None:
                     self.mem.last_used[agent] = time.monotonic()
                     self.stale = True
+                self._turn_measured(agent)
             case Forget(agent=agent):
                 self.recount.discard(agent)
+                self.mem.turn_peak.pop(agent, None)
                 self.running.pop(agent, None)
                 self.queue.pop(agent, None)
                 self.told.pop(agent, None)
@@ -262,7 +267,7 @@ class AdmissionActor(SupervisedActor):
         if not self.budget:
             return ""
         if self._estimate(agent) is None and self.running:
-            return "memory: waiting to measure a first turn"
+            return "memory: waiting for a first turn to be measured"
         used, need = self._used(), self._need(agent)
         if used + need <= self.budget:
             return ""
@@ -278,10 +283,15 @@ class AdmissionActor(SupervisedActor):
     # --- memory -----------------------------------------------------------------------
 
     def _estimate(self, agent: str) -> int | None:
-        own = self.mem.peak.get(agent)
-        if own is not None:
-            return own
+        """The largest tree any whole turn was seen to use (agents of one hive run the
+        same CLI; a process measured only while it starts would be far too small)."""
         return max(self.mem.peak.values()) if self.mem.peak else None
+
+    def _turn_measured(self, agent: str) -> None:
+        """A turn ended: the largest tree seen during it counts from now on."""
+        peak = self.mem.turn_peak.pop(agent, 0)
+        if peak:
+            self.mem.peak[agent] = max(self.mem.peak.get(agent, 0), peak)
 
     def _need(self, agent: str) -> int:
         """What one more turn of ``agent`` adds to the measured total."""
@@ -297,7 +307,9 @@ class AdmissionActor(SupervisedActor):
     def _measured(self, rss: dict[str, int]) -> None:
         for agent in self.running:
             if agent in rss:
-                self.mem.peak[agent] = max(self.mem.peak.get(agent, 0), rss[agent])
+                if agent not in self.mem.turn_peak:
+                    log.info("admission: measuring %s's turn (%d MiB)", agent, rss[agent] // MIB)
+                self.mem.turn_peak[agent] = max(self.mem.turn_peak.get(agent, 0), rss[agent])
         self.mem.rss = rss
         now = time.monotonic()
         for agent, (_, since) in list(self.mem.retiring.items()):

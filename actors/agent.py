@@ -376,6 +376,7 @@ class AgentActor(SupervisedActor):
         self.queued_urgent = False
         self.admitted = False
         self.queue_reason = ""
+        self.queued_at = 0.0
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
@@ -909,6 +910,7 @@ class AgentActor(SupervisedActor):
         urgent = _urgent(self.pending.values())
         if not self.queued:
             self.queue_reason = "waiting for admission"
+            self.queued_at = time.time()
         self.queued, self.queued_urgent = True, urgent
         self._tell_admission(WantTurn(self.name, urgent))
         self._set_turn_state("queued")
@@ -917,6 +919,9 @@ class AgentActor(SupervisedActor):
     def _on_admission(self, message: object) -> None:
         match message:
             case Admitted():
+                # How long the turn waited, and why last: `hivectl events`, the benches.
+                waited = round(time.time() - self.queued_at, 4)
+                self._event("admitted", {"waited": waited, "reason": self.queue_reason})
                 self.queued, self.admitted, self.queue_reason = False, True, ""
                 self._set_turn_state("idle")
                 self._maybe_start_turn()

@@ -88,18 +88,23 @@ def test_turns_wait_for_a_slot_in_order_operator_and_manager_first(
 def test_a_memory_budget_queues_turns_with_the_measured_sizes_in_the_reason(
     make_hive: Callable[..., RunningHive],
 ) -> None:
-    # 1 MiB: no two scripted turns (a Python process each) fit, so they run one at a time;
-    # the first is admitted alone (nothing to wait for) and measured while it holds.
+    # 1 MiB: no two scripted turns (a Python process each) fit, so they run one at a time.
+    # The first is admitted alone (nothing to wait for) and measured while it holds; until
+    # it has ended, no size is known and the next one waits for that.
     hive = make_hive(config("memory_budget_mb = 1", 3))
     hive.admin("send", to="w1", body="hold")
     hive.wait_until(lambda: hive.status("w1")["turn_state"] == "waiting_recv", what="w1 holds")
-    hive.admin("send", to="w2", body="one")
-    row = hive.wait_until(lambda: queued(hive, "w2", "MiB for this turn"), what="w2 waits")
-    assert "memory_budget_mb = 1" in row["queue_reason"], row
-    hive.admin("send", to="w3", body="two")
-    hive.wait_until(lambda: queued(hive, "w3", "1 turn(s) ahead"), what="w3 waits")
-
+    hive.admin("send", to="w2", body="hold")
+    hive.wait_until(lambda: queued(hive, "w2", "first turn to be measured"), what="w2 waits")
+    hive.wait_until(lambda: "measuring w1's turn" in hive.log_tail(100), what="w1 measured")
     hive.admin("send", to="w1", body="release")
+    hive.wait_until(lambda: hive.status("w2")["turn_state"] == "waiting_recv", what="w2 holds")
+    hive.admin("send", to="w3", body="two")
+    row = hive.wait_until(lambda: queued(hive, "w3", "MiB for this turn"), what="w3 waits")
+    assert "memory_budget_mb = 1" in row["queue_reason"], row
+    assert "MiB in use" in hivectl(hive, "list", json_out=False).stdout
+
+    hive.admin("send", to="w2", body="release")
     names = ["w1", "w2", "w3"]
     hive.wait_until(lambda: all(hive.status(n)["last_turn"] for n in names), what="all turns")
     assert started_order(hive, names) == names
