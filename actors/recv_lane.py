@@ -14,11 +14,14 @@ its own, the end of a turn, its death) — never both. The Agent learns it lost 
 from ``withdraw`` and then waits for the ``Arrived`` that says where the messages went
 (it is already in its mailbox: it was told before the reply left).
 
->>> lane = RecvLane()
->>> lane.offer("bob", "recv-1")
->>> lane.withdraw("bob", "recv-1")
+>>> lane, parked = RecvLane(), object()
+>>> lane.offer("bob", parked)
+>>> lane.withdraw("bob", parked)  # the Agent got it back: it answers it itself
 True
->>> lane.withdraw("bob", "recv-1")
+>>> lane.offer("bob", parked)
+>>> lane.take("bob", [], 1000)[0] is parked  # the committing thread took it first
+True
+>>> lane.withdraw("bob", parked)  # so the Agent must not answer it
 False
 """
 
