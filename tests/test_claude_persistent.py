@@ -274,6 +274,9 @@ def test_a_process_per_turn_stays_a_per_agent_choice(
     first = play(hive, "remember the word zebra", 1)
     process = hive.of(int(first["id"]), "process")[0]
     assert process["persistent"] is False
+    # What hive adds before the CLI starts is measured on every per-turn start (the bench
+    # bench_claude_turns reports it): its sandbox prepare, its command, and all of it.
+    assert process["prepare_ms"] >= 0 and 0 <= process["build_ms"] <= process["hive_ms"]
     hive.wait_until(lambda: not group_members(int(process["pid"])), what="the turn to exit")
     second = play(hive, "which word?", 2)
     assert hive.of(int(second["id"]), "process")[0]["pid"] != process["pid"]
