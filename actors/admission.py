@@ -157,6 +157,8 @@ class _Ledger:
     rss: dict[str, int] = field(default_factory=dict)  # the latest measurement
     peak: dict[str, int] = field(default_factory=dict)  # largest tree seen in a whole turn
     turn_peak: dict[str, int] = field(default_factory=dict)  # in the turn running now
+    largest: int = 0  # the largest tree any measurement saw (in a turn or idle)
+    unseen: set[str] = field(default_factory=set)  # admitted, in no measurement yet
     last_used: dict[str, float] = field(default_factory=dict)  # when its last turn ended
     retiring: dict[str, tuple[int, float]] = field(default_factory=dict)  # bytes, since
 
@@ -205,9 +207,11 @@ class AdmissionActor(SupervisedActor):
                     self.mem.last_used[agent] = time.monotonic()
                     self.stale = True
                 self._turn_measured(agent)
+                self.mem.unseen.discard(agent)
             case Forget(agent=agent):
                 self.recount.discard(agent)
                 self.mem.turn_peak.pop(agent, None)
+                self.mem.unseen.discard(agent)
                 self.running.pop(agent, None)
                 self.queue.pop(agent, None)
                 self.told.pop(agent, None)
@@ -251,6 +255,8 @@ class AdmissionActor(SupervisedActor):
             del self.queue[head]
             self.told.pop(head, None)
             self.running[head] = self._need(head)
+            if self.budget:
+                self.mem.unseen.add(head)
             self.ctx.refs.tell(self.ctx.agent_ref_name(head), Admitted())
 
     def _tell_reasons(self, order: list[str], blocked: str) -> None:
@@ -268,11 +274,15 @@ class AdmissionActor(SupervisedActor):
             return ""
         if self._estimate(agent) is None and self.running:
             return "memory: waiting for a first turn to be measured"
+        if self.stale:
+            return "memory: measuring"  # a turn ended since: its session's size is news
+        if self.mem.unseen:
+            # A process measured only as it starts is far too small: admit no more until
+            # the turns just admitted show in a measurement.
+            return "memory: measuring the turns just started"
         used, need = self._used(), self._need(agent)
         if used + need <= self.budget:
             return ""
-        if self.stale:
-            return "memory: measuring"  # a turn ended since: no retirement on old figures
         if not self._retire_for(used + need - self.budget) and not self.running:
             return ""  # nothing left to wait for: it runs alone
         return (
@@ -283,9 +293,12 @@ class AdmissionActor(SupervisedActor):
     # --- memory -----------------------------------------------------------------------
 
     def _estimate(self, agent: str) -> int | None:
-        """The largest tree any whole turn was seen to use (agents of one hive run the
-        same CLI; a process measured only while it starts would be far too small)."""
-        return max(self.mem.peak.values()) if self.mem.peak else None
+        """The largest tree any measurement saw, once a whole turn was measured (agents of
+        one hive run the same CLI; a process measured only while it starts would be far
+        too small, a resident session after its turn shows what one costs)."""
+        if not self.mem.peak:
+            return None
+        return max(self.mem.largest, *self.mem.peak.values())
 
     def _turn_measured(self, agent: str) -> None:
         """A turn ended: the largest tree seen during it counts from now on."""
@@ -305,6 +318,8 @@ class AdmissionActor(SupervisedActor):
         return used
 
     def _measured(self, rss: dict[str, int]) -> None:
+        self.mem.largest = max(self.mem.largest, *rss.values()) if rss else self.mem.largest
+        self.mem.unseen -= rss.keys()
         for agent in self.running:
             if agent in rss:
                 if agent not in self.mem.turn_peak:

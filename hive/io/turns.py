@@ -119,9 +119,10 @@ class TurnRunner:
         for agent, state in self.running.items():
             if state.process is not None and state.process.returncode is None:
                 out.setdefault(agent, []).append(state.process.pid)
-        for agent, session in self.sessions.by_agent.items():
-            if session.alive and session.process.pid not in out.get(agent, ()):
-                out.setdefault(agent, []).append(session.process.pid)
+        sessions = [*self.sessions.by_agent.values(), *self.sessions.closing]
+        for session in sessions:
+            if session.alive and session.process.pid not in out.get(session.agent, ()):
+                out.setdefault(session.agent, []).append(session.process.pid)
         return out
 
     async def _sample_memory(self, on_sample: Callable[[dict[str, int]], None]) -> None:
