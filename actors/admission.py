@@ -19,8 +19,9 @@ Rules it keeps:
   to its end, turns are admitted one at a time. A turn whose need would take the
   measured total past ``memory_budget_mb`` waits.
 - To make room, idle resident sessions are retired least recently used first (the Agent
-  closes its session process: ``RetireSession``); only as many as the first turn in line
-  needs. A turn that cannot fit even with nothing else running is admitted alone, so an
+  closes its session process: ``RetireSession``), those of agents with no turn waiting
+  before those whose turn waits further back; never the first in line's own; only as
+  many as it needs. A turn that cannot fit even with nothing else running is admitted alone, so an
   agent bigger than the budget still runs rather than waiting for ever.
 """
 
@@ -283,7 +284,7 @@ class AdmissionActor(SupervisedActor):
         used, need = self._used(), self._need(agent)
         if used + need <= self.budget:
             return ""
-        if not self._retire_for(used + need - self.budget) and not self.running:
+        if not self._retire_for(used + need - self.budget, agent) and not self.running:
             return ""  # nothing left to wait for: it runs alone
         return (
             f"memory: {used // MIB} MiB in use + {need // MIB} MiB for this turn > "
@@ -331,15 +332,16 @@ class AdmissionActor(SupervisedActor):
             if agent not in rss or now - since > RETIRE_PATIENCE_SECONDS:
                 del self.mem.retiring[agent]
 
-    def _retire_for(self, shortfall: int) -> bool:
-        """Retire idle sessions, least recently used first, until ``shortfall`` bytes are
-        on their way back. False when nothing can be retired and none is being."""
+    def _retire_for(self, shortfall: int, head: str) -> bool:
+        """Retire idle sessions, least recently used first (those of agents not waiting
+        for a turn before those that wait), until ``shortfall`` bytes are on their way
+        back; never ``head``'s own. False when nothing can be retired and none is being."""
         on_the_way = sum(size for size, _ in self.mem.retiring.values())
         idle = [
             a for a in self.mem.rss
-            if a not in self.running and a not in self.queue and a not in self.mem.retiring
+            if a not in self.running and a != head and a not in self.mem.retiring
         ]  # fmt: skip
-        idle.sort(key=lambda a: self.mem.last_used.get(a, 0.0))
+        idle.sort(key=lambda a: (a in self.queue, self.mem.last_used.get(a, 0.0)))
         for agent in idle:
             if on_the_way >= shortfall:
                 break

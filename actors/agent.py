@@ -933,7 +933,7 @@ class AgentActor(SupervisedActor):
                     self.queue_reason = reason
                     self._mark_dirty()
             case RetireSession(why=why):
-                if self.turn is None and not self.queued:
+                if self.turn is None:  # a queued turn resumes in a new process
                     self._disarm_idle_timer()
                     self.ctx.services.turns.close_session(self.name, why)
             case AdmissionRestarted():

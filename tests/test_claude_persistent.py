@@ -304,3 +304,24 @@ def test_under_a_memory_budget_idle_sessions_are_retired_least_recently_used_fir
     assert all(t["exit_class"] == "ok" for n in names for t in hive.ended_turns(n))
     assert all(m["state"] == "delivered" for n in names for m in hive.messages(n))
     assert "message 0 for a" in hive.requests_of("a")[-1].all_text()  # resumed
+
+
+def test_a_waiting_agent_s_idle_session_is_retired_too_when_it_holds_the_room(
+    start: Callable[..., ClaudeHive], api: FakeAnthropic
+) -> None:
+    """Every resident session may belong to an agent whose own turn waits further back:
+    those are retired as well (never the first in line's own), rather than the first in
+    line running beside them past the budget (the 100-agent bench once peaked at 3.8x)."""
+    hive = start(claude_agent("a"), claude_agent("b"), memory_budget_mb=500)
+    hive.admin("send", to="a", body="first for a")
+    hive.wait_turns("a", 1)
+    hive.admin("send", to="b", body="first for b")
+    hive.admin("send", to="a", body="second for a")  # queued behind b, its session resident
+    hive.wait_turns("b", 1)
+    hive.wait_turns("a", 2)
+
+    log = hive.log_tail(400).splitlines()
+    retired = [line.split("retiring ")[1].split("'")[0] for line in log
+               if "admission: retiring" in line]  # fmt: skip
+    assert retired == ["a", "b"], "\n".join(log[-60:])
+    assert "first for a" in hive.requests_of("a")[-1].all_text()  # resumed after retiring
