@@ -68,6 +68,8 @@ def main() -> None:
     p.add_argument("--total", type=int, default=40_000, help="messages per configuration")
     p.add_argument("--window", type=int, default=64, help="requests in flight per sender")
     p.add_argument("--fleet", type=int, default=FLEET_SENDERS, help="senders, window 1")
+    p.add_argument("--fleet-count", type=int, default=FLEET_PER_SENDER, help="sends each")
+    p.add_argument("--only-fleet", action="store_true")
     args = p.parse_args()
     limits = sqlite_limits()
     print(limits.line())
@@ -77,6 +79,8 @@ def main() -> None:
         f"{'vs 1-row commits':>17} {'vs batched rows':>16}"
     )
     plans = [(s, (1, args.window)) for s in (1, 10, 50)] + [(args.fleet, (1,))]
+    if args.only_fleet:
+        plans = plans[-1:]
     for senders, windows in plans:
         with tempfile.TemporaryDirectory() as tmp:
             hive = RunningHive.start(Path(tmp), config(senders))
@@ -87,7 +91,7 @@ def main() -> None:
                     # Unpipelined sends are slow (one fsync each): a smaller sample.
                     count = min(per_sender, 5000) if window == 1 else per_sender
                     if senders == args.fleet:
-                        count = FLEET_PER_SENDER
+                        count = args.fleet_count
                     rate = trio.run(run, hive, senders, count, window)
                     print(_row(senders, window, rate, limits))
                 with hive.db() as db:
