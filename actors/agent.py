@@ -22,6 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from hive.actors.admission import (
+    AdmissionRestarted,
+    Admitted,
+    Forget,
+    Present,
+    Queued,
+    RetireSession,
+    TurnOver,
+    WantTurn,
+)
 from hive.actors.base import (
     Alive,
     HiveContext,
@@ -73,11 +83,14 @@ class Arrived:
     """Messages committed for this agent. ``commit`` is the number of the transaction
     that stored them (hive.actors.base.CommitClock; 0: unknown): a load that saw that
     transaction has them already. ``held`` ones ride in a held reply (an answered
-    question): kept aside, awaiting that reply's acknowledgement."""
+    question): kept aside, awaiting that reply's acknowledgement. ``handed``: the
+    committing thread already gave them to this parked recv (waiter id, holder) through
+    the recv lane (hive.actors.recv_lane): kept aside, awaiting the reader's ack."""
 
     envs: tuple[Envelope, ...]
     commit: int = 0
     held: bool = False
+    handed: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -366,9 +379,17 @@ class AgentActor(SupervisedActor):
         self.notes_compacting = False  # a rewrite of the notes this actor started is running
         self.last_input: TurnInput | None = None  # what the running turn was given
         self.retry_generation = 0
+        # Turn admission (hive.actors.admission), when the hive has limits: a turn waits
+        # (``queued``, why in ``queue_reason``) until the Admission actor admits it.
+        self.queued = False
+        self.queued_urgent = False
+        self.admitted = False
+        self.queue_reason = ""
+        self.queued_at = 0.0
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
+        self.lane_waiter: int | None = None  # the waiter offered in the recv lane
         self.dirty = False
         # Writes told while the Store was dead, before its successor was registered:
         # kept in order and offered again, never dropped (a dropped delivered mark left
@@ -393,6 +414,7 @@ class AgentActor(SupervisedActor):
         self.last_turn_ok = ended in (None, str(ExitClass.OK))
         self._check_budget(time.time(), announce=False)  # already told, if it was parked
         self._take_loaded(state.pending, state.commit)
+        self._tell_admission(Forget(self.name))  # a predecessor's place or slot is void
         self._publish()
         # A restarted actor's session process may have outlived it: it idles out as any.
         self._arm_idle_timer()
@@ -460,10 +482,14 @@ class AgentActor(SupervisedActor):
     def unfinished(self) -> list[object]:
         # Parked recvs: the successor parks them again (their readers still wait), so
         # mail that arrives after this actor died still reaches them.
+        in_lane, lane = self.lane_waiter, self.ctx.recv_lane
+        if in_lane is not None and not lane.withdraw(self.name, self.waiters[in_lane]):
+            self.waiters.pop(in_lane)  # answered from the lane: its reader has its messages
         parked, self.waiters = list(self.waiters.values()), {}
         return list(parked)
 
     def on_stop(self) -> None:
+        self._tell_admission(Forget(self.name))
         self._answer_waiters_empty()
         self._disarm_idle_timer()
         if self.turn is not None:
@@ -504,6 +530,8 @@ class AgentActor(SupervisedActor):
 
     def _on_mail(self, message: Any) -> bool:
         match message:
+            case Arrived(envs=envs, handed=(waiter_id, holder)):
+                self._arrived_handed(envs, waiter_id, holder)
             case Arrived(envs=envs, commit=commit, held=held):
                 self._arrived(envs, commit, held)
             case Registered():
@@ -533,6 +561,8 @@ class AgentActor(SupervisedActor):
                     self._turn_ended(outcome)
                     if carried_kick:
                         self._store_kick()  # served (cleared) or kept for the next turn
+            case Admitted() | Queued() | RetireSession() | AdmissionRestarted():
+                self._on_admission(message)
             case SessionIdle(timer=timer):
                 if timer is self.idle_timer and self.turn is None:
                     self.idle_timer = None
@@ -622,20 +652,49 @@ class AgentActor(SupervisedActor):
         self._mark_dirty()
         if held:
             return  # its reply is on the way; the inbox copy waits for its fate
+        if self.queued and not self.queued_urgent and _urgent(fresh):
+            self._ask_admission()  # operator or manager mail: to the front of the queue
         self._news()
+
+    def _arrived_handed(self, envs: tuple[Envelope, ...], waiter_id: int, holder: int) -> None:
+        """The committing thread answered a parked recv with these messages (the recv
+        lane): they wait aside for the reader's ack, as if this actor had handed them."""
+        if self.lane_waiter == waiter_id:
+            self.lane_waiter = None
+        timer = self.recv_timers.pop(waiter_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.waiters.pop(waiter_id, None)
+        turn_id = self.turn.id if self.turn is not None else None
+        for env in envs:
+            self.pending.pop(env.id, None)  # a successor's load may have found it pending
+            self.unacked[env.id] = (env, turn_id, holder)
+            self.seen_id = max(self.seen_id, env.id)
+        self.hold = False
+        self._mark_dirty()
+        if self.turn is not None and self.turn_state == "waiting_recv":
+            self._set_turn_state("thinking")
+        self._offer_to_lane()
+
+    def _offer_to_lane(self) -> None:
+        """Keep the oldest parked recv in the recv lane (hive.actors.recv_lane)."""
+        if self.lane_waiter is None and self.waiters:
+            waiter_id, recv = next(iter(self.waiters.items()))
+            self.lane_waiter = waiter_id
+            self.ctx.recv_lane.offer(self.name, recv)
 
     def _news(self) -> None:
         """New messages are pending: a waiting recv gets them, else they may start a turn."""
         self.hold = False
-        if self.waiters:
-            wid = next(iter(self.waiters))
-            parked = self._take_waiter(wid)
-            if parked is not None:
-                self._hand_over(parked, self._news_for_recv())
+        while self.waiters:
+            parked = self._take_waiter(next(iter(self.waiters)))
+            if parked is None:
+                continue  # the recv lane answered that one: the next waiter gets these
+            self._hand_over(parked, self._news_for_recv())
             if self.turn is not None and self.turn_state == "waiting_recv":
                 self._set_turn_state("thinking")
-        else:
-            self._maybe_start_turn()
+            return
+        self._maybe_start_turn()
 
     def _news_for_recv(self) -> list[Envelope]:
         in_turn = set(self.turn.message_ids) if self.turn else set()
@@ -657,6 +716,7 @@ class AgentActor(SupervisedActor):
             )
         else:
             self.waiters[m.waiter_id] = m
+            self._offer_to_lane()
             if self.turn is not None:
                 self._set_turn_state("waiting_recv")
             me = self.actor_ref
@@ -665,11 +725,18 @@ class AgentActor(SupervisedActor):
             )
 
     def _take_waiter(self, waiter_id: int) -> Recv | None:
-        """A parked recv, no longer parked: its timer is called off."""
+        """A parked recv, no longer parked: its timer is called off. None if it is gone,
+        or if the recv lane answered it first (its Arrived is on the way)."""
         timer = self.recv_timers.pop(waiter_id, None)
         if timer is not None:
             timer.cancel()
-        return self.waiters.pop(waiter_id, None)
+        parked = self.waiters.pop(waiter_id, None)
+        if parked is not None and waiter_id == self.lane_waiter:
+            self.lane_waiter = None
+            if not self.ctx.recv_lane.withdraw(self.name, parked):
+                return None
+        self._offer_to_lane()
+        return parked
 
     def _answer_waiters_empty(self) -> None:
         for waiter_id in list(self.waiters):
@@ -762,6 +829,7 @@ class AgentActor(SupervisedActor):
             or self.hold
             or self.stopped
             or bool(self.over_budget)
+            or self.queued
         )
 
     def _maybe_start_turn(self) -> None:
@@ -770,6 +838,10 @@ class AgentActor(SupervisedActor):
             return
         if not self.pending and self.kick_note is None:
             return
+        if self._admission_on() and not self.admitted:
+            self._ask_admission()
+            return
+        self.admitted = False
         batch = list(self.pending.values())[: self.ctx.config.max_turn_messages]
         kick_note, self.kick_note = self.kick_note, None
         turn_id = self.ctx.turn_ids.next()
@@ -814,7 +886,7 @@ class AgentActor(SupervisedActor):
         ``session_idle_seconds``: a paused or stopped agent does not hold its memory for
         ever. (Armed when a turn ends, and when the actor starts; a turn disarms it.)"""
         self._disarm_idle_timer()
-        if not self.cfg.persistent:
+        if not self._plays_sessions():
             return
         me = self.actor_ref
         timer: list[Timer] = []
@@ -824,6 +896,12 @@ class AgentActor(SupervisedActor):
 
         timer.append(self.ctx.io.call_later(self.ctx.config.session_idle_seconds, due))
         self.idle_timer = timer[0]
+
+    def _plays_sessions(self) -> bool:
+        """Persistent (the default) and on a runtime that keeps session processes."""
+        from hive.io.sessions import SessionRuntime
+
+        return self.cfg.persistent and isinstance(get_runtime(self.cfg.runtime), SessionRuntime)
 
     def _disarm_idle_timer(self) -> None:
         if self.idle_timer is not None:
@@ -846,6 +924,52 @@ class AgentActor(SupervisedActor):
         plays in a process of its own, which must not run beside a session resuming the
         same conversation; the runner closes one if there is one."""
         return "" if self.cfg.persistent else "the agent left persistent mode"
+
+    # --- turn admission: decided by hive.actors.admission --------------------------------
+
+    def _admission_on(self) -> bool:
+        cfg = self.ctx.config
+        return bool(cfg.max_concurrent_turns or cfg.memory_budget_mb)
+
+    def _tell_admission(self, message: object) -> None:
+        if self._admission_on():
+            self.ctx.refs.tell("admission", message)
+
+    def _ask_admission(self) -> None:
+        """Wait in the hive's queue for this turn (a restarted Admission actor asks again)."""
+        urgent = _urgent(self.pending.values())
+        if not self.queued:
+            self.queue_reason = "waiting for admission"
+            self.queued_at = time.time()
+        self.queued, self.queued_urgent = True, urgent
+        self._tell_admission(WantTurn(self.name, urgent))
+        self._set_turn_state("queued")
+        self._mark_dirty()
+
+    def _on_admission(self, message: object) -> None:
+        match message:
+            case Admitted():
+                # How long the turn waited, and why last: `hivectl events`, the benches.
+                waited = round(time.time() - self.queued_at, 4)
+                self._event("admitted", {"waited": waited, "reason": self.queue_reason})
+                self.queued, self.admitted, self.queue_reason = False, True, ""
+                self._set_turn_state("idle")
+                self._maybe_start_turn()
+                if self.turn is None:  # paused, stopped, or nothing left to do meanwhile
+                    self.admitted = False
+                    self._tell_admission(TurnOver(self.name))
+            case Queued(reason=reason):
+                if self.queued and reason != self.queue_reason:
+                    self.queue_reason = reason
+                    self._mark_dirty()
+            case RetireSession(why=why):
+                if self.turn is None:  # a queued turn resumes in a new process
+                    self._disarm_idle_timer()
+                    self.ctx.services.turns.close_session(self.name, why)
+            case AdmissionRestarted():
+                running = self.turn is not None
+                urgent = self.queued_urgent
+                self._tell_admission(Present(self.name, self.queued, urgent, running))
 
     # --- notes compaction: decided here, carried out by hive.notes.NotesCompactor ---------
 
@@ -932,6 +1056,7 @@ class AgentActor(SupervisedActor):
             # Queued behind the lifecycle write, so it answers once that has committed.
             self._write(lambda q: None, self._acked(waiter, {**result, "turn_ended": turn.id}))
         self.turn_waiters.clear()
+        self._tell_admission(TurnOver(self.name))
         self._set_turn_state("idle")
         self._maybe_start_turn()
 
@@ -1354,6 +1479,7 @@ class AgentActor(SupervisedActor):
             "budget_reason": self.over_budget,
             "cost_today_usd": round(self.ctx.spend.today(self.name, time.time()).cost_usd, 6),
             "turn_state": self.turn_state,
+            "queue_reason": self.queue_reason if self.queued else "",
             "turn_id": self.turn.id if self.turn else None,
             "active_model": self.model,
             "last_turn": cast("LastTurn | None", self.last_turn),
@@ -1382,3 +1508,8 @@ _END_HANDLERS: dict[ExitClass, Callable[[AgentActor, TurnOutcome, float], None]]
     ExitClass.COMPACT_RETRY: AgentActor._ended_compact_retry,
     ExitClass.CANCELLED: AgentActor._ended_cancelled,
 }
+
+
+def _urgent(envs: Any) -> bool:
+    """Does this mail come from the operator or the manager (first in the turn queue)?"""
+    return any(e.sender in (OPERATOR, MANAGER) for e in envs)

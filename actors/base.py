@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 
+from hive.actors.recv_lane import RecvLane
 from hive.config import HiveConfig
 from hive.spend import SpendLedger
 from hive.store import IdAllocator
@@ -117,6 +118,8 @@ class HiveContext:
     federation: Any = None
     # Today's spend per agent and hive-wide, for the Agents' budget decisions (hive.spend).
     spend: SpendLedger = field(default_factory=SpendLedger)
+    # Each agent's oldest parked recv, answered straight from the commit (hive.actors.recv_lane).
+    recv_lane: RecvLane = field(default_factory=RecvLane)
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"

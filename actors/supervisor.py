@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pykka
 
+from hive.actors.admission import AdmissionRestarted, Recount
 from hive.actors.agent import AgentActor, AgentState
 from hive.actors.base import (
     Alive,
@@ -242,6 +243,8 @@ class SupervisorActor(pykka.ThreadingActor):
             spec.on_restart()
         ref = spec.start()
         self._register(child_id, ref)
+        if child_id == "admission":
+            self._recount_admission(ref)
         for message in orphans:
             ref.tell(message)
         if child_id == "hub":
@@ -249,6 +252,15 @@ class SupervisorActor(pykka.ThreadingActor):
             for other in self.order:
                 if other not in ("store", "bus", "hub"):
                     self.ctx.refs.tell(other, Republish())
+
+    def _recount_admission(self, ref: pykka.ActorRef[Any]) -> None:
+        """A restarted Admission actor's queue died with its predecessor: every agent says
+        whether it waits or plays a turn, and the new actor admits nothing (not even its
+        predecessor's orphans) until it has heard them all."""
+        agents = [other for other in self.order if other.startswith("agent:")]
+        ref.tell(Recount(tuple(a.removeprefix("agent:") for a in agents)))
+        for other in agents:
+            self.ctx.refs.tell(other, AdmissionRestarted())
 
     def _add_agent(self, cfg: AgentConfig, reply: Reply | None) -> None:
         name = self.ctx.agent_ref_name(cfg.name)

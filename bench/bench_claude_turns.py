@@ -32,6 +32,7 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.limits import claude_start_ms  # noqa: E402
 from hive.config import AgentConfig, HiveConfig  # noqa: E402
 from hive.process import AgentPaths  # noqa: E402
 from hive.runtimes.base import TurnInput  # noqa: E402
@@ -68,6 +69,7 @@ class Mode:
     label: str
     arrival_ms: list[float] = field(default_factory=list)
     handoff_ms: list[float] = field(default_factory=list)  # send -> process spawned / line
+    hive_ms: list[float] = field(default_factory=list)  # turn asked for -> process spawned
     turn_ms: list[float] = field(default_factory=list)
     busy: list[Memory] = field(default_factory=list)
     idle: list[Memory] = field(default_factory=list)
@@ -91,7 +93,9 @@ def _mem(values: list[Memory]) -> str:
 def bench_supervisor(turns: int) -> list[Mode]:
     with tempfile.TemporaryDirectory() as tmp, FakeAnthropic(default=Text("ok")) as api:
         config = hive_toml(
-            claude_agent("oneshot"), claude_agent("keeper", persistent=True), dashboard=False
+            claude_agent("oneshot", persistent=False),
+            claude_agent("keeper", persistent=True),
+            dashboard=False,
         )
         hive = ClaudeHive(RunningHive.start(Path(tmp), config, env=api.env()), api)
         try:
@@ -129,6 +133,8 @@ def _bench_agent(hive: ClaudeHive, name: str, turns: int) -> Mode:
         mode.arrival_ms.append(arrival)
         # The event's time is when the Store wrote it: an upper bound of the hand-off.
         mode.handoff_ms.append((process["ts"] - sent_at) * 1000)
+        if "hive_ms" in process["data"]:  # per-turn processes: hive's own part, measured
+            mode.hive_ms.append(float(process["data"]["hive_ms"]))
         mode.turn_ms.append(done)
         mode.busy.append(busy)
         if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
@@ -230,6 +236,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=8)
     turns = parser.parse_args().turns
 
+    bare_start = claude_start_ms()
+    print(f"bare claude -p start (no MCP server) -> model request, here, now: {bare_start:.0f} ms")
     oneshot, keeper = bench_supervisor(turns)
     print(f"through the supervisor, {turns} turns each after a warm-up (medians)")
     print(
@@ -246,6 +254,16 @@ def main() -> None:
     )
     ratio = _median(oneshot.arrival_ms) / _median(keeper.arrival_ms)
     print(f"send -> request, per-turn / persistent: {ratio:.1f}x")
+    print(
+        f"send -> request / bare claude -p start: per-turn "
+        f"{_median(oneshot.arrival_ms) / bare_start:.2f}x (goal <= 1.15x), persistent "
+        f"{_median(keeper.arrival_ms) / bare_start:.3f}x (goal p50 <= 30 ms)"
+    )
+    print(
+        f"per-turn: hive's own part, the Agent's start -> process spawned (sandbox prepare, "
+        f"command, config, spawn), median {_median(oneshot.hive_ms):.2f} ms "
+        f"= {_median(oneshot.hive_ms) / bare_start * 100:.2f}% of the bare start"
+    )
 
     (c_start, c_turn), (p_start, p_turn) = trio.run(bench_cli, turns)
     print("\nthe CLI alone, no supervisor (medians)")

@@ -63,7 +63,7 @@ def msgspec_parser() -> Callable[[str], Any] | None:
         "Agent",
         [("name", str), ("runtime", str, "scripted"), ("model", str, "claude-sonnet-4-5"),
          ("parent", str, ""), ("sandbox", str, "process"), ("network", bool, True),
-         ("persistent", bool, False), ("allowed_recipients", strs | None, None),
+         ("persistent", bool, True), ("allowed_recipients", strs | None, None),
          ("allowed_tools", strs, ()), ("bash_allow", strs, ()),
          ("mcp_servers", tuple[mcp, ...], ()), ("packages", strs, ()),
          ("rate_limit_per_minute", int, 600), ("inbox_cap", int, 10_000), ("prompt", str, ""),

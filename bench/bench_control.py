@@ -31,12 +31,9 @@ if not __package__:  # run as a script: the repository root makes `bench` import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, RunningHive, median, percentile, pipeline, ratio
+from bench.limits import socket_limits, sqlite_limits
 from hive.client import SyncClient
 from hive.wire import FrameDecoder, encode_frame, request
-
-SQLITE_FULL_SINGLE_COMMITS = 5_200  # STACK.md: 1-row commits/s, synchronous=FULL
-UNIX_RTT_MEDIAN_US = 40.0  # STACK.md: unix-socket msgpack request/response, median
-STACK_SSE_20_MS = 2.2  # STACK.md: SSE push -> client, 20 clients (median)
 
 CONFIG = """
 [hive]
@@ -257,6 +254,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     args = p.parse_args()
     os.chdir(ROOT)
+    sql, sock = sqlite_limits(), socket_limits()
+    print(sql.line())
+    print(sock.line())
     with tempfile.TemporaryDirectory() as tmp:
         hive = RunningHive.start(Path(tmp), config(args.questions))
         try:
@@ -266,7 +266,7 @@ def main() -> None:
                 a = trio.run(
                     bench_approvals, hive, args.approvals // (4 if window == 1 else 1), window
                 )
-                full = SQLITE_FULL_SINGLE_COMMITS
+                full = sql.single_commits_per_s
                 print(
                     f"window {window:>3}: filed {a['file']:,.0f}/s ({ratio(a['file'], full)} "
                     f"of 1-row FULL commits), approved {a['approve']:,.0f}/s "
@@ -283,7 +283,7 @@ def main() -> None:
                 unit = "" if "(us)" in what else " ms"
                 extra = ""
                 if what.startswith("in-process version"):
-                    extra = f"  ({ratio(med, UNIX_RTT_MEDIAN_US)} STACK.md's 40 us)"
+                    extra = f"  ({ratio(med, sock.median_ms * 1000)} the bare round trip)"
                 print(f"{what:<36} {med:8.1f} / {p99:8.1f}{unit}{extra}")
             print(f"== subscribe fan-out ({args.subscribers} subscribers, {args.rate:g} changes/s)")
             f = trio.run(bench_fanout, hive, args.subscribers, args.rate, args.seconds)
@@ -291,7 +291,7 @@ def main() -> None:
                 f"{f['samples']} deliveries, {f['missed']} missed; "
                 f"latency p50 {f['p50_ms']:.2f} ms, "
                 f"p99 {f['p99_ms']:.2f} ms, max {f['max_ms']:.2f} ms "
-                f"(p50 {ratio(f['p50_ms'], STACK_SSE_20_MS)} STACK.md's SSE to 20 clients)"
+                f"(p50 {ratio(f['p50_ms'], sock.median_ms)} the bare round trip)"
             )
         finally:
             hive.terminate()

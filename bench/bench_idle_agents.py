@@ -13,10 +13,10 @@ from pathlib import Path
 import psutil
 
 from bench.common import RunningHive, ratio
+from bench.limits import actor_limits
 
 GOAL_START_S = 3.0
 GOAL_RSS_MB = 200.0
-STACK_1000_ACTORS_MB = 23.0  # STACK.md: 1000 idle pykka actors cost +23 MiB
 
 
 def config(n: int) -> str:
@@ -28,6 +28,7 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=1000)
     p.add_argument("--idle-seconds", type=float, default=5)
     args = p.parse_args()
+    bare = actor_limits(args.agents)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         runs = []
@@ -55,6 +56,8 @@ def main() -> None:
     print(f"  RSS {rss_mb:.0f} MiB ({ratio(rss_mb, GOAL_RSS_MB)} of the 200 MB goal), "
           f"{threads} threads, {sockets} agent sockets")  # fmt: skip
     print(f"  idle CPU {idle_cpu * 100:.2f}% of one core over {args.idle_seconds:g} s")
+    print(f"  {bare.line()}")
+    print(f"  start (restart) vs bare actors' start: {ratio(runs[-1][1] * 1000, bare.start_ms)}")
     print(f"  (this benchmark process itself: {base:.0f} MiB)")
 
 

@@ -17,10 +17,13 @@ from pathlib import Path
 import trio
 
 from bench.common import RunningHive, pipeline, ratio
+from bench.limits import SqliteLimits, sqlite_limits
 from hive.wire import encode_frame, request
 
 GOAL = 20_000
-SQLITE_FULL_SINGLE_COMMITS = 5_200  # STACK.md: 1-row commits/s with synchronous=FULL
+# 500 agents each keeping one send in flight: how real agents send (one tool call at a time).
+FLEET_SENDERS = 500
+FLEET_PER_SENDER = 40
 
 
 def config(senders: int) -> str:
@@ -64,30 +67,46 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--total", type=int, default=40_000, help="messages per configuration")
     p.add_argument("--window", type=int, default=64, help="requests in flight per sender")
+    p.add_argument("--fleet", type=int, default=FLEET_SENDERS, help="senders, window 1")
+    p.add_argument("--fleet-count", type=int, default=FLEET_PER_SENDER, help="sends each")
+    p.add_argument("--only-fleet", action="store_true")
     args = p.parse_args()
+    limits = sqlite_limits()
+    print(limits.line())
     print("durable send throughput (msg/s acknowledged after commit)")
     print(
-        f"{'senders':>8} {'window':>7} {'msg/s':>10} {'vs goal':>8} {'vs 1-row FULL commits':>22}"
+        f"{'senders':>8} {'window':>7} {'msg/s':>10} {'vs goal':>8} "
+        f"{'vs 1-row commits':>17} {'vs batched rows':>16}"
     )
-    for senders in (1, 10, 50):
+    plans = [(s, (1, args.window)) for s in (1, 10, 50)] + [(args.fleet, (1,))]
+    if args.only_fleet:
+        plans = plans[-1:]
+    for senders, windows in plans:
         with tempfile.TemporaryDirectory() as tmp:
             hive = RunningHive.start(Path(tmp), config(senders))
             try:
                 hive.admin("pause", names=["sink"])
                 per_sender = max(1, args.total // senders)
-                for window in (1, args.window):
+                for window in windows:
                     # Unpipelined sends are slow (one fsync each): a smaller sample.
                     count = min(per_sender, 5000) if window == 1 else per_sender
+                    if senders == args.fleet:
+                        count = args.fleet_count
                     rate = trio.run(run, hive, senders, count, window)
-                    print(
-                        f"{senders:>8} {window:>7} {rate:>10,.0f} {ratio(rate, GOAL):>8} "
-                        f"{ratio(rate, SQLITE_FULL_SINGLE_COMMITS):>22}"
-                    )
+                    print(_row(senders, window, rate, limits))
                 with hive.db() as db:
                     stored = db.execute("SELECT COUNT(*) FROM messages").fetchall()[0][0]
                 print(f"{'':>8} (stored and committed: {stored:,} messages)")
             finally:
                 hive.terminate()
+
+
+def _row(senders: int, window: int, rate: float, limits: SqliteLimits) -> str:
+    return (
+        f"{senders:>8} {window:>7} {rate:>10,.0f} {ratio(rate, GOAL):>8} "
+        f"{ratio(rate, limits.single_commits_per_s):>17} "
+        f"{ratio(rate, limits.batched_rows_per_s):>16}"
+    )
 
 
 if __name__ == "__main__":

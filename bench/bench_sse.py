@@ -27,10 +27,9 @@ import psutil
 import trio
 
 from bench.common import RunningHive, median, percentile, ratio
+from bench.limits import socket_limits
 from hive.client import HiveError, SyncClient
 
-STACK_SSE_1 = 0.3  # ms, STACK.md: SSE push -> client, 1 client
-STACK_SSE_20 = 2.2  # ms, 20 clients
 BUSY_AGENTS = 50
 
 
@@ -226,7 +225,7 @@ def report(label: str, r: dict[str, Any], limit: float) -> None:
     print(
         f"{'':34s} same updates over the admin socket (1 subscriber): p50 {r['admin_p50']:.2f} "
         f"ms, p99 {r['admin_p99']:.2f} ms; SSE p50 = {ratio(r['p50'], r['admin_p50'])} of "
-        f"that, {ratio(r['p50'], limit)} STACK.md's bare SSE push ({limit:g} ms)"
+        f"that, {ratio(r['p50'], limit)} a bare unix-socket round trip ({limit:.3f} ms)"
     )
 
 
@@ -237,6 +236,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--busy", type=int, default=BUSY_AGENTS)
     args = p.parse_args()
+    floor = socket_limits().median_ms
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         hive = RunningHive.start(Path(tmp) / "hive", config(args.busy), dashboard_port=port)
@@ -247,15 +247,15 @@ def main() -> None:
             time.sleep(1.0)
             print(f"SSE fan-out, {args.rate:g} state changes/s for {args.seconds:g} s")
             one = trio.run(measure, hive, port, 1, args.rate, args.seconds, 0)
-            report("quiet hive", one, STACK_SSE_1)
+            report("quiet hive", one, floor)
             twenty = trio.run(measure, hive, port, 20, args.rate, args.seconds, 0)
-            report("quiet hive", twenty, STACK_SSE_20)
+            report("quiet hive", twenty, floor)
             many = trio.run(measure, hive, port, args.clients, args.rate, args.seconds, 0)
-            report("quiet hive", many, STACK_SSE_20)
+            report("quiet hive", many, floor)
             loaded = trio.run(
                 measure, hive, port, args.clients, args.rate, args.seconds * 2, args.busy
             )
-            report(f"{args.busy} agents busy", loaded, STACK_SSE_20)
+            report(f"{args.busy} agents busy", loaded, floor)
             mail = hive.admin("messages", agent="operator", limit=1000)["messages"]
             replies = [m for m in mail if m["to"] == "operator"]
             print(

@@ -301,7 +301,9 @@ class AgentConfig(BaseModel):
     parent: Annotated[Str, AfterValidator(_parent_name)] = ""
     sandbox: Annotated[Str, AfterValidator(_one_of(lambda: SANDBOXES))] = "process"
     network: Bool = True
-    persistent: Bool = False  # claude: one stream-json process for many turns
+    # claude: one stream-json process for many turns (the default: a turn then starts in
+    # milliseconds, not a process start); false: one process per turn, nothing resident.
+    persistent: Bool = True
     allowed_recipients: Strs | None = None  # None: unrestricted
     allowed_tools: Strs = ()
     bash_allow: Strs = ()
@@ -449,6 +451,11 @@ class HiveConfig(BaseModel):
     )
     # A shared MCP server (the MCP pool) with no agent attached this long is stopped.
     mcp_pool_idle_seconds: Annotated[Float, AfterValidator(_above(0))] = 300.0
+    # Turn admission (actors/admission.py); 0 turns a limit off. Turns running at once,
+    # hive-wide; and the memory (RSS of every agent's process tree, measured in /proc) that
+    # turns and resident sessions may use: a turn that would pass it waits in a queue.
+    max_concurrent_turns: Limit = 0
+    memory_budget_mb: Limit = 0
     notes_compact_bytes: Limit = 32_768  # rewrite state/notes.md past this size (0: never)
     notes_compact_model: Str = ""  # model for that rewrite ("": the agent's own)
     # The operator's mailbox (see hive.store.retention): 0 turns a cap off.

@@ -102,6 +102,7 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
     child is permanent, one_for_one, within [hive] tree_intensity restarts per
     tree_period seconds. The agents follow, one child each (SupervisorActor.agent_spec):
     they are added and removed while the hive runs."""
+    from hive.actors.admission import AdmissionActor
     from hive.actors.approvals import ApprovalsActor
     from hive.actors.attention import AttentionActor
     from hive.actors.bus import BusActor
@@ -118,6 +119,8 @@ def supervision_tree(ctx: HiveContext, known_agents: KnownAgents) -> list[ChildS
         ChildSpec("stats", lambda: StatsActor.start(ctx)),
         ChildSpec("approvals", lambda: ApprovalsActor.start(ctx)),
         ChildSpec("attention", lambda: AttentionActor.start(ctx)),
+        # Which turn may start now, under [hive] max_concurrent_turns / memory_budget_mb.
+        ChildSpec("admission", lambda: AdmissionActor.start(ctx)),
         *_federation_children(ctx),
     ]
 

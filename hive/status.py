@@ -47,7 +47,8 @@ class AgentStatus(TypedDict):
     over_budget: bool  # parked until the next UTC day: its daily budget is spent (hive.spend)
     budget_reason: str  # which budget, how much spent ("" when not over)
     cost_today_usd: float  # what its turns cost today (UTC), as the runtime reported
-    turn_state: str  # idle, starting, thinking, tool, waiting_recv, waiting_operator
+    turn_state: str  # idle, queued, starting, thinking, tool, waiting_recv, waiting_operator
+    queue_reason: str  # queued: why the turn waits (hive.actors.admission); else ""
     turn_id: int | None
     active_model: str
     deployed_sha: str

@@ -124,7 +124,8 @@ let
         };
         persistent = mkOption {
           type = types.bool;
-          default = false;
+          default = true;
+          description = "One resident claude process for many turns (hive's default); false: one per turn.";
         };
         allowedRecipients = mkOption {
           type = types.nullOr (types.listOf types.str);

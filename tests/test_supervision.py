@@ -139,8 +139,51 @@ def test_the_tree_is_one_table_and_nothing_registers_itself_on_import() -> None:
         assert not hasattr(module, name), f"{module.__name__}.{name}"
     unfederated = SimpleNamespace(config=HiveConfig())
     tree = daemon.supervision_tree(unfederated, list)  # type: ignore[arg-type]
-    assert [spec.id for spec in tree] == ["store", "hub", "bus", "stats", "approvals", "attention"]
+    ids = [spec.id for spec in tree]
+    assert ids == ["store", "hub", "bus", "stats", "approvals", "attention", "admission"]
     assert all(spec.restart == "permanent" for spec in tree)
     assert "inject_fault" not in verb_table() and "inject_fault" in verb_table(True)
     assert {"version", "send", "restart", "approve", "spawn", "destroy"} <= set(verb_table())
     assert HiveConfig().tree_intensity == 10 and HiveConfig().tree_period == 60.0
+
+
+def test_a_dead_admission_actor_loses_no_queued_turn(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    """Its queue dies with it: the restarted one hears again from the agent that waits and
+    from the one in a turn (AdmissionRestarted), so the slot and the queue come back."""
+    hive = make_hive(ADMISSION_CONFIG, env=FAULTS)
+    hive.admin("send", to="holder", body="hold")
+    hive.wait_until(lambda: hive.status("holder")["turn_state"] == "waiting_recv", what="hold")
+    hive.admin("send", to="waiter", body="queued work")
+    hive.wait_until(lambda: hive.status("waiter")["turn_state"] == "queued", what="a queued turn")
+
+    hive.admin("inject_fault", target="admission")
+    hive.wait_until(lambda: "restarting admission" in hive.log_tail(200), what="the restart")
+    hive.admin("send", to="other", body="queued behind")
+    hive.wait_until(
+        lambda: "1 turn(s) ahead" in hive.status("other")["queue_reason"],
+        what="the restarted queue to hold both, in order",
+    )
+    hive.admin("send", to="holder", body="release")
+    for name in ("waiter", "other"):
+        hive.wait_until(lambda n=name: hive.status(n)["last_turn"], what=f"{name}'s turn")
+    assert [m["state"] for m in hive.messages("waiter")] == ["delivered"]
+
+
+ADMISSION_CONFIG = """
+[hive]
+max_concurrent_turns = 1
+
+[[agent]]
+name = "holder"
+[[agent.script]]
+match = "hold"
+do = [{op = "recv", wait = 60}]
+
+[[agent]]
+name = "waiter"
+
+[[agent]]
+name = "other"
+"""

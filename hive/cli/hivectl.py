@@ -117,7 +117,7 @@ def agent_lines(rows: Iterable[dict[str, Any]]) -> str:
                 r.get("active_model"),
                 r.get("inbox_depth"),
                 last_txt,
-                clip(r.get("status_text"), 40),
+                clip(r.get("queue_reason") or r.get("status_text"), 40),
             ]
         )
     return table(out, ["NAME", "STATE", "MODEL", "INBOX", "LAST TURN", "STATUS"])

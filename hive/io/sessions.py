@@ -106,6 +106,9 @@ class Sessions:
     def __init__(self, bridge: IoBridge) -> None:
         self.bridge = bridge
         self.by_agent: dict[str, Session] = {}
+        # Closed (EOF sent) but not exited yet: their memory is still in use
+        # (hive.io.turns.TurnRunner.leaders counts it for the turn admission).
+        self.closing: set[Session] = set()
 
     async def play(
         self,
@@ -211,15 +214,19 @@ class Sessions:
         session.retire = True
         if self.by_agent.get(session.agent) is session:
             del self.by_agent[session.agent]
+        self.closing.add(session)
         try:
             await session.stdin.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        with trio.move_on_after(CLOSE_GRACE_SECONDS):
+        try:
+            with trio.move_on_after(CLOSE_GRACE_SECONDS):
+                await session.exited.wait()
+                return
+            signal_group(session.process, signal.SIGKILL)
             await session.exited.wait()
-            return
-        signal_group(session.process, signal.SIGKILL)
-        await session.exited.wait()
+        finally:
+            self.closing.discard(session)
 
     async def _serve(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import trio
 
 from hive.io.bridge import IoBridge
 from hive.io.group import open_group, run_group
+from hive.io.memory import tree_rss
 from hive.io.sessions import SessionRuntime, Sessions
 from hive.io.streams import (
     STDERR_TAIL_LINES,
@@ -57,6 +59,7 @@ class _Running:
     turn_id: int
     process: trio.Process | None = None
     cancelled: bool = False
+    asked_at: float = 0.0  # perf_counter when the Agent asked for the turn (start)
 
 
 class TurnRunner:
@@ -91,7 +94,8 @@ class TurnRunner:
         ``close_session``: why a session process the agent may have left must be closed
         before the turn plays in a process of its own (the Agent decided: it is no longer
         persistent; "": none is closed)."""
-        self.bridge.spawn(self._run, turn, on_event, on_end, fresh_process, close_session)
+        asked_at = time.perf_counter()
+        self.bridge.spawn(self._run, turn, on_event, on_end, fresh_process, close_session, asked_at)
 
     def cancel(self, agent: str) -> None:
         self.bridge.call_soon(self._cancel, agent)
@@ -101,7 +105,30 @@ class TurnRunner:
         (from an actor thread: the Agent or the Supervisor decided)."""
         self.bridge.spawn(self.sessions.close_idle, agent, why)
 
+    def sample_memory(self, on_sample: Callable[[dict[str, int]], None]) -> None:
+        """Measure every agent's process trees (turn and session processes) in /proc, off
+        the trio thread, and hand ``{agent: bytes}`` to ``on_sample`` (from an actor
+        thread: the Admission actor asks)."""
+        self.bridge.spawn(self._sample_memory, on_sample)
+
     # --- trio thread ---------------------------------------------------------------------
+
+    def leaders(self) -> dict[str, list[int]]:
+        """The processes that head each agent's trees: its turn's, its session's."""
+        out: dict[str, list[int]] = {}
+        for agent, state in self.running.items():
+            if state.process is not None and state.process.returncode is None:
+                out.setdefault(agent, []).append(state.process.pid)
+        sessions = [*self.sessions.by_agent.values(), *self.sessions.closing]
+        for session in sessions:
+            if session.alive and session.process.pid not in out.get(session.agent, ()):
+                out.setdefault(session.agent, []).append(session.process.pid)
+        return out
+
+    async def _sample_memory(self, on_sample: Callable[[dict[str, int]], None]) -> None:
+        leaders = self.leaders()
+        sizes = await trio.to_thread.run_sync(tree_rss, leaders) if leaders else {}
+        on_sample(sizes)
 
     def _cancel(self, agent: str) -> None:
         r = self.running.get(agent)
@@ -124,9 +151,10 @@ class TurnRunner:
         on_end: Callable[[TurnOutcome], None],
         fresh_process: str,
         close_session: str,
+        asked_at: float = 0.0,
     ) -> None:
         agent = turn.agent.name
-        state = _Running(turn.turn_id)
+        state = _Running(turn.turn_id, asked_at=asked_at or time.perf_counter())
         self.running[agent] = state
         capped = EventCap(on_event, self.max_turn_events, self.max_turn_event_bytes)
         try:
@@ -155,11 +183,11 @@ class TurnRunner:
     ) -> TurnOutcome:
         runtime = get_runtime(turn.agent.runtime)
         sandbox = get_sandbox(turn.agent.sandbox)
-        # Off the trio thread: prepare() walks what the agent's dir holds (100k files in
-        # state/ once stalled every agent and socket ~1 s per turn). Agents prepare
-        # concurrently (hive.sandboxes.uids locks the uid allocation).
-        await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
         if turn.agent.persistent and isinstance(runtime, SessionRuntime):
+            # Off the trio thread: prepare() walks what the agent's dir holds (100k files
+            # in state/ once stalled every agent and socket ~1 s per turn). Agents prepare
+            # concurrently (hive.sandboxes.uids locks the uid allocation).
+            await trio.to_thread.run_sync(sandbox.prepare, turn.agent, turn.paths)
             return await self.sessions.play(turn, state, runtime, sandbox, on_event, fresh_process)
         leftover = self.sessions.by_agent.get(turn.agent.name)
         if close_session and leftover is not None:
@@ -176,16 +204,18 @@ class TurnRunner:
         on_event: Callable[[TurnEvent], None],
     ) -> TurnOutcome:
         """Play ``turn`` in a process of its own, and classify how it ended."""
-        # build reads and writes the agent's session file: off the trio thread.
-        built = await trio.to_thread.run_sync(runtime.build, turn)
-        spec = sandbox.wrap(built, turn.agent, turn.paths)
+        # One worker-thread hop for all that comes before the process (prepare walks the
+        # agent's dir, build reads and writes its session file): both off the trio thread.
+        spec, timings = await trio.to_thread.run_sync(_prepare_and_build, sandbox, runtime, turn)
         if state.cancelled:
             return TurnOutcome(ExitClass.CANCELLED, "cancelled before start")
         process = await open_group(spec, stdin_pipe=spec.stdin is not None)
         state.process = process
         if state.cancelled:  # the cancel came while the process was starting
             signal_group(process, signal.SIGTERM)
-        on_event(TurnEvent("process", {"pid": process.pid, "persistent": False}))
+        # What hive added between the Agent's decision and the process: the bench reads it.
+        timings["hive_ms"] = round((time.perf_counter() - state.asked_at) * 1000, 3)
+        on_event(TurnEvent("process", {"pid": process.pid, "persistent": False, **timings}))
         events = EventLog()
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         await _watch(process, spec, turn, runtime, events, stderr_tail, on_event)
@@ -196,6 +226,19 @@ class TurnRunner:
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
+
+
+def _prepare_and_build(
+    sandbox: Sandbox, runtime: Runtime, turn: TurnInput
+) -> tuple[ProcessSpec, dict[str, float]]:
+    """A per-turn process's spec, from a worker thread: the sandbox prepared, the command
+    built and wrapped; and what each step took (ms)."""
+    t0 = time.perf_counter()
+    sandbox.prepare(turn.agent, turn.paths)
+    t1 = time.perf_counter()
+    spec = sandbox.wrap(runtime.build(turn), turn.agent, turn.paths)
+    t2 = time.perf_counter()
+    return spec, {"prepare_ms": round((t1 - t0) * 1000, 3), "build_ms": round((t2 - t1) * 1000, 3)}
 
 
 async def _watch(

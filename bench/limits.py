@@ -1,0 +1,205 @@
+"""The host's own limits, measured in the same run as the benchmark that compares with them.
+
+A figure like "55,000 msg/s" says little without what the same machine does bare, at the
+same moment: SQLite's FULL commits (one row per commit, and 100 rows per commit), a unix
+socket round trip with msgpack frames under trio, a bare ``claude -p`` start with no MCP
+server at all, 1,000 bare pykka actors. Each benchmark measures the ones it is bound by
+and prints its figures as ratios to them (``bench.common.ratio``); a shared machine then
+moves both sides together.
+
+    .venv/bin/python -m bench.limits     # all of them, printed
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+import trio
+
+import bench.common  # noqa: F401  (puts the repository on sys.path)
+from hive.wire import FrameDecoder, encode_frame
+
+ROWS_PER_BATCH = 100
+
+
+@dataclass(frozen=True)
+class SqliteLimits:
+    single_commits_per_s: float  # WAL, synchronous=FULL, one row per transaction
+    batched_rows_per_s: float  # the same, ROWS_PER_BATCH rows per transaction
+
+    def line(self) -> str:
+        return (
+            f"SQLite WAL FULL here, now: {self.single_commits_per_s:,.0f} 1-row commits/s, "
+            f"{self.batched_rows_per_s:,.0f} rows/s in {ROWS_PER_BATCH}-row commits"
+        )
+
+
+def sqlite_limits(seconds: float = 1.0) -> SqliteLimits:
+    """SQLite's FULL commit rates on this disk, now (a table like the messages table)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = apsw.Connection(str(Path(tmp) / "limit.db"))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, sender TEXT, body TEXT)")
+        body = "x" * 64
+        single = _rate(seconds, lambda i: _commit(conn, [(i, "a", body)]))
+        batched = ROWS_PER_BATCH * _rate(
+            seconds,
+            lambda i: _commit(
+                conn,
+                [(10_000_000 + i * ROWS_PER_BATCH + k, "a", body) for k in range(ROWS_PER_BATCH)],
+            ),
+        )
+        conn.close()
+    return SqliteLimits(single, batched)
+
+
+def _commit(conn: apsw.Connection, rows: list[tuple[int, str, str]]) -> None:
+    with conn:
+        conn.executemany("INSERT INTO m VALUES (?, ?, ?)", rows)
+
+
+def _rate(seconds: float, step: object) -> float:
+    assert callable(step)
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < seconds and n < 1_000_000:
+        step(n)
+        n += 1
+    return n / elapsed
+
+
+@dataclass(frozen=True)
+class SocketLimits:
+    median_ms: float
+    p99_ms: float
+
+    def line(self) -> str:
+        return (
+            f"bare unix-socket msgpack round trip (trio) here, now: median "
+            f"{self.median_ms * 1000:.0f} us, p99 {self.p99_ms * 1000:.0f} us"
+        )
+
+
+def socket_limits(round_trips: int = 3000) -> SocketLimits:
+    """A request/response over a unix socket with hive's frames, both ends under trio."""
+    return trio.run(_socket_rtts, round_trips)
+
+
+async def _socket_rtts(round_trips: int) -> SocketLimits:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "echo.sock")
+        listener = trio.socket.socket(trio.socket.AF_UNIX)
+        await listener.bind(path)
+        listener.listen()
+        times: list[float] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_echo, trio.SocketListener(listener))
+            stream = await trio.open_unix_socket(path)
+            decoder = FrameDecoder()
+            frame = encode_frame({"op": "recv", "id": 1, "args": {"wait_seconds": 0}})
+            for _ in range(round_trips):
+                t0 = time.perf_counter()
+                await stream.send_all(frame)
+                got: list[object] = []
+                while not got:
+                    got = list(decoder.feed(await stream.receive_some(65536)))
+                times.append((time.perf_counter() - t0) * 1000)
+            await stream.aclose()
+            nursery.cancel_scope.cancel()
+    times.sort()
+    return SocketLimits(statistics.median(times), times[int(len(times) * 0.99)])
+
+
+async def _echo(listener: trio.SocketListener) -> None:
+    stream = await listener.accept()
+    decoder = FrameDecoder()
+    reply = encode_frame({"id": 1, "ok": True, "result": {"messages": []}})
+    while data := await stream.receive_some(65536):
+        for _ in decoder.feed(data):
+            await stream.send_all(reply)
+
+
+def claude_start_ms(runs: int = 3) -> float:
+    """A bare ``claude -p`` with no MCP server: process start -> its model request at the
+    fake API, median ms. What every per-turn process pays before hive adds anything."""
+    from tests.claude_cli import claude_bin
+    from tests.fake_anthropic import FakeAnthropic, Hang, Text
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp, FakeAnthropic(default=Text("ok")) as api:
+        env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "CLAUDE_CONFIG_DIR": tmp, **api.env()}
+        argv = [claude_bin(), "-p", "--model", "claude-bench", "--output-format", "stream-json",
+                "--verbose", "--strict-mcp-config", "--setting-sources", ""]  # fmt: skip
+        for _ in range(runs + 1):  # the first warms the page cache
+            api.script(Hang(then=Text("ok")))
+            seen = len(api.requests)
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env=env, cwd=tmp,
+            )  # fmt: skip
+            assert proc.stdin is not None
+            proc.stdin.write(b"hello")
+            proc.stdin.close()
+            api.wait_for_requests(seen + 1, timeout=60)
+            times.append((time.perf_counter() - t0) * 1000)
+            api.release()
+            proc.wait(timeout=60)
+    return statistics.median(times[1:])
+
+
+@dataclass(frozen=True)
+class ActorLimits:
+    start_ms: float
+    rss_mib: float
+
+    def line(self) -> str:
+        return (
+            f"1,000 bare pykka actors here, now: start {self.start_ms:.0f} ms, "
+            f"+{self.rss_mib:.0f} MiB RSS"
+        )
+
+
+def actor_limits(count: int = 1000) -> ActorLimits:
+    """Start ``count`` bare pykka actors (256 KiB stacks, as the daemon does) in a child
+    process: the floor under 'N idle agents'."""
+    out = subprocess.run(
+        [sys.executable, "-c", _ACTORS.format(count=count)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    start_ms, rss_mib = (float(x) for x in out.stdout.split())
+    return ActorLimits(start_ms, rss_mib)
+
+
+_ACTORS = """
+import threading, time, pykka
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
+threading.stack_size(256 * 1024)
+class A(pykka.ThreadingActor):
+    pass
+before = rss()
+t0 = time.perf_counter()
+refs = [A.start() for _ in range({count})]
+took = (time.perf_counter() - t0) * 1000
+print(took, rss() - before)
+pykka.ActorRegistry.stop_all()
+"""
+
+
+def main() -> None:
+    print(sqlite_limits().line())
+    print(socket_limits().line())
+    print(actor_limits().line())
+    print(f"bare claude -p start (no MCP server) -> model request: {claude_start_ms():.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
