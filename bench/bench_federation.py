@@ -5,7 +5,9 @@ JetStream, all on loopback, all started by this script.
 
 - latency: alpha's `src` sends to `dst@beta`, which waits in a recv; closed loop (the next
   send once the last arrived). Against local delivery (`src` -> `loc` on alpha) and a
-  bare nats-py request/reply on the same server, measured in the same run.
+  bare nats-py request/reply on the same server, measured in the same run. Also against
+  the durable floor: the same durable steps done bare (SQLite commit, JetStream file-stored
+  publish, SQLite commit), which the bare round trip (no disk) does not pay.
   Goal (issue 13): p99 <= 3x the bare NATS round trip.
 - throughput: 1, 10 and 50 senders on alpha pipeline sends to beta; time until beta has
   stored them all. Goal: >= 10,000 msg/s.
@@ -20,6 +22,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import trio
@@ -85,6 +88,45 @@ def bare_nats(url: str, n: int) -> list[float]:
         return out
 
     return asyncio.run(run())
+
+
+def durable_floor(url: str, root: Path, n: int) -> list[float]:
+    """ms for the durable steps a cross-hive message takes, bare: a SQLite commit (FULL,
+    WAL, as the store opens it), a JetStream publish to a file-stored stream awaiting its
+    PubAck, and a second commit in another database. No hive code, no hops between threads:
+    what durability alone costs on this machine, in this run."""
+    from hive.store import connect
+
+    dbs = [connect(root / f"floor-{side}.db") for side in ("sender", "receiver")]
+    for db in dbs:
+        db.execute("CREATE TABLE IF NOT EXISTS m (id INTEGER PRIMARY KEY, body BLOB)")
+
+    def commit(db: Any, i: int) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO m (id, body) VALUES (?, ?)", (i, b"x" * 64))
+        db.execute("COMMIT")
+
+    async def run() -> list[float]:
+        import nats
+
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await js.add_stream(name="BENCH_FLOOR", subjects=["bench.floor"])  # file storage
+        out = []
+        for i in range(n):
+            t = time.perf_counter()
+            commit(dbs[0], i)
+            await js.publish("bench.floor", b"x" * 64, timeout=5)
+            commit(dbs[1], i)
+            out.append((time.perf_counter() - t) * 1000)
+        await nc.close()
+        return out
+
+    try:
+        return asyncio.run(run())
+    finally:
+        for db in dbs:
+            db.close()
 
 
 def throughput(alpha: RunningHive, beta: RunningHive, senders: int, total: int) -> float:
@@ -167,17 +209,24 @@ def main() -> None:
 def run(
     args: argparse.Namespace, server: NatsServer, alpha: RunningHive, beta: RunningHive
 ) -> None:
+    server_root = alpha.root.parent
     n = args.latency_count
     trio.run(closed_loop, alpha, beta, "dst@beta", 20)  # warm up the link
     cross = trio.run(closed_loop, alpha, beta, "dst@beta", n)
     local = trio.run(closed_loop, alpha, alpha, "loc", n)
     bare = bare_nats(server.url, n)
+    floor = durable_floor(server.url, server_root, n)
     print(f"latency, send -> waiting recv, closed loop, {n} messages (ms)")
-    for label, lat in (("cross-hive", cross), ("local", local), ("bare NATS req/reply", bare)):
+    rows = (("cross-hive", cross), ("local", local), ("bare NATS req/reply", bare),
+            ("durable floor", floor))  # fmt: skip
+    for label, lat in rows:
         print(f"  {label:20s} p50 {median(lat):7.3f}   p99 {percentile(lat, 99):7.3f}")
     vs = percentile(cross, 99) / percentile(bare, 99)
     print(f"  cross-hive p99 / bare NATS p99 = {vs:.1f}x (goal <= {GOAL_P99_VS_BARE:g}x: "
           f"{ratio(vs, GOAL_P99_VS_BARE)} of it)")  # fmt: skip
+    vs_floor = percentile(cross, 99) / percentile(floor, 99)
+    print(f"  cross-hive p99 / durable floor p99 = {vs_floor:.1f}x "
+          f"(p50 {median(cross) / median(floor):.1f}x)")  # fmt: skip
     for senders in (1, 10, 50):
         rate = throughput(alpha, beta, senders, args.throughput_total)
         goal = f"{ratio(rate, GOAL_MSG_S)} of the {GOAL_MSG_S} goal"

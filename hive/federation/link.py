@@ -11,10 +11,12 @@ hive.actors.forwarder and hive.actors.fed_inbox). docs/federation.md says why a 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,10 @@ from hive.federation.settings import FederationConfig
 log = logging.getLogger(__name__)
 
 FETCH_BATCH = 256
+# Fetched batches on their way to the store at once: the next fetch overlaps the last
+# batch's commit (the receiving actor and the Store keep their order; the consumer's
+# max_ack_pending bounds what is out).
+BATCHES_IN_FLIGHT = 4
 NAK_DELAY = 0.2  # an early message (an earlier one is coming again) waits this long
 # JetStream redelivers a message not settled within this. Short, because a delivery lost
 # on the way (a reconnect) holds back every later message of its link until then; a
@@ -93,6 +99,12 @@ class NatsLink:
         self.fleet: dict[str, dict[str, Any]] = {}
         self._on_control: ControlHandler | None = None
         self._results: dict[PublishedBatch, list[tuple[Any, bool, str]]] = {}
+        # Publishes waiting for their PubAck, by reply token: the PubAcks come back on
+        # one subscription of this link's own (no request, task or timer per message).
+        self._pubacks: dict[str, tuple[Any, PublishedBatch]] = {}
+        self._puback_prefix = ""
+        self._next_token = 0
+        self._publishing: asyncio.Lock | None = None  # batches go out whole, in order
 
     # --- called from any thread ----------------------------------------------------------
 
@@ -143,12 +155,10 @@ class NatsLink:
             pass  # closed: JetStream redelivers them to the next run
 
     def _start_publishing(self, items: list[Publication], done: PublishedBatch) -> None:
-        for p in items:
-            self._loop.create_task(self._publish(p, done))
+        self._loop.create_task(self._publish_batch(items, done))
 
     def _start_settling(self, items: list[tuple[Incoming, bool]]) -> None:
-        for item, stored in items:
-            self._loop.create_task(self._settle(item, stored))
+        self._loop.create_task(self._settle_batch(items))
 
     def _report(self, done: PublishedBatch, result: tuple[Any, bool, str]) -> None:
         waiting = self._results.setdefault(done, [])
@@ -297,6 +307,7 @@ class NatsLink:
     async def _consume(self, psub: Any) -> None:
         import nats.errors
 
+        unsettled: deque[_Batch] = deque()
         while True:
             if not self.connected:
                 # A pull request the client buffered while it reconnects would reach the
@@ -316,38 +327,88 @@ class NatsLink:
             if not self._deliver(items):
                 self._start_settling([(item, False) for item in items])
                 continue
+            unsettled.append(batch)
+            await self._wait_for_room(unsettled)
+
+    async def _wait_for_room(self, unsettled: deque[_Batch]) -> None:
+        """Fetch again at once unless BATCHES_IN_FLIGHT batches are still unsettled."""
+        while unsettled and unsettled[0].done.is_set():
+            unsettled.popleft()
+        while len(unsettled) >= BATCHES_IN_FLIGHT:
             try:
-                await asyncio.wait_for(batch.done.wait(), ACK_WAIT)
+                await asyncio.wait_for(unsettled[0].done.wait(), ACK_WAIT)
             except TimeoutError:
                 log.warning("federation: a fetched batch was not settled in %gs", ACK_WAIT)
+            unsettled.popleft()
 
-    async def _settle(self, item: Incoming, stored: bool) -> None:
-        try:
-            if stored:
-                await item.msg.ack()
-            else:
-                await item.msg.nak(delay=NAK_DELAY)
-        except Exception as exc:  # JetStream redelivers it: the store keeps one copy
-            log.debug("federation: settling a message: %r", exc)
-        finally:
-            item.batch.settled()
+    async def _settle_batch(self, items: list[tuple[Incoming, bool]]) -> None:
+        for item, stored in items:
+            try:
+                if stored:
+                    await item.msg.ack()
+                else:
+                    await item.msg.nak(delay=NAK_DELAY)
+            except Exception as exc:  # JetStream redelivers it: the store keeps one copy
+                log.debug("federation: settling a message: %r", exc)
+            finally:
+                item.batch.settled()
 
-    async def _publish(self, p: Publication, done: PublishedBatch) -> None:
+    async def _publish_batch(self, items: list[Publication], done: PublishedBatch) -> None:
         if self._js is None or not self.connected:
             # Not handed to the client to buffer while it reconnects: the outbox holds
-            # it, and the Forwarder tries again (a partition's worth of buffered
+            # them, and the Forwarder tries again (a partition's worth of buffered
             # repeats would only slow the drain when the link returns).
-            self._report(done, (p.token, False, "not connected to NATS"))
+            for p in items:
+                self._report(done, (p.token, False, "not connected to NATS"))
+            return
+        if self._publishing is None:
+            self._publishing = asyncio.Lock()
+        async with self._publishing:  # FIFO: a link's batches reach NATS in order
+            if not self._puback_prefix:
+                prefix = self._nc.new_inbox() + "."
+                await self._nc.subscribe(prefix + "*", cb=self._on_puback)
+                self._puback_prefix = prefix
+            tokens = []
+            for p in items:
+                self._next_token += 1
+                token = str(self._next_token)
+                self._pubacks[token] = (p.token, done)
+                tokens.append(token)
+                try:
+                    await self._nc.publish(
+                        p.subject, p.payload, reply=self._puback_prefix + token,
+                        headers={"Nats-Msg-Id": p.msg_id},
+                    )  # fmt: skip
+                except Exception as exc:
+                    self._fail_publish(token, f"{type(exc).__name__}: {exc}")
+        # One timer for the batch: a PubAck not back by then is a failed publish.
+        self._loop.call_later(self.fed.publish_timeout, self._expire_publishes, tokens)
+
+    def _expire_publishes(self, tokens: list[str]) -> None:
+        for token in tokens:
+            self._fail_publish(token, "no PubAck within publish_timeout")
+
+    def _fail_publish(self, token: str, why: str) -> None:
+        waiting = self._pubacks.pop(token, None)
+        if waiting is not None:
+            self._report(waiting[1], (waiting[0], False, why))
+
+    async def _on_puback(self, msg: Any) -> None:
+        waiting = self._pubacks.pop(msg.subject[len(self._puback_prefix) :], None)
+        if waiting is None:
+            return  # it timed out already: the Forwarder publishes it again
+        token, done = waiting
+        if msg.headers and msg.headers.get("Status") == "503":
+            self._report(done, (token, False, "no stream answers on this subject"))
             return
         try:
-            await self._js.publish(
-                p.subject, p.payload, timeout=self.fed.publish_timeout,
-                headers={"Nats-Msg-Id": p.msg_id},
-            )  # fmt: skip
-        except Exception as exc:
-            self._report(done, (p.token, False, f"{type(exc).__name__}: {exc}"))
-            return
-        self._report(done, (p.token, True, ""))
+            answer = json.loads(msg.data)
+        except ValueError:
+            answer = {"error": {"description": f"not a PubAck: {msg.data[:80]!r}"}}
+        if isinstance(answer, dict) and "error" in answer:
+            self._report(done, (token, False, f"JetStream: {answer['error']}"))
+        else:
+            self._report(done, (token, True, ""))
 
     # --- the fleet view and operator requests ----------------------------------------------
 
