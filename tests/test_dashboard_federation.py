@@ -123,7 +123,16 @@ def test_a_refused_remote_action_shows_as_its_outcome(
         outcome = page.locator('tr[data-agent="alice@alpha"] .outcome.error')
         outcome.wait_for()
         assert "does not take operator requests from hive 'beta'" in outcome.inner_text()
-    assert alpha.row("alice")["paused"] is False
+        assert alpha.row("alice")["paused"] is False
+        # alpha goes away: its row stays (its last fleet row), the link says so, and an
+        # action on it says that alpha does not answer.
+        alpha.hive.terminate()
+        page.wait_for_selector('#link-rows tr[data-hive="alpha"] td.down:text-is("no news")',
+                               timeout=30_000)  # fmt: skip
+        page.click('tr[data-agent="alice@alpha"] button[data-op=kick]')
+        page.wait_for_selector(
+            'tr[data-agent="alice@alpha"] .outcome.error:has-text("does not answer")'
+        )
 
 
 def test_remote_names_through_the_api_fail_clearly(
