@@ -21,6 +21,7 @@ from hive.telemetry import select_stats, summarize
 from hive.ui import logs
 from hive.ui.calls import ApiError, ask, call_verb, has_verb, one_agent
 from hive.ui.context import dashboard
+from hive.ui.remote import REMOTE_ROW_OPS, Target, check_hive_known, fleet_reply, target
 from hive.ui.schemas import (
     AgentList,
     AnswerBody,
@@ -31,6 +32,7 @@ from hive.ui.schemas import (
     DestroyBody,
     Events,
     EventsQuery,
+    Fleet,
     History,
     HistoryQuery,
     Inbox,
@@ -90,6 +92,18 @@ def _known_agent(name: str) -> str:
     if ctx.refs.get(ctx.agent_ref_name(name)) is None:
         raise ApiError(404, "unknown_agent", f"no agent named '{name}'")
     return name
+
+
+def _acted_on(name: str, op: str) -> Target:
+    """The agent a row action names: one of this hive (it must exist here), or
+    ``bob@beta``, whose hive checks it (for the ops another hive runs for us)."""
+    who = target(dashboard().ctx, name)
+    if who.hive is None:
+        _known_agent(who.agent)
+    elif op not in REMOTE_ROW_OPS:
+        can = ", ".join(REMOTE_ROW_OPS)
+        raise ApiError(400, "not_remote", f"'{op}' cannot be asked of another hive ({can} can)")
+    return who
 
 
 async def _body() -> dict[str, Any]:
@@ -198,10 +212,15 @@ async def agent_messages(name: str, query: MessagesQuery) -> Messages:
 @typed
 async def send_message(name: str, body: SendBody) -> Result:
     """Send a message to the agent as the operator."""
-    name = _known_agent(name)
+    ctx = dashboard().ctx
+    who = target(ctx, name)
+    if who.hive is None:
+        _known_agent(who.agent)
     if not body.body.strip():
         raise ApiError(400, "bad_request", "the message is empty")
-    args = {"to": name, "body": body.body}
+    if who.hive is not None:
+        check_hive_known(ctx, who.hive)
+    args = {"to": who.address, "body": body.body}
     result: Result = await call_verb(dashboard().ctx, "send", args)
     return result
 
@@ -210,9 +229,9 @@ async def send_message(name: str, body: SendBody) -> Result:
 @typed
 async def kick(name: str, body: KickBody) -> Result:
     """Wake the agent for a turn"""
-    name = _known_agent(name)
-    args = {"names": [name], "note": body.note or ""}
-    result: Result = one_agent(await call_verb(dashboard().ctx, "kick", args), name)
+    who = _acted_on(name, "kick")
+    args = {"names": [who.address], "note": body.note or ""}
+    result: Result = one_agent(await call_verb(dashboard().ctx, "kick", args), who.agent)
     return result
 
 
@@ -252,8 +271,19 @@ async def control(name: str, op: str) -> Result:
     names, for this one agent."""
     if op not in CONTROL_OPS:
         raise ApiError(404, "not_found", f"unknown agent operation '{op}'")
-    name = _known_agent(name)
-    result: Result = one_agent(await call_verb(dashboard().ctx, op, {"names": [name]}), name)
+    who = _acted_on(name, op)
+    result: Result = one_agent(
+        await call_verb(dashboard().ctx, op, {"names": [who.address]}), who.agent
+    )
+    return result
+
+
+@api.get("/fleet")
+@typed
+async def fleet() -> Fleet:
+    """Every hive of the federation: its agents and its link's health (connected, round
+    trip, outbox depth per destination, consumer lag); ``hive`` null without federation"""
+    result: Fleet = fleet_reply(dashboard().ctx)  # type: ignore[assignment]
     return result
 
 

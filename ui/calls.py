@@ -42,6 +42,13 @@ _STATUS = {
     "store_failed": 503,
     "conflict": 409,
     "timeout": 504,
+    "not_federated": 400,
+    "not_remote": 400,
+    "unknown_hive": 404,
+    "not_authorized": 403,
+    "hive_unreachable": 503,
+    "hive_timeout": 504,
+    "nats_unavailable": 503,
 }
 
 

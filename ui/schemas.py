@@ -244,6 +244,25 @@ class AgentList(TypedDict):
     agents: list[AgentStatus]
 
 
+class FleetHive(TypedDict):
+    """One hive's row of the fleet view: its link's health and its agents' status rows."""
+
+    hive: str
+    connected: bool
+    rtt: float | None
+    lag: int
+    outbox: dict[str, int]
+    age: float
+    agents: list[dict[str, Any]]
+
+
+class Fleet(TypedDict):
+    """This hive's name (null: no federation) and every hive's row, this hive's first."""
+
+    hive: str | None
+    hives: list[FleetHive]
+
+
 class ModelReply(TypedDict):
     """An agent's active model."""
 

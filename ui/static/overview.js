@@ -9,6 +9,7 @@
   const mine = new Set();  // questions this page answered (not "answered elsewhere")
   const drafts = new Map();
   let features = {};
+  let ownHive = "";        // this hive's name in the federation; "" without [federation]
 
   // --- agents ---------------------------------------------------------------------------------
   // Why an agent is not working, and what the operator can do about it: the last turn's
@@ -30,9 +31,13 @@
     return {text: d.status_text || "", stuck: false};
   }
 
-  function makeRow(name) {
+  // A remote agent's row (key "bob@beta") has no page here (its store is on its hive):
+  // its name is plain text, and only the actions its hive runs for us are offered.
+  function makeRow(name, remote) {
     const cells = {
-      name: el("a", {href: `/agents/${name}`, class: "agent-link", text: name}),
+      name: remote ? el("span", {class: "remote-name", text: name})
+                   : el("a", {href: `/agents/${name}`, class: "agent-link", text: name}),
+      hive: el("span", {class: "chip hive"}),
       badge: el("span", {class: "badge"}),
       model: el("span", {class: "chip model"}),
       turn: el("span", {class: "chip turn"}),
@@ -58,13 +63,14 @@
     });
     cells.fix.addEventListener("click", () => control(name, cells.fix.dataset.op, cells.fix));
     cells.nameCell = el("td", {class: "name"}, cells.name);
-    const tr = el("tr", {dataset: {agent: name}},
-      cells.nameCell, el("td", {}, cells.badge), el("td", {}, cells.model),
+    const tr = el("tr", {dataset: {agent: name}, class: remote ? "remote" : ""},
+      cells.nameCell, el("td", {class: "hive-col"}, cells.hive),
+      el("td", {}, cells.badge), el("td", {}, cells.model),
       el("td", {}, cells.turn), el("td", {class: "why"}, cells.status, " ", cells.hint),
       el("td", {class: "num"}, cells.inbox), el("td", {class: "num"}, cells.cost),
-      el("td", {class: "actions"}, cells.fix, act("cancel", true), cells.pause, act("kick", false),
-         act("restart", true), cells.result));
-    return {tr, cells, data: null};
+      el("td", {class: "actions"}, cells.fix, remote ? "" : act("cancel", true), cells.pause,
+         act("kick", false), act("restart", true), cells.result));
+    return {tr, cells, data: null, remote};
   }
 
   async function control(name, op, button) {
@@ -72,8 +78,9 @@
     const before = entry ? entry.data : null;
     button.disabled = true;
     try {
-      const result = await api("POST", `/api/agents/${name}/${op}`, {});
+      const result = await api("POST", `/api/agents/${encodeURIComponent(name)}/${op}`, {});
       if (entry) flash(entry.cells.result, Hive.outcome(op, result, before));
+      if (entry && entry.remote) loadFleetSoon(300);  // its hive's next row shows the change
     } catch (e) {
       if (entry) flash(entry.cells.result, `${op}: ${e.message}`, true);
     } finally {
@@ -98,7 +105,9 @@
     setText(c.model, d.active_model || "");
     setText(c.turn, lastTurnText(d.last_turn));
     setClass(c.turn, `chip turn exit-${d.last_turn ? d.last_turn.exit_class : "none"}`);
-    const w = why(d);
+    setText(c.hive, d.hive || "");
+    setClass(c.hive, d.hive && d.hive === ownHive ? "chip hive local" : "chip hive");
+    const w = entry.remote ? {...why(d), op: "", hint: ""} : why(d);
     setText(c.status, w.text);
     setClass(c.status, w.stuck ? "status stuck" : "status");
     setAttr(c.status, "title", w.stuck ? w.text : d.status_set_at ? `set ${Hive.ago(d.status_set_at)}` : w.text);
@@ -150,7 +159,7 @@
     const out = [];
     const seen = new Set();
     const walk = (parent, depth) => {
-      for (const name of (children.get(parent) || []).sort()) {
+      for (const name of (children.get(parent) || []).sort(byHive)) {
         if (seen.has(name)) continue;
         seen.add(name);
         out.push([name, depth]);
@@ -162,8 +171,15 @@
     return out;
   }
 
+  // This hive's agents first, then each other hive's by hive name; by name within a hive.
+  function byHive(a, b) {
+    const ra = rows.get(a), rb = rows.get(b);
+    return (ra.remote - rb.remote) || (ra.data.hive || "").localeCompare(rb.data.hive || "") ||
+      a.localeCompare(b);
+  }
+
   function sortedOrder(key) {
-    const names = Array.from(rows.keys()).sort();
+    const names = Array.from(rows.keys()).sort(byHive);
     const data = (n) => rows.get(n).data;
     const rank = (n) => { const i = STATE_ORDER.indexOf(rows.get(n).state); return i < 0 ? 99 : i; };
     const ended = (n) => (data(n).last_turn ? data(n).last_turn.ended_at : 0);
@@ -199,9 +215,11 @@
 
   function matches(entry, text) {
     if (stateFilter && entry.state !== stateFilter) return false;
+    const hive = document.getElementById("fleet-hive").value;
+    if (hive && entry.data.hive !== hive) return false;
     if (!text) return true;
     const d = entry.data;
-    return [d.name, d.parent, d.active_model, d.status_text, d.failed_reason]
+    return [d.name, d.parent, d.hive, d.active_model, d.status_text, d.failed_reason]
       .some((v) => (v || "").toLowerCase().includes(text));
   }
 
@@ -241,11 +259,12 @@
     }
   }
 
-  function upsertAgent(data) {
+  function upsertAgent(data, remote) {
+    if (!remote && ownHive) data = {...data, hive: ownHive};
     let entry = rows.get(data.name);
     const isNew = !entry;
     if (isNew) {
-      entry = makeRow(data.name);
+      entry = makeRow(data.name, remote);
       rows.set(data.name, entry);
     }
     const before = entry.data;
@@ -478,6 +497,78 @@
     draft: (key, d) => upsertItem(drafts, "drafts", key, d, draftCard, renderDraft),
   };
 
+  // --- the federation: other hives' agents, and every link's health ---------------------------
+  // /api/fleet is the fleet view the link reads from the JetStream bucket (each hive puts
+  // its row there every second), so it is polled; this hive's own rows come live, above.
+  let fleetTimer = null;
+  async function loadFleet() {
+    clearTimeout(fleetTimer);
+    fleetTimer = null;
+    let fleet;
+    try { fleet = await api("GET", "/api/fleet"); } catch (e) { loadFleetSoon(5000); return; }
+    if (!fleet.hive) return;  // no [federation]: nothing to show, nothing to poll
+    if (!ownHive) federate(fleet.hive);
+    const seen = new Set();
+    for (const h of fleet.hives) {
+      if (h.hive === ownHive) continue;
+      for (const row of h.agents) {
+        const key = `${row.name}@${h.hive}`;
+        seen.add(key);
+        upsertAgent({...row, name: key, agent: row.name, hive: h.hive,
+                     parent: row.parent ? `${row.parent}@${h.hive}` : ""}, true);
+      }
+    }
+    for (const [key, entry] of Array.from(rows)) if (entry.remote && !seen.has(key)) removeAgent(key);
+    renderLinks(fleet.hives);
+    hiveChoices(fleet.hives.map((h) => h.hive));
+    loadFleetSoon(2000);
+  }
+  function loadFleetSoon(ms) {
+    if (ownHive && !fleetTimer) fleetTimer = setTimeout(loadFleet, ms);
+    else if (ownHive && ms < 1000) { clearTimeout(fleetTimer); fleetTimer = setTimeout(loadFleet, ms); }
+  }
+
+  // This hive is federated: show the hive column, its filter and sort, and stamp local rows.
+  function federate(name) {
+    ownHive = name;
+    setClass(document.getElementById("agents"), "agents compact federated");
+    for (const node of document.querySelectorAll(".fed-only")) node.hidden = false;
+    document.getElementById("links-panel").hidden = false;
+    setText(document.getElementById("links-own"), `this hive: ${name}`);
+    for (const entry of rows.values()) {
+      if (!entry.remote) { entry.data = {...entry.data, hive: name}; renderRow(entry); }
+    }
+  }
+
+  function hiveChoices(hives) {
+    const select = document.getElementById("fleet-hive");
+    const have = Array.from(select.options).map((o) => o.value).slice(1);
+    if (have.join() === hives.join()) return;
+    const chosen = select.value;
+    select.replaceChildren(el("option", {value: "", text: "every hive"}),
+      ...hives.map((h) => el("option", {value: h, text: h === ownHive ? `${h} (this hive)` : h})));
+    select.value = hives.includes(chosen) ? chosen : "";
+  }
+
+  function renderLinks(hives) {
+    const ms = (s) => (s === null || s === undefined ? "–" : `${(s * 1000).toFixed(1)} ms`);
+    const outbox = (o) => {
+      const parts = Object.entries(o).filter(([, n]) => n > 0).map(([to, n]) => `${n} → ${to}`);
+      return parts.length ? parts.join(", ") : "0";
+    };
+    document.getElementById("link-rows").replaceChildren(...hives.map((h) => {
+      const stale = h.age > 10;  // a hive that stopped putting its row: its figures are old
+      return el("tr", {dataset: {hive: h.hive}},
+        el("th", {scope: "row", text: h.hive === ownHive ? `${h.hive} (this hive)` : h.hive}),
+        el("td", {class: h.connected && !stale ? "connected" : "down",
+                  text: stale ? "no news" : h.connected ? "yes" : "no"}),
+        el("td", {class: "rtt", text: ms(h.rtt)}),
+        el("td", {class: "outbox", text: outbox(h.outbox)}),
+        el("td", {class: "lag", text: String(h.lag)}),
+        el("td", {class: "age hint", text: `${Math.round(h.age)} s ago`}));
+    }));
+  }
+
   // --- history, scheduled prompts, spawn ------------------------------------------------------
   function historyLine(a) {
     const res = a.resolution || {};
@@ -541,10 +632,31 @@
   }
 
   function agentNames() {
-    const list = document.getElementById("agent-names");
-    const names = Array.from(rows.keys()).sort();
-    if (list.children.length !== names.length) {
-      list.replaceChildren(...names.map((n) => el("option", {value: n})));
+    const all = Array.from(rows.keys()).sort(byHive);
+    const local = all.filter((n) => !rows.get(n).remote);  // a parent is a local agent
+    for (const [id, names] of [["agent-names", local], ["send-names", all]]) {
+      const list = document.getElementById(id);
+      if (list.children.length !== names.length) {
+        list.replaceChildren(...names.map((n) => el("option", {value: n})));
+      }
+    }
+  }
+
+  // The send box: a local name or bob@beta (the outbox carries it to beta's store).
+  async function sendMessage(ev) {
+    ev.preventDefault();
+    const to = document.getElementById("send-to").value.trim();
+    const text = document.getElementById("send-text");
+    const result = document.getElementById("send-outcome");
+    setText(result, "sending…");
+    setClass(result, "hint");
+    try {
+      const r = await api("POST", `/api/agents/${encodeURIComponent(to)}/messages`, {body: text.value});
+      setText(result, `sent to ${to}${r.id !== undefined ? ` (#${r.id})` : ""}`);
+      text.value = "";
+    } catch (e) {
+      setText(result, `not sent: ${e.message}${e.code ? ` (${e.code})` : ""}`);
+      setClass(result, "hint outcome error");
     }
   }
 
@@ -552,7 +664,9 @@
   function snapshot(snap) {
     const items = snap.items || {};
     const names = new Set((items.agent || []).map((r) => r.name));
-    for (const name of Array.from(rows.keys())) if (!names.has(name)) removeAgent(name);
+    for (const [name, entry] of Array.from(rows)) {
+      if (!entry.remote && !names.has(name)) removeAgent(name);
+    }
     for (const row of items.agent || []) upsertAgent(row);
     for (const [kind, map] of [["approval", approvals], ["question", questions],
                                ["draft", drafts]]) {
@@ -573,6 +687,7 @@
 
   document.addEventListener("DOMContentLoaded", async () => {
     try { features = (await api("GET", "/api/session")).features || {}; } catch (e) { /* */ }
+    await loadFleet();  // first: local rows then arrive stamped with this hive's name
     Hive.stream(["agent", "approval", "question", "draft"],
                 {snapshot, update});
     setInterval(tickTtl, 1000);
@@ -586,6 +701,9 @@
     });
     document.getElementById("history-panel").addEventListener("toggle", loadHistory);
     document.getElementById("spawn-form").addEventListener("submit", spawnAgent);
+    document.getElementById("overview-send").addEventListener("submit", sendMessage);
+    document.getElementById("fleet-hive").addEventListener("change", applyFilter);
+
     loadScheduled();
     renderPending();
     loadCost();
