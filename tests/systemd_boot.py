@@ -142,6 +142,18 @@ def guard(mountinfo: str, unit_dir: str, pid: int, own_ns: str, host_ns: str) ->
     return problems
 
 
+KEEP_IN_NS = "/run/hive-test-keep"  # where kept host dirs wait while /tmp is covered
+HIDDEN_BY_TMPFS = ("/tmp", "/var/tmp")
+
+
+def paths_to_keep() -> list[str]:
+    """The checkout and the interpreter the tests run from, where the namespace's tmpfs
+    would hide them (a clone under /tmp, as CI may make): they are bound back in."""
+    wanted = sorted({str(REPO), os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)})
+    hidden = [p for p in wanted if any(p.startswith(t + "/") for t in HIDDEN_BY_TMPFS)]
+    return [p for p in hidden if not any(p.startswith(q + "/") for q in hidden if q != p)]
+
+
 def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 
@@ -152,6 +164,10 @@ def prepare_namespace(share: str) -> None:
     _mount("-t", "tmpfs", "-o", "mode=0755,nosuid,nodev", "tmpfs", "/run")
     os.makedirs(SHARE_IN_NS)
     _mount("--bind", share, SHARE_IN_NS)
+    kept = paths_to_keep()
+    for i, path in enumerate(kept):
+        os.makedirs(f"{KEEP_IN_NS}/{i}")
+        _mount("--rbind", path, f"{KEEP_IN_NS}/{i}")
     for path in OVERLAY_PATHS:
         layer = "/run/hive-test-overlay" + path
         os.makedirs(layer + "/upper")
@@ -162,6 +178,9 @@ def prepare_namespace(share: str) -> None:
         os.makedirs(path, exist_ok=True)
         mode = "1777" if "tmp" in path else "2755"
         _mount("-t", "tmpfs", "-o", f"mode={mode},nosuid,nodev", "tmpfs", path)
+    for i, path in enumerate(kept):
+        os.makedirs(path, exist_ok=True)
+        _mount("--rbind", f"{KEEP_IN_NS}/{i}", path)
     os.makedirs(UNIT_DIR)
     for name in units_to_mask():
         os.symlink("/dev/null", os.path.join(UNIT_DIR, name))
@@ -401,12 +420,16 @@ class BootedSystemd:
             "--config", HIVE_CONFIG_IN_NS,
             "--exec", str(VENV_BIN / "hive-supervisor"),
         ).stdout  # fmt: skip
+        kept = paths_to_keep()
+        # The unit's PrivateTmp would hide a checkout under /tmp from the daemon it starts.
+        checkout = "[Service]\nBindReadOnlyPaths=" + " ".join(kept) + "\n" if kept else ""
+        self.set_dropin(checkout, name="40-checkout.conf")
         self.set_dropin(dropin)
         return out
 
-    def set_dropin(self, text: str, unit: str = HIVE_UNIT) -> None:
-        """Replace the test's drop-in for ``unit`` (empty: none) and reload."""
-        path = self.path(f"{UNIT_DIR}/{unit}.d/50-test.conf")
+    def set_dropin(self, text: str, unit: str = HIVE_UNIT, name: str = "50-test.conf") -> None:
+        """Replace the test's drop-in ``name`` for ``unit`` (empty: none) and reload."""
+        path = self.path(f"{UNIT_DIR}/{unit}.d/{name}")
         if text:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)

@@ -6,7 +6,6 @@ keyboard reaches the fleet's controls."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +23,6 @@ from tests.ui_harness import (
 )
 
 __all__ = ["make_dashboard"]
-
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (.ci/apt-packages.txt)"
-)
 
 AXE = Path(__file__).resolve().parent.parent / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 

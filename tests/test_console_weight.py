@@ -6,14 +6,13 @@ to the login page, which brings each back to its page."""
 from __future__ import annotations
 
 import gzip
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.ui_harness import CHROMIUM, DashboardHive, make_dashboard, screenshot
+from tests.ui_harness import DashboardHive, make_dashboard, screenshot
 
 __all__ = ["make_dashboard"]
 
@@ -32,9 +31,6 @@ do = [{op = "set_status", text = "busy {count}"}]
 """
 
 Make = Callable[..., DashboardHive]
-needs_chromium = pytest.mark.skipif(
-    not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (.ci/apt-packages.txt)"
-)
 
 
 @pytest.fixture
@@ -74,7 +70,6 @@ def loaded_scripts(page: Any) -> list[str]:
     return names
 
 
-@needs_chromium
 def test_xterm_is_fetched_only_when_the_terminal_opens(dash: DashboardHive) -> None:
     with dash.browser() as page:
         page.goto(f"{dash.url}/agents/bob")
@@ -87,7 +82,6 @@ def test_xterm_is_fetched_only_when_the_terminal_opens(dash: DashboardHive) -> N
         page.wait_for_function("() => window.hiveTerminal !== undefined")
 
 
-@needs_chromium
 def test_the_agent_page_rereads_only_what_changed(dash: DashboardHive) -> None:
     with dash.browser() as page:
         page.goto(f"{dash.url}/agents/bob")
@@ -116,7 +110,6 @@ def test_the_agent_page_rereads_only_what_changed(dash: DashboardHive) -> None:
         page.wait_for_selector("#inbox tr:has-text('pong')")
 
 
-@needs_chromium
 def test_logout_sends_every_tab_to_login_and_back(dash: DashboardHive) -> None:
     with dash.browser() as page:
         other = page.context.new_page()
@@ -134,7 +127,6 @@ def test_logout_sends_every_tab_to_login_and_back(dash: DashboardHive) -> None:
         other.wait_for_selector("#live[data-state=up]")
 
 
-@needs_chromium
 def test_a_changed_token_sends_open_tabs_to_login(dash: DashboardHive) -> None:
     with dash.browser() as page:
         page.goto(f"{dash.url}/inbox")

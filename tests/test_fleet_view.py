@@ -5,19 +5,12 @@ connection greys the data and says since when."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from tests.ui_harness import CHROMIUM, DashboardHive, make_dashboard, screenshot, wait_until
+from tests.ui_harness import DashboardHive, make_dashboard, screenshot, wait_until
 
 __all__ = ["make_dashboard"]
-
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (.ci/apt-packages.txt)"
-)
 
 STUCK = """
 [hive]

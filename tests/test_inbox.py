@@ -4,7 +4,6 @@ stays on top of a flood of 200 routine mails."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -180,12 +179,7 @@ def test_bad_inbox_requests_answer_400_and_change_nothing(make_dashboard: Make) 
 
 # --- in Chromium --------------------------------------------------------------------------
 
-needs_chromium = pytest.mark.skipif(
-    not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (.ci/apt-packages.txt)"
-)
 
-
-@needs_chromium
 def test_a_failure_stays_visible_under_a_flood_of_mail(make_dashboard: Make) -> None:
     dash = make_dashboard(CONFIG)
     with dash.browser() as page:
@@ -209,7 +203,6 @@ def test_a_failure_stays_visible_under_a_flood_of_mail(make_dashboard: Make) -> 
         screenshot(page, "inbox-flood")
 
 
-@needs_chromium
 def test_inbox_state_survives_reload_and_is_shared_by_two_tabs(make_dashboard: Make) -> None:
     dash = make_dashboard(CONFIG)
     flood_operator(dash, 3)
@@ -243,7 +236,6 @@ def test_inbox_state_survives_reload_and_is_shared_by_two_tabs(make_dashboard: M
         assert hivectl(dash.hive, "inbox", "--state", "done").json()["total"] == 3
 
 
-@needs_chromium
 def test_browser_notifications_for_high_severity_only_once_across_tabs(
     make_dashboard: Make,
 ) -> None:

@@ -89,7 +89,7 @@ def test_a_bwrap_turn_outlives_trios_idle_worker_threads(open_root: Path) -> Non
     The turn here holds (a recv) well past that idle timeout, must still be running, and
     must then end ok once released."""
     if not bwrap_usable():
-        pytest.skip("bubblewrap cannot run here")
+        pytest.fail("bubblewrap cannot run here")
     hive = RunningHive.start(open_root / "hive", HOLDING_CONFIG)
     try:
         hive.admin("send", to="holder", body="hold")

@@ -15,13 +15,9 @@ from typing import Any
 import pytest
 
 from tests.hive_harness import trio_idle_timeout
-from tests.ui_harness import CHROMIUM, DashboardHive, make_dashboard, screenshot, wait_until
+from tests.ui_harness import DashboardHive, make_dashboard, screenshot, wait_until
 
 __all__ = ["make_dashboard"]
-
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM), reason="Debian's chromium is not installed (.ci/apt-packages.txt)"
-)
 
 CONFIG = """
 [hive]
@@ -306,7 +302,7 @@ def ask_in_background(dash: DashboardHive, agent: str, **args: Any) -> dict[str,
 
 def test_approve_from_the_page_spawns_the_agent(dash: DashboardHive) -> None:
     if not dash.ok("GET", "/api/session")["features"]["approvals"]:
-        pytest.skip("the control plane (approve verb) is not in this hive")
+        pytest.fail("the control plane (approve verb) is not in this hive")
     with dash.browser() as page:
         page.wait_for_selector("#live[data-state=up]")
         with dash.hive.agent("manager") as manager:
@@ -328,7 +324,7 @@ def test_approve_from_the_page_spawns_the_agent(dash: DashboardHive) -> None:
 
 def test_a_question_answered_from_the_page_reaches_the_agent(dash: DashboardHive) -> None:
     if not dash.ok("GET", "/api/session")["features"]["questions"]:
-        pytest.skip("the control plane (answer verb) is not in this hive")
+        pytest.fail("the control plane (answer verb) is not in this hive")
     dash.hive.admin("pause", names=["carol"])
     with dash.browser() as page:
         page.wait_for_selector("#live[data-state=up]")
@@ -367,7 +363,7 @@ def test_a_question_answered_from_the_page_reaches_the_agent(dash: DashboardHive
 
 def test_model_slash_command_sets_the_model(dash: DashboardHive) -> None:
     if not dash.ok("GET", "/api/session")["features"]["set_model"]:
-        pytest.skip("the control plane (model verb) is not in this hive")
+        pytest.fail("the control plane (model verb) is not in this hive")
     with dash.browser() as page:
         page.goto(f"{dash.url}/agents/bob")
         page.wait_for_selector("#live[data-state=up]")
@@ -434,7 +430,7 @@ def test_state_badges_cover_every_state(dash: DashboardHive) -> None:
 
 def test_draft_commit_diff_and_approval_on_the_page(dash: DashboardHive) -> None:
     if not dash.ok("GET", "/api/session")["features"]["approvals"]:
-        pytest.skip("the control plane is not in this hive")
+        pytest.fail("the control plane is not in this hive")
     from tests.control_support import git
 
     with dash.browser() as page:
@@ -475,7 +471,7 @@ def test_terminal_runs_inside_the_agents_sandbox(make_dashboard: Make) -> None:
     from hive.sandboxes import bwrap_usable
 
     if not bwrap_usable():
-        pytest.skip("bubblewrap cannot run here")
+        pytest.fail("bubblewrap cannot run here")
     # The agent's own uid must be able to reach its dirs (pytest's tmp dirs are 0700).
     root = Path(tempfile.mkdtemp(prefix="hive-ui-boxed-"))
     os.chmod(root, 0o711)

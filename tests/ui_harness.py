@@ -83,6 +83,8 @@ class DashboardHive:
         """A logged-in Chromium page (Debian's chromium, never a downloaded browser)."""
         from playwright.sync_api import sync_playwright
 
+        if not Path(CHROMIUM).exists():
+            pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/apt-packages.txt)")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
