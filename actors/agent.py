@@ -379,13 +379,7 @@ class AgentActor(SupervisedActor):
         self.notes_compacting = False  # a rewrite of the notes this actor started is running
         self.last_input: TurnInput | None = None  # what the running turn was given
         self.retry_generation = 0
-        # Turn admission (hive.actors.admission), when the hive has limits: a turn waits
-        # (``queued``, why in ``queue_reason``) until the Admission actor admits it.
-        self.queued = False
-        self.queued_urgent = False
-        self.admitted = False
-        self.queue_reason = ""
-        self.queued_at = 0.0
+        self._init_admission()
         self.retry_at: float | None = None
         self.waiters: dict[int, Recv] = {}
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
@@ -395,6 +389,15 @@ class AgentActor(SupervisedActor):
         # kept in order and offered again, never dropped (a dropped delivered mark left
         # a message pending in the database but gone from this inbox).
         self.unwritten: deque[Write] = deque()
+
+    def _init_admission(self) -> None:
+        """Turn admission (hive.actors.admission), when the hive has limits: a turn waits
+        (``queued``, why in ``queue_reason``) until the Admission actor admits it."""
+        self.queued = False
+        self.queued_urgent = False
+        self.admitted = False
+        self.queue_reason = ""
+        self.queued_at = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------
 
