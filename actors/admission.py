@@ -36,6 +36,7 @@ from hive.actors.base import (
     HiveContext,
     InjectedFault,
     InjectFault,
+    Ping,
     SupervisedActor,
     tell_quietly,
 )
@@ -191,6 +192,8 @@ class AdmissionActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case Ping(reply=reply):
+                reply()  # the watchdog: this actor's thread takes messages
             case WantTurn(agent=agent, urgent=urgent, running=running):
                 self._want(agent, urgent, running)
             case Present(agent=agent, waiting=waiting, urgent=urgent, running=running):

@@ -19,7 +19,7 @@ from typing import Any
 import pykka
 
 from hive import attention
-from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
+from hive.actors.base import HiveContext, Ping, SupervisedActor, tell_quietly
 from hive.actors.hub import Publish, Subscribe, Unsubscribe
 from hive.actors.store import Write
 from hive.io.subscriptions import next_sub_id
@@ -92,6 +92,8 @@ class AttentionActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
+            case Ping(reply=reply):
+                reply()  # the watchdog: this actor's thread takes messages
             case _Update(update=update):
                 self._update(update)
             case _Tick():

@@ -187,3 +187,25 @@ name = "waiter"
 [[agent]]
 name = "other"
 """
+
+
+def test_every_actor_of_the_tree_answers_the_watchdog_s_ping() -> None:
+    """The daemon pings every actor before it tells systemd all is well: an actor that
+    logs Ping as unexpected would cost the hive its watchdog, and a restart loop."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import hive.actors as actors_pkg
+    from hive.actors.base import SupervisedActor
+
+    classes = set()
+    for info in pkgutil.iter_modules(actors_pkg.__path__):
+        module = importlib.import_module(f"hive.actors.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            # Concrete actors: the mixins they are made of receive nothing themselves.
+            if issubclass(cls, SupervisedActor) and "on_receive" in vars(cls):
+                classes.add(cls)
+    assert len(classes) >= 10
+    deaf = [c.__name__ for c in classes if "case Ping(" not in inspect.getsource(c.on_receive)]
+    assert not deaf, f"these actors do not answer Ping: {deaf}"
