@@ -286,11 +286,11 @@ def test_a_process_per_turn_stays_a_per_agent_choice(
 def test_under_a_memory_budget_idle_sessions_are_retired_least_recently_used_first(
     start: Callable[..., ClaudeHive], api: FakeAnthropic
 ) -> None:
-    """500 MiB holds one resident claude session (~300 MiB measured) and not two: each
+    """300 MiB holds one resident claude session (216-300 MiB measured) and not two: each
     turn of another agent retires the session used longest ago, which resumes its own
     conversation when its agent's next turn comes."""
     names = ["a", "b", "c"]
-    hive = start(*(claude_agent(n) for n in names), memory_budget_mb=500)
+    hive = start(*(claude_agent(n) for n in names), memory_budget_mb=300)
     for i, name in enumerate([*names, "a"]):
         hive.admin("send", to=name, body=f"message {i} for {name}")
         hive.wait_turns(name, 2 if i == 3 else 1)
@@ -312,7 +312,7 @@ def test_a_waiting_agent_s_idle_session_is_retired_too_when_it_holds_the_room(
     """Every resident session may belong to an agent whose own turn waits further back:
     those are retired as well (never the first in line's own), rather than the first in
     line running beside them past the budget (the 100-agent bench once peaked at 3.8x)."""
-    hive = start(claude_agent("a"), claude_agent("b"), memory_budget_mb=500)
+    hive = start(claude_agent("a"), claude_agent("b"), memory_budget_mb=300)
     hive.admin("send", to="a", body="first for a")
     hive.wait_turns("a", 1)
     hive.admin("send", to="b", body="first for b")

@@ -188,7 +188,11 @@ def test_two_claude_agents_with_the_same_server(
     make_hive: MakeHive, api: FakeAnthropic, tmp_path: Path, shared: bool
 ) -> None:
     pids = tmp_path / "pids"
-    agents = [claude_agent(n) + echo_block(pids, shared=shared) for n in ("alice", "bob")]
+    # Per-turn claude processes: an opted-out server is claude's own and ends with its turn.
+    agents = [
+        claude_agent(n, persistent=False) + echo_block(pids, shared=shared)
+        for n in ("alice", "bob")
+    ]
     api.script(*[use_echo] * 4)
     hive = ClaudeHive(make_hive(hive_toml(*agents), env=api.env()), api)
     for name in ("alice", "bob"):
