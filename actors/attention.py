@@ -16,13 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
-
 from hive import attention
 from hive.actors.base import HiveContext, Ping, SupervisedActor, tell_quietly
-from hive.actors.hub import Publish, Subscribe, Unsubscribe
+from hive.actors.hub import HubFeed, HubUpdate, Publish
 from hive.actors.store import Write
-from hive.io.subscriptions import next_sub_id
 from hive.store import Queries
 
 log = logging.getLogger(__name__)
@@ -30,11 +27,6 @@ log = logging.getLogger(__name__)
 WATCHED = frozenset({"event", "approval", "question", "operator_message", "agent"})
 TICK_SECONDS = 30.0
 PRUNE_EVERY_SECONDS = 600.0
-
-
-@dataclass(frozen=True)
-class _Update:
-    update: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -55,36 +47,16 @@ class AttentionActor(SupervisedActor):
     def __init__(self, ctx: HiveContext) -> None:
         super().__init__(ctx)
         self.flagged: dict[str, tuple[bool, bool]] = {}  # agent -> (failed, needs_login)
-        self.sub_id = 0
-        self.hub_ref: object = None
+        # Approvals and questions pending before it listened come first, as updates.
+        self.feed = HubFeed(ctx, WATCHED, replay=("approval", "question"))
         self.last_prune = 0.0
 
     def on_start(self) -> None:
-        self._subscribe()
+        self.feed.start(self.actor_ref)
         self._arm_tick()
 
     def on_stop(self) -> None:
-        self.ctx.refs.tell("hub", Unsubscribe(self.sub_id))
-
-    def _subscribe(self) -> None:
-        me = self.actor_ref
-        self.sub_id = next_sub_id()
-        self.hub_ref = self.ctx.refs.get("hub")
-
-        def deliver(update: dict[str, Any]) -> bool:
-            try:
-                me.tell(_Update(update))
-            except pykka.ActorDeadError:
-                return False
-            return True
-
-        def snapshot(snap: dict[str, Any]) -> None:
-            # Approvals and questions that were pending before we listened.
-            for kind in ("approval", "question"):
-                for data in snap["items"].get(kind, []):
-                    deliver({"kind": kind, "key": str(data.get("id")), "data": data})
-
-        self.ctx.refs.tell("hub", Subscribe(self.sub_id, WATCHED, deliver, snapshot))
+        self.feed.stop()
 
     def _arm_tick(self) -> None:
         me = self.actor_ref
@@ -94,7 +66,7 @@ class AttentionActor(SupervisedActor):
         match message:
             case Ping(reply=reply):
                 reply()  # the watchdog: this actor's thread takes messages
-            case _Update(update=update):
+            case HubUpdate(update=update):
                 self._update(update)
             case _Tick():
                 self._tick()
@@ -103,8 +75,7 @@ class AttentionActor(SupervisedActor):
         return None
 
     def _tick(self) -> None:
-        if self.ctx.refs.get("hub") is not self.hub_ref:
-            self._subscribe()  # the hub restarted and forgot its subscribers
+        self.feed.renew(self.actor_ref)  # the hub may have restarted and forgotten us
         now = time.time()
         if now - self.last_prune >= PRUNE_EVERY_SECONDS:
             self.last_prune = now

@@ -13,7 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 from hive.actors.base import HiveContext, InjectFault, Ping, SupervisedActor
+from hive.io.subscriptions import next_sub_id
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +130,51 @@ class StateHubActor(SupervisedActor):
             case _:
                 log.warning("hub: unexpected message %r", message)
         return None
+
+
+@dataclass(frozen=True)
+class HubUpdate:
+    """One update of a HubFeed, told to the actor that listens."""
+
+    update: dict[str, Any]
+
+
+class HubFeed:
+    """An actor's subscription to the StateHub (the Stats and Attention actors): each update
+    is told to the actor as HubUpdate; ``replay`` kinds' snapshot items come first, as
+    updates. A restarted hub forgets its subscribers: call ``renew`` from a timer."""
+
+    def __init__(
+        self, ctx: HiveContext, kinds: frozenset[str], replay: tuple[str, ...] = ()
+    ) -> None:
+        self.ctx = ctx
+        self.kinds = kinds
+        self.replay = replay
+        self.sub_id = 0
+        self.hub_ref: object = None
+
+    def start(self, me: pykka.ActorRef[Any]) -> None:
+        self.sub_id = next_sub_id()
+        self.hub_ref = self.ctx.refs.get("hub")
+
+        def deliver(update: dict[str, Any]) -> bool:
+            try:
+                me.tell(HubUpdate(update))
+            except pykka.ActorDeadError:
+                return False
+            return True
+
+        def snapshot(snap: dict[str, Any]) -> None:
+            for kind in self.replay:
+                for data in snap["items"].get(kind, []):
+                    deliver({"kind": kind, "key": str(data.get("id")), "data": data})
+
+        self.ctx.refs.tell("hub", Subscribe(self.sub_id, self.kinds, deliver, snapshot))
+
+    def renew(self, me: pykka.ActorRef[Any]) -> None:
+        """Subscribe again if the hub is not the one subscribed to (it restarted)."""
+        if self.ctx.refs.get("hub") is not self.hub_ref:
+            self.start(me)
+
+    def stop(self) -> None:
+        self.ctx.refs.tell("hub", Unsubscribe(self.sub_id))

@@ -25,12 +25,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
-
 from hive.actors.base import HiveContext, Ping, SupervisedActor, tell_quietly
-from hive.actors.hub import Subscribe, Unsubscribe
+from hive.actors.hub import HubFeed, HubUpdate
 from hive.actors.store import Write
-from hive.io.subscriptions import next_sub_id
 from hive.store import Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM
 
@@ -107,11 +104,6 @@ def turn_rows(
 
 
 @dataclass(frozen=True)
-class _Update:
-    update: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class _Tick:
     pass
 
@@ -140,33 +132,18 @@ class StatsActor(SupervisedActor):
         self.approvals: dict[str, bool] = {}
         self.approval_queue_written: int | None = None
         self.flush_queued = False
-        self.sub_id = 0
-        self.hub_ref: object = None
+        self.feed = HubFeed(ctx, WATCHED)
         self.last_prune = 0.0
         self.rows_written = 0
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self._subscribe()
+        self.feed.start(self.actor_ref)
         self._arm_tick()
 
     def on_stop(self) -> None:
-        self.ctx.refs.tell("hub", Unsubscribe(self.sub_id))
-
-    def _subscribe(self) -> None:
-        me = self.actor_ref
-        self.sub_id = next_sub_id()
-        self.hub_ref = self.ctx.refs.get("hub")
-
-        def deliver(update: dict[str, Any]) -> bool:
-            try:
-                me.tell(_Update(update))
-            except pykka.ActorDeadError:
-                return False
-            return True
-
-        self.ctx.refs.tell("hub", Subscribe(self.sub_id, WATCHED, deliver))
+        self.feed.stop()
 
     def _arm_tick(self) -> None:
         me = self.actor_ref
@@ -176,7 +153,7 @@ class StatsActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case _Update(update=update):
+            case HubUpdate(update=update):
                 self._update(update)
             case _Tick():
                 self._tick()
@@ -190,8 +167,7 @@ class StatsActor(SupervisedActor):
         return None
 
     def _tick(self) -> None:
-        if self.ctx.refs.get("hub") is not self.hub_ref:
-            self._subscribe()  # the hub restarted and forgot its subscribers
+        self.feed.renew(self.actor_ref)  # the hub may have restarted and forgotten us
         now = time.time()
         if now - self.last_prune >= PRUNE_EVERY_SECONDS:
             self.last_prune = now
