@@ -235,7 +235,12 @@ async def _read_requests(conn: Connection, handler: Handler, label: str) -> None
             if conn.takeover is not None:
                 extra = len(items) - index
                 break
-            await conn.in_flight.acquire()
+            try:
+                # Not a checkpoint when a slot is free: a yield per request would cost a
+                # trip through the scheduler each (the read above already yields).
+                conn.in_flight.acquire_nowait()
+            except trio.WouldBlock:
+                await conn.in_flight.acquire()
             if isinstance(item, FrameError):
                 log.info("%s: %s", label, item.message)
                 conn.reply(0, item)
