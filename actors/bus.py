@@ -71,6 +71,14 @@ class SendBatch:
 
 
 @dataclass(frozen=True)
+class SendBatches:
+    """The chunks of sends the agent sockets read in one pass of the IO loop, from any
+    number of connections: one message to the Bus instead of one per connection."""
+
+    batches: tuple[SendBatch, ...]
+
+
+@dataclass(frozen=True)
 class AgentKnown:
     """An agent exists (or its config changed): it can receive and its policy applies."""
 
@@ -129,6 +137,9 @@ class BusActor(SupervisedActor):
                 self._send(message)
             case SendBatch():
                 self._send_batch(message)
+            case SendBatches(batches=batches):
+                for batch in batches:
+                    self._send_batch(batch)
             case InjectFault():
                 self.injected(message)
             case Ping(reply=reply):

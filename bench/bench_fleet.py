@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=100)
     p.add_argument("--messages", type=int, default=10)
     p.add_argument("--budget-mb", type=int, default=6144)
-    p.add_argument("--max-seconds", type=float, default=900)
+    p.add_argument("--max-seconds", type=float, default=1800)
     args = p.parse_args()
     bare = claude_start_ms()
     names = [f"a{i:03d}" for i in range(args.agents)]

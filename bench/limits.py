@@ -27,17 +27,23 @@ import bench.common  # noqa: F401  (puts the repository on sys.path)
 from hive.wire import FrameDecoder, encode_frame
 
 ROWS_PER_BATCH = 100
+COMMIT_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
 class SqliteLimits:
     single_commits_per_s: float  # WAL, synchronous=FULL, one row per transaction
     batched_rows_per_s: float  # the same, ROWS_PER_BATCH rows per transaction
+    # One 1-row commit's time, median and p99 (COMMIT_SAMPLES timed one by one): the floor
+    # under any latency that waits for a commit, tail included.
+    commit_p50_ms: float = 0.0
+    commit_p99_ms: float = 0.0
 
     def line(self) -> str:
         return (
             f"SQLite WAL FULL here, now: {self.single_commits_per_s:,.0f} 1-row commits/s, "
-            f"{self.batched_rows_per_s:,.0f} rows/s in {ROWS_PER_BATCH}-row commits"
+            f"{self.batched_rows_per_s:,.0f} rows/s in {ROWS_PER_BATCH}-row commits; "
+            f"one commit p50 {self.commit_p50_ms:.3f} ms, p99 {self.commit_p99_ms:.3f} ms"
         )
 
 
@@ -57,8 +63,15 @@ def sqlite_limits(seconds: float = 1.0) -> SqliteLimits:
                 [(10_000_000 + i * ROWS_PER_BATCH + k, "a", body) for k in range(ROWS_PER_BATCH)],
             ),
         )
+        times = []
+        for i in range(COMMIT_SAMPLES):
+            t0 = time.perf_counter()
+            _commit(conn, [(20_000_000 + i, "a", body)])
+            times.append((time.perf_counter() - t0) * 1000)
         conn.close()
-    return SqliteLimits(single, batched)
+    times.sort()
+    p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99)]
+    return SqliteLimits(single, batched, p50, p99)
 
 
 def _commit(conn: apsw.Connection, rows: list[tuple[int, str, str]]) -> None:

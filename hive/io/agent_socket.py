@@ -31,6 +31,7 @@ from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name, val
 
 if TYPE_CHECKING:
     from hive.actors.base import HiveContext
+    from hive.actors.bus import SendBatch
     from hive.io.mcp_pool import McpPool
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,10 @@ class AgentSockets:
         self._holder_ids = itertools.count(1)  # one per connection (Recv.holder)
         self._mcp_ready: trio.Event | None = None
         self.mcp_pool: McpPool | None = None  # made when an agent first attaches to it
+        # Chunks of sends read from every connection in one pass of the loop: they go to
+        # the Bus as one message (one tell, one wake-up of its thread), not one per
+        # connection; 500 agents with one send each in flight otherwise cost 500 tells.
+        self._outgoing: list[tuple[SendBatch, AgentConnection]] = []
 
     async def mcp_loaded(self) -> None:
         """The MCP SDK imported and the hive's servers built: once per process, in a worker
@@ -248,16 +253,35 @@ class AgentSockets:
                 return
             batch = list(sends)
             sends.clear()
-            if not self.ctx.refs.tell(
-                "bus", SendBatch(conn.peer, batch, conn.reply_many_threadsafe)
-            ):
-                err = WireError("unavailable", "the bus is restarting; try again")
-                conn.reply_many([(req_id, err) for req_id, _, _ in batch])
+            self._queue_sends(SendBatch(conn.peer, batch, conn.reply_many_threadsafe), conn)
 
         conn.on_chunk_end = flush
         await serve_connection(
             conn, lambda _, req: self.handle(conn, req), f"agent socket {conn.peer}"
         )
+
+    def _queue_sends(self, batch: SendBatch, conn: AgentConnection) -> None:
+        """Hold a connection's chunk of sends until the loop has read what else is ready
+        (trio thread): the first one queued schedules the flush after them."""
+        self._outgoing.append((batch, conn))
+        if len(self._outgoing) > 1:
+            return
+        try:
+            self.ctx.io.token.run_sync_soon(self._flush_sends)
+        except trio.RunFinishedError:
+            self._flush_sends()
+
+    def _flush_sends(self) -> None:
+        """Every chunk of sends queued since the last flush, to the Bus in one message."""
+        from hive.actors.bus import SendBatches
+
+        pending, self._outgoing = self._outgoing, []
+        if not pending:
+            return
+        if not self.ctx.refs.tell("bus", SendBatches(tuple(b for b, _ in pending))):
+            err = WireError("unavailable", "the bus is restarting; try again")
+            for batch, conn in pending:
+                conn.reply_many([(req_id, err) for req_id, _, _ in batch.items])
 
     def reply_carrying(self, conn: AgentConnection, req_id: int, result: Any) -> None:
         """Send a reply that may carry messages (trio thread). Their ids wait for the
@@ -278,6 +302,9 @@ class AgentSockets:
 
     def handle(self, conn: AgentConnection, req: Request) -> Awaitable[None] | None:
         check_manager_only(conn.peer, req.op)
+        if req.op != "send" and self._outgoing:
+            # Sends read earlier reach the Bus before any other request that follows them.
+            self._flush_sends()
         handler = self.handlers.get(req.op)
         if handler is None:
             known = ", ".join(self.handlers)

@@ -86,6 +86,9 @@ class Connection:
         # Set by a handler that switches this connection to another protocol (the agent
         # socket's ``mcp`` op): once its request is answered, it gets the raw stream.
         self.takeover: Callable[[], Awaitable[None]] | None = None
+        # Set when the reply queue closes (the connection ends or another protocol takes
+        # the stream): from then on nothing may write to the stream directly.
+        self.writer_closed = False
 
     # --- replies: from the trio thread or any other --------------------------------
 
@@ -106,6 +109,10 @@ class Connection:
                 f"limit {self.max_queued_bytes})"
             )
             return False
+        if self.queued_frames == 0 and not self.writer_closed:
+            data = self._write_now(data)
+            if not data:
+                return sent
         try:
             self._out_send.send_nowait(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -114,6 +121,18 @@ class Connection:
         self.queued_bytes += len(data)
         self.queued_frames += 1
         return sent
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write straight to the socket when nothing is queued before ``data`` (so the
+        writer task is idle and order holds): a reply then costs no wake-up of that task.
+        Returns what the kernel did not take, for the writer to send when it can."""
+        try:
+            written = os.write(self.stream.socket.fileno(), data)
+        except (BlockingIOError, InterruptedError):
+            return data
+        except OSError:
+            return data  # a broken socket: the writer finds out and closes the connection
+        return data[written:]
 
     def drop(self, reason: str) -> None:
         """Disconnect this client now, without draining what is queued for it."""
@@ -207,6 +226,7 @@ async def _serve(conn: Connection, handler: Handler, label: str) -> None:
                 cb()
             # Let queued replies drain (the writer ends once the queue is empty), for a
             # second at most, then close.
+            conn.writer_closed = True
             conn._out_send.close()
             # Shielded: when the socket itself is being shut (agent removed, daemon
             # stopping) the client must still see its connection close, not hang.
@@ -235,7 +255,12 @@ async def _read_requests(conn: Connection, handler: Handler, label: str) -> None
             if conn.takeover is not None:
                 extra = len(items) - index
                 break
-            await conn.in_flight.acquire()
+            try:
+                # Not a checkpoint when a slot is free: a yield per request would cost a
+                # trip through the scheduler each (the read above already yields).
+                conn.in_flight.acquire_nowait()
+            except trio.WouldBlock:
+                await conn.in_flight.acquire()
             if isinstance(item, FrameError):
                 log.info("%s: %s", label, item.message)
                 conn.reply(0, item)
@@ -268,6 +293,7 @@ async def _hand_over(conn: Connection, extra: int) -> None:
     switching request's reply before it speaks the new protocol: anything it sent after that
     request in the same write is a protocol error, and the connection is closed."""
     takeover, conn.takeover = conn.takeover, None
+    conn.writer_closed = True
     conn._out_send.close()
     await conn.writer_done.wait()
     if extra:
