@@ -35,6 +35,13 @@ def _three(
         hive_config("beta", url, ["bob"], federation_extra='operators = ["alpha"]\n'), name="beta"
     )
     gamma = make_hive(hive_config("gamma", url, ["carl"]), name="gamma")
+    # Each hive's NATS link connects after its start: wait until every hive sees all three
+    # (its own row is written through its link), so a verb never races the connection.
+    for hive in (alpha, beta, gamma):
+        hive.wait_until(
+            lambda h=hive: {"alpha", "beta", "gamma"} <= set(_fleet(h)),
+            what="every hive in each fleet view",
+        )
     return alpha, beta, gamma
 
 
