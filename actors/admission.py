@@ -36,7 +36,6 @@ from hive.actors.base import (
     HiveContext,
     InjectedFault,
     InjectFault,
-    Ping,
     SupervisedActor,
     tell_quietly,
 )
@@ -190,10 +189,8 @@ class AdmissionActor(SupervisedActor):
             self.budget // MIB or "unlimited",
         )
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
-            case Ping(reply=reply):
-                reply()  # the watchdog: this actor's thread takes messages
             case WantTurn(agent=agent, urgent=urgent, running=running):
                 self._want(agent, urgent, running)
             case Present(agent=agent, waiting=waiting, urgent=urgent, running=running):

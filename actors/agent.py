@@ -36,7 +36,6 @@ from hive.actors.base import (
     Alive,
     HiveContext,
     InjectFault,
-    Ping,
     Registered,
     Reply,
     Republish,
@@ -511,15 +510,12 @@ class AgentActor(SupervisedActor):
 
     # --- dispatch -----------------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
             case Alive():
                 return True
             case InjectFault():
                 self.injected(message)
-                return None
-            case Ping(reply=reply):
-                reply()
                 return None
         handled = (
             self._on_mail(message)

@@ -67,7 +67,7 @@ from hive.actors.approval_requests import (
     apply_request,
     request_notice,
 )
-from hive.actors.base import InjectFault, Ping, Republish
+from hive.actors.base import InjectFault, Republish
 from hive.actors.hub import Publish
 from hive.actors.scheduled_prompts import ListScheduled, PromptDue, ScheduledMixin, apply_schedule
 from hive.actors.store import Read
@@ -148,12 +148,10 @@ class ApprovalsActor(QuestionsMixin, RequestsMixin, ScheduledMixin):
 
     # --- dispatch -----------------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
             case InjectFault():
                 self.injected(message)
-            case Ping(reply=reply):
-                reply()
             case Done(then=then, value=value, error=error, commit=commit):
                 token = COMPLETING_COMMIT.set(commit)
                 try:

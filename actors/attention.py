@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hive import attention
-from hive.actors.base import HiveContext, Ping, SupervisedActor, tell_quietly
+from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
 from hive.actors.hub import HubFeed, HubUpdate, Publish
 from hive.actors.store import Write
 from hive.store import Queries
@@ -62,10 +62,8 @@ class AttentionActor(SupervisedActor):
         me = self.actor_ref
         self.ctx.io.call_later(TICK_SECONDS, lambda: tell_quietly(me, _Tick()))
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
-            case Ping(reply=reply):
-                reply()  # the watchdog: this actor's thread takes messages
             case HubUpdate(update=update):
                 self._update(update)
             case _Tick():

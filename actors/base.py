@@ -186,6 +186,19 @@ class SupervisedActor(pykka.ThreadingActor):
         super().__init__()
         self.ctx = ctx
 
+    def on_receive(self, message: Any) -> Any:
+        """Answer the watchdog's Ping here, for every actor of the tree (one that did not
+        would cost the daemon its systemd watchdog pings, and so its life); everything
+        else goes to the actor's own ``receive``."""
+        if isinstance(message, Ping):
+            message.reply()
+            return None
+        return self.receive(message)
+
+    def receive(self, message: Any) -> Any:
+        """Handle one message of this actor's own kinds (what pykka's on_receive would)."""
+        raise NotImplementedError(f"{type(self).__name__} handles no messages")
+
     def on_failure(
         self,
         exception_type: type[BaseException] | None,

@@ -17,7 +17,6 @@ from typing import Any
 from hive.actors.base import (
     HiveContext,
     InjectFault,
-    Ping,
     Reply,
     SupervisedActor,
 )
@@ -131,7 +130,7 @@ class BusActor(SupervisedActor):
                 reply(err)
         return []
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
             case Send():
                 self._send(message)
@@ -142,8 +141,6 @@ class BusActor(SupervisedActor):
                     self._send_batch(batch)
             case InjectFault():
                 self.injected(message)
-            case Ping(reply=reply):
-                reply()
             case _Flush():
                 self.flush_queued = False
                 self._flush()

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hive.actors.base import HiveContext, Ping, SupervisedActor
+from hive.actors.base import HiveContext, SupervisedActor
 from hive.actors.forwarder import Queued
 from hive.actors.store import Write
 from hive.federation.address import validate_hive_name
@@ -46,10 +46,8 @@ class FederationInboxActor(SupervisedActor):
         assert ctx.config.federation is not None
         self.fed = ctx.config.federation
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
-            case Ping(reply=reply):
-                reply()  # the watchdog: this actor's thread takes messages
             case IncomingBatch(items=items):
                 self._receive(items)
             case _:

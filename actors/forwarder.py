@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hive.actors.base import HiveContext, Ping, Registered, SupervisedActor, tell_quietly
+from hive.actors.base import HiveContext, Registered, SupervisedActor, tell_quietly
 from hive.actors.store import Write
 from hive.federation.address import inbound_subject
 from hive.federation.store import OutboxRow, forwarded, load_outbox
@@ -103,10 +103,8 @@ class ForwarderActor(SupervisedActor):
             conn.close()
         self._add(rows)
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
-            case Ping(reply=reply):
-                reply()  # the watchdog: this actor's thread takes messages
             case Queued(rows=rows):
                 self._add(rows)
             case PubResults(results=results):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pykka
 
-from hive.actors.base import HiveContext, InjectFault, Ping, SupervisedActor
+from hive.actors.base import HiveContext, InjectFault, SupervisedActor
 from hive.io.subscriptions import next_sub_id
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class StateHubActor(SupervisedActor):
             kinds |= sub.kinds if sub.kinds is not None else {"*"}
         self.ctx.hub_interest = frozenset(kinds)  # one reference swap: safe to read anywhere
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
             case Publish(kind=kind, key=key, data=data):
                 self.seq += 1
@@ -115,8 +115,6 @@ class StateHubActor(SupervisedActor):
                     self._update_interest()
             case InjectFault():
                 self.injected(message)
-            case Ping(reply=reply):
-                reply()
             case Subscribe():
                 self.subs[message.sub_id] = message
                 self._update_interest()

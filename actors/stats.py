@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from hive.actors.base import HiveContext, Ping, SupervisedActor, tell_quietly
+from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
 from hive.actors.hub import HubFeed, HubUpdate
 from hive.actors.store import Write
 from hive.store import Queries
@@ -151,7 +151,7 @@ class StatsActor(SupervisedActor):
 
     # --- messages -----------------------------------------------------------------------
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
             case HubUpdate(update=update):
                 self._update(update)
@@ -160,8 +160,6 @@ class StatsActor(SupervisedActor):
             case _FlushQueues():
                 self.flush_queued = False
                 self._flush_queues()
-            case Ping(reply=reply):
-                reply()
             case _:
                 log.warning("stats: unexpected message %r", message)
         return None

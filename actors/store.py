@@ -19,7 +19,6 @@ import apsw
 from hive.actors.base import (
     HiveContext,
     InjectFault,
-    Ping,
     SupervisedActor,
     tell_quietly,
 )
@@ -89,7 +88,7 @@ class StoreActor(SupervisedActor):
         pending, self._pending = self._pending, []
         return list(pending)
 
-    def on_receive(self, message: Any) -> Any:
+    def receive(self, message: Any) -> Any:
         match message:
             case Write():
                 self._pending.append(message)
@@ -100,8 +99,6 @@ class StoreActor(SupervisedActor):
                     self.actor_ref.tell(_Flush())
             case InjectFault():
                 self.injected(message)
-            case Ping(reply=reply):
-                reply()
             case _Flush():
                 self._flush_queued = False
                 self._flush()
@@ -131,7 +128,7 @@ class StoreActor(SupervisedActor):
             more = result is not None and result.more
             self._prune_later(PRUNE_AGAIN_SECONDS if more else cfg.prune_interval)
 
-        self.on_receive(Write(lambda q: prune(q, cfg, time.time()), done))
+        self.receive(Write(lambda q: prune(q, cfg, time.time()), done))
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
