@@ -316,6 +316,11 @@ def test_a_waiting_agent_s_idle_session_is_retired_too_when_it_holds_the_room(
     hive.admin("send", to="a", body="first for a")
     hive.wait_turns("a", 1)
     hive.admin("send", to="b", body="first for b")
+    # b's turn is asked for (queued or running) before a's second: a's is behind it.
+    hive.wait_until(
+        lambda: hive.status("b")["turn_state"] != "idle" or hive.ended_turns("b"),
+        what="b's turn asked",
+    )
     hive.admin("send", to="a", body="second for a")  # queued behind b, its session resident
     hive.wait_turns("b", 1)
     hive.wait_turns("a", 2)
