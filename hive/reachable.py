@@ -7,7 +7,15 @@ closed to others (a checkout or a Python under ``/root``, mode 0700), every turn
 (``Permission denied``) and the agent crash-loops to ``failed``. Said once at start instead,
 one line per closed directory, naming it, what lies behind it and the fix.
 
+Passing is not always enough: Python lists each directory on its import path (and each
+package directory) to find a module there, and a uid that may pass a directory but not read
+it finds nothing in it (``ModuleNotFoundError``). So the roots hive and msgpack are imported
+from, and their package directories, must also be readable by others (``chmod o+rx``): a
+fresh clone made in a ``mktemp -d`` directory (mode 0700) is one.
+
 >>> closed_ancestor(Path("/usr/bin/env")) is None
+True
+>>> unlistable(Path("/usr/bin")) is None
 True
 """
 
@@ -34,6 +42,32 @@ def closed_ancestor(path: Path) -> Path | None:
         if not mode & stat.S_IXOTH:
             return parent
     return None
+
+
+def unlistable(directory: Path) -> Path | None:
+    """``directory`` itself when others may not both list and pass it (Python must list an
+    import root to find a module in it), else None."""
+    try:
+        mode = directory.stat().st_mode
+    except OSError:
+        return None
+    want = stat.S_IROTH | stat.S_IXOTH
+    return directory if mode & want != want else None
+
+
+def import_dirs() -> list[tuple[Path, str]]:
+    """The directories sandboxed helpers list to import hive and msgpack: each package's
+    directory and the import root above it."""
+    import msgpack
+
+    import hive
+
+    out: list[tuple[Path, str]] = []
+    for module, name in ((hive, "hive"), (msgpack, "msgpack")):
+        package = Path(os.path.abspath(str(module.__file__))).parent
+        out.append((package, f"{name}'s package directory"))
+        out.append((package.parent, f"the import root {name} is found in"))
+    return out
 
 
 def needed(cfg: HiveConfig, agents: Sequence[AgentConfig]) -> list[tuple[Path, str]]:
@@ -72,13 +106,39 @@ def closed_dirs(targets: Sequence[tuple[Path, str]]) -> dict[Path, list[str]]:
     return out
 
 
-def describe(closed: Path, behind: list[str], who: str) -> str:
-    """The one line for one closed directory."""
+def unlistable_dirs(dirs: Sequence[tuple[Path, str]]) -> dict[Path, list[str]]:
+    """Each import directory that others can pass but not list, and what it is."""
+    out: dict[Path, list[str]] = {}
+    for directory, what in dirs:
+        for path in dict.fromkeys([directory, directory.resolve()]):
+            # A directory with no x for others is reported as closed (with the o+rx fix).
+            if unlistable(path) is not None and stat.S_IXOTH & path.stat().st_mode:
+                out.setdefault(path, []).append(what)
+    return out
+
+
+def describe_unlistable(directory: Path, what: list[str], who: str) -> str:
+    """The one line for one import directory others cannot list."""
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    return (
+        f"{directory} ({' and '.join(what)}) cannot be listed by other users (mode "
+        f"{mode:04o}), so {who} cannot import hive from it: run `chmod o+rx {directory}`, or "
+        "install hive where they can read it"
+    )
+
+
+def describe(closed: Path, behind: list[str], who: str, *, listed: bool = False) -> str:
+    """The one line for one closed directory (``listed``: Python must list it too)."""
     mode = stat.S_IMODE(closed.stat().st_mode)
     more = f" and {len(behind) - 1} more" if len(behind) > 1 else ""
+    fix = (
+        f"`chmod o+rx {closed}` (Python lists it to import from it)"
+        if listed
+        else f"`chmod o+x {closed}` (it lets others pass, not list)"
+    )
     return (
         f"{closed} is closed to other users (mode {mode:04o}), so {who} cannot reach "
-        f"{behind[0]}{more}: run `chmod o+x {closed}` (it lets others pass, not list), or "
+        f"{behind[0]}{more}: run {fix}, or "
         f"keep hive's checkout or install, its Python and the state dir outside {closed} "
         "([hive] agent_python may name an interpreter they can reach, e.g. /usr/bin/python3)"
     )
@@ -100,7 +160,19 @@ def problems(cfg: HiveConfig, agents: Sequence[AgentConfig]) -> list[str]:
         if len(boxed) > 1
         else f"the bwrap agent {names}, which runs as its own uid,"
     )
-    return [describe(d, behind, who) for d, behind in closed_dirs(needed(cfg, boxed)).items()]
+    return report(needed(cfg, boxed), who)
+
+
+def report(targets: Sequence[tuple[Path, str]], who: str) -> list[str]:
+    """The lines for ``targets`` and for the import directories of hive and msgpack: one per
+    closed directory, then one per import directory others may pass but not list."""
+    unlisted = unlistable_dirs(import_dirs())
+    import_paths = {d for d, _ in import_dirs()}
+    closed = [
+        describe(d, behind, who, listed=d in import_paths)
+        for d, behind in closed_dirs(targets).items()
+    ]
+    return closed + [describe_unlistable(d, what, who) for d, what in unlisted.items()]
 
 
 def installation_problems() -> list[str]:
@@ -118,7 +190,7 @@ def installation_problems() -> list[str]:
         (Path(msgpack.__file__), "msgpack, which they import too"),
     ]
     who = "agents in bwrap sandboxes (each its own uid, as under a root supervisor)"
-    return [describe(d, behind, who) for d, behind in closed_dirs(targets).items()]
+    return report(targets, who)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from tests.hive_harness import RunningHive
 SUPERVISOR = [sys.executable, "-m", "hive.cli.supervisor"]
 DEBIAN_PYTHON = "/usr/bin/python3"
 QUIET = ["--no-dashboard"]
+FIND_HIVE = "import importlib.util as u, sys; sys.exit(u.find_spec('hive') is None)"
 
 AGENTS = """
 [[agent]]
@@ -121,3 +122,55 @@ def test_dev_test_names_a_checkout_the_agents_cannot_reach(places: tuple[Path, P
     assert f"{closed}/site/hive/__init__.py (hive's code" in line
     here = subprocess.run([sys.executable, "-m", "hive.reachable"], capture_output=True, text=True)
     assert (here.returncode, here.stderr) == (0, "")
+
+
+def import_as_nobody(site: Path) -> subprocess.CompletedProcess[str]:
+    """Python's search for the hive package in ``site``, by another uid, as a bwrap agent's
+    helper makes it."""
+    return subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            DEBIAN_PYTHON,
+            "-c",
+            FIND_HIVE,
+        ],
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o711])
+def test_an_import_root_others_cannot_list_is_named_with_the_rx_fix(
+    places: tuple[Path, Path], mode: int
+) -> None:
+    """A clone made in a ``mktemp -d`` directory: its root (0700) holds the hive package.
+    Letting others pass it (o+x) is not enough, because Python lists an import root to find
+    a module in it; the line says ``chmod o+rx`` on that directory, and that is the fix."""
+    import hive
+
+    open_dir, _ = places
+    site = open_dir / "clone"
+    shutil.copytree(Path(hive.__file__).parent, site / "hive")
+    os.chmod(site, mode)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run(
+        [sys.executable, "-m", "hive.reachable"], env=env, cwd=open_dir, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"hive: {site} ") and f"chmod o+rx {site}`" in line, line
+    assert import_as_nobody(site).returncode == 1  # not found (no error: it cannot look)
+    os.chmod(site, 0o755)
+    fixed = subprocess.run(
+        [sys.executable, "-m", "hive.reachable"], env=env, cwd=open_dir, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert (fixed.returncode, fixed.stderr) == (0, "")
+    assert import_as_nobody(site).returncode == 0
