@@ -38,7 +38,8 @@ class Write:
 
 @dataclass(frozen=True)
 class Read:
-    """Run ``op`` on the writer's connection and return its value (use with ``ask``)."""
+    """Run ``op`` on the writer's connection and return its value (use with ``ask``), after
+    committing the Writes queued before it."""
 
     op: Callable[[Queries], Any]
 
@@ -103,6 +104,11 @@ class StoreActor(SupervisedActor):
                 self._flush_queued = False
                 self._flush()
             case Read(op=op):
+                # A Read sees every Write told before it: without this flush, a restarted
+                # actor's first Read could run before a write its dead predecessor had
+                # queued (an answer it had just committed) and load that question as
+                # still pending.
+                self._flush()
                 return op(self._q)
             case _Prune():
                 self._prune()
