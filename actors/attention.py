@@ -11,27 +11,18 @@ clears (a reset, a login), its item is settled. Done items older than 14 days ar
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from hive import attention
-from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
-from hive.actors.hub import HubFeed, HubUpdate, Publish
+from hive.actors.base import HiveContext
+from hive.actors.hub import FeedTick, HubFedActor, HubFeed, HubUpdate, Publish
 from hive.actors.store import Write
 from hive.store import Queries
 
 log = logging.getLogger(__name__)
 
 WATCHED = frozenset({"event", "approval", "question", "operator_message", "agent"})
-TICK_SECONDS = 30.0
-PRUNE_EVERY_SECONDS = 600.0
-
-
-@dataclass(frozen=True)
-class _Tick:
-    pass
 
 
 def publish_changes(ctx: HiveContext, rows: list[dict[str, Any]], counts: dict[str, Any]) -> None:
@@ -39,46 +30,28 @@ def publish_changes(ctx: HiveContext, rows: list[dict[str, Any]], counts: dict[s
     ctx.refs.tell("hub", Publish("attention", "", {"items": rows, "counts": counts}))
 
 
-class AttentionActor(SupervisedActor):
+class AttentionActor(HubFedActor):
     """The attention inbox's writer: hub updates in, inbox items out."""
 
     child_id = "attention"
 
     def __init__(self, ctx: HiveContext) -> None:
-        super().__init__(ctx)
-        self.flagged: dict[str, tuple[bool, bool]] = {}  # agent -> (failed, needs_login)
         # Approvals and questions pending before it listened come first, as updates.
-        self.feed = HubFeed(ctx, WATCHED, replay=("approval", "question"))
-        self.last_prune = 0.0
-
-    def on_start(self) -> None:
-        self.feed.start(self.actor_ref)
-        self._arm_tick()
-
-    def on_stop(self) -> None:
-        self.feed.stop()
-
-    def _arm_tick(self) -> None:
-        me = self.actor_ref
-        self.ctx.io.call_later(TICK_SECONDS, lambda: tell_quietly(me, _Tick()))
+        super().__init__(ctx, HubFeed(ctx, WATCHED, replay=("approval", "question")))
+        self.flagged: dict[str, tuple[bool, bool]] = {}  # agent -> (failed, needs_login)
 
     def receive(self, message: Any) -> Any:
         match message:
             case HubUpdate(update=update):
                 self._update(update)
-            case _Tick():
-                self._tick()
+            case FeedTick():
+                self.tick()
             case _:
                 log.warning("attention: unexpected message %r", message)
         return None
 
-    def _tick(self) -> None:
-        self.feed.renew(self.actor_ref)  # the hub may have restarted and forgotten us
-        now = time.time()
-        if now - self.last_prune >= PRUNE_EVERY_SECONDS:
-            self.last_prune = now
-            self.ctx.refs.tell("store", Write(lambda q: attention.prune(q, now)))
-        self._arm_tick()
+    def prune(self, now: float) -> None:
+        self.ctx.refs.tell("store", Write(lambda q: attention.prune(q, now)))
 
     def _update(self, update: dict[str, Any]) -> None:
         if update.get("kind") == "agent":

@@ -9,13 +9,14 @@ falls behind, instead of holding up the hive.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
-from hive.actors.base import HiveContext, InjectFault, SupervisedActor
+from hive.actors.base import HiveContext, InjectFault, SupervisedActor, tell_quietly
 from hive.io.subscriptions import next_sub_id
 
 log = logging.getLogger(__name__)
@@ -176,3 +177,46 @@ class HubFeed:
 
     def stop(self) -> None:
         self.ctx.refs.tell("hub", Unsubscribe(self.sub_id))
+
+
+@dataclass(frozen=True)
+class FeedTick:
+    """A HubFedActor's timer: renew the hub subscription, prune now and then."""
+
+
+class HubFedActor(SupervisedActor):
+    """An actor that derives a table from the StateHub's updates (the Stats and Attention
+    actors): its ``feed`` starts and stops with it, and every ``tick_seconds`` a FeedTick
+    renews the subscription (a restarted hub forgets its subscribers) and, every
+    ``prune_every_seconds``, calls ``prune``. Subclasses handle ``HubUpdate`` and pass
+    ``FeedTick`` to ``tick``."""
+
+    tick_seconds = 30.0
+    prune_every_seconds = 600.0
+
+    def __init__(self, ctx: HiveContext, feed: HubFeed) -> None:
+        super().__init__(ctx)
+        self.feed = feed
+        self.last_prune = 0.0
+
+    def on_start(self) -> None:
+        self.feed.start(self.actor_ref)
+        self._arm_tick()
+
+    def on_stop(self) -> None:
+        self.feed.stop()
+
+    def _arm_tick(self) -> None:
+        me = self.actor_ref  # a dead actor's timer tells nobody: one chain per actor
+        self.ctx.io.call_later(self.tick_seconds, lambda: tell_quietly(me, FeedTick()))
+
+    def tick(self) -> None:
+        self.feed.renew(self.actor_ref)
+        now = time.time()
+        if now - self.last_prune >= self.prune_every_seconds:
+            self.last_prune = now
+            self.prune(now)
+        self._arm_tick()
+
+    def prune(self, now: float) -> None:
+        """Drop what this actor's table keeps no longer (called from ``tick``)."""

@@ -25,8 +25,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from hive.actors.base import HiveContext, SupervisedActor, tell_quietly
-from hive.actors.hub import HubFeed, HubUpdate
+from hive.actors.base import HiveContext, tell_quietly
+from hive.actors.hub import FeedTick, HubFedActor, HubFeed, HubUpdate
 from hive.actors.store import Write
 from hive.store import Queries
 from hive.wire import MANAGER, OPERATOR, SYSTEM
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 RETENTION_SECONDS = 14 * 86400.0
 USAGE_RETENTION_SECONDS = 90 * 86400.0
 MAX_ROWS = 2_000_000
-TICK_SECONDS = 30.0
-PRUNE_EVERY_SECONDS = 600.0
 QUEUE_MIN_INTERVAL = 1.0
 CLASSES = ("peer", "operator", "manager", "system")
 WATCHED = frozenset({"turn_ended", "agent", "approval"})
@@ -104,16 +102,11 @@ def turn_rows(
 
 
 @dataclass(frozen=True)
-class _Tick:
-    pass
-
-
-@dataclass(frozen=True)
 class _FlushQueues:
     pass
 
 
-class StatsActor(SupervisedActor):
+class StatsActor(HubFedActor):
     """Turn telemetry and queue depths into the ``stats`` table, for the charts."""
 
     child_id = "stats"
@@ -124,7 +117,7 @@ class StatsActor(SupervisedActor):
         retention: float = RETENTION_SECONDS,
         max_rows: int = MAX_ROWS,
     ) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, HubFeed(ctx, WATCHED))
         self.retention = retention
         self.max_rows = max_rows
         self.depth_written: dict[str, tuple[int, float]] = {}
@@ -132,22 +125,7 @@ class StatsActor(SupervisedActor):
         self.approvals: dict[str, bool] = {}
         self.approval_queue_written: int | None = None
         self.flush_queued = False
-        self.feed = HubFeed(ctx, WATCHED)
-        self.last_prune = 0.0
         self.rows_written = 0
-
-    # --- lifecycle ----------------------------------------------------------------------
-
-    def on_start(self) -> None:
-        self.feed.start(self.actor_ref)
-        self._arm_tick()
-
-    def on_stop(self) -> None:
-        self.feed.stop()
-
-    def _arm_tick(self) -> None:
-        me = self.actor_ref
-        self.ctx.io.call_later(TICK_SECONDS, lambda: tell_quietly(me, _Tick()))
 
     # --- messages -----------------------------------------------------------------------
 
@@ -155,8 +133,8 @@ class StatsActor(SupervisedActor):
         match message:
             case HubUpdate(update=update):
                 self._update(update)
-            case _Tick():
-                self._tick()
+            case FeedTick():
+                self.tick()
             case _FlushQueues():
                 self.flush_queued = False
                 self._flush_queues()
@@ -164,14 +142,9 @@ class StatsActor(SupervisedActor):
                 log.warning("stats: unexpected message %r", message)
         return None
 
-    def _tick(self) -> None:
-        self.feed.renew(self.actor_ref)  # the hub may have restarted and forgotten us
-        now = time.time()
-        if now - self.last_prune >= PRUNE_EVERY_SECONDS:
-            self.last_prune = now
-            retention, max_rows = self.retention, self.max_rows
-            self._write(lambda q: prune(q, now, retention, max_rows))
-        self._arm_tick()
+    def prune(self, now: float) -> None:
+        retention, max_rows = self.retention, self.max_rows
+        self._write(lambda q: prune(q, now, retention, max_rows))
 
     def _update(self, u: dict[str, Any]) -> None:
         kind, data = u.get("kind"), u.get("data")
