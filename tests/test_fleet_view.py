@@ -173,3 +173,41 @@ def test_a_dropped_connection_greys_the_data_and_says_since_when(make_dashboard:
         page.wait_for_selector("body:not(.stale)", timeout=30_000)
         page.wait_for_selector("#live[data-state=up]")
         assert page.inner_text("#live") == "live"
+
+
+QUEUED = """
+[hive]
+max_concurrent_turns = 1
+
+[[agent]]
+name = "holder"
+[[agent.script]]
+match = "hold"
+do = [{op = "recv", wait = 60}]
+
+[[agent]]
+name = "waiter"
+[[agent.script]]
+do = [{op = "set_status", text = "did {body}"}]
+"""
+
+
+def test_a_queued_turn_says_so_and_why_in_the_table_and_on_its_page(make_dashboard: Make) -> None:
+    """Turn admission (issue 12): a turn held for a slot shows as `queued`, with the
+    admission's reason where the table says what an agent does, and on the agent's page."""
+    dash = make_dashboard(QUEUED)
+    with dash.browser() as page:
+        page.wait_for_selector("#live[data-state=up]")
+        dash.ok("POST", "/api/agents/holder/messages", json={"body": "hold"})
+        wait_until(lambda: dash.row("holder")["turn_state"] == "waiting_recv", what="holder")
+        dash.ok("POST", "/api/agents/waiter/messages", json={"body": "work"})
+        page.wait_for_selector('tr[data-agent="waiter"] .badge:text-is("queued")')
+        assert "max_concurrent_turns = 1" in cell(page, "waiter", ".status")
+        page.wait_for_selector("#state-counts button[data-state=queued]:has-text('queued 1')")
+        page.goto(f"{dash.url}/agents/waiter")
+        page.wait_for_selector('#agent-badge:text-is("queued")')
+        assert "max_concurrent_turns = 1" in page.inner_text("#agent-status")
+        # The slot frees: the queued turn runs, and the badge leaves `queued`.
+        dash.ok("POST", "/api/agents/holder/messages", json={"body": "release"})
+        page.wait_for_selector('#agent-status:text-is("did work")')
+        assert page.inner_text("#agent-badge") != "queued"

@@ -20,7 +20,8 @@
     setText(chip, lastTurnText(row.last_turn));
     setClass(chip, `chip turn exit-${row.last_turn ? row.last_turn.exit_class : "none"}`);
     setText(document.getElementById("agent-status"),
-            row.failed ? row.failed_reason : row.over_budget ? row.budget_reason : row.status_text);
+            row.failed ? row.failed_reason : row.over_budget ? row.budget_reason
+              : row.turn_state === "queued" ? row.queue_reason : row.status_text);
     const pause = document.getElementById("pause-button");
     setText(pause, row.paused ? "resume" : "pause");
     pause.dataset.op = row.paused ? "resume" : "pause";

@@ -233,6 +233,8 @@ const Hive = (() => {
       case "thinking": return {state: "thinking", text: "thinking"};
       case "waiting_recv": return {state: "waiting", text: "waiting"};
       case "waiting_operator": return {state: "waiting", text: "waiting for operator"};
+      // Turn admission holds it (max_concurrent_turns, memory_budget_mb): queue_reason says why.
+      case "queued": return {state: "queued", text: "queued"};
       case "starting":
       case "tool": return {state: "running", text: "running"};
       default: return {state: "idle", text: "idle"};

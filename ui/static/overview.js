@@ -28,6 +28,7 @@
     }
     if (waiting) return {text: detail || "backing off", stuck: true, op: "restart", label: "retry now"};
     if (d.stopped) return {text: "stopped", op: "start", label: "start"};
+    if (d.turn_state === "queued") return {text: d.queue_reason || "waiting for a turn slot", stuck: false};
     return {text: d.status_text || "", stuck: false};
   }
 
@@ -144,7 +145,7 @@
   function loadCostSoon() { if (!costTimer) costTimer = setTimeout(loadCost, 3000); }
 
   // --- order, filter, counts ------------------------------------------------------------------
-  const STATE_ORDER = ["failed", "needs-login", "over-budget", "retrying", "needs-update", "waiting", "thinking",
+  const STATE_ORDER = ["failed", "needs-login", "over-budget", "retrying", "needs-update", "waiting", "queued", "thinking",
                        "running", "paused", "stopped", "idle"];
   let stateFilter = "";
 
