@@ -136,6 +136,8 @@ async def _questions_of(ctx: HiveContext, hive: str, out: dict[str, Any]) -> Non
         return
     shown = reply.get("questions") or []
     for q in shown:
+        if not (isinstance(q, dict) and isinstance(q.get("id"), int) and "agent" in q):
+            continue  # not a question row (another version of hive?): nothing to answer
         out["questions"].append(
             {**q, "hive": hive, "key": f"{q['id']}@{hive}", "agent": f"{q['agent']}@{hive}"}
         )
