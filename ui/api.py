@@ -21,7 +21,15 @@ from hive.telemetry import select_stats, summarize
 from hive.ui import logs
 from hive.ui.calls import ApiError, ask, call_verb, has_verb, one_agent
 from hive.ui.context import dashboard
-from hive.ui.remote import REMOTE_ROW_OPS, Target, check_hive_known, fleet_reply, target
+from hive.ui.remote import (
+    REMOTE_ROW_OPS,
+    Target,
+    check_hive_known,
+    fleet_reply,
+    question_ref,
+    remote_questions,
+    target,
+)
 from hive.ui.schemas import (
     AgentList,
     AnswerBody,
@@ -48,6 +56,7 @@ from hive.ui.schemas import (
     ModelBody,
     ModelQuery,
     ModelReply,
+    RemoteQuestions,
     Result,
     Scheduled,
     SendBody,
@@ -287,6 +296,16 @@ async def fleet() -> Fleet:
     return result
 
 
+@api.get("/fleet/questions")
+@typed
+async def fleet_questions() -> RemoteQuestions:
+    """The pending questions of the other hives' agents, each asked of its hive (only the
+    hives whose fleet row counts some); a hive that refuses or does not answer is in
+    ``errors``"""
+    result: RemoteQuestions = await remote_questions(dashboard().ctx)  # type: ignore[assignment]
+    return result
+
+
 @api.get("/agents/<name>/turns")
 @typed
 async def turns(name: str, query: TurnsQuery) -> Turns:
@@ -424,8 +443,12 @@ async def cancel_scheduled(item_id: str) -> Result:
 @api.post("/questions/<item_id>/answer")
 @typed
 async def answer(item_id: str, body: AnswerBody) -> Result:
-    """Answer an operator question"""
-    args = {"id": _item_id(item_id), "answer": body.answer}
+    """Answer an operator question: ``12``, or ``12@beta`` (beta's question 12, answered
+    by beta, which authorises it)"""
+    ref, hive = question_ref(dashboard().ctx, item_id)
+    args: dict[str, Any] = {"id": _item_id(ref), "answer": body.answer}
+    if hive is not None:
+        args["hive"] = hive
     result: Result = await call_verb(dashboard().ctx, "answer", args)
     return result
 

@@ -5,6 +5,10 @@ not reach beta itself: it hands ``bob@beta`` to the same admin verbs hivectl use
 federated verb table routes them over NATS to beta, which authorises and runs them), and
 reads the fleet view the link keeps from the JetStream key-value bucket. A hive without
 ``[federation]`` refuses a remote name with ``not_federated`` and shows no fleet.
+
+The other hives' pending questions: each hive's fleet row counts them, and only for a
+hive whose count is above zero does ``remote_questions`` ask it (the ``questions`` verb,
+over NATS, authorised by that hive), so an idle federation costs no request.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from hive.federation.address import split, validate_hive_name
-from hive.ui.calls import ApiError
+from hive.ui.calls import ApiError, call_verb
 from hive.wire import WireError, validate_agent_name
 
 if TYPE_CHECKING:
@@ -22,6 +28,9 @@ if TYPE_CHECKING:
 # The row actions another hive runs for us (hive.federation.fleet.REMOTE_VERBS, less the
 # ones the overview does not offer on a row); cancel, reset, start, stop stay local.
 REMOTE_ROW_OPS = ("pause", "resume", "restart", "kick")
+# How long the questions panel waits for a hive's list (a dead hive answers at once with
+# no responders; this bounds a hive that hangs).
+QUESTIONS_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,68 @@ def check_hive_known(ctx: HiveContext, hive: str) -> None:
         )
 
 
+def question_ref(ctx: HiveContext, raw: str) -> tuple[str, str | None]:
+    """A question's reference from the path: ``12`` (this hive's) or ``12@beta`` (beta's
+    question 12): the id part, and the hive (None: this one)."""
+    ref, hive = split(raw)
+    if hive is None:
+        return ref, None
+    try:
+        validate_hive_name(hive)
+    except WireError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    own = own_hive(ctx)
+    if hive == own:
+        return ref, None
+    if own is None:
+        raise ApiError(
+            400,
+            "not_federated",
+            f"question '{raw}' is on another hive, and this hive has no [federation] table",
+        )
+    return ref, hive
+
+
+async def remote_questions(ctx: HiveContext) -> dict[str, Any]:
+    """The pending questions of the other hives' agents, asked of each hive whose fleet row
+    counts some (at once, each bounded by QUESTIONS_TIMEOUT): ``questions`` keyed
+    ``12@beta`` with the agent as ``bob@beta``; ``left_off`` per hive (beyond what one
+    reply carries); ``errors`` per hive that refused or did not answer."""
+    own = own_hive(ctx)
+    out: dict[str, Any] = {"questions": [], "left_off": {}, "errors": []}
+    if own is None or ctx.federation is None:
+        return out
+    asking = sorted(
+        hive
+        for hive, row in ctx.federation.fleet.items()
+        if hive != own and int(row.get("questions") or 0) > 0
+    )
+    async with trio.open_nursery() as nursery:
+        for hive in asking:
+            nursery.start_soon(_questions_of, ctx, hive, out)
+    out["questions"].sort(key=lambda q: (q["hive"], q["id"]))
+    out["errors"].sort(key=lambda e: e["hive"])
+    return out
+
+
+async def _questions_of(ctx: HiveContext, hive: str, out: dict[str, Any]) -> None:
+    try:
+        reply = await call_verb(ctx, "questions", {"hive": hive}, QUESTIONS_TIMEOUT)
+    except ApiError as exc:
+        out["errors"].append({"hive": hive, "code": exc.code, "message": exc.message})
+        return
+    shown = reply.get("questions") or []
+    for q in shown:
+        if not (isinstance(q, dict) and isinstance(q.get("id"), int) and "agent" in q):
+            continue  # not a question row (another version of hive?): nothing to answer
+        out["questions"].append(
+            {**q, "hive": hive, "key": f"{q['id']}@{hive}", "agent": f"{q['agent']}@{hive}"}
+        )
+    left = int(reply.get("total") or 0) - len(shown)
+    if left > 0:
+        out["left_off"][hive] = left
+
+
 def fleet_reply(ctx: HiveContext) -> dict[str, Any]:
     """This hive's name and every hive's row (agents, link health), this hive's first."""
     own = own_hive(ctx)
@@ -97,4 +168,5 @@ def _hive_row(row: dict[str, Any]) -> dict[str, Any]:
         "outbox": {str(k): int(v) for k, v in outbox.items()},
         "age": float(row.get("age") or 0.0),
         "agents": list(row.get("agents") or []),
+        "questions": int(row.get("questions") or 0),
     }

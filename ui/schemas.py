@@ -254,6 +254,7 @@ class FleetHive(TypedDict):
     outbox: dict[str, int]
     age: float
     agents: list[dict[str, Any]]
+    questions: int  # its pending operator questions (GET /api/fleet/questions lists them)
 
 
 class Fleet(TypedDict):
@@ -261,6 +262,15 @@ class Fleet(TypedDict):
 
     hive: str | None
     hives: list[FleetHive]
+
+
+class RemoteQuestions(TypedDict):
+    """The other hives' pending questions (``key`` ``12@beta``, ``agent`` ``bob@beta``,
+    ``hive``), how many each hive left off, and each hive that refused or did not answer."""
+
+    questions: list[dict[str, Any]]
+    left_off: dict[str, int]
+    errors: list[dict[str, str]]
 
 
 class ModelReply(TypedDict):

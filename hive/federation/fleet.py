@@ -9,6 +9,12 @@ An operator acts on a remote agent by naming it ``bob@beta`` (or passing ``hive`
 verb goes over NATS request/reply to ``hive.beta.ctl.<this hive>``; beta checks that its
 ``[federation] operators`` lists this hive, runs the verb with its own checks, and
 answers the result or the error. No hive writes another hive's store.
+
+Another hive's dashboard learns of this hive's pending operator questions in two steps:
+the fleet row carries only their count (``questions``), and the ``questions`` verb, asked
+over the same request/reply path (so ``operators`` decides who may read them), returns
+the questions themselves, oldest first, at most ``MAX_REMOTE_QUESTIONS`` and
+``MAX_QUESTIONS_BYTES`` of them (one NATS message; a looping agent cannot flood it).
 """
 
 from __future__ import annotations
@@ -30,9 +36,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # A send to bob@beta needs none of this: it goes through the outbox, durably.
-REMOTE_VERBS = ("status", "pause", "resume", "kick", "restart", "answer")
+REMOTE_VERBS = ("status", "pause", "resume", "kick", "restart", "answer", "questions")
 REMOTE_TIMEOUT = 10.0
 STATUS_INTERVAL = 1.0
+# What the questions verb answers at most: the oldest first, so the longest waiting are
+# shown; each question is up to 8,000 characters and 20 options of 500, so the byte cap
+# keeps the reply well under NATS's default 1 MiB max_payload.
+MAX_REMOTE_QUESTIONS = 50
+MAX_QUESTIONS_BYTES = 256 * 1024
 
 
 async def publish_status(ctx: HiveContext) -> None:
@@ -46,12 +57,53 @@ async def publish_status(ctx: HiveContext) -> None:
         try:
             rows = (await list_agents(ctx, Request(0, "list", {})))["agents"]
             depths = await ask_actor(ctx, "forwarder", lambda r: Depths(r), 5)
-            link.local_status = {"agents": rows, "outbox": depths, "connected": link.connected}
+            link.local_status = {
+                "agents": rows,
+                "outbox": depths,
+                "connected": link.connected,
+                "questions": await _open_questions(ctx),
+            }
         except WireError as exc:  # an actor not (yet) running: the next round retries
             log.debug("federation: this hive's fleet row: %s", exc)
         except Exception as exc:  # a task of the daemon's nursery: never let it out
             log.warning("federation: this hive's fleet row: %r", exc)
         await trio.sleep(STATUS_INTERVAL)
+
+
+async def _open_questions(ctx: HiveContext) -> int:
+    """How many operator questions wait on this hive (0 without a control plane)."""
+    try:
+        return len(await _pending_questions(ctx))
+    except WireError:
+        return 0
+
+
+async def _pending_questions(ctx: HiveContext) -> list[dict[str, Any]]:
+    from hive.actors.approvals import ListPending
+    from hive.control.calls import ask_actor
+
+    reply = await ask_actor(ctx, "approvals", lambda r: ListPending(r), 5)
+    return [row for row in reply["pending"] if row.get("kind") == "question"]
+
+
+async def pending_questions(ctx: HiveContext, req: Request) -> Any:
+    """questions{}: this hive's pending operator questions, short form, oldest first,
+    bounded (module docstring); ``total`` counts them all."""
+    rows = await _pending_questions(ctx)
+    out: list[dict[str, Any]] = []
+    size = 0
+    for row in rows[:MAX_REMOTE_QUESTIONS]:
+        short = {key: row.get(key) for key in _QUESTION_KEYS}
+        size += len(packb(short))
+        if size > MAX_QUESTIONS_BYTES:
+            break
+        out.append(short)
+    return {"questions": out, "total": len(rows)}
+
+
+_QUESTION_KEYS = (
+    "id", "agent", "question", "options", "requested_at", "expires_at", "ttl_remaining", "status"
+)  # fmt: skip
 
 
 def fleet_view(ctx: HiveContext) -> list[dict[str, Any]]:
@@ -64,8 +116,9 @@ def fleet_view(ctx: HiveContext) -> list[dict[str, Any]]:
 
 
 def remote_verb_table(verbs: dict[str, Verb]) -> dict[str, Verb]:
-    """The admin verbs of a federated hive: ``list`` with the fleet, and the remote-capable
-    verbs sent to the owning hive when they name one."""
+    """The admin verbs of a federated hive: ``list`` with the fleet, ``questions`` (this
+    hive's pending questions, short form), and the remote-capable verbs sent to the owning
+    hive when they name one."""
     out = dict(verbs)
     local_list = verbs["list"]
 
@@ -74,8 +127,9 @@ def remote_verb_table(verbs: dict[str, Verb]) -> dict[str, Verb]:
         return {**result, "hive": _own(ctx), "fleet": fleet_view(ctx)}
 
     out["list"] = list_with_fleet
+    out["questions"] = pending_questions
     for op in REMOTE_VERBS:
-        out[op] = _routed(op, verbs[op])
+        out[op] = _routed(op, out[op])
     return out
 
 

@@ -362,16 +362,23 @@
     const cancel = el("button", {class: "danger", text: "cancel"});
     const result = el("span", {class: "hint", role: "status"});
     const options = el("div", {class: "options"});
+    // Another hive's question (key "12@beta") is answered by that hive, through this one.
+    const ref = d.remote ? key : String(d.id ?? key);
     const answer = async (text) => {
       if (!text.trim()) { setText(result, "type an answer first"); return; }
       send.disabled = true;
+      setClass(result, "hint");
       try {
-        mine.add(String(d.id ?? key));
-        await api("POST", `/api/questions/${encodeURIComponent(d.id ?? key)}/answer`,
-                  {answer: text});
+        mine.add(ref);
+        await api("POST", `/api/questions/${encodeURIComponent(ref)}/answer`, {answer: text});
         setText(result, "answered");
         loadHistorySoon();
-      } catch (e) { setText(result, e.message); send.disabled = false; }
+      } catch (e) {  // the typed text stays in the input, to send again or elsewhere
+        mine.delete(ref);
+        setText(result, `${e.message}${e.code ? ` (${e.code})` : ""}`);
+        setClass(result, "hint outcome error");
+        send.disabled = false;
+      }
     };
     send.addEventListener("click", () => answer(input.value));
     input.addEventListener("keydown", (ev) => { if (ev.key === "Enter") answer(input.value); });
@@ -382,7 +389,9 @@
       } catch (e) { setText(result, e.message); }
     }));
     const card = el("article", {class: "card question", dataset: {key}},
-      el("header", {}, el("strong", {class: "agent"}), " asks ",
+      el("header", {}, el("strong", {class: "agent"}), " ",
+         el("span", {class: "chip hive", text: d.hive || "", hidden: !d.remote,
+                     title: "the hive this agent is on"}), " asks ",
          el("span", {class: "chip ttl", title: "time left"})),
       el("p", {class: "text"}), options,
       el("div", {class: "actions"}, input, send, cancel, result));
@@ -393,7 +402,9 @@
     const c = entry.card;
     setText(c.querySelector(".agent"), d.agent || "an agent");
     setText(c.querySelector(".text"), d.question || d.text || "");
-    entry.expires = d.expires_at || null;
+    // Another hive's clock may differ: its time left counts from when it was listed.
+    entry.expires = d.remote && typeof d.ttl_remaining === "number"
+      ? Date.now() / 1000 + d.ttl_remaining : d.expires_at || null;
     const opts = d.options || [];
     const optionsKey = JSON.stringify(opts);
     if (optionsKey !== entry.optionsKey) {  // rebuild only when the options changed
@@ -403,14 +414,15 @@
     }
     const open = (d.status || "pending") === "pending";
     entry.send.disabled = !open;
-    entry.cancel.hidden = !open;
+    entry.cancel.hidden = !open || Boolean(d.remote);  // cancel is not a remote verb
     if (!open) setText(c.querySelector(".ttl"), d.status);
     if (!open && !mine.has(key) && entry.input.value.trim()) {
       // Resolved elsewhere (hivectl, another tab, expiry) while the operator was typing:
       // say so, and keep the card and the typed text until dismissed.
       const res = d.resolution || {};
-      const how = d.status === "answered" ? `answered elsewhere${res.by ? " by " + res.by : ""}: ${res.answer || ""}`
-                                          : `${d.status} elsewhere`;
+      const how = d.remote ? `no longer waiting on ${d.hive} (answered, cancelled or expired there)`
+        : d.status === "answered" ? `answered elsewhere${res.by ? " by " + res.by : ""}: ${res.answer || ""}`
+        : `${d.status} elsewhere`;
       setText(entry.result, `${how} — your text is kept`);
       entry.keep = true;
       if (!entry.dismiss) {
@@ -522,11 +534,45 @@
     for (const [key, entry] of Array.from(rows)) if (entry.remote && !seen.has(key)) removeAgent(key);
     renderLinks(fleet.hives);
     hiveChoices(fleet.hives.map((h) => h.hive));
+    loadRemoteQuestions(fleet.hives);
     loadFleetSoon(2000);
   }
   function loadFleetSoon(ms) {
     if (ownHive && !fleetTimer) fleetTimer = setTimeout(loadFleet, ms);
     else if (ownHive && ms < 1000) { clearTimeout(fleetTimer); fleetTimer = setTimeout(loadFleet, ms); }
+  }
+
+  // The other hives' questions: each hive's fleet row counts its pending ones, and only
+  // while some hive counts any (or this page still shows one) is the list asked for; the
+  // dashboard's server asks each such hive, which decides whether this hive may see them.
+  let remoteLoading = false;
+  async function loadRemoteQuestions(hives) {
+    const counted = hives.some((h) => h.hive !== ownHive && h.questions > 0);
+    const shown = Array.from(questions.values()).some((e) => e.data.remote);
+    if (remoteLoading || (!counted && !shown)) return;
+    remoteLoading = true;
+    let reply;
+    try { reply = await api("GET", "/api/fleet/questions"); } catch (e) { return; }
+    finally { remoteLoading = false; }
+    const failed = new Set(reply.errors.map((e) => e.hive));  // keep its cards: unknown
+    const fresh = new Map(reply.questions.map((q) => [q.key, {...q, remote: true}]));
+    for (const [key, entry] of Array.from(questions)) {
+      if (entry.data.remote && !fresh.has(key) && !failed.has(entry.data.hive)) remoteGone(key, entry);
+    }
+    for (const [key, q] of fresh) KEYED.question(key, q);
+    const notes = [
+      ...reply.errors.map((e) => `${e.hive}: ${e.message} (${e.code})`),
+      ...Object.entries(reply.left_off).map(([h, n]) =>
+        `${h}: ${n} more ${n === 1 ? "question" : "questions"} (answer on ${h}, or hivectl answer --hive ${h})`)];
+    const note = document.getElementById("questions-remote");
+    setText(note, notes.join(" · "));
+    note.hidden = !notes.length;
+  }
+  // A remote question no longer listed: gone, unless the operator was typing an answer
+  // (then the card and the text stay, as for a local question resolved elsewhere).
+  function remoteGone(key, entry) {
+    if (mine.has(key) || !entry.input.value.trim()) KEYED.question(key, null);
+    else if (entry.data.status !== "gone") KEYED.question(key, {...entry.data, status: "gone"});
   }
 
   // This hive is federated: show the hive column, its filter and sort, and stamp local rows.
@@ -672,7 +718,9 @@
     for (const [kind, map] of [["approval", approvals], ["question", questions],
                                ["draft", drafts]]) {
       const fresh = new Map((items[kind] || []).map((d) => [String(d.id ?? d.name ?? ""), d]));
-      for (const key of Array.from(map.keys())) if (!fresh.has(key)) KEYED[kind](key, null);
+      for (const [key, entry] of Array.from(map)) {
+        if (!fresh.has(key) && !entry.data.remote) KEYED[kind](key, null);  // remote: loadFleet
+      }
       for (const [key, d] of fresh) KEYED[kind](key, d);
     }
   }
