@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTOR_STACK_BYTES = 256 * 1024
+INTERRUPTED_TURN = "the supervisor stopped during this turn; its messages are delivered again"
 GC_YOUNG_THRESHOLD = 20_000  # default 700 (Python 3.11)
 
 
@@ -66,6 +67,9 @@ def prepare_state(cfg: HiveConfig) -> Boot:
         with conn:
             for a in cfg.agents:
                 q.upsert_agent(a.name, a.parent, a.to_dict(), a.model)
+            cut = q.end_interrupted_turns(INTERRUPTED_TURN)
+        if cut:
+            log.warning("%d turn(s) left open by the previous run ended as cancelled", cut)
         state = BootState()
         for row in q.agents():
             agent_cfg, refused = stored_agent_config(row.name, row.config)

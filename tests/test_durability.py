@@ -87,3 +87,42 @@ def test_kill_9_during_sends_loses_no_acknowledged_message(
     twice = {i: n for i, n in seen.items() if n > 1}
     assert not twice, f"messages given to more than one clean turn: {twice}"
     assert set(acked) <= set(seen), "every acknowledged message went through a clean turn"
+
+
+HOLDER = """
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "holder"
+[[agent.script]]
+match = "hold"
+do = [{op = "recv", wait = 60}]
+[[agent.script]]
+do = [{op = "set_status", text = "did {body}"}]
+"""
+
+
+def test_a_turn_cut_by_kill_9_is_ended_as_cancelled_at_the_next_start(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    """Nothing runs a turn once its supervisor is killed: the next start records it as
+    cancelled (it used to stay open, with no end, for good), and its message comes again."""
+    hive = make_hive(HOLDER)
+    sent = hive.admin("send", to="holder", body="hold")["id"]
+    hive.wait_until(lambda: hive.status("holder")["turn_state"] == "waiting_recv", what="held")
+    [cut] = hive.turns("holder")
+    assert cut["ended_at"] is None
+    hive.kill()
+    hive = hive.restart()
+    turns = {t["id"]: t for t in hive.turns("holder")}
+    assert turns[cut["id"]]["ended_at"] is not None
+    assert turns[cut["id"]]["exit_class"] == "cancelled"
+    assert "supervisor stopped during this turn" in turns[cut["id"]]["detail"]
+    # Its message was never delivered: a new turn takes it (and holds again).
+    hive.wait_until(
+        lambda: any(t["id"] != cut["id"] for t in hive.turns("holder")), what="a new turn"
+    )
+    with hive.db() as db:
+        [(state,)] = db.execute("SELECT state FROM messages WHERE id = ?", (sent,)).fetchall()
+    assert state == "pending"

@@ -213,6 +213,17 @@ class Queries:
             (time.time(), exit_class, exit_code, detail, turn_id),
         )
 
+    def end_interrupted_turns(self, detail: str) -> int:
+        """End every turn a stopped daemon left open (a kill -9, a power loss) as cancelled,
+        now: nothing runs it any more, and its messages, never delivered, come again. Run
+        at boot, before the actors start; returns how many."""
+        self.conn.execute(
+            "UPDATE turns SET ended_at = ?, exit_class = 'cancelled', detail = ? "
+            "WHERE ended_at IS NULL",
+            (time.time(), detail),
+        )
+        return int(self.conn.changes())
+
     def add_turn_events(
         self, turn_id: int, first_seq: int, events: Sequence[tuple[str, Any]]
     ) -> None:
