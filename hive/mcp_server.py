@@ -11,10 +11,12 @@ Manager-only tools (spawn, apply_commit, kick, schedule) are listed only to the 
 socket enforces that rule again on every call. Two servers are built, once per process
 (``server_for``): one with the manager's tools, one without; a session learns whose it is
 from a context variable (``SESSION``).
-The SDK (~0.5 s of imports) is imported when the first session starts, in a worker thread.
+The SDK (~0.5 s of imports) is imported in a worker thread: at the daemon's start when some
+agent runs claude, else when the first session starts.
 """
 
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -114,11 +116,21 @@ def build_server(manager: bool) -> "MCPServer[Any]":
 _SERVERS: dict[bool, "MCPServer[Any]"] = {}
 
 
+_BUILDING = threading.Lock()
+
+
 def preload() -> None:
-    """Import the SDK and build both servers (run in a worker thread: it takes ~0.5 s)."""
-    for manager in (False, True):
-        if manager not in _SERVERS:
-            _SERVERS[manager] = build_server(manager)
+    """Import the SDK and build both servers (run in a worker thread: it takes ~0.5 s).
+    The daemon runs it at start when some agent is a claude agent, so that the first
+    turn's MCP connection does not wait for it."""
+    with _BUILDING:  # the start's preload and a first connection may race
+        for manager in (False, True):
+            if manager not in _SERVERS:
+                _SERVERS[manager] = build_server(manager)
+
+
+def loaded() -> bool:
+    return len(_SERVERS) == 2
 
 
 def server_for(manager: bool) -> "MCPServer[Any]":
