@@ -81,7 +81,7 @@ rec {
       packages = map toString a.packages;
       mcp_servers = map (n: {
         name = n;
-        inherit (a.mcpServers.${n}) command args env;
+        inherit (a.mcpServers.${n}) command args env shared;
         allowed_tools = a.mcpServers.${n}.allowedTools;
       }) (attrNames a.mcpServers);
     }

@@ -78,6 +78,14 @@ let
         default = [ ];
         description = "Tools of this server the agent may call; empty allows all of them.";
       };
+      shared = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether agents declaring this same server (command, args and env) may share one
+          process of it (the MCP pool). Set false for a server that keeps per-client state.
+        '';
+      };
     };
   };
 
@@ -197,6 +205,7 @@ let
     dashboard_host = cfg.dashboard.host;
     dashboard_port = cfg.dashboard.port;
     claude_bin = if cfg.claudePackage == null then "claude" else "${cfg.claudePackage}/bin/claude";
+    operator_sandboxes = cfg.operatorSandboxes;
   }
   // cfg.settings;
   hiveTomlText =
@@ -417,6 +426,25 @@ in
       ];
       default = "nspawn";
       description = "Where agents run unless they say otherwise.";
+    };
+
+    operatorSandboxes = mkOption {
+      type = types.listOf (
+        types.enum [
+          "process"
+          "bwrap"
+          "nspawn"
+        ]
+      );
+      default = [
+        "bwrap"
+        "nspawn"
+      ];
+      description = ''
+        Sandboxes a member of adminGroup may spawn agents into, approve spawns for, or open
+        the dashboard terminal in. The others (by default "process", which runs as the
+        supervisor's own uid) need root.
+      '';
     };
 
     uidBase = mkOption {

@@ -142,6 +142,7 @@ def test_the_module_renders_a_hive_toml_that_hive_loads(nixpkgs: str) -> None:
         {
             "claudePackage": fake_package("claude-code"),
             "settings": {"restart_intensity": 3},
+            "operatorSandboxes": ["nspawn"],
             "agents": {
                 "manager": {"model": "claude-opus-4"},
                 "bob": {
@@ -152,7 +153,8 @@ def test_the_module_renders_a_hive_toml_that_hive_loads(nixpkgs: str) -> None:
                     "network": False,
                     "packages": [fake_package("git")],
                     "mcpServers": {
-                        "tools": {"command": "/bin/tools", "args": ["--x"], "allowedTools": ["a"]}
+                        "tools": {"command": "/bin/tools", "args": ["--x"], "allowedTools": ["a"]},
+                        "stateful": {"command": "/bin/stateful", "shared": False},
                     },
                     "prompt": 'Say "hi".\nThen \\ stop. ünïcode, ${HOME} $x',
                     "env": {"LANG": "C.UTF-8"},
@@ -178,10 +180,12 @@ def test_the_module_renders_a_hive_toml_that_hive_loads(nixpkgs: str) -> None:
     assert bob.packages == ("/nix/store/11111111111111111111111111111111-git",)
     assert bob.prompt == 'Say "hi".\nThen \\ stop. ünïcode, ${HOME} $x'
     assert bob.env == {"LANG": "C.UTF-8"}
-    (server,) = bob.mcp_servers
-    assert (server.name, server.command, server.args, server.allowed_tools) == (
-        "tools", "/bin/tools", ("--x",), ("a",),
+    stateful, server = bob.mcp_servers  # by name
+    assert (server.name, server.command, server.args, server.allowed_tools, server.shared) == (
+        "tools", "/bin/tools", ("--x",), ("a",), True,
     )  # fmt: skip
+    assert (stateful.name, stateful.shared) == ("stateful", False)
+    assert cfg.operator_sandboxes == ("nspawn",)
     manager = cfg.agent("manager")
     assert manager is not None and manager.allowed_recipients is None
     assert manager.model == "claude-opus-4"
@@ -200,6 +204,7 @@ def test_the_defaults_are_hives_own(nixpkgs: str) -> None:
     assert (s["watchdogSec"], s["startLimitBurst"], s["startLimitIntervalSec"]) == (30, 5, 300)
     assert (s["uidBase"], s["settings"]) == (uids.UID_BASE, {})
     hive_defaults = HiveConfig()
+    assert tuple(s["operatorSandboxes"]) == hive_defaults.operator_sandboxes
     assert s["dashboard"] == {
         "enable": hive_defaults.dashboard,
         "host": hive_defaults.dashboard_host,
