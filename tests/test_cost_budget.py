@@ -161,3 +161,19 @@ def test_the_dashboard_shows_the_budget_stop_once_and_the_cost(
             "() => document.getElementById('stats-summary').textContent.includes('1200 in')"
         )
         screenshot(page, "agent-cost")
+
+
+def test_cost_lists_the_budgets_of_spawned_agents_too(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    """A spawned agent's settings live in the store, not in hive.toml: its daily budget is
+    listed by `cost` as hive.toml's agents' are."""
+    hive = make_hive('[[agent]]\nname = "manager"\n\n[[agent]]\nname = "declared"\n'
+                     "daily_budget_usd = 2.0\n")  # fmt: skip
+    hive.admin("spawn", name="scout", config={"daily_budget_tokens": 5000})
+    budgets = hive.admin("cost")["budgets"]["agents"]
+    assert budgets["declared"] == {"usd": 2.0, "tokens": 0}
+    assert budgets["scout"] == {"usd": 0.0, "tokens": 5000}
+    assert hive.admin("cost", agent="scout")["budgets"]["agents"] == {
+        "scout": {"usd": 0.0, "tokens": 5000}
+    }

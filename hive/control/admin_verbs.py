@@ -42,6 +42,7 @@ import trio
 
 from hive import __version__, logtail, safefs
 from hive.actors import agent as agent_msgs
+from hive.config import stored_agent_config
 from hive.control import privilege, records
 from hive.control.calls import ask_actor
 from hive.control.spawn import spawn_config
@@ -518,14 +519,16 @@ async def cost(ctx: HiveContext, req: Request) -> Any:
         validate_agent_name(agent)
     spent = await _cost_of(ctx, agent or None, time.time())
     cfg = ctx.config
-    budgets = {
+    # Every agent's settings as the store holds them: hive.toml's and the spawned ones.
+    agents = await ctx.services.reader.run(lambda q: [(r.name, r.config) for r in q.agents()])
+    budgets: dict[str, Any] = {
         "hive": {"usd": cfg.daily_budget_usd, "tokens": cfg.daily_budget_tokens},
-        "agents": {
-            a.name: {"usd": a.daily_budget_usd, "tokens": a.daily_budget_tokens}
-            for a in cfg.agents
-            if (a.daily_budget_usd or a.daily_budget_tokens) and (not agent or a.name == agent)
-        },
+        "agents": {},
     }
+    for name, raw in agents:
+        a, _ = stored_agent_config(name, raw)
+        if (a.daily_budget_usd or a.daily_budget_tokens) and (not agent or name == agent):
+            budgets["agents"][name] = {"usd": a.daily_budget_usd, "tokens": a.daily_budget_tokens}
     return {**spent, "budgets": budgets}
 
 
