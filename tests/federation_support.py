@@ -7,12 +7,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from hive.client import HiveError
 from tests.hive_harness import RunningHive
 from tests.nats_harness import NatsServer
+
+if TYPE_CHECKING:
+    from tests.ui_harness import DashboardHive
 
 
 def hive_config(
@@ -136,3 +140,16 @@ def stream_messages(url: str, stream: str) -> int:
             await nc.close()
 
     return asyncio.run(count())
+
+
+def alpha_and_beta(
+    nats: Callable[..., NatsServer], make: Callable[..., DashboardHive]
+) -> tuple[DashboardHive, DashboardHive]:
+    """Two dashboard hives on one NATS server: alpha (agent alice) and beta (agent bob);
+    beta takes operator requests from alpha, and alpha (no operators listed) none from beta."""
+    url = nats().url
+    alpha = make(hive_config("alpha", url, ["alice"]), name="alpha")
+    beta = make(
+        hive_config("beta", url, ["bob"], federation_extra='operators = ["alpha"]\n'), name="beta"
+    )
+    return alpha, beta

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.federation_support import hive_config, nats, received
+from tests.federation_support import alpha_and_beta, nats, received
 from tests.nats_harness import NatsServer
 from tests.test_a11y import (
     DESKTOP,
@@ -28,15 +28,6 @@ from tests.ui_harness import DashboardHive, make_dashboard, screenshot, wait_unt
 __all__ = ["make_dashboard", "nats"]
 
 Make = Callable[..., DashboardHive]
-
-
-def _two(nats: Callable[..., NatsServer], make: Make) -> tuple[DashboardHive, DashboardHive]:
-    url = nats().url
-    alpha = make(hive_config("alpha", url, ["alice"]), name="alpha")
-    beta = make(
-        hive_config("beta", url, ["bob"], federation_extra='operators = ["alpha"]\n'), name="beta"
-    )
-    return alpha, beta
 
 
 def _visible(page: Any) -> list[str]:
@@ -54,7 +45,7 @@ def _row(page: Any, agent: str, selector: str) -> str:
 def test_remote_agents_links_pause_and_send_from_the_overview(
     nats: Callable[..., NatsServer], make_dashboard: Make
 ) -> None:
-    alpha, beta = _two(nats, make_dashboard)
+    alpha, beta = alpha_and_beta(nats, make_dashboard)
     with alpha.browser() as page:
         page.wait_for_selector('tr[data-agent="bob@beta"]', timeout=30_000)
         assert _row(page, "bob@beta", ".hive-col") == "beta"
@@ -116,7 +107,7 @@ def _row_text(page: Any, hive: str, selector: str) -> str:
 def test_a_refused_remote_action_shows_as_its_outcome(
     nats: Callable[..., NatsServer], make_dashboard: Make
 ) -> None:
-    alpha, beta = _two(nats, make_dashboard)  # alpha takes no operator requests from beta
+    alpha, beta = alpha_and_beta(nats, make_dashboard)  # alpha takes no operator requests from beta
     with beta.browser() as page:
         page.wait_for_selector('tr[data-agent="alice@alpha"]', timeout=30_000)
         page.click('tr[data-agent="alice@alpha"] button[data-op=pause]')
@@ -138,7 +129,7 @@ def test_a_refused_remote_action_shows_as_its_outcome(
 def test_remote_names_through_the_api_fail_clearly(
     nats: Callable[..., NatsServer], make_dashboard: Make
 ) -> None:
-    alpha, beta = _two(nats, make_dashboard)
+    alpha, beta = alpha_and_beta(nats, make_dashboard)
     wait_until(
         lambda: {h["hive"] for h in alpha.ok("GET", "/api/fleet")["hives"]} >= {"alpha", "beta"},
         what="beta in alpha's fleet view",
@@ -179,7 +170,7 @@ def test_the_federated_overview_is_axe_clean_and_fits(
     nats: Callable[..., NatsServer], make_dashboard: Make, viewport: dict[str, int]
 ) -> None:
     source = axe_script()
-    alpha, _beta = _two(nats, make_dashboard)
+    alpha, _beta = alpha_and_beta(nats, make_dashboard)
     with logged_in(alpha, viewport) as page:
         page.goto(alpha.url)
         page.wait_for_selector('tr[data-agent="bob@beta"]', timeout=30_000)

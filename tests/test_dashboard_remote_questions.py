@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.control_support import Asked, ask
-from tests.federation_support import hive_config, nats
+from tests.federation_support import alpha_and_beta, nats
 from tests.nats_harness import NatsServer
 from tests.test_a11y import (
     DESKTOP,
@@ -30,17 +30,6 @@ from tests.ui_harness import DashboardHive, make_dashboard, screenshot, wait_unt
 __all__ = ["make_dashboard", "nats"]
 
 Make = Callable[..., DashboardHive]
-
-
-def _two(nats: Callable[..., NatsServer], make: Make) -> tuple[DashboardHive, DashboardHive]:
-    """alpha and beta; beta takes operator requests from alpha, and alpha (no operators
-    listed) takes none from beta."""
-    url = nats().url
-    alpha = make(hive_config("alpha", url, ["alice"]), name="alpha")
-    beta = make(
-        hive_config("beta", url, ["bob"], federation_extra='operators = ["alpha"]\n'), name="beta"
-    )
-    return alpha, beta
 
 
 def _asks(dash: DashboardHive, agent: str, question: str) -> tuple[Asked, int]:
@@ -74,7 +63,7 @@ def _error(dash: DashboardHive, path: str, body: dict[str, Any]) -> tuple[int, s
 def test_a_remote_question_is_listed_answered_and_errors_are_clear(
     nats: Callable[..., NatsServer], make_dashboard: Make
 ) -> None:
-    alpha, beta = _two(nats, make_dashboard)
+    alpha, beta = alpha_and_beta(nats, make_dashboard)
     asked, qid = _asks(beta, "bob", "Deploy beta?")
     row = _listed(alpha, f"{qid}@beta")
     assert (row["hive"], row["agent"], row["question"]) == ("beta", "bob@beta", "Deploy beta?")
@@ -119,7 +108,7 @@ def test_a_remote_question_is_listed_answered_and_errors_are_clear(
 def test_a_hive_that_refuses_or_went_away_is_a_clear_error(
     nats: Callable[..., NatsServer], make_dashboard: Make
 ) -> None:
-    alpha, beta = _two(nats, make_dashboard)
+    alpha, beta = alpha_and_beta(nats, make_dashboard)
     # alpha lists no operators: beta may neither read nor answer alice's question.
     _asked, qid = _asks(alpha, "alice", "Scale alpha?")
     errors = wait_until(
@@ -154,7 +143,7 @@ def test_without_federation_a_remote_question_is_refused(make_dashboard: Make) -
 def test_the_operator_answers_a_remote_question_on_the_overview(
     nats: Callable[..., NatsServer], make_dashboard: Make
 ) -> None:
-    alpha, beta = _two(nats, make_dashboard)
+    alpha, beta = alpha_and_beta(nats, make_dashboard)
     with alpha.browser() as page:
         page.wait_for_selector('tr[data-agent="bob@beta"]', timeout=30_000)
         asked, qid = _asks(beta, "bob", "Deploy beta?")
@@ -197,7 +186,7 @@ def test_a_remote_question_card_is_axe_clean_and_fits(
     nats: Callable[..., NatsServer], make_dashboard: Make, viewport: dict[str, int]
 ) -> None:
     source = axe_script()
-    alpha, beta = _two(nats, make_dashboard)
+    alpha, beta = alpha_and_beta(nats, make_dashboard)
     _asked, qid = _asks(beta, "bob", "Deploy beta?")
     with logged_in(alpha, viewport) as page:
         page.goto(alpha.url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tests.test_supervision import ADMISSION_CONFIG
 from tests.ui_harness import DashboardHive, make_dashboard, screenshot, wait_until
 
 __all__ = ["make_dashboard"]
@@ -175,27 +176,10 @@ def test_a_dropped_connection_greys_the_data_and_says_since_when(make_dashboard:
         assert page.inner_text("#live") == "live"
 
 
-QUEUED = """
-[hive]
-max_concurrent_turns = 1
-
-[[agent]]
-name = "holder"
-[[agent.script]]
-match = "hold"
-do = [{op = "recv", wait = 60}]
-
-[[agent]]
-name = "waiter"
-[[agent.script]]
-do = [{op = "set_status", text = "did {body}"}]
-"""
-
-
 def test_a_queued_turn_says_so_and_why_in_the_table_and_on_its_page(make_dashboard: Make) -> None:
     """Turn admission (issue 12): a turn held for a slot shows as `queued`, with the
     admission's reason where the table says what an agent does, and on the agent's page."""
-    dash = make_dashboard(QUEUED)
+    dash = make_dashboard(ADMISSION_CONFIG)  # holder, waiter, other; one turn at a time
     with dash.browser() as page:
         page.wait_for_selector("#live[data-state=up]")
         dash.ok("POST", "/api/agents/holder/messages", json={"body": "hold"})
@@ -209,5 +193,7 @@ def test_a_queued_turn_says_so_and_why_in_the_table_and_on_its_page(make_dashboa
         assert "max_concurrent_turns = 1" in page.inner_text("#agent-status")
         # The slot frees: the queued turn runs, and the badge leaves `queued`.
         dash.ok("POST", "/api/agents/holder/messages", json={"body": "release"})
-        page.wait_for_selector('#agent-status:text-is("did work")')
-        assert page.inner_text("#agent-badge") != "queued"
+        wait_until(lambda: dash.row("waiter")["last_turn"], what="waiter's turn")
+        page.wait_for_function(
+            "() => document.getElementById('agent-badge').textContent !== 'queued'"
+        )
