@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,29 +103,36 @@ def load(page: Any, url: str, wire: Wire) -> tuple[float, float]:
     return (wire.total - before) / 1024, float(ms)
 
 
+@contextmanager
+def logged_in_page(
+    pw: Any, url: str, token: str, init_script: str = "", **context: Any
+) -> Iterator[Any]:
+    """A fresh Chromium with the operator's cookie set (a new browser each time: a cold
+    cache for the page weights)."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        ctx = browser.new_context(**context)
+        if init_script:
+            ctx.add_init_script(init_script)
+        ctx.add_cookies([{"name": "hive_operator", "value": token, "url": url}])
+        yield ctx.new_page()
+    finally:
+        browser.close()
+
+
 def weights(pw: Any, url: str, token: str) -> dict[str, tuple[float, float, float, float]]:
     out = {}
     for name, path in (("fleet", "/"), ("agent", "/agents/a000")):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context()
-            context.add_cookies([{"name": "hive_operator", "value": token, "url": url}])
-            page = context.new_page()
+        with logged_in_page(pw, url, token) as page:
             wire = Wire(page)
             cold_kb, cold_ms = load(page, url + path, wire)
             warm_kb, warm_ms = load(page, url + path, wire)
             out[name] = (cold_kb, cold_ms, warm_kb, warm_ms)
-        finally:
-            browser.close()
     return out
 
 
 def idle_rate(pw: Any, url: str, token: str, seconds: float) -> float:
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    try:
-        context = browser.new_context()
-        context.add_cookies([{"name": "hive_operator", "value": token, "url": url}])
-        page = context.new_page()
+    with logged_in_page(pw, url, token) as page:
         wire = Wire(page)
         page.goto(url + "/agents/manager", wait_until="load")
         page.wait_for_selector("#live[data-state=up]")
@@ -131,8 +140,6 @@ def idle_rate(pw: Any, url: str, token: str, seconds: float) -> float:
         before = wire.total
         page.wait_for_timeout(seconds * 1000)  # the measurement window itself
         return (wire.total - before) / 1024 / (seconds / 60)
-    finally:
-        browser.close()
 
 
 # Wraps every live-stream handler of the page: the time to apply each event, DOM included.
@@ -150,12 +157,8 @@ TIMING = """
 
 
 def dom_latency(pw: Any, url: str, token: str, seconds: float) -> list[float]:
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    try:
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.add_init_script(TIMING)
-        context.add_cookies([{"name": "hive_operator", "value": token, "url": url}])
-        page = context.new_page()
+    viewport = {"width": 1440, "height": 900}
+    with logged_in_page(pw, url, token, TIMING, viewport=viewport) as page:
         page.goto(url + "/", wait_until="load")
         page.wait_for_function(
             f"() => document.querySelectorAll('#agent-rows tr').length === {AGENTS}"
@@ -164,8 +167,6 @@ def dom_latency(pw: Any, url: str, token: str, seconds: float) -> list[float]:
         page.wait_for_timeout(seconds * 1000)  # the measurement window itself
         values: list[float] = page.evaluate("() => window.applyMs.slice(1)")  # skip the snapshot
         return values
-    finally:
-        browser.close()
 
 
 def main() -> None:
