@@ -410,6 +410,7 @@ class AgentActor(SupervisedActor):
         self.model = row.model or self.cfg.model
         self.status_text, self.status_set_at = row.status_text, row.status_set_at
         self.kick_note = row.kick_note  # a stored kick outlives a daemon crash
+        self.budget_waived_day = row.budget_waived_day  # so does the operator's budget reset
         self.last_turn = state.last_turn
         # A restarted actor knows how its last turn ended (a session process may outlive it).
         ended = (state.last_turn or {}).get("exit_class")
@@ -1281,13 +1282,14 @@ class AgentActor(SupervisedActor):
         history, drops a pending backoff."""
         self.failed = self.needs_login = False
         self.failed_reason = ""
+        fields: dict[str, Any] = {"failed": 0, "failed_reason": "", "needs_login": 0}
         if self.over_budget:  # the operator lets it spend on today
             self.over_budget, self.budget_waived_day = "", day_of(time.time())
+            fields["budget_waived_day"] = self.budget_waived_day
         self.crash_times.clear()
         self.retry_at = None
         self.retry_generation += 1
         self.hold = False
-        fields: dict[str, Any] = {"failed": 0, "failed_reason": "", "needs_login": 0}
         if op == "reset":
             self._controlled(op, fields, reply)
             return

@@ -86,6 +86,12 @@ def test_over_budget_parks_after_the_turn_and_tells_the_operator_once(
     hive.wait_turns("alice", 2)
     assert not hive.status("alice")["over_budget"]
     assert len(budget_mail(hive)) == 1
+    # ...and a restart of the daemon keeps that word: today's next mail is served too.
+    hive.hive.kill()
+    hive.hive.restart()
+    hive.admin("send", to="alice", body="four")
+    hive.wait_turns("alice", 3)
+    assert not hive.status("alice")["over_budget"] and len(budget_mail(hive)) == 1
 
 
 def test_the_hive_budget_parks_an_idle_agent_before_it_starts(

@@ -127,6 +127,7 @@ class AgentRow:
     stopped: bool = False  # the operator stopped it: no turns until started
     deployed_sha: str = ""  # the config commit it runs (spawned from a repo)
     kick_note: str | None = None  # a kick not yet served by a clean turn ("": no note)
+    budget_waived_day: str = ""  # the UTC day the operator let it run over its budget
 
 
 def _envelope(row: Sequence[Any]) -> Envelope:
@@ -184,7 +185,7 @@ class Queries:
         allowed = {
             "paused", "failed", "failed_reason", "needs_login", "needs_update", "model",
             "status_text", "status_set_at", "destroyed", "parent", "config", "stopped",
-            "deployed_sha", "kick_note",
+            "deployed_sha", "kick_note", "budget_waived_day",
         }  # fmt: skip
         bad = set(values) - allowed
         if bad:
@@ -257,7 +258,7 @@ class Queries:
         sql = (
             "SELECT name, parent, config, paused, failed, failed_reason, needs_login, "
             "needs_update, model, status_text, status_set_at, destroyed, stopped, deployed_sha, "
-            "kick_note FROM agents"
+            "kick_note, budget_waived_day FROM agents"
         )
         if not include_destroyed:
             sql += " WHERE destroyed = 0"
@@ -280,6 +281,7 @@ class Queries:
                     stopped=bool(r[12]),
                     deployed_sha=r[13],
                     kick_note=r[14],
+                    budget_waived_day=r[15],
                 )
             )
         return out

@@ -171,4 +171,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX turn_usage_ts ON turn_usage (ts, agent);
     """,
+    # v5: the operator's "let it spend today" (a reset while over budget) outlives a restart.
+    """
+    ALTER TABLE agents ADD COLUMN budget_waived_day TEXT NOT NULL DEFAULT '';
+    """,
 ]
