@@ -53,6 +53,15 @@ class Boot:
     operator_mail: MailCount = field(default_factory=MailCount)
 
 
+def _freeze_boot_objects() -> None:
+    """Everything built at boot lives as long as the daemon: move it out of the collector's
+    sight, and collect young objects less often. Each collection stops every thread; these
+    are the pauses that showed in message latency."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
 async def _preload_mcp_sdk() -> None:
     """The MCP SDK and hive's two servers, built in a worker thread while the hive starts,
     so that the first claude turn's tools do not wait ~0.5 s for the imports."""
@@ -186,12 +195,7 @@ async def run_hive(
             # must find its agent. (A blocking wait, so it runs off the trio thread.)
             await trio.to_thread.run_sync(_wait_started, supervisor)
             await nursery.start(services.admin.serve)
-            # Everything built at boot lives as long as the daemon: move it out of the
-            # collector's sight, and collect young objects less often. Each collection
-            # stops every thread; these are the pauses that showed in message latency.
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+            _freeze_boot_objects()
             await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
             if any(a.runtime == "claude" for a, _ in boot.state.agents):
                 nursery.start_soon(_preload_mcp_sdk)
