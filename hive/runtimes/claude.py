@@ -421,7 +421,10 @@ class ClaudeRuntime:
         Returns the arguments and whether a fresh session replaces one that overflowed.
         """
         paths = turn.paths
-        safefs.makedirs(paths.root, Path("state") / CONFIG_SUBDIR)
+        # No makedirs of CLAUDE_CONFIG_DIR here: this runs after the sandbox's prepare(),
+        # so a dir made now would be root's, and the CLI, as the bwrap agent's own uid,
+        # could write neither its session nor its config into it (the first turn's
+        # conversation was lost). The CLI makes the dir itself, as whoever it runs as.
         session_id = read_session_id(paths)
         if turn.compact and session_id:
             session_id = ""
