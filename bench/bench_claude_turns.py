@@ -34,7 +34,7 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.limits import BareClaude  # noqa: E402
+from bench.limits import BareClaude, cpu_ms  # noqa: E402
 from hive.config import AgentConfig, HiveConfig  # noqa: E402
 from hive.process import AgentPaths  # noqa: E402
 from hive.runtimes.base import TurnInput  # noqa: E402
@@ -80,6 +80,9 @@ class Mode:
     # A bare `claude -p` start timed just before each turn (per-turn mode): the pair shares
     # the machine's load of that moment, so their ratio is not moved by it.
     bare_ms: list[float] = field(default_factory=list)
+    # claude's own CPU until its request, the bare start's and this turn's (per-turn mode)
+    bare_cpu_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
 
     def paired_ratio(self) -> float:
         """The median of (this turn's send -> request) / (the bare start just before it)."""
@@ -122,6 +125,7 @@ def _bench_agent(hive: ClaudeHive, name: str, turns: int, bare: BareClaude | Non
     for i in range(turns + 1):  # turn 0 warms up (a session pays its process start there)
         if bare is not None and i > 0:
             mode.bare_ms.append(bare.start_ms())
+            mode.bare_cpu_ms.append(bare.last_cpu_ms)
         api.script(Hang(Text("ok")))
         seen = len(api.requests)
         sent_at = time.time()
@@ -136,6 +140,7 @@ def _bench_agent(hive: ClaudeHive, name: str, turns: int, bare: BareClaude | Non
         )
         pid = process["data"]["pid"]
         busy = Memory.of_tree(pid)
+        claude_cpu = cpu_ms(pid)  # the request is held: the CLI waits, idle
         api.release()
         hive.wait_turns(name, i + 1)
         done = (time.perf_counter() - t0) * 1000
@@ -150,6 +155,8 @@ def _bench_agent(hive: ClaudeHive, name: str, turns: int, bare: BareClaude | Non
         if "hive_ms" in process["data"]:  # per-turn processes: hive's own part, measured
             mode.hive_ms.append(float(process["data"]["hive_ms"]))
         mode.turn_ms.append(done)
+        if bare is not None:
+            mode.cpu_ms.append(claude_cpu)
         mode.busy.append(busy)
         if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
             mode.idle.append(Memory.of_tree(pid))
@@ -277,6 +284,12 @@ def main() -> None:
         f"{_median(oneshot.arrival_ms) / bare_start:.2f}x of the medians, "
         f"{oneshot.paired_ratio():.2f}x the median of the {turns} pairs (goal <= 1.15x); "
         f"persistent {_median(keeper.arrival_ms) / bare_start:.3f}x (goal p50 <= 30 ms)"
+    )
+    cpu_ratio = _median([a / b for a, b in zip(oneshot.cpu_ms, oneshot.bare_cpu_ms, strict=True)])
+    print(
+        f"per-turn: the CLI's own CPU until its request {_median(oneshot.cpu_ms):.0f} ms, the "
+        f"bare start's {_median(oneshot.bare_cpu_ms):.0f} ms: {cpu_ratio:.2f}x (paired; CPU "
+        "time moves far less with the load than wall time)"
     )
     print(
         f"per-turn: hive's own part, the Agent's start -> process spawned (sandbox prepare, "

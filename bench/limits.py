@@ -12,6 +12,7 @@ moves both sides together.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -168,6 +169,8 @@ class BareClaude:
         self._api.__exit__(None, None, None)
         self._tmp.cleanup()
 
+    last_cpu_ms = 0.0  # the CPU the last start's claude used until its request
+
     def start_ms(self) -> float:
         from tests.fake_anthropic import Hang, Text
 
@@ -184,9 +187,18 @@ class BareClaude:
         proc.stdin.close()
         api.wait_for_requests(seen + 1, timeout=60)
         took = (time.perf_counter() - t0) * 1000
+        self.last_cpu_ms = cpu_ms(proc.pid)  # held at the API: it is not working meanwhile
         api.release()
         proc.wait(timeout=60)
         return took
+
+
+def cpu_ms(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used so far, in ms: a cost that the
+    machine's load moves far less than wall time."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def claude_start_ms(runs: int = 3) -> float:
