@@ -62,12 +62,15 @@ def _freeze_boot_objects() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-async def _preload_mcp_sdk() -> None:
+async def _preload_mcp_sdk(ctx: HiveContext) -> None:
     """The MCP SDK and hive's two servers, built in a worker thread while the hive starts,
-    so that the first claude turn's tools do not wait ~0.5 s for the imports."""
-    from hive import mcp_server
-
-    await trio.to_thread.run_sync(mcp_server.preload)
+    so that the first claude turn's tools do not wait 0.5-1 s for the imports. A failure
+    is logged, not raised: it would take the daemon down, while the first MCP session
+    tries again and reports it to its agent."""
+    try:
+        await ctx.services.agent_sockets.mcp_loaded()
+    except Exception:
+        log.exception("could not load the MCP SDK at start; the first MCP session tries again")
 
 
 def prepare_state(cfg: HiveConfig) -> Boot:
@@ -198,7 +201,7 @@ async def run_hive(
             _freeze_boot_objects()
             await start_dashboard(ctx, nursery)  # if [hive] dashboard is on
             if any(a.runtime == "claude" for a, _ in boot.state.agents):
-                nursery.start_soon(_preload_mcp_sdk)
+                nursery.start_soon(_preload_mcp_sdk, ctx)
             status = ready_status(cfg, len(boot.state.agents))
             notify(f"READY=1\nSTATUS={status}")
             nursery.start_soon(_watchdog, ctx, status)

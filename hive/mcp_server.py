@@ -11,8 +11,8 @@ Manager-only tools (spawn, apply_commit, kick, schedule) are listed only to the 
 socket enforces that rule again on every call. Two servers are built, once per process
 (``server_for``): one with the manager's tools, one without; a session learns whose it is
 from a context variable (``SESSION``).
-The SDK (~0.5 s of imports) is imported in a worker thread: at the daemon's start when some
-agent runs claude, else when the first session starts.
+The SDK (~0.5 s of imports) is imported in a worker thread (``AgentSockets.mcp_loaded``): at
+the daemon's start when some agent runs claude, else when the first session starts.
 """
 
 import json
@@ -127,10 +127,6 @@ def preload() -> None:
         for manager in (False, True):
             if manager not in _SERVERS:
                 _SERVERS[manager] = build_server(manager)
-
-
-def loaded() -> bool:
-    return len(_SERVERS) == 2
 
 
 def server_for(manager: bool) -> "MCPServer[Any]":

@@ -131,7 +131,8 @@ class AgentSockets:
 
     async def mcp_loaded(self) -> None:
         """The MCP SDK imported and the hive's servers built: once per process, in a worker
-        thread (about 0.5 s that must not stall the loop), when the first session starts."""
+        thread (about 0.5 s that must not stall the loop), when the daemon starts with a
+        claude agent (hive.daemon) or else when the first session starts."""
         if self._mcp_ready is None:
             self._mcp_ready = trio.Event()
             from hive import mcp_server

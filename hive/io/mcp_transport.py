@@ -40,8 +40,6 @@ async def serve_mcp(stream: trio.abc.Stream, session: McpSession) -> None:
 
     from hive import mcp_server
 
-    if not mcp_server.loaded():  # importing the SDK takes ~0.5 s: not on the trio thread
-        await trio.to_thread.run_sync(mcp_server.preload)
     server = mcp_server.server_for(session.manager)
     options = server._lowlevel_server.create_initialization_options()
     to_server, server_reads = create_context_streams[SessionMessage | Exception](0)
