@@ -9,7 +9,6 @@ what is missing and how to fix it, and nothing is left behind.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
@@ -21,18 +20,16 @@ def all_agents(cfg: HiveConfig) -> list[AgentConfig]:
     """hive.toml's agents, and those the store holds (spawned by the manager)."""
     agents = {a.name: a for a in cfg.agents}
     if cfg.db_path.exists():
-        from hive.store import connect
+        from hive.store import Queries, connect
 
         conn = connect(cfg.db_path, readonly=True)
         try:
-            # Only columns every schema version has: the start migrates the db after this
-            # check, so it may still be an earlier hive's.
-            rows = conn.execute("SELECT name, config FROM agents WHERE destroyed = 0").fetchall()
+            rows = Queries(conn).agent_configs()  # the start migrates the db after this check
         finally:
             conn.close()
         for name, config in rows:
-            if str(name) not in agents and isinstance(config, str | bytes):
-                agents[str(name)] = stored_agent_config(str(name), json.loads(config))[0]
+            if name not in agents:
+                agents[name] = stored_agent_config(name, config)[0]
     return list(agents.values())
 
 

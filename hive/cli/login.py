@@ -103,9 +103,9 @@ def find_agent(cfg: HiveConfig, name: str) -> AgentConfig:
 
         conn = connect(cfg.db_path, readonly=True)
         try:
-            for row in Queries(conn).agents():
-                if row.name == name:
-                    return AgentConfig.from_dict(row.config, where=f"stored agent '{name}'")
+            for stored, config in Queries(conn).agent_configs():
+                if stored == name:
+                    return AgentConfig.from_dict(config, where=f"stored agent '{name}'")
         finally:
             conn.close()
     declared = cfg.agent(name)

@@ -520,7 +520,7 @@ async def cost(ctx: HiveContext, req: Request) -> Any:
     spent = await _cost_of(ctx, agent or None, time.time())
     cfg = ctx.config
     # Every agent's settings as the store holds them: hive.toml's and the spawned ones.
-    agents = await ctx.services.reader.run(lambda q: [(r.name, r.config) for r in q.agents()])
+    agents = await ctx.services.reader.run(lambda q: q.agent_configs())
     budgets: dict[str, Any] = {
         "hive": {"usd": cfg.daily_budget_usd, "tokens": cfg.daily_budget_tokens},
         "agents": {},

@@ -254,6 +254,15 @@ class Queries:
         row = self.conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchall()
         return int(str(row[0][0]))
 
+    def agent_configs(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each agent's name and stored config (not destroyed). Only columns every schema
+        version has: the pre-start checks and ``hivectl login`` read a database that the
+        start has not migrated yet, which may be an earlier hive's."""
+        rows = self.conn.execute(
+            "SELECT name, config FROM agents WHERE destroyed = 0 ORDER BY name"
+        )
+        return [(str(name), json.loads(config)) for name, config in rows]
+
     def agents(self, include_destroyed: bool = False) -> list[AgentRow]:
         sql = (
             "SELECT name, parent, config, paused, failed, failed_reason, needs_login, "
