@@ -13,7 +13,8 @@ over NATS, authorised by that hive), so an idle federation costs no request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -128,9 +129,43 @@ async def remote_questions(ctx: HiveContext) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class _Asking:
+    """One questions request to one hive, shared by every page that wants it meanwhile."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    reply: dict[str, Any] | ApiError | None = None
+
+
+# Per link (one per daemon): hive -> its latest request. Every open page polls; while a
+# request to a hive is on its way, the other pages wait for it rather than send their own,
+# so a hive that does not answer has one request at a time outstanding, not one per page.
+_ASKING: weakref.WeakKeyDictionary[Any, dict[str, _Asking]] = weakref.WeakKeyDictionary()
+
+
+async def _ask_questions(ctx: HiveContext, hive: str) -> dict[str, Any]:
+    asking = _ASKING.setdefault(ctx.federation, {})
+    latest = asking.get(hive)
+    if latest is None or latest.done.is_set():
+        latest = asking[hive] = _Asking()
+        try:
+            latest.reply = await call_verb(ctx, "questions", {"hive": hive}, QUESTIONS_TIMEOUT)
+        except ApiError as exc:
+            latest.reply = exc
+        finally:
+            latest.done.set()
+    assert latest is not None
+    await latest.done.wait()
+    if isinstance(latest.reply, ApiError):
+        raise latest.reply
+    if not isinstance(latest.reply, dict):  # its first asker went away before the reply
+        raise ApiError(504, "timeout", f"hive '{hive}' did not answer in time")
+    return latest.reply
+
+
 async def _questions_of(ctx: HiveContext, hive: str, out: dict[str, Any]) -> None:
     try:
-        reply = await call_verb(ctx, "questions", {"hive": hive}, QUESTIONS_TIMEOUT)
+        reply = await _ask_questions(ctx, hive)
     except ApiError as exc:
         out["errors"].append({"hive": hive, "code": exc.code, "message": exc.message})
         return

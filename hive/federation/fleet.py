@@ -177,9 +177,7 @@ async def _ask_remote(ctx: HiveContext, hive: str, op: str, args: dict[str, Any]
     subject = control_subject(hive, _own(ctx))
     data = packb({"op": op, "args": args})
     try:
-        raw = await trio.to_thread.run_sync(
-            ctx.federation.request, subject, data, REMOTE_TIMEOUT, abandon_on_cancel=True
-        )
+        raw = await _request(ctx, subject, data)
     except nats.errors.NoRespondersError:
         if hive in ctx.federation.fleet:
             raise WireError(
@@ -196,6 +194,22 @@ async def _ask_remote(ctx: HiveContext, hive: str, op: str, args: dict[str, Any]
         err = reply["error"]
         raise WireError(str(err["code"]), f"hive '{hive}': {err['message']}")
     return reply["result"]
+
+
+async def _request(ctx: HiveContext, subject: str, data: bytes) -> bytes:
+    """A request over the link, awaited without a worker thread: a hive that does not
+    answer holds nothing of this daemon's but the request itself (a worker thread held
+    for REMOTE_TIMEOUT per call, many dashboard tabs polling a hung hive could take every
+    thread the turns start with). Cancelled, the request is abandoned on the link."""
+    future = ctx.federation.request_future(subject, data, REMOTE_TIMEOUT)
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+    future.add_done_callback(lambda _: token.run_sync_soon(done.set))
+    try:
+        await done.wait()
+    finally:
+        future.cancel()  # a no-op once done
+    return bytes(future.result().data)
 
 
 def control_handler(ctx: HiveContext, api: AdminApi) -> Callable[..., None]:

@@ -11,6 +11,7 @@ hive.actors.forwarder and hive.actors.fed_inbox). docs/federation.md says why a 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import ssl
@@ -139,12 +140,18 @@ class NatsLink:
 
     def request(self, subject: str, data: bytes, timeout: float) -> bytes:
         """A NATS request from a thread that may block (not the link's, not trio's)."""
+        return bytes(self.request_future(subject, data, timeout).result(timeout + 1).data)
+
+    def request_future(
+        self, subject: str, data: bytes, timeout: float
+    ) -> concurrent.futures.Future[Any]:
+        """A NATS request started on the link's loop, from any thread; its reply message
+        (``.data``) or error comes in the future, which ``cancel`` abandons."""
         if self._nc is None:
             raise ConnectionError("not connected to NATS yet")
-        future = asyncio.run_coroutine_threadsafe(
+        return asyncio.run_coroutine_threadsafe(
             self._nc.request(subject, data, timeout=timeout), self._loop
         )
-        return bytes(future.result(timeout + 1).data)
 
     def settle(self, items: list[tuple[Incoming, bool]]) -> None:
         """Ack the messages the receiver committed (or need never store, True); nak the
