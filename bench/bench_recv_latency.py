@@ -136,6 +136,9 @@ def main() -> None:
     floor_p99 = sql.commit_p99_ms + 2 * sock.p99_ms
     print(f"  p99 vs one commit's p99 + 2 bare round-trip p99s ({floor_p99:.3f} ms): "
           f"{ratio(p99, floor_p99)}")  # fmt: skip
+    # The same floor as the host gave it during the run: a commit beside it, same seconds.
+    print(f"  p99 vs the bare process's commit p99, same seconds ({stalls.commit_p99_ms:.3f} ms): "
+          f"{ratio(p99, stalls.commit_p99_ms)}")  # fmt: skip
 
 
 if __name__ == "__main__":
