@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from hive import hoptrace
 from hive.actors.admission import (
     AdmissionRestarted,
     Admitted,
@@ -781,6 +782,8 @@ class AgentActor(SupervisedActor):
             self.pending.pop(env.id, None)
             self.unacked[env.id] = (env, turn_id, recv.holder)
         ids = [e.id for e in taken]
+        if hoptrace.ENABLED:
+            hoptrace.stamp("handed", ids)
         recv.reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
         self._mark_depth()
 

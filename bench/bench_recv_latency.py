@@ -23,6 +23,7 @@ from pathlib import Path
 
 import trio
 
+from bench import hop_report
 from bench.common import RunningHive, median, percentile, ratio
 from bench.limits import socket_limits, sqlite_limits
 from bench.stall_probe import StallProbe
@@ -43,9 +44,16 @@ name = "dst"
 """
 
 
-async def measure(hive: RunningHive, rate: float, count: int, ack_mode: str) -> list[float]:
+# Per message id: the client's send and receive times (perf_counter), for --trace.
+Times = dict[int, tuple[float, float]]
+
+
+async def measure(
+    hive: RunningHive, rate: float, count: int, ack_mode: str
+) -> tuple[list[float], Times]:
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
+    times: Times = {}
 
     async def receiver(client: TrioClient, done: trio.Event) -> None:
         while len(latencies) < count:
@@ -53,6 +61,7 @@ async def measure(hive: RunningHive, rate: float, count: int, ack_mode: str) -> 
             now = time.perf_counter()
             for m in got["messages"]:
                 latencies.append((now - sent_at[m["body"]]) * 1000)
+                times[m["id"]] = (sent_at[m["body"]], now)
             # The receiver has them at the reply; the ack (which commits the delivered
             # mark outside a turn) follows on the same connection. "wait": the next recv
             # only once the ack's commit is confirmed, so a message that arrives in that
@@ -79,7 +88,7 @@ async def measure(hive: RunningHive, rate: float, count: int, ack_mode: str) -> 
                 sent_at[body] = time.perf_counter()
                 nursery.start_soon(lambda b=body: src.call("send", to="dst", body=b))
             await done.wait()
-    return latencies
+    return latencies, times
 
 
 def main() -> None:
@@ -93,11 +102,18 @@ def main() -> None:
         default="wait",
         help="the reader waits for its ack's reply before its next recv, or not",
     )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="stamp every hop in the supervisor (hive.hoptrace) and report where time went",
+    )
     args = p.parse_args()
     sock, sql = socket_limits(), sqlite_limits()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        hive = RunningHive.start(Path(tmp), CONFIG.format(sync=args.sync))
+        trace = Path(tmp) / "hops.json"
+        env = {"HIVE_HOP_TRACE": str(trace)} if args.trace else {}
+        hive = RunningHive.start(Path(tmp), CONFIG.format(sync=args.sync), env)
         try:
             # dst's own turn loop would race the recv for its mail: pause it.
             hive.admin("pause", names=["dst"])
@@ -108,12 +124,15 @@ def main() -> None:
             gc.collect()
             gc.disable()
             try:
-                lat = trio.run(measure, hive, args.rate, int(args.rate * args.seconds), args.ack)
+                lat, times = trio.run(
+                    measure, hive, args.rate, int(args.rate * args.seconds), args.ack
+                )
             finally:
                 gc.enable()
             stalls = probe.result()
         finally:
-            hive.terminate()
+            hive.terminate()  # the supervisor writes its hop stamps as it exits
+        hops = hop_report.report(trace, times) if args.trace else []
     p50, p99 = median(lat), percentile(lat, 99)
     print(
         f"send -> waiting recv at {args.rate:g} msg/s, {len(lat)} messages "
@@ -139,6 +158,8 @@ def main() -> None:
     # The same floor as the host gave it during the run: a commit beside it, same seconds.
     print(f"  p99 vs the bare process's commit p99, same seconds ({stalls.commit_p99_ms:.3f} ms): "
           f"{ratio(p99, stalls.commit_p99_ms)}")  # fmt: skip
+    for line in hops:
+        print(line)
 
 
 if __name__ == "__main__":
