@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from hive import hoptrace
 from hive.actors.admission import (
     AdmissionRestarted,
     Admitted,
@@ -263,6 +264,11 @@ class _PublishDirty:
 
 
 @dataclass(frozen=True)
+class _DepthDue:
+    pass
+
+
+@dataclass(frozen=True)
 class _BudgetDay:
     """A new UTC day: an agent parked over budget may run again."""
 
@@ -325,6 +331,10 @@ class AgentState:
 RECV_FRAME_MARGIN = 4096
 # How soon writes the Store could not take (it was being restarted) are offered again.
 WRITE_RETRY_SECONDS = 0.05
+# The row's inbox depth, when nothing else in it changed, is published at most this often:
+# 20 times a second per agent is live enough for a dashboard and hivectl, and a flood of
+# messages no longer costs four more actor messages each (AgentActor._mark_depth).
+DEPTH_PUBLISH_SECONDS = 0.05
 # recvs one agent may have parked at once: each holds a reply and a timer, so an agent
 # that pipelines thousands would hold the daemon's memory (one model needs one or two).
 MAX_WAITING_RECVS = 32
@@ -384,6 +394,9 @@ class AgentActor(SupervisedActor):
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
         self.lane_waiter: int | None = None  # the waiter offered in the recv lane
         self.dirty = False
+        self.depth_stale = False  # the row's inbox depth is behind, its publish timed
+        self.depth_timer: Timer | None = None
+        self.published_at = 0.0  # time.monotonic() of the last publish
         # Writes told while the Store was dead, before its successor was registered:
         # kept in order and offered again, never dropped (a dropped delivered mark left
         # a message pending in the database but gone from this inbox).
@@ -612,6 +625,10 @@ class AgentActor(SupervisedActor):
             case _PublishDirty():
                 if self.dirty:
                     self._publish()
+            case _DepthDue():
+                self.depth_timer = None
+                if self.depth_stale:
+                    self._mark_dirty()
             case _RetryWrites():
                 self._offer_unwritten()
             case _BudgetDay():
@@ -649,7 +666,7 @@ class AgentActor(SupervisedActor):
                 self.unacked[env.id] = (env, None, 0)
             else:
                 self.pending[env.id] = env
-        self._mark_dirty()
+        self._mark_depth()
         if held:
             return  # its reply is on the way; the inbox copy waits for its fate
         if self.queued and not self.queued_urgent and _urgent(fresh):
@@ -671,7 +688,7 @@ class AgentActor(SupervisedActor):
             self.unacked[env.id] = (env, turn_id, holder)
             self.seen_id = max(self.seen_id, env.id)
         self.hold = False
-        self._mark_dirty()
+        self._mark_depth()
         if self.turn is not None and self.turn_state == "waiting_recv":
             self._set_turn_state("thinking")
         self._offer_to_lane()
@@ -766,8 +783,10 @@ class AgentActor(SupervisedActor):
             self.pending.pop(env.id, None)
             self.unacked[env.id] = (env, turn_id, recv.holder)
         ids = [e.id for e in taken]
+        if hoptrace.ENABLED:
+            hoptrace.stamp("handed", ids)
         recv.reply({"messages": wires, "ack_ids": ids, "more": len(taken) < len(envs)})
-        self._mark_dirty()
+        self._mark_depth()
 
     def _ack(self, ids: tuple[int, ...], reply: Reply, holder: int = 0) -> None:
         """The client has these messages. Inside a turn they join it (delivered when it
@@ -777,7 +796,7 @@ class AgentActor(SupervisedActor):
         # ack must not mark it delivered behind the turn whose fate it shares.
         taken = [self.unacked.pop(i)[0] for i in dict.fromkeys(ids) if self._held_by(i, holder)]
         if taken:
-            self._mark_dirty()
+            self._mark_depth()
         if self.turn is not None or not taken:
             if self.turn is not None:
                 self.turn.received.extend(taken)
@@ -1427,6 +1446,24 @@ class AgentActor(SupervisedActor):
             self.turn_state = state
             self._mark_dirty()
 
+    def _mark_depth(self) -> None:
+        """The inbox's depth changed (a message in, handed over, acknowledged): publish
+        the row, but for this alone at most once per ``DEPTH_PUBLISH_SECONDS``. Published
+        per message, a steady stream cost every message four more actor messages and a
+        Store round trip on other threads (the hub, its two feeds, the Bus's
+        ``InboxDepth``, an empty write), which woke while the next message was on its
+        way and showed in its latency's tail. Changes of state still publish at once
+        (``_mark_dirty``), with the depth as it is then."""
+        self.depth_stale = True
+        if self.dirty or self.depth_timer is not None:
+            return  # a publish is on its way, or timed
+        wait = self.published_at + DEPTH_PUBLISH_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._mark_dirty()
+            return
+        me = self.actor_ref
+        self.depth_timer = self.ctx.io.call_later(wait, lambda: tell_quietly(me, _DepthDue()))
+
     def _mark_dirty(self) -> None:
         # Bursts of changes (a flood of arrivals) publish one row, not one per change.
         # The publish rides behind this agent's writes through the Store, so whoever
@@ -1493,7 +1530,8 @@ class AgentActor(SupervisedActor):
         }
 
     def _publish(self) -> None:
-        self.dirty = False
+        self.dirty = self.depth_stale = False
+        self.published_at = time.monotonic()
         self.ctx.refs.tell("hub", Publish("agent", self.name, self.status_row()))
         # For inbox_cap: the depth, and the newest message it counts.
         depth = len(self.pending) + len(self.unacked)

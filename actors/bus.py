@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
+from hive import hoptrace
 from hive.actors.base import (
     HiveContext,
     InjectFault,
@@ -230,6 +231,8 @@ class BusActor(SupervisedActor):
         )
         if capped:
             self.accepted.setdefault(m.to, deque()).append(env.id)
+        if hoptrace.ENABLED:
+            hoptrace.stamp("accepted", (env.id,))
         return env
 
     def _route(self, m: Send) -> tuple[Send, bool]:
@@ -273,6 +276,8 @@ class BusActor(SupervisedActor):
             # Runs on the Store's thread, straight after the commit: acks and hand-offs
             # are only tells and reply hops, and skipping a hop back through the Bus
             # takes a thread switch off every message's path. It reads no Bus state.
+            if hoptrace.ENABLED:
+                hoptrace.stamp("committed", (e.id for e in envs))
             if outbox and error is None:
                 self.ctx.refs.tell("forwarder", Queued(tuple(outbox)))
             self._committed(batch, error, commit or 0)
@@ -290,6 +295,8 @@ class BusActor(SupervisedActor):
         budget = self.ctx.config.max_frame_bytes - RECV_FRAME_MARGIN
         recv, wires = self.ctx.recv_lane.take(to, envs, budget)
         handed = None if recv is None else (recv.waiter_id, recv.holder)
+        if hoptrace.ENABLED:
+            hoptrace.stamp("to_agent" if recv is None else "lane", (e.id for e in envs))
         self.ctx.refs.tell(self.ctx.agent_ref_name(to), Arrived(tuple(envs), commit, handed=handed))
         if recv is not None:
             recv.reply({"messages": wires, "ack_ids": [e.id for e in envs], "more": False})

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hive import hoptrace
 from hive.io.frames import Connection, accept_connections, listen_unix, serve_connection
 from hive.policy import check_manager_only
 from hive.wire import MANAGER, Request, WireError, arg, validate_agent_name, validate_recipient
@@ -349,6 +350,8 @@ class AgentSockets:
 
         def answered(result: Any) -> None:
             conn.recv_waiters.discard(waiter_id)  # nothing to withdraw any more
+            if hoptrace.ENABLED and isinstance(result, dict):
+                hoptrace.stamp("replied", result.get("ack_ids", ()))
             self.reply_carrying(conn, req.id, result)
 
         def carry(result: Any) -> None:
