@@ -120,9 +120,10 @@ def test_a_turn_cut_by_kill_9_is_ended_as_cancelled_at_the_next_start(
     assert turns[cut["id"]]["exit_class"] == "cancelled"
     assert "supervisor stopped during this turn" in turns[cut["id"]]["detail"]
     # Its message was never delivered: a new turn takes it (and holds again).
-    hive.wait_until(
-        lambda: any(t["id"] != cut["id"] for t in hive.turns("holder")), what="a new turn"
+    [again] = hive.wait_until(
+        lambda: [t for t in hive.turns("holder") if t["id"] != cut["id"]], what="a new turn"
     )
+    assert sent in again["message_ids"]
     with hive.db() as db:
         [(state,)] = db.execute("SELECT state FROM messages WHERE id = ?", (sent,)).fetchall()
     assert state == "pending"

@@ -21,7 +21,8 @@ from tests.hive_harness import RunningHive
 SUPERVISOR = [sys.executable, "-m", "hive.cli.supervisor"]
 DEBIAN_PYTHON = "/usr/bin/python3"
 QUIET = ["--no-dashboard"]
-FIND_HIVE = "import importlib.util as u, sys; sys.exit(u.find_spec('hive') is None)"
+# Exit 3: not found (1 would also be what a crash or setpriv's own failure gives).
+FIND_HIVE = "import importlib.util as u, sys; sys.exit(3 if u.find_spec('hive') is None else 0)"
 
 AGENTS = """
 [[agent]]
@@ -166,11 +167,12 @@ def test_an_import_root_others_cannot_list_is_named_with_the_rx_fix(
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.splitlines()
     assert line.startswith(f"hive: {site} ") and f"chmod o+rx {site}`" in line, line
-    assert import_as_nobody(site).returncode == 1  # not found (no error: it cannot look)
+    hidden = import_as_nobody(site)
+    assert (hidden.returncode, hidden.stderr) == (3, "")  # not found: it cannot look
     os.chmod(site, 0o755)
     fixed = subprocess.run(
         [sys.executable, "-m", "hive.reachable"], env=env, cwd=open_dir, capture_output=True,
         text=True, check=False,
     )  # fmt: skip
     assert (fixed.returncode, fixed.stderr) == (0, "")
-    assert import_as_nobody(site).returncode == 0
+    assert (import_as_nobody(site).returncode, import_as_nobody(site).stderr) == (0, "")
