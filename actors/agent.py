@@ -34,6 +34,7 @@ from hive.actors.admission import (
     WantTurn,
 )
 from hive.actors.base import (
+    DEPTH_PUBLISH_SECONDS,
     Alive,
     HiveContext,
     InjectFault,
@@ -331,10 +332,6 @@ class AgentState:
 RECV_FRAME_MARGIN = 4096
 # How soon writes the Store could not take (it was being restarted) are offered again.
 WRITE_RETRY_SECONDS = 0.05
-# The row's inbox depth, when nothing else in it changed, is published at most this often:
-# 20 times a second per agent is live enough for a dashboard and hivectl, and a flood of
-# messages no longer costs four more actor messages each (AgentActor._mark_depth).
-DEPTH_PUBLISH_SECONDS = 0.05
 # recvs one agent may have parked at once: each holds a reply and a timer, so an agent
 # that pipelines thousands would hold the daemon's memory (one model needs one or two).
 MAX_WAITING_RECVS = 32
@@ -395,7 +392,7 @@ class AgentActor(SupervisedActor):
         self.lane_waiter: int | None = None  # the waiter offered in the recv lane
         self.dirty = False
         self.depth_stale = False  # the row's inbox depth is behind, its publish timed
-        self.depth_timer: Timer | None = None
+        self.depth_armed = False  # told _DepthDue at the hive's next depth tick
         self.published_at = 0.0  # time.monotonic() of the last publish
         # Writes told while the Store was dead, before its successor was registered:
         # kept in order and offered again, never dropped (a dropped delivered mark left
@@ -626,7 +623,7 @@ class AgentActor(SupervisedActor):
                 if self.dirty:
                     self._publish()
             case _DepthDue():
-                self.depth_timer = None
+                self.depth_armed = False
                 if self.depth_stale:
                     self._mark_dirty()
             case _RetryWrites():
@@ -1455,14 +1452,14 @@ class AgentActor(SupervisedActor):
         way and showed in its latency's tail. Changes of state still publish at once
         (``_mark_dirty``), with the depth as it is then."""
         self.depth_stale = True
-        if self.dirty or self.depth_timer is not None:
-            return  # a publish is on its way, or timed
-        wait = self.published_at + DEPTH_PUBLISH_SECONDS - time.monotonic()
-        if wait <= 0:
+        if self.dirty or self.depth_armed:
+            return  # a publish is on its way, or due at the next tick
+        if time.monotonic() - self.published_at >= DEPTH_PUBLISH_SECONDS:
             self._mark_dirty()
             return
-        me = self.actor_ref
-        self.depth_timer = self.ctx.io.call_later(wait, lambda: tell_quietly(me, _DepthDue()))
+        # One timer for the whole hive (ctx.depth_ticker), not one per agent.
+        self.depth_armed = True
+        self.ctx.depth_ticker.add(self.ctx.io, self.actor_ref, _DepthDue())
 
     def _mark_dirty(self) -> None:
         # Bursts of changes (a flood of arrivals) publish one row, not one per change.

@@ -95,6 +95,39 @@ class CommitClock:
         return self.committed + 1
 
 
+class SharedTicker:
+    """One timer for many actors: each ref ``add``ed is told its message once, at the next
+    tick, ``period`` seconds after the first ``add`` since the last tick. A timer of the
+    IO bridge is a trio task on the IO thread; one per actor, re-armed by a busy fleet
+    (a thousand agents, each publishing its inbox depth at most every 50 ms), would keep
+    that thread busy with timers alone."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self._lock = threading.Lock()  # actors add from their own threads
+        self._due: list[tuple[Any, object]] = []
+        self._armed = False
+
+    def add(self, io: IoBridge, ref: Any, message: object) -> None:
+        with self._lock:
+            self._due.append((ref, message))
+            if self._armed:
+                return
+            self._armed = True
+        io.call_later(self.period, self._tick)
+
+    def _tick(self) -> None:
+        with self._lock:
+            due, self._due, self._armed = self._due, [], False
+        for ref, message in due:
+            tell_quietly(ref, message)
+
+
+# How often an agent's row is published for a change of its inbox depth alone (the Agent
+# actor's _mark_depth): 20 times a second is live enough for a dashboard and hivectl.
+DEPTH_PUBLISH_SECONDS = 0.05
+
+
 @dataclass
 class HiveContext:
     """Everything an actor may reach: settings, id allocators, other actors, the IO side."""
@@ -120,6 +153,8 @@ class HiveContext:
     spend: SpendLedger = field(default_factory=SpendLedger)
     # Each agent's oldest parked recv, answered straight from the commit (hive.actors.recv_lane).
     recv_lane: RecvLane = field(default_factory=RecvLane)
+    # The one timer behind every agent's delayed depth publish (AgentActor._mark_depth).
+    depth_ticker: SharedTicker = field(default_factory=lambda: SharedTicker(DEPTH_PUBLISH_SECONDS))
 
     def agent_ref_name(self, agent: str) -> str:
         return f"agent:{agent}"

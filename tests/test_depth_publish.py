@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hive.actors.agent import DEPTH_PUBLISH_SECONDS
+from hive.actors.base import DEPTH_PUBLISH_SECONDS
 from hive.client import SyncClient
 from tests.hive_harness import RunningHive
 
