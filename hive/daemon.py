@@ -77,8 +77,9 @@ def prepare_state(cfg: HiveConfig) -> Boot:
     """Create directories, migrate the db, record hive.toml's agents, and read back
     everything the actors start from. Runs before any actor or socket exists."""
     from hive.actors.supervisor import BootState
+    from hive.statelock import lock_state_dir
 
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    lock_state_dir(cfg.state_dir)  # hive-supervisor took it already; the demo takes it here
     (cfg.sockets_dir / "agents").mkdir(parents=True, exist_ok=True)
     conn = connect(cfg.db_path, synchronous=cfg.sqlite_synchronous.upper())
     try:

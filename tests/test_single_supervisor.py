@@ -58,3 +58,33 @@ def test_a_second_supervisor_on_the_same_state_dir_is_refused(
     hive.kill()
     hive = hive.restart()
     assert hive.status("holder")
+
+
+def test_the_demo_is_refused_on_a_state_dir_a_supervisor_holds(
+    make_hive: Callable[..., RunningHive],
+) -> None:
+    """The demo starts the daemon itself (not through hive-supervisor's pre-flight): it
+    takes the same lock, and leaves the running hive's turn alone."""
+    hive = make_hive(HOLDER)
+    hive.admin("send", to="holder", body="hold")
+    hive.wait_until(lambda: hive.status("holder")["turn_state"] == "waiting_recv", what="held")
+    demo = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hive.cli.demo",
+            "--state-dir",
+            str(hive.state_dir),
+            "--no-dashboard",
+            "--seconds",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert demo.returncode == 1, demo.stdout + demo.stderr
+    assert f"another hive-supervisor (pid {hive.process.pid}) is running" in demo.stderr
+    [turn] = hive.turns("holder")
+    assert turn["ended_at"] is None and hive.status("holder")["turn_state"] == "waiting_recv"

@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> None:
         dashboard=not args.no_dashboard,
         dashboard_port=args.dashboard_port,
     )
+    from hive.statelock import StateDirBusy, lock_state_dir
+
+    try:
+        lock_state_dir(cfg.state_dir)
+    except StateDirBusy as exc:
+        sys.exit(f"hive-demo: {exc}")
     try:
         trio.run(watch, cfg, args.seconds)
     except* KeyboardInterrupt:

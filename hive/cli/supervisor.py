@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -91,43 +90,18 @@ class StartRefused(Exception):
         self.lines = lines
 
 
-# The state dir's lock, held (open) for as long as this process lives: the kernel lets it
-# go when the process ends, however it ends. Not inherited by agents (O_CLOEXEC).
-_STATE_LOCK: list[int] = []
-
-
-def lock_state_dir(cfg: HiveConfig) -> None:
-    """Take the state dir for this process, or refuse: a second supervisor on the same
-    state dir would take over the agents' sockets and end the first one's running turns
-    as interrupted (hive.daemon.prepare_state) while they still run."""
-    import fcntl
-
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    path = cfg.state_dir / "supervisor.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise StartRefused(
-            [f"another hive-supervisor (pid {holder}) is running on {cfg.state_dir}; "
-             "stop it first (two on one state dir would take each other's agents)"]
-        ) from None  # fmt: skip
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _STATE_LOCK.append(fd)
-
-
 def preflight(cfg: HiveConfig) -> None:
     """Refuse to start, before any socket exists, what could only fail later: another
     supervisor on this state dir, agents without their runtime or a credential, a
     dashboard port someone else holds (bound here and handed to the dashboard, so nothing
     can take it in between)."""
     from hive import preflight as checks
+    from hive.statelock import StateDirBusy, lock_state_dir
 
     try:
-        lock_state_dir(cfg)
+        lock_state_dir(cfg.state_dir)
+    except StateDirBusy as exc:
+        raise StartRefused([str(exc)]) from None
     except OSError as exc:
         raise StartRefused([f"cannot lock {cfg.state_dir}: {exc}"]) from None
     try:
