@@ -6,7 +6,8 @@ written to that file (JSON: ``[[hop, message_id, seconds], ...]``) when the proc
 ``perf_counter`` is the system's monotonic clock on Linux, so a client in another process
 can put its own send and receive times beside these (``bench/bench_recv_latency.py
 --trace``). Off, each hop costs one module attribute test. The file holds ids and times,
-never bodies.
+never bodies. At most ``MAX_STAMPS`` are kept (the first ones: a benchmark's run), about
+120 MB; the file is written beside its name and renamed into place, mode 0600.
 
 The hops, in order:
 
@@ -28,19 +29,27 @@ from collections.abc import Iterable
 
 PATH = os.environ.get("HIVE_HOP_TRACE", "")
 ENABLED = bool(PATH)
-# Appends from several threads: list.append is atomic under the GIL.
+MAX_STAMPS = 1_000_000
+# Appends from several threads: list.extend is atomic under the GIL.
 _stamps: list[tuple[str, int, float]] = []
 
 
 def stamp(hop: str, ids: Iterable[int]) -> None:
     """The messages ``ids`` pass ``hop`` now (call only when ``ENABLED``)."""
+    if len(_stamps) >= MAX_STAMPS:
+        return  # a trace is for a run of a benchmark, not for a daemon's life
     now = time.perf_counter()
     _stamps.extend((hop, i, now) for i in ids)
 
 
 def dump(path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    """Write the stamps to ``path`` whole or not at all (a kill mid-write leaves the old
+    file or none, not half of one)."""
+    partial = f"{path}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(_stamps, f)
+    os.replace(partial, path)
 
 
 if ENABLED:
