@@ -215,13 +215,15 @@ class Queries:
         )
 
     def end_interrupted_turns(self, detail: str) -> int:
-        """End every turn a stopped daemon left open (a kill -9, a power loss) as cancelled,
-        now: nothing runs it any more, and its messages, never delivered, come again. Run
-        at boot, before the actors start; returns how many."""
+        """End every turn a stopped daemon left open (a kill -9, a power loss) as cancelled:
+        nothing runs it any more, and its messages, never delivered, come again. It ended
+        at its last recorded event (else its start), not at this boot, which may be hours
+        later. Run at boot, before the actors start; returns how many."""
         self.conn.execute(
-            "UPDATE turns SET ended_at = ?, exit_class = 'cancelled', detail = ? "
+            "UPDATE turns SET exit_class = 'cancelled', detail = ?, ended_at = COALESCE("
+            "(SELECT MAX(ts) FROM turn_events WHERE turn_id = turns.id), started_at) "
             "WHERE ended_at IS NULL",
-            (time.time(), detail),
+            (detail,),
         )
         return int(self.conn.changes())
 
