@@ -169,16 +169,36 @@ async def _questions_of(ctx: HiveContext, hive: str, out: dict[str, Any]) -> Non
     except ApiError as exc:
         out["errors"].append({"hive": hive, "code": exc.code, "message": exc.message})
         return
-    shown = reply.get("questions") or []
+    # Another hive's reply is checked like any input: a malformed one is that hive's
+    # error, never the whole panel's.
+    shown = reply.get("questions") if isinstance(reply, dict) else None
+    total = reply.get("total") if isinstance(reply, dict) else None
+    if not isinstance(shown, list) or not isinstance(total, int):
+        out["errors"].append(
+            {"hive": hive, "code": "bad_reply", "message": f"hive '{hive}' sent no question list"}
+        )
+        return
     for q in shown:
-        if not (isinstance(q, dict) and isinstance(q.get("id"), int) and "agent" in q):
+        if not _question_row(q):
             continue  # not a question row (another version of hive?): nothing to answer
         out["questions"].append(
             {**q, "hive": hive, "key": f"{q['id']}@{hive}", "agent": f"{q['agent']}@{hive}"}
         )
-    left = int(reply.get("total") or 0) - len(shown)
+    left = total - len(shown)
     if left > 0:
         out["left_off"][hive] = left
+
+
+def _question_row(q: Any) -> bool:
+    """A question row as the page renders it: an id, an agent, its text and options."""
+    return (
+        isinstance(q, dict)
+        and isinstance(q.get("id"), int)
+        and isinstance(q.get("agent"), str)
+        and isinstance(q.get("question", ""), str)
+        and isinstance(q.get("options", []), list)
+        and all(isinstance(o, str) for o in q.get("options", []))
+    )
 
 
 def fleet_reply(ctx: HiveContext) -> dict[str, Any]:
