@@ -16,7 +16,6 @@ the daemon's start when some agent runs claude, else when the first session star
 """
 
 import json
-import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -116,17 +115,12 @@ def build_server(manager: bool) -> "MCPServer[Any]":
 _SERVERS: dict[bool, "MCPServer[Any]"] = {}
 
 
-_BUILDING = threading.Lock()
-
-
 def preload() -> None:
-    """Import the SDK and build both servers (run in a worker thread: it takes ~0.5 s).
-    The daemon runs it at start when some agent is a claude agent, so that the first
-    turn's MCP connection does not wait for it."""
-    with _BUILDING:  # the start's preload and a first connection may race
-        for manager in (False, True):
-            if manager not in _SERVERS:
-                _SERVERS[manager] = build_server(manager)
+    """Import the SDK and build both servers (~0.5 s): once, in a worker thread, through
+    ``AgentSockets.mcp_loaded``, which every session waits for (so no two run at once)."""
+    for manager in (False, True):
+        if manager not in _SERVERS:
+            _SERVERS[manager] = build_server(manager)
 
 
 def server_for(manager: bool) -> "MCPServer[Any]":

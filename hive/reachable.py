@@ -166,8 +166,9 @@ def problems(cfg: HiveConfig, agents: Sequence[AgentConfig]) -> list[str]:
 def report(targets: Sequence[tuple[Path, str]], who: str) -> list[str]:
     """The lines for ``targets`` and for the import directories of hive and msgpack: one per
     closed directory, then one per import directory others may pass but not list."""
-    unlisted = unlistable_dirs(import_dirs())
-    import_paths = {d for d, _ in import_dirs()}
+    imports = import_dirs()
+    unlisted = unlistable_dirs(imports)
+    import_paths = {d for d, _ in imports}
     closed = [
         describe(d, behind, who, listed=d in import_paths)
         for d, behind in closed_dirs(targets).items()
