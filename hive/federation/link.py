@@ -138,10 +138,6 @@ class NatsLink:
         ``handler(origin, data, respond)``; set before ``start``."""
         self._on_control = handler
 
-    def request(self, subject: str, data: bytes, timeout: float) -> bytes:
-        """A NATS request from a thread that may block (not the link's, not trio's)."""
-        return bytes(self.request_future(subject, data, timeout).result(timeout + 1).data)
-
     def request_future(
         self, subject: str, data: bytes, timeout: float
     ) -> concurrent.futures.Future[Any]:
