@@ -145,7 +145,7 @@ class ForwarderActor(SupervisedActor):
         while not q.stopped and q.waiting and len(q.in_flight) < self.fed.max_in_flight:
             row = q.waiting.popleft()
             q.in_flight[row.seq] = row
-            batch.append(Publication(subject, row.payload, f"{self.fed.name}:{row.id}", row))
+            batch.append(Publication(subject, row.payload, row.msg_id(self.fed.name), row))
         if batch:
             self.ctx.federation.publish(batch, self._done)
 

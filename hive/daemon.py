@@ -77,6 +77,7 @@ def prepare_state(cfg: HiveConfig) -> Boot:
     """Create directories, migrate the db, record hive.toml's agents, and read back
     everything the actors start from. Runs before any actor or socket exists."""
     from hive.actors.supervisor import BootState
+    from hive.federation.store import begin_epoch
     from hive.statelock import lock_state_dir
 
     lock_state_dir(cfg.state_dir)  # hive-supervisor took it already; the demo takes it here
@@ -89,6 +90,7 @@ def prepare_state(cfg: HiveConfig) -> Boot:
             for a in cfg.agents:
                 q.upsert_agent(a.name, a.parent, a.to_dict(), a.model)
             cut = q.end_interrupted_turns(INTERRUPTED_TURN)
+            begin_epoch(q)  # this start's run of numbers on every federation link
         if cut:
             log.warning("%d turn(s) left open by the previous run ended as cancelled", cut)
         state = BootState()

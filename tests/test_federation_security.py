@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hive.federation.permissions import authorization, inbox_prefix
-from hive.federation.store import encode
+from hive.federation.store import LinkOut, encode
 from hive.wire import Envelope
 from tests.federation_support import (
     assert_exactly_once_in_order,
@@ -66,8 +66,18 @@ async def _as_alpha(url: str, attempt: Callable[[Any, Any], Any]) -> str:
     return f"{outcome} | {' | '.join(errors)}".lower()
 
 
-def _forged(seq: int, sender: str) -> bytes:
-    return encode(Envelope(999_000 + seq, sender, "bob@beta", f"from {sender}"), seq)
+def _forged(seq: int, sender: str, epoch: int = 0, first: int = 1) -> bytes:
+    env = Envelope(999_000 + seq, sender, "bob@beta", f"from {sender}")
+    return encode(env, LinkOut(seq, epoch, first))
+
+
+def _link_to_beta(alpha: RunningHive) -> tuple[int, int]:
+    """The epoch of alpha's link to beta now, and the first number of that epoch."""
+    with alpha.db() as db:
+        epoch, first = db.execute(
+            "SELECT epoch, epoch_first FROM fed_links_out WHERE dest = 'beta'"
+        ).fetchall()[0]
+    return int(epoch), int(first)
 
 
 def test_hive_users_exchange_mail_and_cannot_forge_an_origin(
@@ -104,8 +114,11 @@ def test_hive_users_exchange_mail_and_cannot_forge_an_origin(
     assert 'permissions violation for subscription to "hive.beta.in.>"' in listened
 
     # The control: alpha's credentials do publish as alpha (the origin NATS proves).
+    epoch, first = _link_to_beta(alpha)
+
     async def publish_as_alpha(nc: Any, js: Any) -> Any:
-        return await js.publish("hive.beta.in.alpha", _forged(11, "mallory"), timeout=5)
+        forged = _forged(11, "mallory", epoch, first)
+        return await js.publish("hive.beta.in.alpha", forged, timeout=5)
 
     assert "puback" in asyncio.run(_as_alpha(url, publish_as_alpha))
     beta.wait_until(lambda: len(received(beta, "alpha")) == 11, what="alpha's own publish")

@@ -23,22 +23,42 @@ OUTBOX = "outbox"
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """One message waiting for its PubAck: ``seq`` orders it on its link to ``dest``."""
+    """One message waiting for its PubAck: ``seq`` orders it on its link to ``dest``;
+    ``epoch`` is the start of this hive that queued it (0: before epochs existed)."""
 
     id: int
     dest: str
     seq: int
     payload: bytes
+    epoch: int = 0
+
+    def msg_id(self, origin: str) -> str:
+        """Its ``Nats-Msg-Id``, the same for every publish of this row. With an epoch it
+        is not the message id: a hive restored from a backup gives those out again, and
+        JetStream would drop the new message as a second publish of the old one."""
+        return f"{origin}:{self.id}" if self.epoch == 0 else f"{origin}:{self.epoch}.{self.seq}"
 
 
-def encode(env: Envelope, seq: int) -> bytes:
+@dataclass
+class LinkOut:
+    """The sending end of one link in this transaction: its last number, and the epoch
+    and first number of the run of numbers this start of the hive gives out on it."""
+
+    seq: int
+    epoch: int
+    first: int
+
+
+def encode(env: Envelope, link: LinkOut) -> bytes:
     """What travels in the NATS message. The origin hive is not in it: the receiver reads
     it from the subject, which NATS permissions tie to the publishing hive."""
     agent, _ = split(env.to)
     return packb(
         {
             "id": env.id,
-            "seq": seq,
+            "seq": link.seq,
+            "epoch": link.epoch,
+            "first": link.first,
             "from": env.sender,
             "to": agent,
             "kind": env.kind,
@@ -63,7 +83,30 @@ def decode(data: bytes) -> dict[str, Any]:
             raise ValueError(f"field {key!r} is missing or not a {typ.__name__}")
     if not isinstance(raw.get("meta", {}), dict):
         raise ValueError("field 'meta' is not a map")
+    # A hive older than link epochs sends neither: its messages are all of epoch 0.
+    raw.setdefault("epoch", 0)
+    raw.setdefault("first", 1)
+    for key in ("epoch", "first"):
+        if type(raw[key]) is not int or raw[key] < 0:
+            raise ValueError(f"field {key!r} is not a number of 0 or more")
     return raw
+
+
+def begin_epoch(q: Queries) -> int:
+    """Called once at each start, before anything is sent: a new epoch, later than every
+    earlier one this store has seen (the clock in ns; one more than the last if the
+    clock went back). A store restored from a backup starts one its peers never saw."""
+    q.conn.execute(
+        "INSERT INTO fed_epoch (id, epoch) VALUES (1, ?) ON CONFLICT (id) "
+        "DO UPDATE SET epoch = max(excluded.epoch, fed_epoch.epoch + 1)",
+        (time.time_ns(),),
+    )
+    return _current_epoch(q)
+
+
+def _current_epoch(q: Queries) -> int:
+    rows = q.conn.execute("SELECT epoch FROM fed_epoch WHERE id = 1").fetchall()
+    return int(str(rows[0][0])) if rows else 0
 
 
 def queue_outbound(q: Queries, envs: Sequence[Envelope]) -> list[OutboxRow]:
@@ -77,30 +120,40 @@ def queue_outbound(q: Queries, envs: Sequence[Envelope]) -> list[OutboxRow]:
         [(e.id, e.sender, e.to, e.kind, e.body, e.ts, packb(e.meta) if e.meta else None,
           now, OUTBOX) for e in envs],
     )  # fmt: skip
-    seqs: dict[str, int] = {}
+    epoch = _current_epoch(q)
+    links: dict[str, LinkOut] = {}
     rows = []
     for env in envs:
         _, dest = split(env.to)
         assert dest is not None
-        if dest not in seqs:
-            seqs[dest] = _link_seq(q, "fed_links_out", "dest", dest)
-        seqs[dest] += 1
-        rows.append(OutboxRow(env.id, dest, seqs[dest], encode(env, seqs[dest])))
+        if dest not in links:
+            links[dest] = _link_out(q, dest, epoch)
+        link = links[dest]
+        link.seq += 1
+        rows.append(OutboxRow(env.id, dest, link.seq, encode(env, link), epoch))
     q.conn.executemany(
-        "INSERT INTO fed_outbox (id, dest, seq, payload) VALUES (?, ?, ?, ?)",
-        [(r.id, r.dest, r.seq, r.payload) for r in rows],
+        "INSERT INTO fed_outbox (id, dest, seq, payload, epoch) VALUES (?, ?, ?, ?, ?)",
+        [(r.id, r.dest, r.seq, r.payload, r.epoch) for r in rows],
     )
     q.conn.executemany(
-        "INSERT INTO fed_links_out (dest, seq) VALUES (?, ?) "
-        "ON CONFLICT (dest) DO UPDATE SET seq = excluded.seq",
-        list(seqs.items()),
+        "INSERT INTO fed_links_out (dest, seq, epoch, epoch_first) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (dest) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch, "
+        "epoch_first = excluded.epoch_first",
+        [(dest, link.seq, link.epoch, link.first) for dest, link in links.items()],
     )
     return rows
 
 
-def _link_seq(q: Queries, table: str, key: str, value: str) -> int:
-    rows = q.conn.execute(f"SELECT seq FROM {table} WHERE {key} = ?", (value,)).fetchall()
-    return int(str(rows[0][0])) if rows else 0
+def _link_out(q: Queries, dest: str, epoch: int) -> LinkOut:
+    """The link to ``dest`` as this start of the hive numbers it: the first message it
+    sends there after a start begins the epoch's run, right after the last number."""
+    rows = q.conn.execute(
+        "SELECT seq, epoch, epoch_first FROM fed_links_out WHERE dest = ?", (dest,)
+    ).fetchall()
+    if not rows:
+        return LinkOut(0, epoch, 1)
+    seq, stored_epoch, first = (int(str(v)) for v in rows[0])
+    return LinkOut(seq, epoch, first if stored_epoch == epoch else seq + 1)
 
 
 def forwarded(q: Queries, ids: Iterable[int]) -> None:
@@ -111,8 +164,10 @@ def forwarded(q: Queries, ids: Iterable[int]) -> None:
 def load_outbox(q: Queries, after: dict[str, int] | None = None) -> list[OutboxRow]:
     """Every waiting row in link order (or only those past ``after[dest]``)."""
     rows = [
-        OutboxRow(int(r[0]), str(r[1]), int(r[2]), bytes(r[3]))
-        for r in q.conn.execute("SELECT id, dest, seq, payload FROM fed_outbox ORDER BY dest, seq")
+        OutboxRow(int(r[0]), str(r[1]), int(r[2]), bytes(r[3]), int(r[4]))
+        for r in q.conn.execute(
+            "SELECT id, dest, seq, payload, epoch FROM fed_outbox ORDER BY dest, seq"
+        )
     ]
     if after:
         rows = [r for r in rows if r.seq > after.get(r.dest, 0)]
@@ -139,28 +194,60 @@ class Inbound:
     row: OutboxRow | None = None  # refused: its outbox row
 
 
+@dataclass
+class LinkIn:
+    """The receiving end of one link: the sender's epoch now, and the last number stored."""
+
+    epoch: int
+    seq: int
+
+    def place(self, msg: dict[str, Any]) -> str:
+        """Where a message falls on this link: ``next`` (store it; the link moves on),
+        ``duplicate`` (stored already) or ``gap`` (early: an earlier one must come first).
+
+        Within an epoch the numbers run on by one. A later epoch (the sender started
+        again) begins right after the number its first message names: the link moves to
+        it once everything before that is stored. After a restore from a backup that
+        number is one this end has passed already, and the link is rebased onto it
+        rather than taking the new messages for repeats."""
+        epoch, first, seq = msg["epoch"], msg["first"], msg["seq"]
+        if epoch < self.epoch:
+            return "duplicate"  # this end moved past that epoch with all of it stored
+        if epoch > self.epoch:
+            if self.seq < first - 1:
+                return "gap"
+            self.epoch, self.seq = epoch, first - 1
+        if seq <= self.seq:
+            return "duplicate"
+        if seq != self.seq + 1:
+            return "gap"
+        self.seq = seq
+        return "next"
+
+
 def store_inbound(q: Queries, items: Sequence[Inbound], ids: IdAllocator) -> None:
-    """Commit each item exactly once, in its link's order: a number at or below the link's
-    last is a repeat (a redelivery, a second publish), one past it is next, any other is
-    early (an earlier one was lost on the way and comes again: not stored now)."""
-    last: dict[str, int] = {}
+    """Commit each item exactly once, in its link's order (``LinkIn.place``)."""
+    links: dict[str, LinkIn] = {}
     for item in items:
-        if item.origin not in last:
-            last[item.origin] = _link_seq(q, "fed_links_in", "origin", item.origin)
-        seq = item.msg["seq"]
-        if seq <= last[item.origin]:
-            item.outcome = "duplicate"
-            continue
-        if seq != last[item.origin] + 1:
-            item.outcome = "gap"
-            continue
-        last[item.origin] = seq
-        _store_one(q, item, ids)
+        if item.origin not in links:
+            links[item.origin] = _link_in(q, item.origin)
+        outcome = links[item.origin].place(item.msg)
+        if outcome == "next":
+            _store_one(q, item, ids)
+        else:
+            item.outcome = outcome
     q.conn.executemany(
-        "INSERT INTO fed_links_in (origin, seq) VALUES (?, ?) "
-        "ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq",
-        list(last.items()),
+        "INSERT INTO fed_links_in (origin, seq, epoch) VALUES (?, ?, ?) "
+        "ON CONFLICT (origin) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch",
+        [(origin, link.seq, link.epoch) for origin, link in links.items()],
     )
+
+
+def _link_in(q: Queries, origin: str) -> LinkIn:
+    rows = q.conn.execute(
+        "SELECT epoch, seq FROM fed_links_in WHERE origin = ?", (origin,)
+    ).fetchall()
+    return LinkIn(*(int(str(v)) for v in rows[0])) if rows else LinkIn(0, 0)
 
 
 def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
@@ -174,9 +261,9 @@ def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
         env = Envelope(ids.next(), sender, m["to"], m["body"], m["kind"], meta=dict(m["meta"]))
         q.conn.execute(
             "INSERT INTO messages (id, sender, recipient, kind, body, ts, meta, origin, "
-            "origin_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "origin_id, origin_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (env.id, sender, env.to, env.kind, env.body, env.ts,
-             packb(env.meta) if env.meta else None, item.origin, m["id"]),
+             packb(env.meta) if env.meta else None, item.origin, m["id"], m["epoch"]),
         )  # fmt: skip
         if is_notice and "refused" in env.meta:
             q.insert_event(env.to, "federation_refused", env.meta["refused"])

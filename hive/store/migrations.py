@@ -175,4 +175,20 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE agents ADD COLUMN budget_waived_day TEXT NOT NULL DEFAULT '';
     """,
+    # v6: link epochs (docs/federation.md, "Epochs"). Each start of a hive begins a new
+    # epoch of its outgoing links, so a hive restored from an older backup, which gives
+    # out again message ids and link numbers its peers have stored, is not taken for a
+    # repeat. 0 is the epoch of everything written before this step.
+    """
+    CREATE TABLE fed_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT NULL);
+    ALTER TABLE fed_outbox ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE fed_links_out ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE fed_links_out ADD COLUMN epoch_first INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE fed_links_in ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN origin_epoch INTEGER;
+    UPDATE messages SET origin_epoch = 0 WHERE origin IS NOT NULL;
+    DROP INDEX messages_origin;
+    CREATE UNIQUE INDEX messages_origin ON messages (origin, origin_epoch, origin_id)
+        WHERE origin IS NOT NULL;
+    """,
 ]
