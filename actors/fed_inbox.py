@@ -135,7 +135,7 @@ class FederationInboxActor(SupervisedActor):
         if early:
             log.info(
                 "fed_inbox: %d message(s) from %s came before an earlier one of their link "
-                "(first: seq %d); they come again",
-                len(early), early[0].origin, early[0].msg["seq"],
+                "(first: epoch %d seq %d); they come again",
+                len(early), early[0].origin, early[0].msg["epoch"], early[0].msg["seq"],
             )  # fmt: skip
         link.settle([(item, inbound.outcome != "gap") for item, inbound in checked])

@@ -75,6 +75,16 @@ def test_a_sender_restored_from_an_older_backup_is_rebased_not_dropped() -> None
     assert (link.epoch, link.seq) == (8, 13)
 
 
+def test_a_receiver_restored_from_a_backup_stalls_until_set_by_hand() -> None:
+    """This end's copy knows epoch 5 up to 10; the sender is at epoch 9 (first 40), and
+    JetStream holds 50 on. 40-49 were stored only in the lost store: the link stalls, and
+    the step docs/federation.md gives (the logged epoch, its number less one) frees it."""
+    link = LinkIn(5, 10)
+    assert _places(link, [(9, 40, 50), (9, 40, 51)]) == ["gap", "gap"]
+    link = LinkIn(9, 49)  # UPDATE fed_links_in SET epoch = 9, seq = 49
+    assert _places(link, [(9, 40, 50), (9, 40, 51)]) == ["next", "next"]
+
+
 def test_first_contact_waits_for_the_first_number() -> None:
     link = LinkIn(0, 0)
     assert link.place(_msg(3, 1, 2)) == "gap"
