@@ -92,9 +92,12 @@ class FederationInboxActor(SupervisedActor):
         return Inbound(origin, msg, self._refusal(origin, msg))
 
     def _refusal(self, origin: str, msg: dict[str, Any]) -> tuple[str, str] | None:
-        """Why this hive's policy refuses ``msg`` (None: it does not). A notice from
-        another hive's system (a refusal coming back) is never refused."""
-        if msg["from"] == SYSTEM and msg["kind"] == "event":
+        """Why this hive's policy refuses ``msg`` (None: it does not). A refusal coming
+        back from another hive's system passes no policy: the Store keeps it only if it
+        refuses a message sent from here (hive.federation.store.own_refusal). Every
+        other notice of that system (a crash notice for a manager here) is mail from
+        ``system@<hive>``, as the accept policy sees it."""
+        if msg["from"] == SYSTEM and msg["kind"] == "event" and "refused" in msg.get("meta", {}):
             return None
         try:
             validate_agent_name(msg["to"])

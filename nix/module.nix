@@ -319,7 +319,10 @@ let
       type = types.str;
       default = "";
       example = "manager@beta";
-      description = "Where crash notices go when the manager is on another hive.";
+      description = ''
+        Where crash notices go when the manager is on another hive; that hive must
+        accept "system@<this hive>" for the manager in its federation.accept.
+      '';
     };
   };
   hiveToml = pkgs.writeText "hive.toml" hiveTomlText;

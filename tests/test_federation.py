@@ -131,8 +131,8 @@ def test_operator_sends_own_hive_names_and_allowed_recipients(
 def test_crash_notices_go_to_a_manager_on_another_hive(
     nats: Callable[..., NatsServer], make_hive: Callable[..., RunningHive]
 ) -> None:
-    """[federation] manager = "manager@beta": alpha's crash notices reach beta's manager
-    (a system notice: beta's accept policy does not apply to it)."""
+    """[federation] manager = "manager@beta": alpha's crash notices reach beta's manager,
+    from system@alpha, which beta's accept policy lets write to it."""
     server = nats()
     crasher = (
         '\n[[agent]]\nname = "crasher"\n[[agent.script]]\nmatch = "*"\n'
@@ -144,7 +144,13 @@ def test_crash_notices_go_to_a_manager_on_another_hive(
         name="alpha",
     )
     beta = make_hive(
-        hive_config("beta", server.url, ["manager"], accept='"*" = ["nobody@alpha"]'), name="beta"
+        hive_config(
+            "beta",
+            server.url,
+            ["manager"],
+            accept='"*" = ["nobody@alpha"]\nmanager = ["system@alpha"]',
+        ),
+        name="beta",
     )
     alpha.admin("send", to="crasher", body="go")
     beta.wait_until(lambda: received(beta, "alpha"), 60, "the crash notice at beta")

@@ -69,26 +69,30 @@ def encode(env: Envelope, link: LinkOut) -> bytes:
     )
 
 
+# The numbers a payload carries are stored in SQLite's signed 64-bit integers: a larger
+# one would fail its whole batch's transaction, and the batch would come again for good.
+NUMBER_LIMIT = 2**63
+
+
 def decode(data: bytes) -> dict[str, Any]:
     """The payload as a dict with every field of the right type, or ValueError."""
     try:
         raw = unpackb(data)
     except Exception as exc:
         raise ValueError(f"not a msgpack map: {exc}") from None
-    types = {"id": int, "seq": int, "from": str, "to": str, "kind": str, "body": str}
     if not isinstance(raw, dict):
         raise ValueError("not a msgpack map")
-    for key, typ in types.items():
-        if not isinstance(raw.get(key), typ):
-            raise ValueError(f"field {key!r} is missing or not a {typ.__name__}")
-    if not isinstance(raw.get("meta", {}), dict):
-        raise ValueError("field 'meta' is not a map")
     # A hive older than link epochs sends neither: its messages are all of epoch 0.
     raw.setdefault("epoch", 0)
     raw.setdefault("first", 1)
-    for key in ("epoch", "first"):
-        if type(raw[key]) is not int or raw[key] < 0:
-            raise ValueError(f"field {key!r} is not a number of 0 or more")
+    for key in ("id", "seq", "epoch", "first"):
+        if type(raw.get(key)) is not int or not 0 <= raw[key] < NUMBER_LIMIT:
+            raise ValueError(f"field {key!r} is missing or not a number from 0 to 2**63-1")
+    for key in ("from", "to", "kind", "body"):
+        if not isinstance(raw.get(key), str):
+            raise ValueError(f"field {key!r} is missing or not a str")
+    if not isinstance(raw.get("meta", {}), dict):
+        raise ValueError("field 'meta' is not a map")
     return raw
 
 
@@ -257,6 +261,10 @@ def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
     if refusal is None and not _agent_exists(q, m["to"]):
         refusal = ("unknown_agent", f"no agent named '{m['to']}'")
     is_notice = m["from"] == SYSTEM and m["kind"] == "event"
+    if is_notice and refusal is None and "refused" in m.get("meta", {}):
+        # No policy stood between a refusal and this hive's agents, so it must be what
+        # it claims: a refusal of a message sent there from here.
+        m, refusal = own_refusal(q, m, item.origin)
     if refusal is None:
         env = Envelope(ids.next(), sender, m["to"], m["body"], m["kind"], meta=dict(m["meta"]))
         q.conn.execute(
@@ -277,6 +285,37 @@ def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
         [item.row] = queue_outbound(q, [item.env])
         q.insert_event(m["to"], "federation_refused", {"from": sender, "code": refusal[0]})
         item.outcome = "refused"
+
+
+# What of a refusal's reason is kept from another hive: enough to read, not a flood.
+REFUSAL_TEXT_MAX = 500
+
+
+def own_refusal(
+    q: Queries, m: dict[str, Any], origin: str
+) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    """A refusal from ``origin`` is kept only if it refuses a message that the agent it
+    is addressed to really sent to ``origin``; its text is then written here from the
+    refusal's fields (cut to ``REFUSAL_TEXT_MAX``), not taken as sent. Anything else is
+    refused (a notice refused is dropped, never answered)."""
+    refused = m.get("meta", {}).get("refused")
+    fields = {"id": int, "to": str, "code": str, "message": str}
+    if not isinstance(refused, dict) or not all(
+        type(refused.get(k)) is t for k, t in fields.items()
+    ):
+        return m, ("not_a_refusal", "a notice from another hive that is not a refusal")
+    sent = q.conn.execute(
+        "SELECT 1 FROM messages WHERE id = ? AND sender = ? AND recipient = ?",
+        (refused["id"] if 0 <= refused["id"] < 2**63 else -1, m["to"],
+         f"{refused['to']}@{origin}"),
+    ).fetchall()  # fmt: skip
+    if not sent:
+        return m, ("not_a_refusal", f"refuses no message '{m['to']}' sent to hive '{origin}'")
+    kept = {k: refused[k] for k in fields}
+    for k in ("to", "code", "message"):
+        kept[k] = kept[k][:REFUSAL_TEXT_MAX]
+    text = refusal_notice(0, SYSTEM, kept, origin, (kept["code"], kept["message"])).body
+    return {**m, "body": text, "meta": {"refused": kept}}, None
 
 
 def refusal_notice(
