@@ -21,7 +21,7 @@ from hive.actors.store import Write
 from hive.federation.address import validate_hive_name
 from hive.federation.store import Inbound, decode, store_inbound
 from hive.store import Queries
-from hive.wire import SYSTEM, Envelope, WireError, validate_agent_name
+from hive.wire import OPERATOR, SYSTEM, Envelope, WireError, validate_agent_name
 
 if TYPE_CHECKING:
     from hive.federation.link import Incoming
@@ -99,6 +99,9 @@ class FederationInboxActor(SupervisedActor):
         ``system@<hive>``, as the accept policy sees it."""
         if msg["from"] == SYSTEM and msg["kind"] == "event" and "refused" in msg.get("meta", {}):
             return None
+        problem = sender_problem(msg["from"], msg["kind"])
+        if problem is not None:
+            return ("invalid_sender", problem)
         try:
             validate_agent_name(msg["to"])
         except WireError as exc:
@@ -142,3 +145,19 @@ class FederationInboxActor(SupervisedActor):
                 len(early), early[0].origin, early[0].msg["epoch"], early[0].msg["seq"],
             )  # fmt: skip
         link.settle([(item, inbound.outcome != "gap") for item, inbound in checked])
+
+
+def sender_problem(sender: str, kind: str) -> str | None:
+    """What is wrong with a remote message's sender and kind (None: nothing). The sender
+    is written into the recipient's prompt (``[message #7 from bob@beta]``), so it must
+    be an agent's name, ``operator`` or ``system``; and only ``system`` sends events."""
+    if sender not in (OPERATOR, SYSTEM):
+        try:
+            validate_agent_name(sender)
+        except WireError as exc:
+            return f"the sender: {exc.message}"[:300]
+    if kind not in ("message", "event"):
+        return f"kind {kind[:40]!r} is not 'message' or 'event'"
+    if kind == "event" and sender != SYSTEM:
+        return f"only 'system' sends events, not {sender!r}"
+    return None

@@ -276,9 +276,10 @@ def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
         if is_notice and "refused" in env.meta:
             q.insert_event(env.to, "federation_refused", env.meta["refused"])
         item.outcome, item.env = "stored", env
-    elif is_notice:
-        # A notice is never answered with a refusal (two hives would bounce it forever).
-        q.insert_event("", "federation_dropped", {"from": sender, "why": refusal[1]})
+    elif is_notice or refusal[0] == "invalid_sender":
+        # A notice is never answered with a refusal (two hives would bounce it forever),
+        # nor is a sender with no name to answer to.
+        q.insert_event("", "federation_dropped", {"from": sender[:100], "why": refusal[1]})
         item.outcome = "dropped"
     else:
         item.env = refusal_notice(ids.next(), sender, m, item.origin, refusal)
