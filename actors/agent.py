@@ -392,6 +392,7 @@ class AgentActor(SupervisedActor):
         self.crash_times: deque[float] = deque()
         self.rate_limit_streak = 0
         self.unstored_turn_ends = 0  # clean turns in a row whose end could not be stored
+        self.no_resources_streak = 0  # turns in a row the supervisor could not start
         self.compact_streak = 0
         self.compact_next = False
         self.last_turn_ok = True  # a failed turn's successor starts a fresh session process
@@ -1201,6 +1202,7 @@ class AgentActor(SupervisedActor):
     def _ended_ok(self, outcome: TurnOutcome, now: float) -> None:
         self.rate_limit_streak = 0
         self.compact_streak = 0
+        self.no_resources_streak = 0
 
     def _ended_crash(self, outcome: TurnOutcome, now: float) -> None:
         self._crashed(outcome, now)
@@ -1226,6 +1228,17 @@ class AgentActor(SupervisedActor):
             "rate_limited",
             {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
         )
+
+    def _ended_no_resources(self, outcome: TurnOutcome, now: float) -> None:
+        """The supervisor had no fds (memory, disk) to start the turn: its messages wait
+        and the turn is tried again after a back-off, doubling; not a crash, so an agent is
+        never marked `failed` for the hive's own shortage."""
+        self.no_resources_streak += 1
+        cfg = self.ctx.config
+        delay = min(cfg.backoff_initial * 2 ** (self.no_resources_streak - 1), cfg.backoff_max)
+        self._schedule_retry(delay)
+        self._event("no_resources", {"detail": outcome.detail, "retry_in": delay,
+                                     "streak": self.no_resources_streak})  # fmt: skip
 
     def _ended_compact_retry(self, outcome: TurnOutcome, now: float) -> None:
         self.compact_streak += 1
@@ -1577,6 +1590,7 @@ _END_HANDLERS: dict[ExitClass, Callable[[AgentActor, TurnOutcome, float], None]]
     ExitClass.RATE_LIMITED: AgentActor._ended_rate_limited,
     ExitClass.COMPACT_RETRY: AgentActor._ended_compact_retry,
     ExitClass.CANCELLED: AgentActor._ended_cancelled,
+    ExitClass.NO_RESOURCES: AgentActor._ended_no_resources,
 }
 
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import shutil
+import socket
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
 import apsw
 import pytest
 
-from hive.client import HiveError
-from tests.hive_harness import RunningHive
+from hive.client import HiveError, SyncClient
+from tests.hive_harness import RunningHive, wait_until
 
 SMALL_FS_KIB = 4096
 
@@ -201,6 +205,8 @@ def test_agent_stderr_that_fills_the_disk_costs_log_lines_not_a_crash(
         lambda: (s := hive.status("bob"))["retry_at"] is not None and s, what="bob to back off"
     )
     assert backing_off["crashes_in_window"] == 0, "the full disk made bob's turn a crash"
+    # Its one turn ran to its end (not cut when its log could not be written).
+    assert backing_off["last_turn"]["exit_class"] == "ok", backing_off["last_turn"]
     assert "not writing" in hive.log_path.read_text(errors="replace")
     log.unlink()  # what an operator does: remove what filled the disk
     hive.wait_until(
@@ -261,3 +267,119 @@ def test_a_turn_whose_end_cannot_be_stored_is_retried_after_a_back_off(
         what="the message to be delivered once the disk has room",
     )
     assert hive.status("bob")["crashes_in_window"] == 0
+
+
+# --- file descriptors -------------------------------------------------------------------
+
+FD_CONFIG = """
+[hive]
+max_agent_connections = 100000
+max_admin_connections = 100000
+backoff_initial = 0.2
+backoff_max = 1
+restart_intensity = 2
+
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "bob"
+[[agent.script]]
+match = "*"
+do = [{op = "reply", body = "got {body}"}]
+"""
+FD_LIMIT = 128
+IDLE_CLIENTS = FD_LIMIT + 100  # more than the daemon has fds for: the rest wait in the backlog
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_ids(pid: int) -> set[str]:
+    return set(os.listdir(f"/proc/{pid}/task"))
+
+
+def connect(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(path))
+    return sock
+
+
+def test_out_of_fds_old_clients_are_served_turns_wait_and_all_comes_back(
+    make_hive: Any,
+) -> None:
+    """The daemon gets fewer fds than clients connect. accept() backs off (no spinning
+    core); the clients it already serves keep working; a turn it has no fds to start
+    waits with a `no_resources` event (it used to count as the agent's crash: restart
+    intensity was passed and bob marked `failed`, and stayed so once the fds were back);
+    once the idle clients go, new ones get in, bob's turn runs, nothing acked is lost."""
+    hive: RunningHive = make_hive(FD_CONFIG)
+    hive.admin("pause", names=["manager"])  # only bob's turns need fds
+    with ExitStack() as stack:
+        admin = stack.enter_context(SyncClient(hive.admin_path, timeout=30))
+        manager = stack.enter_context(hive.agent("manager", timeout=30))
+        assert admin.call("events", agent="bob")  # a read: the dashboard reads all the time
+        threads = thread_ids(hive.process.pid)
+        resource.prlimit(hive.process.pid, resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+        with ExitStack() as idle:
+            for _ in range(IDLE_CLIENTS):
+                idle.enter_context(closing(connect(hive.agent_socket("manager"))))
+            hive.wait_until(
+                lambda: "accept failed" in hive.log_path.read_text(errors="replace"),
+                what="the daemon to run out of fds",
+            )
+            # Out of fds: no core spins on accept() (a busy loop would use ~1 s of CPU a
+            # second; backing off, it uses next to none).
+            before, since = cpu_seconds(hive.process.pid), time.monotonic()
+            time.sleep(2)  # a measuring window, not a synchronisation
+            used = cpu_seconds(hive.process.pid) - before
+            assert used < 0.5 * (time.monotonic() - since), f"{used:.2f} s of CPU while idle"
+            # Reads are answered, also once the worker thread that read before has ended
+            # (trio ends one idle for 10 s; a read used to open a connection for each
+            # thread, and got "unable to open database file" here).
+            wait_until(
+                lambda: not threads <= thread_ids(hive.process.pid),
+                what="the reading worker thread to end",
+            )
+            wait_until(  # what it held is taken by clients from the backlog again
+                lambda: len(os.listdir(f"/proc/{hive.process.pid}/fd")) >= FD_LIMIT,
+                what="every fd to be in use again",
+            )
+            assert admin.call("events", agent="bob")["events"] is not None
+            # The clients it serves keep working: sends are acknowledged.
+            acked = [manager.call("send", to="bob", body=f"m{i}")["id"] for i in range(5)]
+            assert admin.call("version")
+            # bob's turn cannot start (no fds for its pipes): it waits, not a crash.
+            waiting = wait_until(
+                lambda: (s := admin.call("status", name="bob"))["retry_at"] is not None and s,
+                what="bob's turn to fail to start",
+            )
+            assert waiting["crashes_in_window"] == 0 and not waiting["failed"], waiting
+            assert waiting["turn_state"] == "idle" and waiting["turn_id"] is None, waiting
+            kinds = [e["kind"] for e in admin.call("events", agent="bob")["events"]]
+            assert "no_resources" in kinds and "crash" not in kinds, kinds
+            # Several retries while the fds stay short: still waiting, never failed.
+            wait_until(
+                lambda: (
+                    sum(
+                        e["kind"] == "no_resources"
+                        for e in admin.call("events", agent="bob")["events"]
+                    )
+                    > 3
+                ),
+                what="bob to retry a few times",
+            )
+            assert not admin.call("status", name="bob")["failed"]
+        # The idle clients went: new connections get in, bob's turn runs.
+        hive.wait_until(
+            lambda: hive.agent("manager").__enter__().call("whoami"), what="a new client"
+        )
+        hive.wait_until(lambda: hive.status("bob")["inbox_depth"] == 0, what="bob's turn to run")
+        with hive.db() as db:
+            states = dict(db.execute("SELECT id, state FROM messages WHERE recipient = 'bob'"))
+        assert all(states.get(i) == "delivered" for i in acked), states
+        assert not hive.status("bob")["failed"]
