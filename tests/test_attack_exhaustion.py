@@ -15,6 +15,8 @@ import os
 import resource
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
@@ -169,6 +171,38 @@ def test_a_full_disk_refuses_sends_with_store_failed_and_loses_nothing_acked(
     owed = len(acked) + len(probes)
     hive.wait_until(lambda: hive.status("sink")["inbox_depth"] == owed, what="sink's depth")
     assert hive.terminate() == 0
+
+
+def test_a_start_on_a_full_disk_is_refused_with_one_line(tmp_path: Path, make_hive: Any) -> None:
+    """Started on a full disk, the daemon died with a traceback ending in SQLite's "disk I/O
+    error" (the database's shared-memory index could not be made), exit code 1, which
+    systemd restarts. Now the pre-flight check refuses it: exit 2, one line naming the
+    state dir and what to do; the database is not touched."""
+    seeded = make_hive(DISK_CONFIG)  # a hive that ran before: its state dir has a db
+    with seeded.agent("manager") as manager:
+        manager.call("send", to="sink", body="kept")
+    assert seeded.terminate() == 0
+    root = tmp_path / "full"
+    root.mkdir()
+    env = {
+        **os.environ,
+        "HIVE_TEST_SMALLFS_KIB": str(SMALL_FS_KIB),
+        "HIVE_TEST_RUN_DIR": str(root / "run"),
+        "HIVE_TEST_SMALLFS_SEED": str(seeded.state_dir),
+        "HIVE_TEST_SMALLFS_FILL": "1",
+    }
+    argv = ["--config", str(seeded.config_path), "--state-dir", str(root / "state")]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.smallfs_daemon", *argv, "--no-dashboard"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "KiB free on its file system" in line and "free some space" in line, line
+    assert not (root / "run" / "admin.sock").exists()
 
 
 STDERR_CONFIG = """

@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+import apsw
 import trio
 
 from hive.config import ConfigError, HiveConfig
@@ -108,6 +109,8 @@ def preflight(cfg: HiveConfig) -> None:
         lines = checks.problems(cfg)
     except (ConfigError, OSError) as exc:
         lines = [str(exc)]
+    except apsw.Error as exc:  # one line, not a traceback: a database it cannot read
+        lines = [f"cannot read {cfg.db_path}: {exc}"]
     if lines:
         raise StartRefused(lines)
     if cfg.dashboard:
