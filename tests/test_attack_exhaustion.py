@@ -417,3 +417,38 @@ def test_out_of_fds_old_clients_are_served_turns_wait_and_all_comes_back(
             states = dict(db.execute("SELECT id, state FROM messages WHERE recipient = 'bob'"))
         assert all(states.get(i) == "delivered" for i in acked), states
         assert not hive.status("bob")["failed"]
+
+
+def test_out_of_fds_the_dashboard_does_not_flood_the_log(tmp_path: Path) -> None:
+    """hypercorn's accept loop (trio.serve_listeners) logged an error with a traceback
+    every 0.1 s while the daemon had no fd left: ~90 lines a second into the journal for
+    as long as it lasted. Now one line a minute, without the traceback."""
+    from tests.ui_harness import free_port
+
+    hive = RunningHive.start(tmp_path / "hive", FD_CONFIG, dashboard_port=free_port())
+    assert hive.dashboard_port is not None
+    try:
+        resource.prlimit(hive.process.pid, resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+        with ExitStack() as idle:
+            for _ in range(IDLE_CLIENTS):
+                idle.enter_context(closing(connect(hive.agent_socket("manager"))))
+            hive.wait_until(
+                lambda: "accept failed" in hive.log_path.read_text(errors="replace"),
+                what="the daemon to run out of fds",
+            )
+            for _ in range(3):  # they wait in the dashboard's backlog: accept() fails
+                idle.enter_context(
+                    closing(socket.create_connection(("127.0.0.1", hive.dashboard_port), 30))
+                )
+            hive.wait_until(
+                lambda: "trio.serve_listeners" in hive.log_path.read_text(errors="replace"),
+                what="the dashboard's accept to fail",
+            )
+            time.sleep(2)  # a window to count its lines in, not a synchronisation
+            lines = hive.log_path.read_text(errors="replace").splitlines()
+            accept_lines = [line for line in lines if "trio.serve_listeners" in line]
+            assert len(accept_lines) == 1, accept_lines[:5]
+            assert not any(line.startswith("Traceback") for line in lines), "a traceback"
+        hive.wait_until(lambda: hive.admin("version"), what="the admin socket")
+    finally:
+        hive.terminate()
