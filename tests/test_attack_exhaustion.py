@@ -155,6 +155,10 @@ def test_a_full_disk_refuses_sends_with_store_failed_and_loses_nothing_acked(
                 assert "full" in exc.message, exc.message  # says why
                 refused += 1
     assert refused == 50, "a send was acknowledged on a disk that refused the probe's"
+    # One traceback for the episode, not one per refused commit (the journal may well be
+    # on the disk that is full).
+    log = hive.log_path.read_text(errors="replace")
+    assert log.count("store: commit of") == 1 and log.count("FullError") == 1, log[-3000:]
     # Reads and status are served while the disk is full; the daemon lives.
     owed = len(acked) + len(probes)
     hive.wait_until(lambda: hive.status("sink")["inbox_depth"] == owed, what="sink's depth")

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hive import logthrottle
+
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
@@ -36,38 +38,9 @@ _prebound: dict[tuple[str, int], socket.socket] = {}
 
 # hypercorn accepts through trio.serve_listeners, which, out of fds, logs an error with a
 # traceback and retries every 0.1 s: some 90 lines a second into the journal for as long as
-# it lasts. One line this often says the same.
+# it lasts. One line this often says the same (hive.logthrottle).
 ACCEPT_ERROR_EVERY = 60.0
 ACCEPT_LOGGER = "trio.serve_listeners"
-
-
-class AcceptErrorThrottle(logging.Filter):
-    """Passes one of trio.serve_listeners' records per ``ACCEPT_ERROR_EVERY`` seconds,
-    without its traceback, saying how many it held back before it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last = -ACCEPT_ERROR_EVERY
-        self.held_back = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now - self.last < ACCEPT_ERROR_EVERY:
-            self.held_back += 1
-            return False
-        self.last = now
-        record.exc_info, record.exc_text = None, None
-        if self.held_back:
-            record.msg = f"{record.msg} [{self.held_back} such lines held back before this one]"
-            self.held_back = 0
-        return True
-
-
-def throttle_accept_errors() -> None:
-    """Install the throttle once on trio's accept-loop logger."""
-    logger = logging.getLogger(ACCEPT_LOGGER)
-    if not any(isinstance(f, AcceptErrorThrottle) for f in logger.filters):
-        logger.addFilter(AcceptErrorThrottle())
 
 
 class DashboardBindError(RuntimeError):
@@ -156,7 +129,7 @@ async def start_dashboard(ctx: HiveContext, nursery: trio.Nursery) -> None:
             raise
     host, port = sock.getsockname()[:2]
     config = hypercorn_config(sock)
-    throttle_accept_errors()
+    logthrottle.throttle(ACCEPT_LOGGER, ACCEPT_ERROR_EVERY)
 
     async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
