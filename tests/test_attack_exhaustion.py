@@ -456,3 +456,16 @@ def test_out_of_fds_the_dashboard_does_not_flood_the_log(tmp_path: Path) -> None
         hive.wait_until(lambda: hive.admin("version"), what="the admin socket")
     finally:
         hive.terminate()
+
+
+def test_the_daemon_raises_a_low_soft_fd_limit_to_the_hard_one(tmp_path: Path) -> None:
+    """From a shell the soft limit is often 1024 with a far higher hard one: the daemon ran
+    with the soft one, and a few hundred agents ran it out of fds."""
+    env = {"HIVE_TEST_NOFILE": "256:4096"}
+    hive = RunningHive.start(tmp_path / "hive", FD_CONFIG, env, module="tests.lowfd_daemon")
+    try:
+        soft, hard = resource.prlimit(hive.process.pid, resource.RLIMIT_NOFILE)
+        assert (soft, hard) == (4096, 4096)
+        assert "raised the soft limit from 256 to 4096" in hive.log_path.read_text()
+    finally:
+        hive.terminate()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from pathlib import Path
 
@@ -64,9 +65,31 @@ def setup_logging(level: str) -> None:
         root.addHandler(JournalHandler())
 
 
+# Open files the daemon wants (the systemd unit's LimitNOFILE): every agent socket,
+# connection, session and turn pipe holds some. Started from a shell, the soft limit is often
+# 1024 while the hard one is far higher; without raising it, a few hundred agents ran the
+# daemon out of fds.
+FD_LIMIT_WANTED = 65536
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE towards ``FD_LIMIT_WANTED``, as far as the hard allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FD_LIMIT_WANTED if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_WANTED)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError) as exc:
+        logging.getLogger(__name__).warning("open files stay at %d: %s", soft, exc)
+        return
+    logging.getLogger(__name__).info("open files: raised the soft limit from %d to %d", soft, want)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level.upper())
+    raise_fd_limit()
     try:
         cfg = load_config(args)
     except ConfigError as exc:
