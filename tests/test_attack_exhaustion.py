@@ -181,7 +181,7 @@ def test_a_start_on_a_full_disk_is_refused_with_one_line(tmp_path: Path, make_hi
     """Started on a full disk, the daemon died with a traceback ending in SQLite's "disk I/O
     error" (the database's shared-memory index could not be made), exit code 1, which
     systemd restarts. Now the pre-flight check refuses it: exit 2, one line naming the
-    state dir and what to do; the database is not touched."""
+    state dir and what to do, before any socket exists."""
     seeded = make_hive(DISK_CONFIG)  # a hive that ran before: its state dir has a db
     with seeded.agent("manager") as manager:
         manager.call("send", to="sink", body="kept")
@@ -336,6 +336,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def whoami(hive: RunningHive, name: str) -> Any:
+    with hive.agent(name) as client:
+        return client.call("whoami")
+
+
 def thread_ids(pid: int) -> set[str]:
     return set(os.listdir(f"/proc/{pid}/task"))
 
@@ -413,9 +418,7 @@ def test_out_of_fds_old_clients_are_served_turns_wait_and_all_comes_back(
             )
             assert not admin.call("status", name="bob")["failed"]
         # The idle clients went: new connections get in, bob's turn runs.
-        hive.wait_until(
-            lambda: hive.agent("manager").__enter__().call("whoami"), what="a new client"
-        )
+        hive.wait_until(lambda: whoami(hive, "manager"), what="a new client to be served")
         hive.wait_until(lambda: hive.status("bob")["inbox_depth"] == 0, what="bob's turn to run")
         with hive.db() as db:
             states = dict(db.execute("SELECT id, state FROM messages WHERE recipient = 'bob'"))
