@@ -4,7 +4,9 @@
         python -m tests.smallfs_daemon --config hive.toml --state-dir state --no-dashboard
 
 Same arguments as hive-supervisor (and ``HIVE_TEST_SMALLFS_SEED=DIR``: copy DIR's files
-into the fresh tmpfs first; ``HIVE_TEST_SMALLFS_FILL=1``: then fill it up). Before anything
+into the fresh tmpfs first; ``HIVE_TEST_SMALLFS_FILL=1``: then fill it up;
+``HIVE_TEST_SMALLFS_LIST=1``: at exit, one last stderr line lists the state dir's files, which
+vanish with the namespace). Before anything
 else the process enters a mount namespace of its own (private propagation, so nothing it
 mounts reaches the host) and mounts a tmpfs of ``HIVE_TEST_SMALLFS_KIB`` KiB on the state
 dir; the sockets go to ``HIVE_TEST_RUN_DIR``, on the host's file system, so clients outside
@@ -68,4 +70,8 @@ if __name__ == "__main__":
     if os.environ.get("HIVE_TEST_SMALLFS_FILL") == "1":
         fill(os.path.join(state, "filler"), size)
     sys.argv += ["--run-dir", os.environ["HIVE_TEST_RUN_DIR"]]
-    supervisor.main()
+    try:
+        supervisor.main()
+    finally:
+        if os.environ.get("HIVE_TEST_SMALLFS_LIST") == "1":
+            print("smallfs files:", " ".join(sorted(os.listdir(state))), file=sys.stderr)

@@ -30,6 +30,8 @@ from hive.client import HiveError, SyncClient
 from tests.hive_harness import RunningHive, wait_until
 
 SMALL_FS_KIB = 4096
+# A database written by the first schema: any later hive migrates it (after a backup).
+UPGRADE_FIXTURE = Path(__file__).parent / "fixtures" / "upgrade" / "v1"
 
 
 class SmallFsHive(RunningHive):
@@ -207,6 +209,47 @@ def test_a_start_on_a_full_disk_is_refused_with_one_line(tmp_path: Path, make_hi
     [line] = done.stderr.strip().splitlines()
     assert "KiB free on its file system" in line and "free some space" in line, line
     assert not (root / "run" / "admin.sock").exists()
+
+
+def test_an_upgrade_without_room_for_its_backup_leaves_no_partial_backup(tmp_path: Path) -> None:
+    """The copy made before a migration failed half-way on a full disk and stayed behind,
+    named like a good backup (hive.db.vN-....bak): the one file an operator would restore.
+    The daemon died with a traceback. Now the partial copy is removed, nothing is migrated,
+    and the start stops with one line."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    shutil.copyfile(UPGRADE_FIXTURE / "hive.db", seed / "hive.db")
+    with apsw.Connection(str(seed / "hive.db")) as db:  # bigger than the room left
+        db.execute("CREATE TABLE ballast(b BLOB)")
+        for _ in range(48):
+            db.execute("INSERT INTO ballast VALUES (zeroblob(65536))")
+    db_kib = (seed / "hive.db").stat().st_size // 1024
+    root = tmp_path / "up"
+    root.mkdir()
+    env = {
+        **os.environ,
+        "HIVE_TEST_SMALLFS_KIB": str(db_kib + 1536),  # over the pre-flight's 1 MiB free
+        "HIVE_TEST_RUN_DIR": str(root / "run"),
+        "HIVE_TEST_SMALLFS_SEED": str(seed),
+        "HIVE_TEST_SMALLFS_LIST": "1",
+    }
+    argv = ["--config", str(UPGRADE_FIXTURE / "hive.toml"), "--state-dir", str(root / "state")]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.smallfs_daemon", *argv, "--no-dashboard"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = done.stderr.strip().splitlines()
+    [listing] = [line for line in lines if line.startswith("smallfs files: ")]
+    files = listing.split()[2:]
+    assert "hive.db" in files, listing
+    assert not [f for f in files if f.endswith(".bak")], f"a partial backup was left: {files}"
+    assert done.returncode == 2, done.stderr
+    refusal = [line for line in lines if line.startswith("hive-supervisor: ")]
+    assert len(refusal) == 1 and "could not back up" in refusal[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
 
 
 STDERR_CONFIG = """

@@ -102,8 +102,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"hive-supervisor: {line}", file=sys.stderr)
         sys.exit(2)
     from hive.daemon import run_hive
+    from hive.store.database import StoreError
 
-    sys.exit(trio.run(run_hive, cfg))
+    try:
+        code = trio.run(run_hive, cfg)
+    except StoreError as exc:  # the database could not be made ready: one line, not a trace
+        print(f"hive-supervisor: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)
 
 
 class StartRefused(Exception):
