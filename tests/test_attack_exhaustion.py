@@ -515,3 +515,40 @@ def test_the_daemon_raises_a_low_soft_fd_limit_to_the_hard_one(tmp_path: Path) -
         assert "raised the soft limit from 256 to 4096" in hive.log_path.read_text()
     finally:
         hive.terminate()
+
+
+SILENT_CONFIG = """
+[[agent]]
+name = "manager"
+
+[[agent]]
+name = "bob"
+"""
+SILENT_CLIENTS = 300  # against the default cap of 64 per agent socket
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_silent_connections_hold_no_more_fds_than_the_socket_cap(make_hive: Any) -> None:
+    """A flood of connections that never send a byte (slowloris) on one agent socket: past
+    `max_agent_connections` each gets `too_many_connections` and is closed, so the daemon
+    holds at most the cap's worth of fds for them, and every other socket is served."""
+    hive: RunningHive = make_hive(SILENT_CONFIG)
+    pid = hive.process.pid
+    before = fd_count(pid)
+    with ExitStack() as silent:
+        for _ in range(SILENT_CLIENTS):
+            silent.enter_context(closing(connect(hive.agent_socket("bob"))))
+        with closing(connect(hive.agent_socket("bob"))) as late:
+            # Accepted after all the silent ones (the backlog is first come, first served).
+            late.settimeout(30)
+            assert b"too_many_connections" in late.recv(65536)
+        # Every connection past the cap was answered and closed by the daemon.
+        hive.wait_until(
+            lambda: fd_count(pid) <= before + 64, what="the connections past the cap to close"
+        )
+        assert whoami(hive, "manager") and hive.admin("version")
+    hive.wait_until(lambda: whoami(hive, "bob"), what="bob's socket to serve again")
+    hive.wait_until(lambda: fd_count(pid) <= before + 2, what="the silent ones' fds to be freed")
