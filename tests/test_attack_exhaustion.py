@@ -460,6 +460,8 @@ def test_out_of_fds_old_clients_are_served_turns_wait_and_all_comes_back(
                 what="bob to retry a few times",
             )
             assert not admin.call("status", name="bob")["failed"]
+            # Each retry is one line in the log, not a traceback.
+            assert "Traceback" not in hive.log_path.read_text(errors="replace")
         # The idle clients went: new connections get in, bob's turn runs.
         hive.wait_until(lambda: whoami(hive, "manager"), what="a new client to be served")
         hive.wait_until(lambda: hive.status("bob")["inbox_depth"] == 0, what="bob's turn to run")

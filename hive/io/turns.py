@@ -161,9 +161,7 @@ class TurnRunner:
         try:
             outcome = await self._play(turn, state, capped, fresh_process, close_session)
         except Exception as exc:
-            log.exception("turn %s of %s could not run", turn.turn_id, agent,
-                          extra={"agent": agent, "turn": turn.turn_id})  # fmt: skip
-            outcome = TurnOutcome(_start_failure_class(exc), f"turn could not start: {exc}")
+            outcome = _could_not_run(turn, exc)
         finally:
             if self.running.get(agent) is state:
                 del self.running[agent]
@@ -234,6 +232,19 @@ class TurnRunner:
 RESOURCE_ERRNOS = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOSPC, errno.EDQUOT}
 )
+
+
+def _could_not_run(turn: TurnInput, exc: Exception) -> TurnOutcome:
+    """The outcome of a turn whose process could not be run, logged: a shortage in one line
+    (it comes back at every retry of every agent while it lasts), anything else with its
+    traceback."""
+    cls = _start_failure_class(exc)
+    agent, extra = turn.agent.name, {"agent": turn.agent.name, "turn": turn.turn_id}
+    if cls == ExitClass.NO_RESOURCES:
+        log.warning("turn %s of %s could not start: %s", turn.turn_id, agent, exc, extra=extra)
+    else:
+        log.exception("turn %s of %s could not run", turn.turn_id, agent, extra=extra)
+    return TurnOutcome(cls, f"turn could not start: {exc}")
 
 
 def _start_failure_class(exc: BaseException) -> ExitClass:
