@@ -554,3 +554,31 @@ def test_silent_connections_hold_no_more_fds_than_the_socket_cap(make_hive: Any)
         assert whoami(hive, "manager") and hive.admin("version")
     hive.wait_until(lambda: whoami(hive, "bob"), what="bob's socket to serve again")
     hive.wait_until(lambda: fd_count(pid) <= before + 2, what="the silent ones' fds to be freed")
+
+
+def test_stderr_lines_a_full_disk_dropped_are_counted_in_the_log(tmp_path: Path) -> None:
+    """StderrLog on a file that refuses writes (/dev/full: ENOSPC on every write) drops the
+    lines without raising; once writes work, the next line is preceded by how many went."""
+    import trio
+
+    from hive.agentlog import StderrLog
+
+    log_path = tmp_path / "bob" / "agent.log"
+    log_path.parent.mkdir()
+    out = StderrLog(log_path)
+    out.journal = None  # agent.log, whatever the host runs
+    out._file, out._file_tried = open("/dev/full", "a"), True  # noqa: SIM115
+
+    async def write(lines: list[str]) -> None:
+        for line in lines:
+            await out.write(7, line)
+
+    trio.run(write, ["lost 1", "lost 2", "lost 3"])
+    assert out.unwritten == 3
+    out._file.close()
+    out._file = open(log_path, "a")  # noqa: SIM115 - room again
+    trio.run(write, ["kept"])
+    out.close()
+    text = log_path.read_text().splitlines()
+    assert text[0].endswith("hive: 3 lines of stderr could not be written here"), text
+    assert text[1].endswith("turn=7 kept") and len(text) == 2, text
