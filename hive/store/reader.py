@@ -47,6 +47,9 @@ class Reader:
             ) from exc
 
     def _give_back(self, q: Queries) -> None:
+        if not q.conn.getautocommit():  # a transaction left open would pin an old snapshot
+            q.conn.close()
+            return
         with self._lock:
             if len(self._idle) < MAX_READERS:
                 self._idle.append(q)
