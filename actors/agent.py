@@ -288,6 +288,19 @@ class _NotDelivered:
 
 
 @dataclass(frozen=True)
+class _TurnEndNotStored:
+    """A clean turn's end (its delivered marks) did not commit, e.g. on a full disk: its
+    messages are still pending in the store."""
+
+    envs: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True)
+class _TurnEndStored:
+    """A turn's end committed after earlier ones had not: the store writes again."""
+
+
+@dataclass(frozen=True)
 class _Acked:
     """An operator change has committed: publish the row, then answer."""
 
@@ -378,6 +391,8 @@ class AgentActor(SupervisedActor):
         self.last_turn: dict[str, Any] | None = None
         self.crash_times: deque[float] = deque()
         self.rate_limit_streak = 0
+        self.unstored_turn_ends = 0  # clean turns in a row whose end could not be stored
+        self.no_resources_streak = 0  # turns in a row the supervisor could not start
         self.compact_streak = 0
         self.compact_next = False
         self.last_turn_ok = True  # a failed turn's successor starts a fresh session process
@@ -633,6 +648,10 @@ class AgentActor(SupervisedActor):
                 self._maybe_start_turn()
             case _NotDelivered(envs=envs):
                 self._return_to_inbox([e for e in envs if not self._has(e.id)])
+            case _TurnEndNotStored(envs=envs):
+                self._turn_end_not_stored(envs)
+            case _TurnEndStored():
+                self.unstored_turn_ends = 0
             case _Acked(reply=reply, result=result, error=error):
                 if error is None:
                     self._publish()  # whoever is answered sees the change in the row
@@ -1116,10 +1135,13 @@ class AgentActor(SupervisedActor):
             q.end_turn(turn_id, str(cls), outcome.exit_code, outcome.detail)
 
         me = self.actor_ref
+        after_failures = self.unstored_turn_ends > 0
 
         def recorded(_: Any, error: BaseException | None) -> None:
             if error is not None and marked:
-                tell_quietly(me, _NotDelivered(tuple(marked)))  # still pending in the store
+                tell_quietly(me, _TurnEndNotStored(tuple(marked)))  # still pending there
+            elif error is None and after_failures:
+                tell_quietly(me, _TurnEndStored())
 
         self._write(record, recorded)
         self.last_turn = {
@@ -1180,6 +1202,7 @@ class AgentActor(SupervisedActor):
     def _ended_ok(self, outcome: TurnOutcome, now: float) -> None:
         self.rate_limit_streak = 0
         self.compact_streak = 0
+        self.no_resources_streak = 0
 
     def _ended_crash(self, outcome: TurnOutcome, now: float) -> None:
         self._crashed(outcome, now)
@@ -1205,6 +1228,17 @@ class AgentActor(SupervisedActor):
             "rate_limited",
             {"detail": outcome.detail, "retry_in": delay, "streak": self.rate_limit_streak},
         )
+
+    def _ended_no_resources(self, outcome: TurnOutcome, now: float) -> None:
+        """The supervisor had no fds (memory, disk) to start the turn: its messages wait
+        and the turn is tried again after a back-off, doubling; not a crash, so an agent is
+        never marked `failed` for the hive's own shortage."""
+        self.no_resources_streak += 1
+        cfg = self.ctx.config
+        delay = min(cfg.backoff_initial * 2 ** (self.no_resources_streak - 1), cfg.backoff_max)
+        self._schedule_retry(delay)
+        self._event("no_resources", {"detail": outcome.detail, "retry_in": delay,
+                                     "streak": self.no_resources_streak})  # fmt: skip
 
     def _ended_compact_retry(self, outcome: TurnOutcome, now: float) -> None:
         self.compact_streak += 1
@@ -1251,6 +1285,19 @@ class AgentActor(SupervisedActor):
             kind="crash",
         )
         self._schedule_retry(delay)
+
+    def _turn_end_not_stored(self, envs: tuple[Envelope, ...]) -> None:
+        """Give a clean turn's messages again, after a back-off: the store refused its end
+        (a full disk), and a turn started at once would meet the same refusal, turn after
+        turn (a spinning CPU, and a model paid for each), until the disk had room again."""
+        self.unstored_turn_ends += 1
+        cfg = self.ctx.config
+        delay = min(cfg.backoff_initial * 2 ** (self.unstored_turn_ends - 1), cfg.backoff_max)
+        log.warning("turn of %s could not be recorded as done; its messages come again in "
+                    "%g s", self.name, delay, extra={"agent": self.name})  # fmt: skip
+        if self.retry_at is None:
+            self._schedule_retry(delay)
+        self._return_to_inbox([e for e in envs if not self._has(e.id)])
 
     def _schedule_retry(self, delay: float) -> None:
         self.retry_generation += 1
@@ -1543,6 +1590,7 @@ _END_HANDLERS: dict[ExitClass, Callable[[AgentActor, TurnOutcome, float], None]]
     ExitClass.RATE_LIMITED: AgentActor._ended_rate_limited,
     ExitClass.COMPACT_RETRY: AgentActor._ended_compact_retry,
     ExitClass.CANCELLED: AgentActor._ended_cancelled,
+    ExitClass.NO_RESOURCES: AgentActor._ended_no_resources,
 }
 
 

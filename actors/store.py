@@ -16,6 +16,7 @@ from typing import Any
 
 import apsw
 
+from hive import logthrottle
 from hive.actors.base import (
     HiveContext,
     InjectFault,
@@ -26,6 +27,13 @@ from hive.store import Queries, connect
 from hive.store.retention import Pruned, prune
 
 log = logging.getLogger(__name__)
+
+# On a full disk every commit fails for as long as senders keep trying (each is told
+# store_failed): the first failure is logged with its traceback, then one line a minute
+# (hive.logthrottle), not a traceback per commit. Matched on the message _flush logs.
+COMMIT_FAILED_LOG = "store: commit of %d writes failed"
+COMMIT_FAILED_LOG_EVERY = 60.0
+logthrottle.throttle(__name__, COMMIT_FAILED_LOG_EVERY, {COMMIT_FAILED_LOG}, first_traceback=True)
 
 
 @dataclass(frozen=True)

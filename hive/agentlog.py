@@ -138,6 +138,7 @@ class StderrLog:
         self.journal_stuck = False  # it refused a line: no more waiting until it takes one
         self._file: TextIO | None = None
         self._file_tried = False
+        self.unwritten = 0  # lines lost to a failing write (a full disk) since the last one
 
     async def write(self, turn: object, text: str) -> None:
         if self.journal is not None and await self._to_journal(turn, text):
@@ -167,9 +168,28 @@ class StderrLog:
             self._file_tried = True  # a log that cannot be opened is skipped, not retried
         if self._file is None:
             return
-        if _append(self._file, [line]) > self.max_bytes:
+        try:
+            size = _append(self._file, self._with_gap_marker(line))
+        except OSError as exc:
+            # A full disk (ENOSPC, EDQUOT) or a failing one: the line is dropped, not the
+            # turn. Raising here used to end the process's output readers, which made the
+            # turn a crash, so a full disk crash-looped every agent that wrote to stderr.
+            if not self.unwritten:
+                log.warning("not writing %s: %s; dropping its lines until it can be written",
+                            self.path, exc)  # fmt: skip
+            self.unwritten += 1
+            return
+        self.unwritten = 0
+        if size > self.max_bytes:
             self._file.close()
             self._file = _open_log(self.path, self.max_bytes)
+
+    def _with_gap_marker(self, line: str) -> list[str]:
+        """``line``, after a marker for the lines a failing write dropped before it."""
+        if not self.unwritten:
+            return [line]
+        gap = f"{stamp()} hive: {self.unwritten} lines of stderr could not be written here"
+        return [gap, line]
 
     def close(self) -> None:
         if self._file is not None:
@@ -198,7 +218,10 @@ def note(
     f = _open_log(log_path, max_bytes)
     if f is not None:
         with f:
-            _append(f, note_lines(stamp(), text))
+            try:
+                _append(f, note_lines(stamp(), text))
+            except OSError as exc:  # a full disk costs the note, not the caller
+                log.warning("not writing %s: %s", log_path, exc)
 
 
 def _append(f: TextIO, lines: list[str]) -> int:

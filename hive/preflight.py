@@ -49,6 +49,25 @@ def newer_schema(cfg: HiveConfig) -> list[str]:
     return [line] if line else []
 
 
+# Less room than this on the state dir's file system and the start is refused: the
+# database, its WAL and shared-memory index could not even be opened (SQLite said only
+# "disk I/O error", in a traceback, and systemd restarted the daemon into it again).
+MIN_FREE_BYTES = 1 << 20
+
+
+def disk_space(cfg: HiveConfig) -> list[str]:
+    """One line if the state dir's file system has (almost) no room left."""
+    st = os.statvfs(cfg.state_dir)
+    free = st.f_bavail * st.f_frsize
+    if free >= MIN_FREE_BYTES:
+        return []
+    return [
+        f"{cfg.state_dir}: only {free // 1024} KiB free on its file system; hive needs at "
+        f"least {MIN_FREE_BYTES // 1024} KiB to open and write its database (free some space "
+        "there, then start again; nothing was changed)"
+    ]
+
+
 def problems(cfg: HiveConfig, environ: Mapping[str, str] | None = None) -> list[str]:
     """One line per problem that would stop agents from running; empty: good to go.
 
@@ -56,6 +75,9 @@ def problems(cfg: HiveConfig, environ: Mapping[str, str] | None = None) -> list[
     from hive.plugins import UnknownPlugin
     from hive.runtimes import get_runtime
 
+    full = disk_space(cfg)
+    if full:  # nothing else can be read (SQLite cannot even open the database)
+        return full
     newer = newer_schema(cfg)
     if newer:  # nothing else is read from a schema this hive does not know
         return newer

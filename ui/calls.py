@@ -40,6 +40,7 @@ _STATUS = {
     "rate_limited": 429,
     "unavailable": 503,
     "store_failed": 503,
+    "no_resources": 503,
     "conflict": 409,
     "timeout": 504,
     "not_federated": 400,

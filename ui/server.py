@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from hive import logthrottle
+
 if TYPE_CHECKING:
     from hypercorn.config import Config
 
@@ -32,6 +34,13 @@ GRACEFUL_SECONDS = 3.0
 _running: list[Dashboard] = []  # the dashboards being served (one per hive in a process)
 # Sockets bound before the daemon started (hive-supervisor checks the port first).
 _prebound: dict[tuple[str, int], socket.socket] = {}
+
+
+# hypercorn accepts through trio.serve_listeners, which, out of fds, logs an error with a
+# traceback and retries every 0.1 s: some 90 lines a second into the journal for as long as
+# it lasts. One line this often says the same (hive.logthrottle).
+ACCEPT_ERROR_EVERY = 60.0
+ACCEPT_LOGGER = "trio.serve_listeners"
 
 
 class DashboardBindError(RuntimeError):
@@ -120,6 +129,7 @@ async def start_dashboard(ctx: HiveContext, nursery: trio.Nursery) -> None:
             raise
     host, port = sock.getsockname()[:2]
     config = hypercorn_config(sock)
+    logthrottle.throttle(ACCEPT_LOGGER, ACCEPT_ERROR_EVERY)
 
     async def run(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from pathlib import Path
 
+import apsw
 import trio
 
 from hive.config import ConfigError, HiveConfig
@@ -63,9 +65,31 @@ def setup_logging(level: str) -> None:
         root.addHandler(JournalHandler())
 
 
+# Open files the daemon wants (the systemd unit's LimitNOFILE): every agent socket,
+# connection, session and turn pipe holds some. Started from a shell, the soft limit is often
+# 1024 while the hard one is far higher; without raising it, a few hundred agents ran the
+# daemon out of fds.
+FD_LIMIT_WANTED = 65536
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE towards ``FD_LIMIT_WANTED``, as far as the hard allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FD_LIMIT_WANTED if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_WANTED)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError) as exc:
+        logging.getLogger(__name__).warning("open files stay at %d: %s", soft, exc)
+        return
+    logging.getLogger(__name__).info("open files: raised the soft limit from %d to %d", soft, want)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging(args.log_level.upper())
+    raise_fd_limit()
     try:
         cfg = load_config(args)
     except ConfigError as exc:
@@ -78,8 +102,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"hive-supervisor: {line}", file=sys.stderr)
         sys.exit(2)
     from hive.daemon import run_hive
+    from hive.store.database import StoreError
 
-    sys.exit(trio.run(run_hive, cfg))
+    try:
+        code = trio.run(run_hive, cfg)
+    except StoreError as exc:  # the database could not be made ready: one line, not a trace
+        print(f"hive-supervisor: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)
 
 
 class StartRefused(Exception):
@@ -108,6 +138,8 @@ def preflight(cfg: HiveConfig) -> None:
         lines = checks.problems(cfg)
     except (ConfigError, OSError) as exc:
         lines = [str(exc)]
+    except apsw.Error as exc:  # one line, not a traceback: a database it cannot read
+        lines = [f"cannot read {cfg.db_path}: {exc}"]
     if lines:
         raise StartRefused(lines)
     if cfg.dashboard:

@@ -11,6 +11,7 @@ session process) is the Agent's decision; this module only carries out what it i
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import time
@@ -160,9 +161,7 @@ class TurnRunner:
         try:
             outcome = await self._play(turn, state, capped, fresh_process, close_session)
         except Exception as exc:
-            log.exception("turn %s of %s could not run", turn.turn_id, agent,
-                          extra={"agent": agent, "turn": turn.turn_id})  # fmt: skip
-            outcome = TurnOutcome(ExitClass.CRASH, f"turn could not start: {exc}")
+            outcome = _could_not_run(turn, exc)
         finally:
             if self.running.get(agent) is state:
                 del self.running[agent]
@@ -226,6 +225,36 @@ class TurnRunner:
         if outcome.exit_code is None:
             outcome = TurnOutcome(outcome.exit_class, outcome.detail, process.returncode)
         return outcome
+
+
+# Start failures that say the supervisor is out of something, which comes back (a client
+# closes, a turn ends, the operator frees the disk): not the agent's crash.
+RESOURCE_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENOSPC, errno.EDQUOT}
+)
+
+
+def _could_not_run(turn: TurnInput, exc: Exception) -> TurnOutcome:
+    """The outcome of a turn whose process could not be run, logged: a shortage in one line
+    (it comes back at every retry of every agent while it lasts), anything else with its
+    traceback."""
+    cls = _start_failure_class(exc)
+    agent, extra = turn.agent.name, {"agent": turn.agent.name, "turn": turn.turn_id}
+    if cls == ExitClass.NO_RESOURCES:
+        log.warning("turn %s of %s could not start: %s", turn.turn_id, agent, exc, extra=extra)
+    else:
+        log.exception("turn %s of %s could not run", turn.turn_id, agent, extra=extra)
+    return TurnOutcome(cls, f"turn could not start: {exc}")
+
+
+def _start_failure_class(exc: BaseException) -> ExitClass:
+    """NO_RESOURCES when ``exc`` (or one in its group) is such a shortage, else CRASH.
+    Counted as crashes, a few minutes without fds marked every agent with mail `failed`,
+    and they stayed so after the fds came back."""
+    short = isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
+    if isinstance(exc, BaseExceptionGroup):
+        short = any(_start_failure_class(e) == ExitClass.NO_RESOURCES for e in exc.exceptions)
+    return ExitClass.NO_RESOURCES if short else ExitClass.CRASH
 
 
 def _prepare_and_build(

@@ -33,6 +33,9 @@ class ExitClass(enum.StrEnum):
     COMPACT_RETRY = "compact_retry"  # context too long: compact and retry
     CRASH = "crash"  # anything else: counts toward restart intensity
     CANCELLED = "cancelled"  # the operator cancelled the turn
+    # The supervisor could not start it (no fds, memory or processes left, a full disk):
+    # the hive's trouble, not the agent's, so back off and retry, never a crash.
+    NO_RESOURCES = "no_resources"
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,23 @@ def backup_before_migrating(conn: apsw.Connection, path: Path) -> Path | None:
     target = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
+    try:
+        _copy_to(conn, target)
+    except BaseException as exc:
+        # A copy cut short (a full disk) must never pass for a backup someone restores.
+        target.unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
+        raise StoreError(
+            f"could not back up {path} before upgrading it from schema v{version} ({exc}); "
+            f"nothing was changed: make room for a copy of {path.name} next to it, then start "
+            "again"
+        ) from exc
+    return target
+
+
+def _copy_to(conn: apsw.Connection, target: Path) -> None:
+    """SQLite's backup of ``conn`` into the empty file ``target``, fsynced."""
     dest = apsw.Connection(str(target))
     try:
         with dest.backup("main", conn, "main") as copy:
@@ -76,7 +93,6 @@ def backup_before_migrating(conn: apsw.Connection, path: Path) -> Path | None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return target
 
 
 def migrate(conn: apsw.Connection) -> int:
