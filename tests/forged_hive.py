@@ -95,8 +95,10 @@ class ForgedHive:
         self._run(delete())
 
     def attempt(self, what: Callable[[Any, Any], Coroutine[Any, Any, Any]]) -> str:
-        """Run ``what(nc, js)`` as this hive's user; the outcome and any asynchronous
-        error NATS sent (a permissions violation comes that way), lower case."""
+        """Run ``what(nc, js)`` as this hive's user, expecting NATS to refuse it; the
+        outcome and the asynchronous error NATS sent (a permissions violation comes that
+        way, to a callback the client runs in a task of its own: so it is waited for, up
+        to 10 s), lower case."""
 
         async def run() -> str:
             self.errors.clear()
@@ -105,6 +107,9 @@ class ForgedHive:
             except Exception as exc:
                 outcome = f"{type(exc).__name__}: {exc}"
             await self._nc.flush(5)
+            deadline = self._loop.time() + 10
+            while not self.errors and self._loop.time() < deadline:
+                await asyncio.sleep(0.02)
             return f"{outcome} | {' | '.join(self.errors)}".lower()
 
         result: str = self._run(run())

@@ -73,9 +73,26 @@ def remote_result(hive: str, op: str, args: dict[str, Any], raw: bytes) -> Any:
     if "result" not in reply:
         _bad_reply(hive, op, "neither a result nor an error")
     why = _RESULT_CHECKS[op](reply["result"], args)
+    if op != "questions":  # its rows are checked one by one (question_row), and rebuilt
+        why = why or _not_finite(reply["result"])
     if why:
         _bad_reply(hive, op, why)
     return reply["result"]
+
+
+def _not_finite(value: Any) -> str:
+    """Why a reply cannot be answered as JSON: NaN or Infinity anywhere in it (a browser's
+    JSON reader refuses them). A walk with a stack, not recursion (msgpack bounds depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not isfinite(item):
+            return "a number that is not finite"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return ""
 
 
 def _error_of(error: Any) -> tuple[str | None, str]:
