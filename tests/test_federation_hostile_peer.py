@@ -161,6 +161,12 @@ REPLIES: list[tuple[str, Answer, str, str]] = [
         "no per-agent results",
     ),
     (
+        "results keyed by a number",
+        _result({"agents": {1: {}, "bob": {}}}),
+        "bad_reply",
+        "results for other agents than those asked",
+    ),
+    (
         "a number that is not finite",
         lambda op, args: packb({"result": {**FINE_RESULT[op], "at": float("nan")}}),
         "bad_reply",

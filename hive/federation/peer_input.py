@@ -112,7 +112,10 @@ def _per_agent(result: Any, args: dict[str, Any]) -> str:
     if not isinstance(result, dict) or not isinstance(result.get("agents"), dict):
         return "no per-agent results"
     agents = result["agents"]
-    if not isinstance(asked, list) or sorted(agents) != sorted(set(asked)):
+    # Sets, not sorted lists: a peer's map may be keyed by numbers too (msgpack allows it).
+    if not isinstance(asked, list) or not all(isinstance(n, str) for n in asked):
+        return "results for other agents than those asked"
+    if set(agents) != set(asked):
         return "results for other agents than those asked"
     for value in agents.values():
         if not isinstance(value, dict):
