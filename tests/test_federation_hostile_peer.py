@@ -375,3 +375,33 @@ def test_a_deleted_row_leaves_the_others(
         _peers_fine(alpha)
     finally:
         forged.close()
+
+
+def test_the_overview_shows_a_bad_row_beside_the_good_ones(
+    nats: Callable[..., NatsServer],
+    make_hive: Callable[..., RunningHive],
+    make_dashboard: Callable[..., DashboardHive],
+) -> None:
+    """In Chromium: forged's link row says what is wrong with its row, its well-formed
+    agent is listed, and beta's agent and link are shown as ever (the page keeps polling)."""
+    alpha, _beta, forged = _start(nats, make_hive, make_dashboard)
+    try:
+        forged.put_row(_good_row(agents=[{"name": "ok"}, {"name": "eve", "paused": "yes"}]))
+        with alpha.browser() as page:
+            page.wait_for_selector(
+                '#link-rows tr[data-hive="forged"] td.down:has-text("bad row: 1 of its 2")',
+                timeout=30_000,
+            )
+            page.wait_for_selector('tr[data-agent="ok@forged"]')
+            assert page.locator('tr[data-agent="eve@forged"]').count() == 0
+            page.wait_for_selector('tr[data-agent="bob@beta"]')
+            page.wait_for_selector('#link-rows tr[data-hive="beta"] td.connected:text-is("yes")')
+            forged.put_row(b"\xc1 garbage")  # the next poll shows the new error
+            page.wait_for_selector(
+                '#link-rows tr[data-hive="forged"] td.down:text-is("bad row: not msgpack")',
+                timeout=30_000,
+            )
+            page.wait_for_selector('tr[data-agent="ok@forged"]', state="detached")
+            page.wait_for_selector('tr[data-agent="bob@beta"]')
+    finally:
+        forged.close()
