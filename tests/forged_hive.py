@@ -6,6 +6,7 @@ of the fleet bucket with whatever bytes the test chooses.
     forged = ForgedHive.start(url, "forged", password)
     forged.answer = lambda op, args: b"not msgpack"     # None: never answer
     forged.put_row(packb({"agents": "bob"}))
+    forged.ask("hive.alpha.ctl.forged", b"garbage")             # alpha's reply
     forged.attempt(lambda nc, js: nc.subscribe("hive.beta.ctl.*"))   # what NATS says
     forged.close()
 
@@ -77,6 +78,15 @@ class ForgedHive:
         reply = self.answer(op, args)
         if reply is not None:
             await msg.respond(reply)
+
+    def ask(self, subject: str, data: bytes) -> bytes:
+        """A request as this hive (an operator request to another hive, say); the reply."""
+
+        async def request() -> bytes:
+            return bytes((await self._nc.request(subject, data, timeout=10)).data)
+
+        result: bytes = self._run(request())
+        return result
 
     def put_row(self, data: bytes) -> None:
         """Write this hive's key of the fleet bucket (the only key its user may write)."""

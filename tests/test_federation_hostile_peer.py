@@ -24,7 +24,7 @@ import pytest
 from hive.federation.fleet import REMOTE_TIMEOUT
 from hive.federation.peer_input import MAX_PEER_BYTES
 from hive.federation.permissions import authorization
-from hive.wire import packb
+from hive.wire import packb, unpackb
 from tests.control_support import hivectl
 from tests.federation_support import hive_config, nats
 from tests.forged_hive import Answer, ForgedHive
@@ -225,7 +225,7 @@ def test_malformed_replies_are_that_hives_clear_error(
     make_hive: Callable[..., RunningHive],
     make_dashboard: Callable[..., DashboardHive],
 ) -> None:
-    alpha, _beta, forged = _start(nats, make_hive, make_dashboard)
+    alpha, beta, forged = _start(nats, make_hive, make_dashboard)
     try:
         # forged cannot take beta's operator requests to answer them in its place.
         heard = forged.attempt(lambda nc, js: nc.subscribe("hive.beta.ctl.*"))
@@ -250,9 +250,20 @@ def test_malformed_replies_are_that_hives_clear_error(
             }, case  # fmt: skip
             _peers_fine(alpha)
         _question_rows_checked(alpha, forged)
+        _its_requests_refused(forged)
+        assert beta.status("bob")["paused"] is False
         assert _store_counts(alpha.hive) == before
     finally:
         forged.close()
+
+
+def _its_requests_refused(forged: ForgedHive) -> None:
+    """forged asks alpha and beta (neither lists it in operators) garbage and a pause:
+    each is answered not_authorized."""
+    for hive in ("alpha", "beta"):
+        for data in (b"\xc1 garbage", packb({"op": "pause", "args": {"names": ["bob"]}})):
+            reply = unpackb(forged.ask(f"hive.{hive}.ctl.forged", data))
+            assert reply["error"]["code"] == "not_authorized", (hive, reply)
 
 
 def _question(i: int, **more: Any) -> dict[str, Any]:
