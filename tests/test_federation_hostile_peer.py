@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from hive.federation.fleet import REMOTE_TIMEOUT
-from hive.federation.peer_input import MAX_PEER_BYTES
+from hive.federation.peer_input import MAX_PEER_BYTES, MAX_ROW_AGENTS
 from hive.federation.permissions import authorization
 from hive.wire import packb, unpackb
 from tests.control_support import hivectl
@@ -321,6 +321,12 @@ ROWS: list[tuple[str, bytes, str, list[str]]] = [
         _good_row(agents=[{"name": "bob", "cost_today_usd": float("inf")}, {"name": "ok"}]),
         "1 of its 2 agent rows malformed",
         ["ok"],
+    ),
+    (
+        "too many agents",
+        _good_row(agents=[{"name": f"a{i}"} for i in range(MAX_ROW_AGENTS + 500)]),
+        f"{MAX_ROW_AGENTS + 500} agent rows, over the limit of {MAX_ROW_AGENTS}",
+        [f"a{i}" for i in range(MAX_ROW_AGENTS)],
     ),
     (
         "a huge row",

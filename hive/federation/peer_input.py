@@ -36,6 +36,10 @@ from hive.wire import WireError, unpackb, validate_agent_name
 # for larger messages would otherwise let one peer put megabytes into every hive's view).
 # The largest real reply, the questions list, is bounded at 256 KiB.
 MAX_PEER_BYTES = 1 << 20
+# Agents of one hive's row read at most: a full status row is about 600 bytes, so a real
+# row under MAX_PEER_BYTES has fewer; 80,000 tiny forged rows took a quarter of a second to
+# check, every second, and every page and `hivectl list` would have carried them all.
+MAX_ROW_AGENTS = 2000
 MAX_MESSAGE_CHARS = 2000  # of an error message a peer sends (it is shown as it is)
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _STATUS_HINTS = get_type_hints(AgentStatus)
@@ -283,10 +287,16 @@ def fleet_row(raw: bytes) -> dict[str, Any]:
     outbox = out["outbox"]
     if not all(isinstance(k, str) and _fits(v, int) for k, v in outbox.items()):
         return _bad_row("its field 'outbox' is not a map of hive names to counts")
-    agents = [_clean_agent(a) for a in out["agents"] if agent_row_ok(a)]
-    dropped = len(out["agents"]) - len(agents)
-    out["agents"] = agents
-    if dropped:
-        message = f"{dropped} of its {dropped + len(agents)} agent rows malformed (dropped)"
-        out["error"] = {"code": "bad_row", "message": message}
+    given = out["agents"]
+    kept = given[:MAX_ROW_AGENTS]
+    out["agents"] = [_clean_agent(a) for a in kept if agent_row_ok(a)]
+    problems = []
+    if len(kept) > len(out["agents"]):
+        dropped = len(kept) - len(out["agents"])
+        problems.append(f"{dropped} of its {len(given)} agent rows malformed (dropped)")
+    if len(given) > MAX_ROW_AGENTS:
+        problems.append(f"{len(given)} agent rows, over the limit of {MAX_ROW_AGENTS} (the "
+                        f"first {MAX_ROW_AGENTS} shown)")  # fmt: skip
+    if problems:
+        out["error"] = {"code": "bad_row", "message": "; ".join(problems)}
     return out
