@@ -50,6 +50,7 @@ _STATUS = {
     "hive_unreachable": 503,
     "hive_timeout": 504,
     "nats_unavailable": 503,
+    "bad_reply": 502,  # another hive answered something that is not a hive's reply
 }
 
 

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from hive.federation.address import split, validate_hive_name
+from hive.federation.fleet import MAX_REMOTE_QUESTIONS
+from hive.federation.peer_input import question_row
 from hive.ui.calls import ApiError, call_verb
 from hive.wire import WireError, validate_agent_name
 
@@ -178,27 +180,17 @@ async def _questions_of(ctx: HiveContext, hive: str, out: dict[str, Any]) -> Non
             {"hive": hive, "code": "bad_reply", "message": f"hive '{hive}' sent no question list"}
         )
         return
-    for q in shown:
-        if not _question_row(q):
+    kept = shown[:MAX_REMOTE_QUESTIONS]  # what a hive answers at most (a peer may not)
+    for q in kept:
+        row = question_row(q)
+        if row is None:
             continue  # not a question row (another version of hive?): nothing to answer
         out["questions"].append(
-            {**q, "hive": hive, "key": f"{q['id']}@{hive}", "agent": f"{q['agent']}@{hive}"}
+            {**row, "hive": hive, "key": f"{row['id']}@{hive}", "agent": f"{row['agent']}@{hive}"}
         )
-    left = total - len(shown)
+    left = max(total, len(shown)) - len(kept)
     if left > 0:
         out["left_off"][hive] = left
-
-
-def _question_row(q: Any) -> bool:
-    """A question row as the page renders it: an id, an agent, its text and options."""
-    return (
-        isinstance(q, dict)
-        and isinstance(q.get("id"), int)
-        and isinstance(q.get("agent"), str)
-        and isinstance(q.get("question", ""), str)
-        and isinstance(q.get("options", []), list)
-        and all(isinstance(o, str) for o in q.get("options", []))
-    )
 
 
 def fleet_reply(ctx: HiveContext) -> dict[str, Any]:
@@ -214,8 +206,11 @@ def fleet_reply(ctx: HiveContext) -> dict[str, Any]:
 
 
 def _hive_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the page shows it (the link checked its types: peer_input.fleet_row)."""
     outbox = row.get("outbox") or {}
+    error = {"error": row["error"]} if "error" in row else {}
     return {
+        **error,
         "hive": row["hive"],
         "connected": bool(row.get("connected")),
         "rtt": row.get("rtt"),

@@ -12,7 +12,7 @@ hive.ui.calls.ApiError: body: 'note' must be a string, got 5
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NotRequired, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
@@ -255,6 +255,8 @@ class FleetHive(TypedDict):
     age: float
     agents: list[dict[str, Any]]
     questions: int  # its pending operator questions (GET /api/fleet/questions lists them)
+    # A row that could not be read whole (code bad_row; hive.federation.peer_input)
+    error: NotRequired[dict[str, str]]
 
 
 class Fleet(TypedDict):

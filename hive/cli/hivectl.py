@@ -248,7 +248,10 @@ def fleet_lines(r: dict[str, Any]) -> str:
     if remote:
         out += "\n\n" + table(remote, ["AGENT@HIVE", "STATE", "INBOX", "LAST TURN", "STATUS"])
     header = ["HIVE", "CONNECTED", "RTT", "OUTBOX", "LAG", "SEEN"]
-    return out + "\n\n" + table(links, header)
+    # A row this hive could not read whole (hive.federation.peer_input): say so, per hive.
+    bad = [f"{h['hive']}: {terminal_safe(h['error'].get('message'))} [{h['error'].get('code')}]"
+           for h in r["fleet"] if isinstance(h.get("error"), dict)]  # fmt: skip
+    return out + "\n\n" + table(links, header) + "".join("\n" + b for b in bad)
 
 
 def v_status(c: SyncClient, a: argparse.Namespace) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from hive.federation.address import control_subject, split, validate_hive_name
+from hive.federation.peer_input import remote_result
 from hive.wire import Request, WireError, packb, unpackb
 
 if TYPE_CHECKING:
@@ -189,11 +190,7 @@ async def _ask_remote(ctx: HiveContext, hive: str, op: str, args: dict[str, Any]
                         f"{REMOTE_TIMEOUT:g}s") from None  # fmt: skip
     except (ConnectionError, nats.errors.Error) as exc:
         raise WireError("nats_unavailable", f"cannot reach NATS: {exc}") from None
-    reply = unpackb(raw)
-    if "error" in reply:
-        err = reply["error"]
-        raise WireError(str(err["code"]), f"hive '{hive}': {err['message']}")
-    return reply["result"]
+    return remote_result(hive, op, args, raw)  # checked: the other hive's reply is input
 
 
 async def _request(ctx: HiveContext, subject: str, data: bytes) -> bytes:

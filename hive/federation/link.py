@@ -449,7 +449,7 @@ class NatsLink:
             await asyncio.sleep(FLEET_INTERVAL)
 
     async def _fleet_round(self, kv: Any) -> None:
-        from hive.wire import packb, unpackb
+        from hive.wire import packb
 
         started = time.monotonic()
         await self._nc.flush(2)
@@ -465,7 +465,27 @@ class NatsLink:
         info = await self._js.stream_info(f"KV_{FLEET_BUCKET}", subjects_filter=prefix + ">")
         fleet = {}
         for subject in info.state.subjects or {}:
-            entry = await kv.get(subject.removeprefix(prefix))
-            if entry.value:
-                fleet[subject.removeprefix(prefix)] = unpackb(entry.value)
+            hive = subject.removeprefix(prefix)
+            seen = await self._fleet_entry(kv, hive)
+            if seen is not None:
+                fleet[hive] = seen
         self.fleet = fleet
+
+    async def _fleet_entry(self, kv: Any, hive: str) -> dict[str, Any] | None:
+        """One hive's row, checked (another hive's row is input: hive.federation.peer_input);
+        None for a key that is deleted, empty or not a hive name. One hive's key that
+        cannot be read keeps its last row and never costs the others theirs."""
+        import nats.js.errors
+
+        from hive.federation.peer_input import fleet_row, hive_name_ok
+
+        if not hive_name_ok(hive):
+            return None
+        try:
+            entry = await kv.get(hive)
+        except nats.js.errors.KeyNotFoundError:  # deleted or purged: that hive left
+            return None
+        except Exception as exc:
+            log.debug("federation: the fleet row of %s: %r", hive, exc)
+            return self.fleet.get(hive)
+        return fleet_row(entry.value) if entry.value else None

@@ -605,10 +605,11 @@
     };
     document.getElementById("link-rows").replaceChildren(...hives.map((h) => {
       const stale = h.age > 10;  // a hive that stopped putting its row: its figures are old
+      // A row this hive could not read whole: what is wrong with it, in place of "connected".
+      const said = h.error ? `bad row: ${h.error.message}` : stale ? "no news" : h.connected ? "yes" : "no";
       return el("tr", {dataset: {hive: h.hive}},
         el("th", {scope: "row", text: h.hive === ownHive ? `${h.hive} (this hive)` : h.hive}),
-        el("td", {class: h.connected && !stale ? "connected" : "down",
-                  text: stale ? "no news" : h.connected ? "yes" : "no"}),
+        el("td", {class: h.connected && !stale && !h.error ? "connected" : "down", text: said}),
         el("td", {class: "rtt", text: ms(h.rtt)}),
         el("td", {class: "outbox", text: outbox(h.outbox)}),
         el("td", {class: "lag", text: String(h.lag)}),
