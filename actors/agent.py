@@ -625,7 +625,7 @@ class AgentActor(SupervisedActor):
             case _DepthDue():
                 self.depth_armed = False
                 if self.depth_stale:
-                    self._mark_dirty()
+                    self._mark_dirty(lazy=True)
             case _RetryWrites():
                 self._offer_unwritten()
             case _BudgetDay():
@@ -813,7 +813,12 @@ class AgentActor(SupervisedActor):
             else:
                 reply({"acked": len(delivered)})
 
-        self._write(mark, done)
+        # Lazy: nobody needs the mark on disk before its reply, which waits for it. It
+        # rides in the next send's transaction (one fsync for both, where a message that
+        # arrived meanwhile used to wait for the mark's and then its own) or commits
+        # alone after ack_commit_wait_ms. Killed before that, the ack was never answered
+        # and the messages come again: at-least-once, as the wire protocol says.
+        self._write(mark, done, lazy=True)
 
     def _release(self, ids: tuple[int, ...], holder: int = 0) -> None:
         back = [self.unacked.pop(i)[0] for i in ids if self._held_by(i, holder)]
@@ -1399,10 +1404,11 @@ class AgentActor(SupervisedActor):
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _write(self, op: Any, done: Any = None) -> None:
+    def _write(self, op: Any, done: Any = None, lazy: bool = False) -> None:
         """Queue a write for the Store. While it is being restarted, the write waits
-        here (behind any earlier one, so this agent's writes keep their order)."""
-        self.unwritten.append(Write(op, done))
+        here (behind any earlier one, so this agent's writes keep their order). Lazy: it
+        may wait for the next transaction another write starts (actors/store.py)."""
+        self.unwritten.append(Write(op, done, lazy))
         if len(self.unwritten) == 1:
             self._offer_unwritten()
 
@@ -1455,21 +1461,22 @@ class AgentActor(SupervisedActor):
         if self.dirty or self.depth_armed:
             return  # a publish is on its way, or due at the next tick
         if time.monotonic() - self.published_at >= DEPTH_PUBLISH_SECONDS:
-            self._mark_dirty()
+            self._mark_dirty(lazy=True)
             return
         # One timer for the whole hive (ctx.depth_ticker), not one per agent.
         self.depth_armed = True
         self.ctx.depth_ticker.add(self.ctx.io, self.actor_ref, _DepthDue())
 
-    def _mark_dirty(self) -> None:
+    def _mark_dirty(self, lazy: bool = False) -> None:
         # Bursts of changes (a flood of arrivals) publish one row, not one per change.
         # The publish rides behind this agent's writes through the Store, so whoever
         # sees the new row (failed, idle, ...) finds the turns and messages behind it
-        # already committed.
+        # already committed. For the depth alone it is a lazy write: an empty one that
+        # starts no transaction, and so does not commit a waiting ack's mark early.
         if not self.dirty:
             self.dirty = True
             me = self.actor_ref
-            self._write(_noop, lambda _v, _e: tell_quietly(me, _PublishDirty()))
+            self._write(_noop, lambda _v, _e: tell_quietly(me, _PublishDirty()), lazy)
 
     def _acked(self, reply: Reply | None, result: Any) -> Any:
         """A store completion that publishes the row and answers ``reply`` with

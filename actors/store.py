@@ -4,6 +4,11 @@ Every durable change is a ``Write``: a function over the writing connection plus
 callback for its result. Writes that queue up while one transaction runs are committed
 together in the next, so many concurrent senders share one fsync; nothing is reported
 done before its transaction has committed.
+
+A lazy ``Write`` (an out-of-turn ack's delivered mark, a depth-only row publish) starts no
+transaction of its own: it rides in the next one a non-lazy write, a ``Read`` or the
+Store's stop starts, or, when none comes within ``ack_commit_wait_ms``, in one of its own.
+Its ``done`` is called after that commit like any other's, only later.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ class Write:
 
     op: Callable[[Queries], Any]
     done: Callable[[Any, BaseException | None], None] | None = None
+    # May wait (up to ack_commit_wait_ms) for another write's transaction instead of
+    # starting one: for changes nobody needs on disk before their ``done`` runs.
+    lazy: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,11 @@ class _Prune:
     pass
 
 
+@dataclass(frozen=True)
+class _LazyDue:
+    """The lazy writes' deadline: commit whatever is still waiting."""
+
+
 # After a pass that found more than a batch, the next comes this soon: other writes get
 # the writer in between, and a large backlog still drains in minutes.
 PRUNE_AGAIN_SECONDS = 0.05
@@ -68,6 +81,8 @@ class StoreActor(SupervisedActor):
         super().__init__(ctx)
         self._pending: list[Write] = []
         self._flush_queued = False
+        self._lazy_armed = False  # a _LazyDue is on its way
+        self._lazy_seconds = ctx.config.ack_commit_wait_ms / 1000
         self._conn: apsw.Connection | None = None
         self.batches = 0
         self.writes = 0
@@ -91,6 +106,9 @@ class StoreActor(SupervisedActor):
 
     def receive(self, message: Any) -> Any:
         match message:
+            case Write(lazy=True) if self._lazy_seconds > 0:
+                self._pending.append(message)
+                self._lazy_later()
             case Write():
                 self._pending.append(message)
                 if not self._flush_queued:
@@ -112,9 +130,22 @@ class StoreActor(SupervisedActor):
                 return op(self._q)
             case _Prune():
                 self._prune()
+            case _LazyDue():
+                self._lazy_armed = False
+                self._flush()
             case _:
                 log.warning("store: unexpected message %r", message)
         return None
+
+    def _lazy_later(self) -> None:
+        # One timer at a time: a flush before it fires takes the lazy writes along, and
+        # the timer then finds nothing (or only later lazy writes, committed a little
+        # early). A flush already queued takes this one too, so no timer for it.
+        if self._lazy_armed or self._flush_queued:
+            return
+        self._lazy_armed = True
+        me = self.actor_ref  # a dead Store's timer tells nobody
+        self.ctx.io.call_later(self._lazy_seconds, lambda: tell_quietly(me, _LazyDue()))
 
     # --- retention: one small batch per table, queued like any other write -------------
 
