@@ -246,3 +246,20 @@ def test_a_bad_ack_commit_wait_is_a_config_error_naming_the_key(value: str, need
         HiveConfig.from_toml_text(f"[hive]\nack_commit_wait_ms = {value}\n")
     assert "ack_commit_wait_ms" in str(info.value) and needle in str(info.value)
     assert HiveConfig.from_toml_text("[hive]\nack_commit_wait_ms = 0\n").ack_commit_wait_ms == 0
+
+
+def test_a_store_that_dies_with_a_mark_waiting_hands_it_to_the_next_one(
+    make_hive: MakeHive,
+) -> None:
+    hive = make_hive(HELD, env={"HIVE_FAULT_INJECTION": "1"})
+    conn, acked, _ = held_ack(hive, 2)
+    hive.admin("inject_fault", target="store")  # it dies holding the mark (unfinished())
+
+    def send() -> int:  # refused ("nothing was sent") while the Store restarts
+        with hive.agent("bob") as bob:
+            return int(bob.call("send", to="alice", body="through the next Store")["id"])
+
+    sent = hive.wait_until(send, what="a send through the restarted Store")
+    assert conn.reply(2) == {"acked": 2}
+    assert states(hive, [*acked, sent]) == ["delivered", "delivered", "pending"]
+    conn.close()
