@@ -82,6 +82,7 @@ class StoreActor(SupervisedActor):
         self._pending: list[Write] = []
         self._flush_queued = False
         self._lazy_armed = False  # a _LazyDue is on its way
+        self._lazy_since: float | None = None  # when the oldest waiting lazy write came
         self._lazy_seconds = ctx.config.ack_commit_wait_ms / 1000
         self._conn: apsw.Connection | None = None
         self.batches = 0
@@ -108,7 +109,9 @@ class StoreActor(SupervisedActor):
         match message:
             case Write(lazy=True) if self._lazy_seconds > 0:
                 self._pending.append(message)
-                self._lazy_later()
+                if self._lazy_since is None:
+                    self._lazy_since = time.monotonic()
+                self._lazy_later(self._lazy_seconds)
             case Write():
                 self._pending.append(message)
                 if not self._flush_queued:
@@ -131,21 +134,32 @@ class StoreActor(SupervisedActor):
             case _Prune():
                 self._prune()
             case _LazyDue():
-                self._lazy_armed = False
-                self._flush()
+                self._lazy_due()
             case _:
                 log.warning("store: unexpected message %r", message)
         return None
 
-    def _lazy_later(self) -> None:
-        # One timer at a time: a flush before it fires takes the lazy writes along, and
-        # the timer then finds nothing (or only later lazy writes, committed a little
-        # early). A flush already queued takes this one too, so no timer for it.
+    def _lazy_later(self, delay: float) -> None:
+        # One timer at a time. A flush already queued takes this write too: no timer.
         if self._lazy_armed or self._flush_queued:
             return
         self._lazy_armed = True
         me = self.actor_ref  # a dead Store's timer tells nobody
-        self.ctx.io.call_later(self._lazy_seconds, lambda: tell_quietly(me, _LazyDue()))
+        self.ctx.io.call_later(delay, lambda: tell_quietly(me, _LazyDue()))
+
+    def _lazy_due(self) -> None:
+        """Commit the lazy writes whose wait is up. A flush since the timer was set took
+        the writes it was set for; those waiting now came later, and get their own full
+        wait (committed at its end, not early: early is a transaction of their own,
+        which a send a moment later would have shared)."""
+        self._lazy_armed = False
+        if self._lazy_since is None:
+            return
+        left = self._lazy_since + self._lazy_seconds - time.monotonic()
+        if left > 0:
+            self._lazy_later(left)
+        else:
+            self._flush()
 
     # --- retention: one small batch per table, queued like any other write -------------
 
@@ -169,6 +183,7 @@ class StoreActor(SupervisedActor):
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
+        self._lazy_since = None
         if not batch or self._conn is None:
             return
         results: list[tuple[Any, BaseException | None]] = []
