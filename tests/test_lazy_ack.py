@@ -153,9 +153,10 @@ Wal = tuple[int, list[set[int]]]
 
 
 def held_ack(hive: RunningHive, count: int) -> tuple[RawConn, list[int], Wal]:
-    """Alice takes ``count`` messages and acknowledges them; returns once her Agent has
-    the ack (a recv behind it on the same connection was answered), with the ack's
-    reply not come and its mark not committed; and the WAL as it was before the ack."""
+    """Alice takes ``count`` messages, parks her next recv (request 3) and acknowledges
+    them (request 2); returns once her Agent has the ack (a recv behind it on the same
+    connection was answered), with the ack's reply not come and its mark not committed;
+    and the WAL as it was before the ack."""
     hive.admin("pause", names=["alice"])  # the test plays alice's process
     sent = [hive.admin("send", to="alice", body=f"m{i}")["id"] for i in range(count)]
     settle(hive, "alice", count)
@@ -164,9 +165,10 @@ def held_ack(hive: RunningHive, count: int) -> tuple[RawConn, list[int], Wal]:
     taken = conn.reply(1)
     assert taken["ack_ids"] == sent
     wal = wal_transactions(hive)
+    conn.send(3, "recv", wait_seconds=60)  # the next recv waits: the mark may, too
     conn.send(2, "ack", ids=sent)
-    conn.send(3, "recv", wait_seconds=0)  # handled by the Agent after the ack
-    assert conn.reply(3)["messages"] == []
+    conn.send(4, "recv", wait_seconds=0)  # handled by the Agent after the ack
+    assert conn.reply(4)["messages"] == []
     assert not conn.has_reply(2), "the ack was answered before its mark committed"
     assert states(hive, sent) == ["pending"] * count, "the mark committed on its own"
     return conn, sent, wal
@@ -185,12 +187,30 @@ def test_an_ack_with_no_other_traffic_is_answered_with_its_mark_in_the_file(
     hive = make_hive(DEFAULT)
     hive.admin("pause", names=["alice"])
     sent = [hive.admin("send", to="alice", body=f"m{i}")["id"] for i in range(3)]
-    with hive.agent("alice") as alice:
-        taken = alice.request("recv", wait_seconds=0)
-        assert taken["ack_ids"] == sent
+    conn = RawConn(hive.agent_socket("alice"))
+    conn.send(1, "recv", wait_seconds=0)
+    assert conn.reply(1)["ack_ids"] == sent
+    conn.send(3, "recv", wait_seconds=60)  # parked: the mark is lazy
+    conn.send(2, "ack", ids=sent)
+    assert conn.reply(2) == {"acked": 3}
+    # Answered: committed, by the deadline's own transaction (nothing else wrote).
+    assert states(hive, sent) == ["delivered"] * 3
+    conn.close()
+
+
+def test_a_reader_waiting_for_its_acks_answer_gets_it_without_other_traffic(
+    make_hive: MakeHive,
+) -> None:
+    """No recv parked: the reader asks for more only once answered, so the mark commits
+    at once, not with the next send (even with a wait no test reaches)."""
+    hive = make_hive(HELD)
+    hive.admin("pause", names=["alice"])
+    sent = [hive.admin("send", to="alice", body=f"m{i}")["id"] for i in range(3)]
+    settle(hive, "alice", 3)
+    with hive.agent("alice", timeout=20) as alice:
+        assert alice.request("recv", wait_seconds=0)["ack_ids"] == sent
         assert alice.request("ack", ids=sent) == {"acked": 3}
-        # Answered: committed, by the deadline's own transaction (nothing else wrote).
-        assert states(hive, sent) == ["delivered"] * 3
+    assert states(hive, sent) == ["delivered"] * 3
 
 
 def test_an_ack_then_a_send_commit_in_one_transaction_and_then_the_ack_is_answered(
