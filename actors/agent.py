@@ -280,11 +280,6 @@ class _RetryWrites:
 
 
 @dataclass(frozen=True)
-class _AckStored:
-    """A lazy ack mark this actor wrote has committed (``lazy_acks`` counts the others)."""
-
-
-@dataclass(frozen=True)
 class _NotDelivered:
     """A delivered mark did not commit: these messages are still pending in the store,
     so they go back to the inbox."""
@@ -396,7 +391,6 @@ class AgentActor(SupervisedActor):
         self.recv_timers: dict[int, Timer] = {}  # the waiters' RecvTimeouts, cancelled on answer
         self.lane_waiter: int | None = None  # the waiter offered in the recv lane
         self.dirty = False
-        self.lazy_acks = 0  # out-of-turn acks whose lazy delivered mark is not committed yet
         self.depth_stale = False  # the row's inbox depth is behind, its publish timed
         self.depth_armed = False  # told _DepthDue at the hive's next depth tick
         self.published_at = 0.0  # time.monotonic() of the last publish
@@ -631,14 +625,12 @@ class AgentActor(SupervisedActor):
             case _DepthDue():
                 self.depth_armed = False
                 if self.depth_stale:
-                    self._mark_dirty(lazy=True)
+                    self._mark_dirty()
             case _RetryWrites():
                 self._offer_unwritten()
             case _BudgetDay():
                 self._check_budget(time.time(), announce=False)
                 self._maybe_start_turn()
-            case _AckStored():
-                self.lazy_acks = max(0, self.lazy_acks - 1)
             case _NotDelivered(envs=envs):
                 self._return_to_inbox([e for e in envs if not self._has(e.id)])
             case _Acked(reply=reply, result=result, error=error):
@@ -677,15 +669,6 @@ class AgentActor(SupervisedActor):
         if self.queued and not self.queued_urgent and _urgent(fresh):
             self._ask_admission()  # operator or manager mail: to the front of the queue
         self._news()
-        self._hurry_acks()
-
-    def _hurry_acks(self) -> None:
-        """Mail waits in the inbox while an ack's lazy mark waits for a commit: a reader
-        that waits for its ack's answer before its next recv wants that mail now, so the
-        mark commits now (a write that starts a transaction). Left to ride the next send,
-        each message would wait for the one after it."""
-        if self.lazy_acks and self.pending:
-            self._write(_noop)
 
     def _arrived_handed(self, envs: tuple[Envelope, ...], waiter_id: int, holder: int) -> None:
         """The committing thread answered a parked recv with these messages (the recv
@@ -818,19 +801,11 @@ class AgentActor(SupervisedActor):
             return
         delivered = [e.id for e in taken]
         me = self.actor_ref
-        # Lazy only while a recv is parked: its reader has asked for the next message
-        # already. A reader that waits for this answer before its next recv would get
-        # each message only after the commit of the one after it, and two more hops
-        # (bench_recv_latency --ack wait: p50 2.8-3.1 ms against 1.6 at once).
-        lazy = bool(self.waiters) and not self.pending
-        self.lazy_acks += lazy
 
         def mark(q: Queries) -> None:
             q.mark_delivered(delivered, "recv", None)
 
         def done(_: Any, error: BaseException | None) -> None:
-            if lazy:
-                tell_quietly(me, _AckStored())
             if error is not None:
                 # Still pending in the store: back to the inbox, to be given again.
                 tell_quietly(me, _NotDelivered(tuple(taken)))
@@ -838,13 +813,7 @@ class AgentActor(SupervisedActor):
             else:
                 reply({"acked": len(delivered)})
 
-        # Lazy: nobody needs the mark on disk before its reply, which waits for it. It
-        # rides in the next send's transaction (one fsync for both, where a message that
-        # arrived meanwhile used to wait for the mark's and then its own) or commits
-        # alone after ack_commit_wait_ms. Killed before that, the ack was never answered
-        # and the messages come again: at-least-once, as the wire protocol says. Mail
-        # that arrives to wait in the inbox meanwhile hurries it (_hurry_acks).
-        self._write(mark, done, lazy)
+        self._write(mark, done)
 
     def _release(self, ids: tuple[int, ...], holder: int = 0) -> None:
         back = [self.unacked.pop(i)[0] for i in ids if self._held_by(i, holder)]
@@ -1430,11 +1399,10 @@ class AgentActor(SupervisedActor):
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _write(self, op: Any, done: Any = None, lazy: bool = False) -> None:
+    def _write(self, op: Any, done: Any = None) -> None:
         """Queue a write for the Store. While it is being restarted, the write waits
-        here (behind any earlier one, so this agent's writes keep their order). Lazy: it
-        may wait for the next transaction another write starts (actors/store.py)."""
-        self.unwritten.append(Write(op, done, lazy))
+        here (behind any earlier one, so this agent's writes keep their order)."""
+        self.unwritten.append(Write(op, done))
         if len(self.unwritten) == 1:
             self._offer_unwritten()
 
@@ -1487,22 +1455,21 @@ class AgentActor(SupervisedActor):
         if self.dirty or self.depth_armed:
             return  # a publish is on its way, or due at the next tick
         if time.monotonic() - self.published_at >= DEPTH_PUBLISH_SECONDS:
-            self._mark_dirty(lazy=True)
+            self._mark_dirty()
             return
         # One timer for the whole hive (ctx.depth_ticker), not one per agent.
         self.depth_armed = True
         self.ctx.depth_ticker.add(self.ctx.io, self.actor_ref, _DepthDue())
 
-    def _mark_dirty(self, lazy: bool = False) -> None:
+    def _mark_dirty(self) -> None:
         # Bursts of changes (a flood of arrivals) publish one row, not one per change.
         # The publish rides behind this agent's writes through the Store, so whoever
         # sees the new row (failed, idle, ...) finds the turns and messages behind it
-        # already committed. For the depth alone it is a lazy write: an empty one that
-        # starts no transaction, and so does not commit a waiting ack's mark early.
+        # already committed.
         if not self.dirty:
             self.dirty = True
             me = self.actor_ref
-            self._write(_noop, lambda _v, _e: tell_quietly(me, _PublishDirty()), lazy)
+            self._write(_noop, lambda _v, _e: tell_quietly(me, _PublishDirty()))
 
     def _acked(self, reply: Reply | None, result: Any) -> Any:
         """A store completion that publishes the row and answers ``reply`` with

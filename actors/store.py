@@ -4,11 +4,6 @@ Every durable change is a ``Write``: a function over the writing connection plus
 callback for its result. Writes that queue up while one transaction runs are committed
 together in the next, so many concurrent senders share one fsync; nothing is reported
 done before its transaction has committed.
-
-A lazy ``Write`` (an out-of-turn ack's delivered mark, a depth-only row publish) starts no
-transaction of its own: it rides in the next one a non-lazy write, a ``Read`` or the
-Store's stop starts, or, when none comes within ``ack_commit_wait_ms``, in one of its own.
-Its ``done`` is called after that commit like any other's, only later.
 """
 
 from __future__ import annotations
@@ -39,9 +34,6 @@ class Write:
 
     op: Callable[[Queries], Any]
     done: Callable[[Any, BaseException | None], None] | None = None
-    # May wait (up to ack_commit_wait_ms) for another write's transaction instead of
-    # starting one: for changes nobody needs on disk before their ``done`` runs.
-    lazy: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,11 +54,6 @@ class _Prune:
     pass
 
 
-@dataclass(frozen=True)
-class _LazyDue:
-    """The lazy writes' deadline: commit whatever is still waiting."""
-
-
 # After a pass that found more than a batch, the next comes this soon: other writes get
 # the writer in between, and a large backlog still drains in minutes.
 PRUNE_AGAIN_SECONDS = 0.05
@@ -81,9 +68,6 @@ class StoreActor(SupervisedActor):
         super().__init__(ctx)
         self._pending: list[Write] = []
         self._flush_queued = False
-        self._lazy_armed = False  # a _LazyDue is on its way
-        self._lazy_since: float | None = None  # when the oldest waiting lazy write came
-        self._lazy_seconds = ctx.config.ack_commit_wait_ms / 1000
         self._conn: apsw.Connection | None = None
         self.batches = 0
         self.writes = 0
@@ -113,11 +97,6 @@ class StoreActor(SupervisedActor):
 
     def receive(self, message: Any) -> Any:
         match message:
-            case Write(lazy=True) if self._lazy_seconds > 0:
-                self._pending.append(message)
-                if self._lazy_since is None:
-                    self._lazy_since = time.monotonic()
-                self._lazy_later(self._lazy_seconds)
             case Write():
                 self._pending.append(message)
                 if not self._flush_queued:
@@ -139,33 +118,9 @@ class StoreActor(SupervisedActor):
                 return op(self._q)
             case _Prune():
                 self._prune()
-            case _LazyDue():
-                self._lazy_due()
             case _:
                 log.warning("store: unexpected message %r", message)
         return None
-
-    def _lazy_later(self, delay: float) -> None:
-        # One timer at a time. A flush already queued takes this write too: no timer.
-        if self._lazy_armed or self._flush_queued:
-            return
-        self._lazy_armed = True
-        me = self.actor_ref  # a dead Store's timer tells nobody
-        self.ctx.io.call_later(delay, lambda: tell_quietly(me, _LazyDue()))
-
-    def _lazy_due(self) -> None:
-        """Commit the lazy writes whose wait is up. A flush since the timer was set took
-        the writes it was set for; those waiting now came later, and get their own full
-        wait (committed at its end, not early: early is a transaction of their own,
-        which a send a moment later would have shared)."""
-        self._lazy_armed = False
-        if self._lazy_since is None:
-            return
-        left = self._lazy_since + self._lazy_seconds - time.monotonic()
-        if left > 0:
-            self._lazy_later(left)
-        else:
-            self._flush()
 
     # --- retention: one small batch per table, queued like any other write -------------
 
@@ -189,7 +144,6 @@ class StoreActor(SupervisedActor):
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        self._lazy_since = None
         if not batch or self._conn is None:
             return
         results: list[tuple[Any, BaseException | None]] = []

@@ -35,7 +35,7 @@ GOAL_P99_MS = 2.0
 CONFIG = """
 [hive]
 sqlite_synchronous = "{sync}"
-{extra}
+
 [[agent]]
 name = "src"
 rate_limit_per_minute = 10000000
@@ -104,12 +104,6 @@ def main() -> None:
         help="the reader waits for its ack's reply before its next recv, or not",
     )
     p.add_argument(
-        "--ack-commit-wait-ms",
-        type=float,
-        default=None,
-        help="the supervisor's ack_commit_wait_ms (default: its own default)",
-    )
-    p.add_argument(
         "--trace",
         action="store_true",
         help="stamp every hop in the supervisor (hive.hoptrace) and report where time went",
@@ -120,9 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "hops.json"
         env = {"HIVE_HOP_TRACE": str(trace)} if args.trace else {}
-        wait = args.ack_commit_wait_ms
-        extra = "" if wait is None else f"ack_commit_wait_ms = {wait}\n"
-        hive = RunningHive.start(Path(tmp), CONFIG.format(sync=args.sync, extra=extra), env)
+        hive = RunningHive.start(Path(tmp), CONFIG.format(sync=args.sync), env)
         try:
             # dst's own turn loop would race the recv for its mail: pause it.
             hive.admin("pause", names=["dst"])
@@ -146,9 +138,7 @@ def main() -> None:
     p50, p99 = median(lat), percentile(lat, 99)
     print(
         f"send -> waiting recv at {args.rate:g} msg/s, {len(lat)} messages "
-        f"(synchronous={args.sync}, ack={args.ack}, ack_commit_wait_ms="
-        f"{'default' if args.ack_commit_wait_ms is None else args.ack_commit_wait_ms}), "
-        f"load average {load:.2f} at the start"
+        f"(synchronous={args.sync}, ack={args.ack}), load average {load:.2f} at the start"
     )
     print(f"  p50 {p50:.3f} ms   p99 {p99:.3f} ms   max {max(lat):.3f} ms")
     print(f"  p99 vs goal ({GOAL_P99_MS} ms): {ratio(p99, GOAL_P99_MS)}")

@@ -424,10 +424,6 @@ class HiveConfig(BaseModel):
     max_turn_events: Count = 10_000
     max_turn_event_bytes: Count = 8 << 20  # a whole transcript fits one admin frame (16 MiB)
     sqlite_synchronous: Annotated[Str, AfterValidator(_durable)] = "FULL"
-    # How long an out-of-turn ack's delivered mark may wait for another write's commit
-    # before it commits alone (actors/store.py, lazy writes); its reply waits with it.
-    # 0: at once, in a transaction of its own.
-    ack_commit_wait_ms: Annotated[Float, AfterValidator(_at_least(0))] = 5.0
     dashboard_host: Str = "127.0.0.1"
     dashboard_port: Int = 8417
     dashboard: Bool = True
