@@ -79,6 +79,7 @@ class StoreActor(SupervisedActor):
         self._conn: apsw.Connection | None = None
         self.batches = 0
         self.writes = 0
+        self.changing = 0  # transactions that changed rows: those that cost an fsync
 
     def on_start(self) -> None:
         self._conn = connect(
@@ -91,6 +92,11 @@ class StoreActor(SupervisedActor):
         self._flush()
         if self._conn is not None:
             self._conn.close()
+        # bench_recv_latency reads this line: fsyncs per message.
+        log.info(
+            "store: %d transactions (%d changed rows), %d writes",
+            self.batches, self.changing, self.writes,
+        )  # fmt: skip
 
     def unfinished(self) -> list[object]:
         # Writes queued for the next transaction never ran: the next Store runs them.
@@ -150,6 +156,7 @@ class StoreActor(SupervisedActor):
             return
         results: list[tuple[Any, BaseException | None]] = []
         conn = self._conn
+        changes = conn.total_changes()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for w in batch:
@@ -161,6 +168,7 @@ class StoreActor(SupervisedActor):
                     results.append((None, exc))
             conn.execute("COMMIT")
             self.ctx.commits.committed += 1
+            self.changing += conn.total_changes() != changes
         except Exception as exc:
             log.exception("store: commit of %d writes failed", len(batch))
             if not conn.getautocommit():

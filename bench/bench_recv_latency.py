@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -133,6 +134,7 @@ def main() -> None:
         finally:
             hive.terminate()  # the supervisor writes its hop stamps as it exits
         hops = hop_report.report(trace, times) if args.trace else []
+        store = [ln for ln in hive.log_path.read_text().splitlines() if "store: " in ln]
     p50, p99 = median(lat), percentile(lat, 99)
     print(
         f"send -> waiting recv at {args.rate:g} msg/s, {len(lat)} messages "
@@ -158,6 +160,12 @@ def main() -> None:
     # The same floor as the host gave it during the run: a commit beside it, same seconds.
     print(f"  p99 vs the bare process's commit p99, same seconds ({stalls.commit_p99_ms:.3f} ms): "
           f"{ratio(p99, stalls.commit_p99_ms)}")  # fmt: skip
+    # The Store's own count (a supervisor that reports it): transactions per message.
+    fsyncs = [re.search(r"\((\d+) changed rows\)", ln) for ln in store]
+    if fsyncs and fsyncs[-1]:
+        n = int(fsyncs[-1].group(1))
+        print(f"  the Store's transactions that changed rows (an fsync each): {n}, "
+              f"{n / max(1, len(lat)):.2f} per message")  # fmt: skip
     for line in hops:
         print(line)
 
