@@ -56,8 +56,13 @@ MIN_FREE_BYTES = 1 << 20
 
 
 def disk_space(cfg: HiveConfig) -> list[str]:
-    """One line if the state dir's file system has (almost) no room left."""
-    st = os.statvfs(cfg.state_dir)
+    """One line if the state dir's file system has (almost) no room left. On a first
+    start the state dir does not exist yet: its nearest existing parent's file system is
+    where it will be made."""
+    where = cfg.state_dir
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    st = os.statvfs(where)
     free = st.f_bavail * st.f_frsize
     if free >= MIN_FREE_BYTES:
         return []

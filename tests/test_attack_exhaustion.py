@@ -582,3 +582,16 @@ def test_stderr_lines_a_full_disk_dropped_are_counted_in_the_log(tmp_path: Path)
     text = log_path.read_text().splitlines()
     assert text[0].endswith("hive: 3 lines of stderr could not be written here"), text
     assert text[1].endswith("turn=7 kept") and len(text) == 2, text
+
+
+def test_the_disk_check_on_a_first_start_looks_where_the_state_dir_will_be(
+    tmp_path: Path,
+) -> None:
+    """No state dir yet (a first start): the check reads its nearest existing parent's file
+    system instead of failing with FileNotFoundError."""
+    from hive.config import HiveConfig
+    from hive.preflight import disk_space
+
+    cfg = HiveConfig.from_toml_text("").with_overrides(state_dir=tmp_path / "not" / "yet")
+    assert disk_space(cfg) == []
+    assert not (tmp_path / "not").exists()
