@@ -28,13 +28,25 @@ def _hive(make_hive: Callable[..., RunningHive], name: str, url: str, accept: st
     return make_hive(config, name=name)
 
 
-def _alphas_next(alpha: RunningHive) -> LinkOut:
+def alphas_next(alpha: RunningHive) -> LinkOut:
     """The numbers alpha's next message to beta would carry."""
     with alpha.db() as db:
         seq, epoch, first = db.execute(
             "SELECT seq, epoch, epoch_first FROM fed_links_out WHERE dest = 'beta'"
         ).fetchall()[0]
     return LinkOut(int(seq) + 1, int(epoch), int(first))
+
+
+def publish_as_alpha(url: str, payloads: list[bytes]) -> None:
+    """Publish each to beta's stream with alpha's credentials, in order, PubAcked."""
+
+    async def publish_all(nc: Any, js: Any) -> Any:
+        for data in payloads:
+            await js.publish("hive.beta.in.alpha", data, timeout=5)
+        return "published"
+
+    outcome = asyncio.run(_as_alpha(url, publish_all))
+    assert "published" in outcome, outcome
 
 
 def _notice(link: LinkOut, refused: dict[str, Any], body: str) -> bytes:
@@ -56,7 +68,7 @@ def test_a_peer_reaches_an_agent_only_with_a_refusal_of_its_own_mail(
     beta.wait_until(lambda: len(received(beta, "alpha")) == 1, what="the refusal back")
     assert f"your message {refused} to 'nobody' was refused" in received(beta, "alpha")[0][3]
 
-    link = _alphas_next(alpha)
+    link = alphas_next(alpha)
     long_reason = "x" * 100_000
     forged = [
         # A plain event to bob: no refusal in it.
@@ -72,12 +84,7 @@ def test_a_peer_reaches_an_agent_only_with_a_refusal_of_its_own_mail(
         ),
     ]
 
-    async def publish_all(nc: Any, js: Any) -> Any:
-        for data in forged:
-            await js.publish("hive.beta.in.alpha", data, timeout=5)
-        return "published"
-
-    assert "published" in asyncio.run(_as_alpha(server.url, publish_all))
+    publish_as_alpha(server.url, forged)
     beta.wait_until(lambda: len(received(beta, "alpha")) == 2, what="the one notice kept")
     _, sender, recipient, body = received(beta, "alpha")[1]
     assert (sender, recipient) == ("system@alpha", "bob")
