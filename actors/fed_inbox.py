@@ -19,7 +19,7 @@ from hive.actors.base import HiveContext, SupervisedActor
 from hive.actors.forwarder import Queued
 from hive.actors.store import Write
 from hive.federation.address import validate_hive_name
-from hive.federation.store import Inbound, decode, store_inbound
+from hive.federation.store import Inbound, claims_refusal, decode, store_inbound
 from hive.store import Queries
 from hive.wire import OPERATOR, SYSTEM, Envelope, WireError, validate_agent_name
 
@@ -97,7 +97,7 @@ class FederationInboxActor(SupervisedActor):
         refuses a message sent from here (hive.federation.store.own_refusal). Every
         other notice of that system (a crash notice for a manager here) is mail from
         ``system@<hive>``, as the accept policy sees it."""
-        if msg["from"] == SYSTEM and msg["kind"] == "event" and "refused" in msg.get("meta", {}):
+        if claims_refusal(msg):
             return None
         problem = sender_problem(msg["from"], msg["kind"])
         if problem is not None:

@@ -261,7 +261,7 @@ def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
     if refusal is None and not _agent_exists(q, m["to"]):
         refusal = ("unknown_agent", f"no agent named '{m['to']}'")
     is_notice = m["from"] == SYSTEM and m["kind"] == "event"
-    if is_notice and refusal is None and "refused" in m.get("meta", {}):
+    if refusal is None and claims_refusal(m):
         # No policy stood between a refusal and this hive's agents, so it must be what
         # it claims: a refusal of a message sent there from here.
         m, refusal = own_refusal(q, m, item.origin)
@@ -288,6 +288,12 @@ def _store_one(q: Queries, item: Inbound, ids: IdAllocator) -> None:
         item.outcome = "refused"
 
 
+def claims_refusal(m: dict[str, Any]) -> bool:
+    """Whether a message from another hive says it is a refusal coming back: the one kind
+    of mail no accept policy stands in front of (``own_refusal`` checks it instead)."""
+    return m["from"] == SYSTEM and m["kind"] == "event" and "refused" in m.get("meta", {})
+
+
 # What of a refusal's reason is kept from another hive: enough to read, not a flood.
 REFUSAL_TEXT_MAX = 500
 
@@ -307,7 +313,7 @@ def own_refusal(
         return m, ("not_a_refusal", "a notice from another hive that is not a refusal")
     sent = q.conn.execute(
         "SELECT 1 FROM messages WHERE id = ? AND sender = ? AND recipient = ?",
-        (refused["id"] if 0 <= refused["id"] < 2**63 else -1, m["to"],
+        (refused["id"] if 0 <= refused["id"] < NUMBER_LIMIT else -1, m["to"],
          f"{refused['to']}@{origin}"),
     ).fetchall()  # fmt: skip
     if not sent:
