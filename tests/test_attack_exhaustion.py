@@ -119,10 +119,8 @@ def db_messages(hive: SmallFsHive, recipient: str) -> dict[int, tuple[str, str]]
         return {int(i): (str(body), str(state)) for i, body, state in rows}
 
 
-DISK_CONFIG = """
-[hive]
-backoff_initial = 0.5
-
+# A sender and a recipient paused to hold everything sent: the mail the disk tests count.
+MAIL_AGENTS = """
 [[agent]]
 name = "manager"
 
@@ -134,6 +132,8 @@ rate_limit_per_minute = 1000000
 name = "sink"
 inbox_cap = 100000
 """
+
+DISK_CONFIG = "[hive]\nbackoff_initial = 0.5\n" + MAIL_AGENTS
 
 
 def test_a_full_disk_refuses_sends_with_store_failed_and_loses_nothing_acked(
@@ -179,6 +179,29 @@ def test_a_full_disk_refuses_sends_with_store_failed_and_loses_nothing_acked(
     assert hive.terminate() == 0
 
 
+def start_on_small_fs(
+    root: Path, kib: int, seed: Path, config: Path, **flags: str
+) -> subprocess.CompletedProcess[str]:
+    """Run hive-supervisor (tests.smallfs_daemon) once on a ``kib`` KiB file system for its
+    state dir ``root/state``, seeded from ``seed``; ``flags`` are the daemon's other
+    HIVE_TEST_SMALLFS_* switches (FILL, LIST). Its run dir is ``root/run``, on the host."""
+    env = {
+        **os.environ,
+        "HIVE_TEST_SMALLFS_KIB": str(kib),
+        "HIVE_TEST_RUN_DIR": str(root / "run"),
+        "HIVE_TEST_SMALLFS_SEED": str(seed),
+        **{f"HIVE_TEST_SMALLFS_{name}": value for name, value in flags.items()},
+    }
+    argv = ["--config", str(config), "--state-dir", str(root / "state"), "--no-dashboard"]
+    return subprocess.run(
+        [sys.executable, "-m", "tests.smallfs_daemon", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_a_start_on_a_full_disk_is_refused_with_one_line(tmp_path: Path, make_hive: Any) -> None:
     """Started on a full disk, the daemon died with a traceback ending in SQLite's "disk I/O
     error" (the database's shared-memory index could not be made), exit code 1, which
@@ -190,21 +213,7 @@ def test_a_start_on_a_full_disk_is_refused_with_one_line(tmp_path: Path, make_hi
     assert seeded.terminate() == 0
     root = tmp_path / "full"
     root.mkdir()
-    env = {
-        **os.environ,
-        "HIVE_TEST_SMALLFS_KIB": str(SMALL_FS_KIB),
-        "HIVE_TEST_RUN_DIR": str(root / "run"),
-        "HIVE_TEST_SMALLFS_SEED": str(seeded.state_dir),
-        "HIVE_TEST_SMALLFS_FILL": "1",
-    }
-    argv = ["--config", str(seeded.config_path), "--state-dir", str(root / "state")]
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.smallfs_daemon", *argv, "--no-dashboard"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = start_on_small_fs(root, SMALL_FS_KIB, seeded.state_dir, seeded.config_path, FILL="1")
     assert done.returncode == 2, done.stderr
     [line] = done.stderr.strip().splitlines()
     assert "KiB free on its file system" in line and "free some space" in line, line
@@ -226,21 +235,8 @@ def test_an_upgrade_without_room_for_its_backup_leaves_no_partial_backup(tmp_pat
     db_kib = (seed / "hive.db").stat().st_size // 1024
     root = tmp_path / "up"
     root.mkdir()
-    env = {
-        **os.environ,
-        "HIVE_TEST_SMALLFS_KIB": str(db_kib + 1536),  # over the pre-flight's 1 MiB free
-        "HIVE_TEST_RUN_DIR": str(root / "run"),
-        "HIVE_TEST_SMALLFS_SEED": str(seed),
-        "HIVE_TEST_SMALLFS_LIST": "1",
-    }
-    argv = ["--config", str(UPGRADE_FIXTURE / "hive.toml"), "--state-dir", str(root / "state")]
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.smallfs_daemon", *argv, "--no-dashboard"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    kib = db_kib + 1536  # over the pre-flight's 1 MiB free
+    done = start_on_small_fs(root, kib, seed, UPGRADE_FIXTURE / "hive.toml", LIST="1")
     lines = done.stderr.strip().splitlines()
     [listing] = [line for line in lines if line.startswith("smallfs files: ")]
     files = listing.split()[2:]
@@ -299,28 +295,17 @@ def test_agent_stderr_that_fills_the_disk_costs_log_lines_not_a_crash(
     assert status["last_turn"]["exit_class"] == "ok"
 
 
-IDLE_CONFIG = """
-[hive]
-backoff_initial = 0.5
-backoff_max = 2
-
-[[agent]]
-name = "manager"
-
-[[agent]]
-name = "probe"
-rate_limit_per_minute = 1000000
-
-[[agent]]
-name = "sink"
-inbox_cap = 100000
-
+IDLE_CONFIG = (
+    "[hive]\nbackoff_initial = 0.5\nbackoff_max = 2\n"
+    + MAIL_AGENTS
+    + """
 [[agent]]
 name = "bob"
 [[agent.script]]
 match = "never in a body"
 do = [{op = "text", text = "unreachable"}]
 """
+)
 
 
 def test_a_turn_whose_end_cannot_be_stored_is_retried_after_a_back_off(
